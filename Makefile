@@ -1,0 +1,80 @@
+# Ferry's Makefile. `make help` lists the targets.
+#
+# `make test` is the one command that checks everything, as root, from a fresh
+# machine: it installs what is missing (Debian packages, pinned Go tools), then
+# runs formatting, vet, lint, every test under the race detector (NAT lab and
+# interop tests included), every fuzz target for FUZZTIME, and every benchmark
+# once.
+
+SHELL          := /usr/bin/env bash
+GO             ?= go
+GOBIN          := $(shell $(GO) env GOPATH)/bin
+GOLANGCI_LINT  := $(GOBIN)/golangci-lint
+FUZZTIME       ?= 10s
+TEST_TIMEOUT   ?= 45m
+PKGS           ?= ./...
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build every package and the binaries into ./bin.
+	$(GO) build ./...
+	@mkdir -p bin
+	$(GO) build -o bin/ ./cmd/...
+
+.PHONY: deps
+deps: ## Install what the tests need when missing (Debian packages as root, pinned Go tools).
+	@bash scripts/deps.sh
+
+.PHONY: test
+test: deps fmt-check vet lint test-race fuzz bench-once ## Everything, as CI runs it (root; installs what is missing).
+
+.PHONY: test-unit
+test-unit: ## Unit tests only, no root needed (lab and interop tests skip loudly).
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+.PHONY: test-race
+test-race: ## Every test under the race detector; missing prerequisites fail instead of skipping.
+	FERRY_TEST_STRICT=1 $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+.PHONY: fmt-check
+fmt-check: ## Fail if gofmt would change a file.
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+.PHONY: vet
+vet: ## go vet.
+	$(GO) vet $(PKGS)
+
+.PHONY: lint
+lint: ## golangci-lint with the repo's .golangci.yml (installed at the pinned version by `make deps`).
+	@test -x $(GOLANGCI_LINT) || bash scripts/deps.sh --go-tools
+	$(GOLANGCI_LINT) run $(PKGS)
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 10s).
+	@FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
+
+.PHONY: bench
+bench: ## Run the benchmarks for real and print the figures (see docs/BENCHMARKS.md).
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 -timeout 60m $(PKGS)
+
+.PHONY: bench-once
+bench-once: ## Run every benchmark once (-benchtime=1x) so none rots.
+	$(GO) test -run='^$$' -bench=. -benchtime=1x -count=1 -timeout 30m $(PKGS)
+
+.PHONY: demo
+demo: ## Run the demo: two peers on loopback, messages and a 10 MiB stream.
+	$(GO) run ./cmd/ferry demo
+
+.PHONY: generate
+generate: ## Regenerate derived files (protobuf descriptor set for wire/; needs protoc).
+	$(GO) generate ./...
+
+.PHONY: clean
+clean: ## Remove build output.
+	rm -rf bin
