@@ -1,0 +1,230 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"io"
+	"reflect"
+	"testing"
+)
+
+// decoder is what every control message type implements.
+type decoder interface {
+	Message
+	Unmarshal(b []byte) error
+}
+
+// newDecoder returns an empty message for frame type t, or nil for DATA and
+// types without a message.
+func newDecoder(t Type) decoder {
+	switch t {
+	case TypeHello:
+		return new(Hello)
+	case TypePing:
+		return new(Ping)
+	case TypePong:
+		return new(Pong)
+	case TypeAck:
+		return new(Ack)
+	case TypeResume:
+		return new(Resume)
+	case TypeGoAway:
+		return new(GoAway)
+	case TypeStream:
+		return new(StreamHeader)
+	}
+	return nil
+}
+
+var testConnID = []byte{
+	0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
+	0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
+}
+
+// sampleMessage is a control message with realistic values.
+type sampleMessage struct {
+	name string
+	msg  decoder
+}
+
+func sampleMessages() []sampleMessage {
+	return []sampleMessage{
+		{"hello-dialer", &Hello{
+			Versions: []uint32{1, 2}, MaxPayload: 1 << 20,
+			Capabilities: []string{"resume", "streams"}, ConnID: testConnID, RecvWindow: 4 << 20,
+		}},
+		{"hello-acceptor", &Hello{
+			Versions: []uint32{1}, MaxPayload: 256 << 10,
+			Capabilities: []string{"resume"}, ConnID: testConnID, RecvWindow: 1 << 20,
+		}},
+		{"ping", &Ping{ID: 1, SentUnixNano: 1_700_000_000_123_456_789}},
+		{"pong", &Pong{ID: 1, SentUnixNano: 1_700_000_000_123_456_789}},
+		{"ack", &Ack{Cumulative: 42}},
+		{"resume-new-connection", &Resume{}},
+		{"resume", &Resume{LastReceived: 1000, LastConsumed: 998}},
+		{"goaway-unsupported-version", &GoAway{
+			Code: GoAwayUnsupportedVersion, Reason: "no common version: offered [7], supported [1]",
+		}},
+		{"goaway-shutdown", &GoAway{Code: GoAwayShutdown, Reason: "draining", RetryAfterMillis: 30000}},
+		{"stream-header", &StreamHeader{Protocol: "ferry/file/1"}},
+	}
+}
+
+// vector is one entry of testdata/vectors.json.
+type vector struct {
+	Name       string `json:"name"`
+	Type       uint8  `json:"type"`
+	Seq        uint64 `json:"seq"`
+	PayloadHex string `json:"payload_hex"`
+	FrameHex   string `json:"frame_hex"`
+}
+
+// pattern returns n bytes of a deterministic pattern: byte i is i mod 251
+// (a prime, so the pattern does not line up with powers of two).
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i % 251)
+	}
+	return b
+}
+
+// sampleVectors builds the test vectors from Go values.
+func sampleVectors(t testing.TB) []vector {
+	t.Helper()
+	type raw struct {
+		name    string
+		typ     Type
+		seq     uint64
+		payload []byte
+	}
+	raws := []raw{
+		{"data-empty", TypeData, 1, nil},
+		{"data-1-byte", TypeData, 2, []byte{0x2a}},
+		{"data-text", TypeData, 3, []byte("hello, ferry")},
+		{"data-seq-bytes", TypeData, 0x0001020304050607, []byte{0xde, 0xad, 0xbe, 0xef}},
+		{"data-70000-bytes", TypeData, 5, pattern(70000)},
+		{"ping-empty", TypePing, 0, nil},
+		{"experimental-type-0x80", Type(0x80), 0, []byte{0xca, 0xfe}},
+	}
+	for _, s := range sampleMessages() {
+		p, err := s.msg.Append(nil)
+		if err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		raws = append(raws, raw{s.name, s.msg.Type(), 0, p})
+	}
+	vs := make([]vector, len(raws))
+	for i, r := range raws {
+		vs[i] = vector{
+			Name:       r.name,
+			Type:       uint8(r.typ),
+			Seq:        r.seq,
+			PayloadHex: hex.EncodeToString(r.payload),
+			FrameHex:   hex.EncodeToString(AppendFrame(nil, r.typ, r.seq, r.payload)),
+		}
+	}
+	return vs
+}
+
+func mustHex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatalf("bad hex %q: %v", s, err)
+	}
+	return b
+}
+
+// chunkReader returns its data in reads of sizes taken in turn from sizes
+// (each at least 1).
+type chunkReader struct {
+	data  []byte
+	sizes []int
+	i     int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := 1
+	if len(c.sizes) > 0 {
+		n = max(c.sizes[c.i%len(c.sizes)], 1)
+		c.i++
+	}
+	n = min(n, len(p), len(c.data))
+	copy(p, c.data[:n])
+	c.data = c.data[n:]
+	return n, nil
+}
+
+// loopReader returns the same stream of bytes forever, in reads of at most
+// chunk bytes. It allocates nothing.
+type loopReader struct {
+	data  []byte
+	off   int
+	chunk int
+}
+
+func (l *loopReader) Read(p []byte) (int, error) {
+	if l.chunk > 0 && len(p) > l.chunk {
+		p = p[:l.chunk]
+	}
+	n := copy(p, l.data[l.off:])
+	l.off += n
+	if l.off == len(l.data) {
+		l.off = 0
+	}
+	return n, nil
+}
+
+// readAll decodes frames until an error; it returns copies of the frames.
+func readAll(r *Reader) ([]Frame, error) {
+	var fs []Frame
+	for {
+		f, err := r.ReadFrame()
+		if err != nil {
+			return fs, err
+		}
+		f.Payload = bytes.Clone(f.Payload)
+		if f.Payload == nil {
+			f.Payload = []byte{}
+		}
+		fs = append(fs, f)
+	}
+}
+
+func framesEqual(a, b []Frame) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Type != b[i].Type || a[i].Seq != b[i].Seq || !bytes.Equal(a[i].Payload, b[i].Payload) {
+			return false
+		}
+	}
+	return true
+}
+
+// wantErr checks that err matches every one of want (nil want: no error).
+func wantErr(t *testing.T, err error, want ...error) {
+	t.Helper()
+	if len(want) == 0 {
+		if err != nil {
+			t.Fatalf("unexpected error: %v", err)
+		}
+		return
+	}
+	if err == nil {
+		t.Fatalf("got no error, want %v", want)
+	}
+	for _, w := range want {
+		if !errors.Is(err, w) {
+			t.Fatalf("error %q does not match %v", err, w)
+		}
+	}
+}
+
+func deepEqual(a, b any) bool { return reflect.DeepEqual(a, b) }
