@@ -18,6 +18,7 @@ import (
 //	field 3  capabilities   repeated string           wire type 2: tag 0x1a, length, UTF-8 (one field per entry)
 //	field 4  conn_id        bytes (0 or 16)           wire type 2: tag 0x22, length, bytes
 //	field 5  recv_window    uint32                    wire type 0: tag 0x28, varint
+//	field 6  resume         bool                      wire type 0: tag 0x30, varint 0 or 1
 //
 // The decoder also accepts versions unpacked (tag 0x08, one varint each), as
 // protobuf requires.
@@ -37,6 +38,10 @@ type Hello struct {
 	// RecvWindow is how many bytes of unconsumed DATA payload the sender
 	// will buffer; 0 means it did not say.
 	RecvWindow uint32
+	// Resume is set by a dialer whose HELLO continues the connection named
+	// by ConnID on a new session, after an earlier session died. Without
+	// it, the HELLO opens a new connection.
+	Resume bool
 }
 
 const (
@@ -45,6 +50,7 @@ const (
 	helloCapabilities protowire.Number = 3
 	helloConnID       protowire.Number = 4
 	helloRecvWindow   protowire.Number = 5
+	helloResume       protowire.Number = 6
 )
 
 var _ Message = (*Hello)(nil)
@@ -64,6 +70,9 @@ func (m *Hello) Len() int {
 	}
 	n += sizeBytesField(helloConnID, len(m.ConnID))
 	n += sizeVarintField(helloRecvWindow, uint64(m.RecvWindow))
+	if m.Resume {
+		n += sizeVarintField(helloResume, 1)
+	}
 	return n
 }
 
@@ -112,6 +121,9 @@ func (m *Hello) Append(b []byte) ([]byte, error) {
 	}
 	b = appendBytesField(b, helloConnID, m.ConnID)
 	b = appendVarintField(b, helloRecvWindow, uint64(m.RecvWindow))
+	if m.Resume {
+		b = appendVarintField(b, helloResume, 1)
+	}
 	return b, nil
 }
 
@@ -152,6 +164,11 @@ func (m *Hello) Unmarshal(b []byte) error {
 			}
 		case helloRecvWindow:
 			m.RecvWindow, n, err = consumeUint32("hello", num, typ, b)
+		case helloResume:
+			var v uint64
+			if v, n, err = consumeVarint("hello", num, typ, b); err == nil {
+				m.Resume = v != 0
+			}
 		default:
 			n, err = skipField("hello", num, typ, b)
 		}

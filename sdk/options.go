@@ -1,0 +1,172 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/ferrynet/ferry/wire"
+)
+
+// Defaults for the options below.
+const (
+	DefaultHeartbeatInterval = 5 * time.Second
+	DefaultHeartbeatMisses   = 3
+	DefaultSendBuffer        = 4 << 20
+	DefaultRecvWindow        = 4 << 20
+	DefaultMaxPayload        = wire.DefaultMaxPayload
+	DefaultHandshakeTimeout  = 10 * time.Second
+	DefaultAcceptBacklog     = 32
+	DefaultStreamBacklog     = 64
+)
+
+// PacketPath is a fresh way to reach a peer: a packet conn and the peer's
+// address on it. A Conn that receives one from a RedialFunc owns it and
+// closes it when the session over it ends.
+type PacketPath struct {
+	Conn net.PacketConn
+	Addr net.Addr
+}
+
+// RedialFunc obtains a new path to the peer after the session under a
+// connection died. It is called by the dialing side only, with backoff, until
+// it succeeds, the reconnect timeout passes or the connection is closed.
+type RedialFunc func(ctx context.Context) (PacketPath, error)
+
+// An Option configures an Endpoint, or one connection when passed to Dial.
+type Option func(*config)
+
+type config struct {
+	heartbeatInterval time.Duration
+	heartbeatMisses   int
+	sendBuffer        int
+	recvWindow        int
+	maxPayload        int
+	handshakeTimeout  time.Duration
+	reconnectTimeout  time.Duration
+	acceptBacklog     int
+	streamBacklog     int
+	redial            RedialFunc
+	allowPeer         func(PeerID) error
+	logger            *slog.Logger
+}
+
+func defaultConfig() config {
+	return config{
+		heartbeatInterval: DefaultHeartbeatInterval,
+		heartbeatMisses:   DefaultHeartbeatMisses,
+		sendBuffer:        DefaultSendBuffer,
+		recvWindow:        DefaultRecvWindow,
+		maxPayload:        DefaultMaxPayload,
+		handshakeTimeout:  DefaultHandshakeTimeout,
+		acceptBacklog:     DefaultAcceptBacklog,
+		streamBacklog:     DefaultStreamBacklog,
+		logger:            slog.New(slog.DiscardHandler),
+	}
+}
+
+func (c *config) apply(opts []Option) error {
+	for _, o := range opts {
+		if o != nil {
+			o(c)
+		}
+	}
+	return c.validate()
+}
+
+func (c *config) validate() error {
+	var errs []error
+	if c.heartbeatInterval <= 0 {
+		errs = append(errs, fmt.Errorf("heartbeat interval %v must be positive", c.heartbeatInterval))
+	}
+	if c.heartbeatMisses < 1 {
+		errs = append(errs, fmt.Errorf("heartbeat misses %d must be at least 1", c.heartbeatMisses))
+	}
+	if c.maxPayload < minMaxPayload || c.maxPayload > maxMaxPayload {
+		errs = append(errs, fmt.Errorf("max payload %d outside [%d, %d]", c.maxPayload, minMaxPayload, maxMaxPayload))
+	}
+	if c.sendBuffer < 1 {
+		errs = append(errs, fmt.Errorf("send buffer %d must be positive", c.sendBuffer))
+	}
+	if c.recvWindow < 1 {
+		errs = append(errs, fmt.Errorf("receive window %d must be positive", c.recvWindow))
+	}
+	if c.handshakeTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("handshake timeout %v must be positive", c.handshakeTimeout))
+	}
+	if c.reconnectTimeout < 0 {
+		errs = append(errs, fmt.Errorf("reconnect timeout %v must not be negative", c.reconnectTimeout))
+	}
+	if c.acceptBacklog < 1 || c.streamBacklog < 1 {
+		errs = append(errs, errors.New("backlogs must be positive"))
+	}
+	if c.logger == nil {
+		c.logger = slog.New(slog.DiscardHandler)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("sdk: invalid options: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// Bounds on the negotiable frame payload.
+const (
+	minMaxPayload = 1 << 10
+	maxMaxPayload = 16 << 20
+)
+
+// WithHeartbeat sets how often a PING is sent (default 5 s) and after how
+// many silent intervals the peer is declared dead (default 3).
+func WithHeartbeat(interval time.Duration, misses int) Option {
+	return func(c *config) { c.heartbeatInterval, c.heartbeatMisses = interval, misses }
+}
+
+// WithSendBuffer bounds the bytes of sent messages kept until the peer
+// acknowledges them (default 4 MiB). A full buffer blocks Send.
+func WithSendBuffer(n int) Option { return func(c *config) { c.sendBuffer = n } }
+
+// WithRecvWindow bounds the bytes of received messages not yet read with
+// Recv (default 4 MiB). It is advertised to the peer, whose sends stop when
+// it is full.
+func WithRecvWindow(n int) Option { return func(c *config) { c.recvWindow = n } }
+
+// WithMaxPayload sets the largest message this side accepts (default 1 MiB,
+// between 1 KiB and 16 MiB). The effective maximum for each direction is
+// what the receiving side accepts.
+func WithMaxPayload(n int) Option { return func(c *config) { c.maxPayload = n } }
+
+// WithHandshakeTimeout bounds the QUIC handshake and the HELLO/RESUME
+// exchange (default 10 s).
+func WithHandshakeTimeout(d time.Duration) Option {
+	return func(c *config) { c.handshakeTimeout = d }
+}
+
+// WithReconnectTimeout bounds how long a connection may stay without a
+// session before it fails with ErrReconnectTimeout, losing the messages not
+// yet acknowledged. Zero (the default) keeps trying until Close.
+func WithReconnectTimeout(d time.Duration) Option {
+	return func(c *config) { c.reconnectTimeout = d }
+}
+
+// WithRedial sets how the dialing side obtains a new path after the session
+// died. Without it, the dialer re-dials the same address from the same
+// endpoint.
+func WithRedial(f RedialFunc) Option { return func(c *config) { c.redial = f } }
+
+// WithAllowPeer lets an endpoint refuse dialers by PeerID during the TLS
+// handshake.
+func WithAllowPeer(f func(PeerID) error) Option { return func(c *config) { c.allowPeer = f } }
+
+// WithLogger sets the structured logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithAcceptBacklog bounds connections accepted but not yet returned by
+// Accept (default 32); further dialers get a GOAWAY.
+func WithAcceptBacklog(n int) Option { return func(c *config) { c.acceptBacklog = n } }
+
+// WithStreamBacklog bounds application streams opened by the peer but not
+// yet returned by AcceptStream (default 64); further streams are reset.
+func WithStreamBacklog(n int) Option { return func(c *config) { c.streamBacklog = n } }

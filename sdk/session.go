@@ -1,0 +1,704 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/ferrynet/ferry/wire"
+)
+
+// protocolVersion is the peer protocol version this implementation speaks.
+const protocolVersion = 1
+
+// codeAbandoned is the QUIC application error code for a session closed
+// without a GOAWAY because it is being given up (its path died); the
+// connection above it continues on a new session. Codes below 0x100 carry
+// a GOAWAY code.
+const codeAbandoned quic.ApplicationErrorCode = 0x100
+
+// maxPendingPongs bounds PONGs queued for a peer that pings faster than we
+// write; extra PINGs are answered by the newest PONG only.
+const maxPendingPongs = 8
+
+// writeBatch bounds the DATA bytes taken from the send queue per write.
+const writeBatch = 256 << 10
+
+// goAwayGrace bounds how long a closing session tries to write its GOAWAY.
+const goAwayGrace = 250 * time.Millisecond
+
+// A session is one QUIC connection under a Conn, with its control stream.
+type session struct {
+	c       *Conn
+	qc      *quic.Conn
+	ctrl    *quic.Stream
+	rd      *wire.Reader
+	wr      *wire.Writer
+	release func() // frees the path the session ran on; may be nil
+	peer    wire.Hello
+
+	// Guarded by c.mu.
+	sendNext uint64 // next DATA sequence number to write
+	dataOn   bool   // the peer's RESUME arrived; DATA may flow
+	pongs    []wire.Pong
+	wantAck  bool
+
+	lastHeard atomic.Int64 // unix nanoseconds of the last frame received
+	pingID    uint64       // writer goroutine only
+
+	wake     chan struct{} // cap 1: the writer has work
+	stop     chan struct{} // closed by terminate
+	termOnce sync.Once
+	err      error // why the session ended; set before stop closes
+	goaway   *wire.GoAway
+	running  atomic.Bool // the writer goroutine owns closing qc
+	wg       sync.WaitGroup
+	waitOnce sync.Once
+}
+
+// newSession wraps a QUIC connection and its control stream. The conn (s.c)
+// is set by the caller: at once when dialing, after HELLO when accepting.
+func newSession(cfg *config, qc *quic.Conn, ctrl *quic.Stream, release func()) *session {
+	s := &session{
+		qc:      qc,
+		ctrl:    ctrl,
+		rd:      wire.NewReader(ctrl, cfg.maxPayload),
+		wr:      wire.NewWriter(ctrl, maxMaxPayload),
+		release: release,
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+	}
+	s.lastHeard.Store(time.Now().UnixNano())
+	return s
+}
+
+// terminate ends the session: ga, if not nil, is sent to the peer as a
+// GOAWAY frame (best effort) and as the QUIC close reason; cause is what the
+// Conn sees. Only the first call counts.
+func (s *session) terminate(ga *wire.GoAway, cause error) {
+	s.termOnce.Do(func() {
+		s.err = cause
+		s.goaway = ga
+		close(s.stop)
+		if s.running.Load() {
+			// Unblock a writer stuck on flow control; it closes qc.
+			_ = s.ctrl.SetWriteDeadline(time.Now().Add(goAwayGrace))
+			return
+		}
+		s.closeQUIC()
+	})
+}
+
+func (s *session) closeQUIC() {
+	code, reason := codeAbandoned, "session abandoned"
+	if s.goaway != nil {
+		code, reason = quic.ApplicationErrorCode(s.goaway.Code), s.goaway.Reason
+	}
+	_ = s.qc.CloseWithError(code, reason)
+}
+
+// wait blocks until the session's goroutines have exited, then releases its
+// path. terminate must have been called.
+func (s *session) wait() {
+	s.waitOnce.Do(func() {
+		s.wg.Wait()
+		if s.release != nil {
+			s.release()
+		}
+	})
+}
+
+// goAwayFor returns the GOAWAY that tells the peer about err.
+func goAwayFor(err error) *wire.GoAway {
+	var ga *GoAwayError
+	switch {
+	case errors.Is(err, ErrClosed):
+		return &wire.GoAway{Code: wire.GoAwayNormal, Reason: "connection closed"}
+	case errors.As(err, &ga) && !ga.Remote:
+		return &wire.GoAway{Code: ga.Code, Reason: ga.Reason}
+	case errors.Is(err, ErrReconnectTimeout):
+		return &wire.GoAway{Code: wire.GoAwayNormal, Reason: "reconnect timeout"}
+	}
+	return nil
+}
+
+// protocolError ends the session because the peer broke the protocol.
+func (s *session) protocolError(code wire.GoAwayCode, format string, args ...any) error {
+	reason := fmt.Sprintf(format, args...)
+	err := &GoAwayError{Code: code, Reason: reason}
+	s.terminate(&wire.GoAway{Code: code, Reason: reason}, err)
+	return err
+}
+
+// sessionError maps an error from the QUIC connection or control stream to
+// what the Conn sees.
+func sessionError(err error) error {
+	var appErr *quic.ApplicationError
+	if errors.As(err, &appErr) && appErr.Remote {
+		if appErr.ErrorCode == codeAbandoned {
+			return fmt.Errorf("sdk: peer abandoned the session: %w", err)
+		}
+		if appErr.ErrorCode < 0x100 {
+			return &GoAwayError{Code: wire.GoAwayCode(appErr.ErrorCode), Reason: appErr.ErrorMessage, Remote: true}
+		}
+	}
+	return fmt.Errorf("sdk: session lost: %w", err)
+}
+
+// isWireError reports whether err is a framing error from the wire codec.
+func isWireError(err error) bool {
+	return errors.Is(err, wire.ErrBadMagic) || errors.Is(err, wire.ErrBadChecksum) ||
+		errors.Is(err, wire.ErrFrameTooLarge) || errors.Is(err, wire.ErrTruncated)
+}
+
+// readFrame reads one control frame during the handshake.
+func (s *session) readFrame(deadline time.Time) (wire.Frame, error) {
+	if err := s.ctrl.SetReadDeadline(deadline); err != nil {
+		return wire.Frame{}, err
+	}
+	f, err := s.rd.ReadFrame()
+	if err != nil {
+		if isWireError(err) {
+			return f, s.protocolError(wire.GoAwayProtocolError, "%v", err)
+		}
+		if errors.Is(err, io.EOF) {
+			return f, s.protocolError(wire.GoAwayProtocolError, "control stream ended during the handshake")
+		}
+		return f, sessionError(err)
+	}
+	return f, s.ctrl.SetReadDeadline(time.Time{})
+}
+
+// writeNow writes one message on the control stream during the handshake,
+// before the writer goroutine owns it.
+func (s *session) writeNow(m wire.Message, deadline time.Time) error {
+	b, err := m.Append(nil)
+	if err != nil {
+		return err
+	}
+	if err := s.ctrl.SetWriteDeadline(deadline); err != nil {
+		return err
+	}
+	if err := s.wr.WriteFrame(m.Type(), 0, b); err != nil {
+		return err
+	}
+	if err := s.wr.Flush(); err != nil {
+		return sessionError(err)
+	}
+	return s.ctrl.SetWriteDeadline(time.Time{})
+}
+
+// expectHello decodes a HELLO (or the GOAWAY that refuses us).
+func (s *session) expectHello(f wire.Frame) (*wire.Hello, error) {
+	switch f.Type {
+	case wire.TypeHello:
+		var h wire.Hello
+		if err := h.Unmarshal(f.Payload); err != nil {
+			return nil, s.protocolError(wire.GoAwayProtocolError, "malformed HELLO: %v", err)
+		}
+		return &h, nil
+	case wire.TypeGoAway:
+		return nil, s.goAwayReceived(f.Payload)
+	default:
+		return nil, s.protocolError(wire.GoAwayProtocolError, "expected HELLO, got %v", f.Type)
+	}
+}
+
+func (s *session) goAwayReceived(payload []byte) error {
+	var g wire.GoAway
+	if err := g.Unmarshal(payload); err != nil {
+		return s.protocolError(wire.GoAwayProtocolError, "malformed GOAWAY: %v", err)
+	}
+	err := &GoAwayError{Code: g.Code, Reason: g.Reason, Remote: true}
+	s.terminate(nil, err)
+	return err
+}
+
+// hello is this side's HELLO.
+func (c *Conn) hello(versions []uint32) *wire.Hello {
+	return &wire.Hello{
+		Versions:   versions,
+		MaxPayload: uint32(c.cfg.maxPayload),
+		ConnID:     c.connID[:],
+		RecvWindow: uint32(c.cfg.recvWindow),
+		Resume:     c.isEstablished(),
+	}
+}
+
+func (c *Conn) isEstablished() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.established
+}
+
+// checkPeerHello validates the peer's HELLO against what this conn agreed
+// before, and returns the version to use.
+func checkPeerHello(h *wire.Hello) (uint32, error) {
+	if !slices.Contains(h.Versions, protocolVersion) {
+		return 0, fmt.Errorf("no common protocol version: peer speaks %v, this node speaks [%d]", h.Versions, protocolVersion)
+	}
+	if h.MaxPayload < minMaxPayload {
+		return 0, fmt.Errorf("peer's max payload %d is below the minimum %d", h.MaxPayload, minMaxPayload)
+	}
+	if h.RecvWindow == 0 {
+		return 0, errors.New("peer's receive window is zero")
+	}
+	if len(h.ConnID) != connIDLen {
+		return 0, fmt.Errorf("connection ID has %d bytes, want %d", len(h.ConnID), connIDLen)
+	}
+	return protocolVersion, nil
+}
+
+// handshakeDeadline bounds a handshake by the configured timeout and ctx, and
+// makes ctx's cancellation end the session. Call stop when done.
+func (c *Conn) handshakeDeadline(ctx context.Context, s *session) (deadline time.Time, stop func() bool) {
+	deadline = time.Now().Add(c.cfg.handshakeTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	return deadline, context.AfterFunc(ctx, func() { s.terminate(nil, ctx.Err()) })
+}
+
+// ctxErr prefers ctx's error when ctx ended, since that is why err happened.
+func ctxErr(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// dialHandshake runs the dialer's half of HELLO on a fresh session, then
+// adopts it.
+func (c *Conn) dialHandshake(ctx context.Context, s *session) (err error) {
+	deadline, stop := c.handshakeDeadline(ctx, s)
+	defer stop()
+	defer func() { err = ctxErr(ctx, err) }()
+	if err := s.writeNow(c.hello([]uint32{protocolVersion}), deadline); err != nil {
+		s.terminate(nil, err)
+		return err
+	}
+	f, err := s.readFrame(deadline)
+	if err != nil {
+		s.terminate(nil, err)
+		return err
+	}
+	h, err := s.expectHello(f)
+	if err != nil {
+		return err
+	}
+	if len(h.Versions) != 1 || h.Versions[0] != protocolVersion {
+		return s.protocolError(wire.GoAwayUnsupportedVersion, "acceptor chose versions %v, we offered [%d]", h.Versions, protocolVersion)
+	}
+	if string(h.ConnID) != string(c.connID[:]) {
+		return s.protocolError(wire.GoAwayProtocolError, "acceptor answered for another connection ID")
+	}
+	if _, err := checkPeerHello(h); err != nil {
+		return s.protocolError(wire.GoAwayProtocolError, "%v", err)
+	}
+	s.peer = *h
+	return c.adopt(s, deadline)
+}
+
+// acceptHandshake answers a dialer whose HELLO the endpoint already read and
+// routed to this conn, then adopts the session.
+func (c *Conn) acceptHandshake(ctx context.Context, s *session) (err error) {
+	deadline, stop := c.handshakeDeadline(ctx, s)
+	defer stop()
+	defer func() { err = ctxErr(ctx, err) }()
+	if err := s.writeNow(c.hello([]uint32{protocolVersion}), deadline); err != nil {
+		s.terminate(nil, err)
+		return err
+	}
+	return c.adopt(s, deadline)
+}
+
+// adopt makes s the conn's session: it fences the old one, exchanges RESUME
+// and starts the session's goroutines.
+func (c *Conn) adopt(s *session, deadline time.Time) error {
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		s.terminate(goAwayFor(err), err)
+		return err
+	}
+	if !c.established {
+		c.maxSend = int(min(s.peer.MaxPayload, maxMaxPayload))
+		c.sendLimit = min(c.cfg.sendBuffer, int(s.peer.RecvWindow))
+	} else if int(s.peer.MaxPayload) < c.maxSend {
+		c.mu.Unlock()
+		return s.protocolError(wire.GoAwayProtocolError, "peer lowered its max payload from %d to %d on resume", c.maxSend, s.peer.MaxPayload)
+	}
+	old := c.sess
+	// From here on, frames from the old session are not delivered: the
+	// RESUME below states exactly what this side has.
+	c.sess = s
+	res := &wire.Resume{LastReceived: c.lastReceived, LastConsumed: c.lastConsumed}
+	c.lastAckSent = c.lastConsumed
+	c.unackedRecv = 0
+	c.mu.Unlock()
+	if old != nil {
+		old.terminate(&wire.GoAway{Code: wire.GoAwayReplaced, Reason: "replaced by a new session"}, errReplaced)
+		old.wait()
+	}
+
+	fail := func(err error) error {
+		c.mu.Lock()
+		if c.sess == s {
+			c.sess = nil
+		}
+		c.mu.Unlock()
+		return err
+	}
+	if err := s.writeNow(res, deadline); err != nil {
+		s.terminate(nil, err)
+		return fail(err)
+	}
+	f, err := s.readFrame(deadline)
+	if err != nil {
+		s.terminate(nil, err)
+		return fail(err)
+	}
+	var pr wire.Resume
+	switch f.Type {
+	case wire.TypeResume:
+		if err := pr.Unmarshal(f.Payload); err != nil {
+			return fail(s.protocolError(wire.GoAwayProtocolError, "malformed RESUME: %v", err))
+		}
+	case wire.TypeGoAway:
+		return fail(s.goAwayReceived(f.Payload))
+	default:
+		return fail(s.protocolError(wire.GoAwayProtocolError, "expected RESUME, got %v", f.Type))
+	}
+
+	c.mu.Lock()
+	switch {
+	case pr.LastConsumed > pr.LastReceived:
+		c.mu.Unlock()
+		return fail(s.protocolError(wire.GoAwayProtocolError, "RESUME: consumed %d beyond received %d", pr.LastConsumed, pr.LastReceived))
+	case pr.LastReceived > c.maxWritten:
+		c.mu.Unlock()
+		return fail(s.protocolError(wire.GoAwayProtocolError, "RESUME: peer claims message %d, only %d were sent", pr.LastReceived, c.maxWritten))
+	case pr.LastConsumed < c.ackBase:
+		c.mu.Unlock()
+		return fail(s.protocolError(wire.GoAwayProtocolError, "RESUME: consumed %d went back from acknowledged %d", pr.LastConsumed, c.ackBase))
+	}
+	c.ackThroughLocked(pr.LastConsumed)
+	s.sendNext = pr.LastReceived + 1
+	s.dataOn = true
+	s.wantAck = c.lastConsumed > c.lastAckSent
+	c.established = true
+	c.stats.Sessions++
+	c.mu.Unlock()
+
+	s.start()
+	return nil
+}
+
+// errReplaced ends a session superseded by a newer one.
+var errReplaced = errors.New("sdk: session replaced by a newer one")
+
+// start launches the session's goroutines.
+func (s *session) start() {
+	s.running.Store(true)
+	s.wg.Add(3)
+	go s.readLoop()
+	go s.writeLoop()
+	go s.acceptStreams()
+	signal(s.wake)
+}
+
+func (s *session) readLoop() {
+	defer s.wg.Done()
+	for {
+		f, err := s.rd.ReadFrame()
+		if err != nil {
+			select {
+			case <-s.stop:
+				return
+			default:
+			}
+			switch {
+			case isWireError(err):
+				_ = s.protocolError(wire.GoAwayProtocolError, "%v", err)
+			case errors.Is(err, io.EOF):
+				_ = s.protocolError(wire.GoAwayProtocolError, "control stream ended")
+			default:
+				s.terminate(nil, sessionError(err))
+			}
+			return
+		}
+		s.lastHeard.Store(time.Now().UnixNano())
+		if err := s.handle(f); err != nil {
+			return
+		}
+	}
+}
+
+// handle processes one frame from the control stream after the handshake.
+func (s *session) handle(f wire.Frame) error {
+	c := s.c
+	switch f.Type {
+	case wire.TypeData:
+		return s.deliver(f.Seq, f.Payload)
+	case wire.TypeAck:
+		var a wire.Ack
+		if err := a.Unmarshal(f.Payload); err != nil {
+			return s.protocolError(wire.GoAwayProtocolError, "malformed ACK: %v", err)
+		}
+		c.mu.Lock()
+		if a.Cumulative > c.maxWritten {
+			c.mu.Unlock()
+			return s.protocolError(wire.GoAwayProtocolError, "ACK of message %d, only %d were sent", a.Cumulative, c.maxWritten)
+		}
+		if c.sess == s {
+			c.ackThroughLocked(a.Cumulative)
+		}
+		c.mu.Unlock()
+	case wire.TypePing:
+		var p wire.Ping
+		if err := p.Unmarshal(f.Payload); err != nil {
+			return s.protocolError(wire.GoAwayProtocolError, "malformed PING: %v", err)
+		}
+		c.mu.Lock()
+		if len(s.pongs) >= maxPendingPongs {
+			s.pongs = s.pongs[1:]
+		}
+		s.pongs = append(s.pongs, wire.Pong(p))
+		c.mu.Unlock()
+		signal(s.wake)
+	case wire.TypePong:
+		var p wire.Pong
+		if err := p.Unmarshal(f.Payload); err != nil {
+			return s.protocolError(wire.GoAwayProtocolError, "malformed PONG: %v", err)
+		}
+		rtt := time.Duration(time.Now().UnixNano() - p.SentUnixNano)
+		// The timestamp is ours, echoed; ignore echoes that cannot be real.
+		if rtt >= 0 && rtt <= time.Duration(c.cfg.heartbeatMisses+1)*c.cfg.heartbeatInterval && p.ID <= s.pingIDSent() {
+			c.mu.Lock()
+			if c.srtt == 0 {
+				c.srtt = rtt
+			} else {
+				c.srtt += (rtt - c.srtt) / 8
+			}
+			c.mu.Unlock()
+		}
+	case wire.TypeGoAway:
+		return s.goAwayReceived(f.Payload)
+	case wire.TypeHello, wire.TypeResume:
+		return s.protocolError(wire.GoAwayProtocolError, "unexpected %v after the handshake", f.Type)
+	default:
+		return s.protocolError(wire.GoAwayProtocolError, "unexpected frame type %v on the control stream", f.Type)
+	}
+	return nil
+}
+
+func (s *session) pingIDSent() uint64 { return atomic.LoadUint64(&s.pingID) }
+
+// deliver puts a DATA message into the conn's inbox, dropping duplicates.
+func (s *session) deliver(seq uint64, payload []byte) error {
+	c := s.c
+	c.mu.Lock()
+	if c.sess != s {
+		// A replaced session's late frame: the RESUME already told the
+		// peer what we have, and it will send the rest again.
+		c.mu.Unlock()
+		return errReplaced
+	}
+	switch {
+	case seq <= c.lastReceived:
+		c.stats.Duplicates++
+		c.mu.Unlock()
+		return nil
+	case seq != c.lastReceived+1:
+		want := c.lastReceived + 1
+		c.mu.Unlock()
+		return s.protocolError(wire.GoAwayProtocolError, "DATA %d out of order, expected %d", seq, want)
+	case c.inbox.len() > 0 && c.inboxBytes+len(payload) > c.cfg.recvWindow:
+		c.mu.Unlock()
+		return s.protocolError(wire.GoAwayFlowControl, "DATA %d overflows the %d-byte receive window", seq, c.cfg.recvWindow)
+	}
+	msg := make([]byte, len(payload))
+	copy(msg, payload)
+	c.inbox.push(msg)
+	c.inboxBytes += len(msg)
+	c.lastReceived = seq
+	c.stats.MessagesReceived++
+	c.mu.Unlock()
+	signal(c.recvReady)
+	return nil
+}
+
+func (s *session) writeLoop() {
+	defer s.wg.Done()
+	interval := s.c.cfg.heartbeatInterval
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	var scratch []byte
+	clean := true   // the control stream holds only whole frames
+	pingDue := true // the first PING goes out at once, to measure the RTT
+loop:
+	for {
+		var err error
+		scratch, err = s.flushPending(scratch, pingDue)
+		pingDue = false
+		if err != nil {
+			clean = false
+			s.terminate(nil, sessionError(err))
+			break
+		}
+		select {
+		case <-s.wake:
+		case <-s.stop:
+			break loop
+		case now := <-ticker.C:
+			silent := now.Sub(time.Unix(0, s.lastHeard.Load()))
+			if silent >= time.Duration(s.c.cfg.heartbeatMisses)*interval {
+				s.terminate(nil, &timeoutError{msg: fmt.Sprintf("sdk: peer silent for %v (%d heartbeat intervals of %v)",
+					silent.Round(time.Millisecond), s.c.cfg.heartbeatMisses, interval)})
+				break loop
+			}
+			pingDue = true
+		}
+	}
+	// Stopping: say GOAWAY if there is one, then close the QUIC connection.
+	if s.goaway != nil && clean {
+		if b, err := s.goaway.Append(scratch[:0]); err == nil {
+			_ = s.ctrl.SetWriteDeadline(time.Now().Add(goAwayGrace))
+			if s.wr.WriteFrame(wire.TypeGoAway, 0, b) == nil {
+				_ = s.wr.Flush()
+			}
+		}
+	}
+	s.closeQUIC()
+}
+
+// flushPending writes what is due: PONGs, an ACK, a PING, and DATA from the
+// send queue in batches.
+func (s *session) flushPending(scratch []byte, ping bool) ([]byte, error) {
+	c := s.c
+	var (
+		pongs [maxPendingPongs]wire.Pong
+		batch [][]byte
+	)
+	for {
+		c.mu.Lock()
+		np := copy(pongs[:], s.pongs)
+		s.pongs = s.pongs[:0]
+		var ack uint64
+		if s.wantAck && c.lastConsumed > c.lastAckSent {
+			ack = c.lastConsumed
+			c.lastAckSent = ack
+			c.unackedRecv = 0
+		}
+		s.wantAck = false
+		batch = batch[:0]
+		first := s.sendNext
+		if s.dataOn && c.sess == s {
+			n := 0
+			for i := int(s.sendNext - c.ackBase - 1); i < c.unacked.len() && n < writeBatch; i++ {
+				m := c.unacked.at(i)
+				batch = append(batch, m)
+				n += len(m)
+			}
+			s.sendNext += uint64(len(batch))
+			if len(batch) > 0 {
+				last := s.sendNext - 1
+				if first <= c.maxWritten {
+					c.stats.Resent += min(last, c.maxWritten) - first + 1
+				}
+				c.maxWritten = max(c.maxWritten, last)
+			}
+		}
+		c.mu.Unlock()
+
+		var err error
+		for _, p := range pongs[:np] {
+			if scratch, err = s.writeMsg(scratch, &p); err != nil {
+				return scratch, err
+			}
+		}
+		if ack != 0 {
+			if scratch, err = s.writeMsg(scratch, &wire.Ack{Cumulative: ack}); err != nil {
+				return scratch, err
+			}
+		}
+		if ping {
+			ping = false
+			id := atomic.AddUint64(&s.pingID, 1)
+			if scratch, err = s.writeMsg(scratch, &wire.Ping{ID: id, SentUnixNano: time.Now().UnixNano()}); err != nil {
+				return scratch, err
+			}
+		}
+		for i, m := range batch {
+			if err := s.wr.WriteFrame(wire.TypeData, first+uint64(i), m); err != nil {
+				return scratch, err
+			}
+		}
+		clear(batch)
+		if err := s.wr.Flush(); err != nil {
+			return scratch, err
+		}
+		if len(batch) == 0 || !s.moreData() {
+			return scratch, nil
+		}
+	}
+}
+
+func (s *session) moreData() bool {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return s.dataOn && c.sess == s && int(s.sendNext-c.ackBase-1) < c.unacked.len()
+}
+
+func (s *session) writeMsg(scratch []byte, m wire.Message) ([]byte, error) {
+	b, err := m.Append(scratch[:0])
+	if err != nil {
+		return b, err
+	}
+	return b, s.wr.WriteFrame(m.Type(), 0, b)
+}
+
+// acceptStreams hands the peer's application streams to the conn.
+func (s *session) acceptStreams() {
+	defer s.wg.Done()
+	ctx := s.qc.Context()
+	for {
+		st, err := s.qc.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		s.wg.Go(func() { s.acceptStream(st) })
+	}
+}
+
+func (s *session) acceptStream(st *quic.Stream) {
+	_ = st.SetReadDeadline(time.Now().Add(s.c.cfg.handshakeTimeout))
+	proto, err := readStreamHeader(st)
+	if err != nil {
+		s.c.log.Debug("refusing application stream", "err", err)
+		st.CancelRead(streamErrorRefused)
+		st.CancelWrite(streamErrorRefused)
+		return
+	}
+	_ = st.SetReadDeadline(time.Time{})
+	str := &Stream{st: st, proto: proto, conn: s.c}
+	select {
+	case s.c.streams <- str:
+	default:
+		s.c.log.Debug("stream backlog full, refusing stream", "protocol", proto)
+		st.CancelRead(streamErrorBusy)
+		st.CancelWrite(streamErrorBusy)
+	}
+}
+
+// waitContext returns a context that ends with the session.
+func (s *session) context() context.Context { return s.qc.Context() }
