@@ -74,6 +74,8 @@ type memNet struct {
 	next  byte
 	// blackhole, when set, drops every packet.
 	blackhole atomic.Bool
+	// latency delays every packet (one way).
+	latency time.Duration
 }
 
 func newMemNet() *memNet { return &memNet{conns: map[string]*memConn{}} }
@@ -124,36 +126,55 @@ func (c *memConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if dst == nil {
 		return len(p), nil
 	}
-	select {
-	case dst.in <- memPacket{b: append([]byte(nil), p...), from: c.addr}:
-	default:
+	pkt := memPacket{b: append([]byte(nil), p...), from: c.addr}
+	deliver := func() {
+		select {
+		case dst.in <- pkt:
+		default:
+		}
+	}
+	if c.n.latency > 0 {
+		time.AfterFunc(c.n.latency, deliver)
+	} else {
+		deliver()
 	}
 	return len(p), nil
 }
+
+// SetReadBuffer pretends to size the socket buffer, as quic-go asks.
+func (c *memConn) SetReadBuffer(int) error { return nil }
+
+// SetWriteBuffer pretends to size the socket buffer, as quic-go asks.
+func (c *memConn) SetWriteBuffer(int) error { return nil }
 
 func (c *memConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
 		c.mu.Lock()
 		dl, dlCh := c.deadline, c.dlCh
 		c.mu.Unlock()
-		var timeout <-chan time.Time
+		var (
+			timeout <-chan time.Time
+			timer   *time.Timer
+		)
 		if !dl.IsZero() {
 			d := time.Until(dl)
 			if d <= 0 {
 				return 0, nil, os.ErrDeadlineExceeded
 			}
-			t := time.NewTimer(d)
-			defer t.Stop()
-			timeout = t.C
+			timer = time.NewTimer(d)
+			timeout = timer.C
 		}
 		select {
 		case pkt := <-c.in:
+			stopTimer(timer)
 			return copy(p, pkt.b), pkt.from, nil
 		case <-c.closed:
+			stopTimer(timer)
 			return 0, nil, net.ErrClosed
 		case <-timeout:
 			return 0, nil, os.ErrDeadlineExceeded
 		case <-dlCh:
+			stopTimer(timer)
 		}
 	}
 }
@@ -184,3 +205,25 @@ func (c *memConn) SetReadDeadline(t time.Time) error {
 func (c *memConn) SetWriteDeadline(time.Time) error { return nil }
 
 var errNoPath = errors.New("test: no path")
+
+// SetReadBuffer and SetWriteBuffer forward to the wrapped socket, so quic-go
+// sizes its buffers as it would on a plain UDP socket.
+func (l *lossyConn) SetReadBuffer(n int) error {
+	if s, ok := l.PacketConn.(interface{ SetReadBuffer(int) error }); ok {
+		return s.SetReadBuffer(n)
+	}
+	return nil
+}
+
+func (l *lossyConn) SetWriteBuffer(n int) error {
+	if s, ok := l.PacketConn.(interface{ SetWriteBuffer(int) error }); ok {
+		return s.SetWriteBuffer(n)
+	}
+	return nil
+}
+
+func stopTimer(t *time.Timer) {
+	if t != nil {
+		t.Stop()
+	}
+}

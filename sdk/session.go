@@ -31,6 +31,9 @@ const maxPendingPongs = 8
 // writeBatch bounds the DATA bytes taken from the send queue per write.
 const writeBatch = 256 << 10
 
+// heartbeatChecks is how many silence checks run per heartbeat interval.
+const heartbeatChecks = 4
+
 // goAwayGrace bounds how long a closing session tries to write its GOAWAY.
 const goAwayGrace = 250 * time.Millisecond
 
@@ -538,9 +541,13 @@ func (s *session) deliver(seq uint64, payload []byte) error {
 
 func (s *session) writeLoop() {
 	defer s.wg.Done()
+	// The ticker runs at a quarter of the heartbeat interval: every fourth
+	// tick sends a PING, and every tick checks for silence, so a dead
+	// peer is declared within a quarter interval of the deadline.
 	interval := s.c.cfg.heartbeatInterval
-	ticker := time.NewTicker(interval)
+	ticker := time.NewTicker(interval / heartbeatChecks)
 	defer ticker.Stop()
+	ticks := 0
 	var scratch []byte
 	clean := true   // the control stream holds only whole frames
 	pingDue := true // the first PING goes out at once, to measure the RTT
@@ -565,7 +572,8 @@ loop:
 					silent.Round(time.Millisecond), s.c.cfg.heartbeatMisses, interval)})
 				break loop
 			}
-			pingDue = true
+			ticks++
+			pingDue = ticks%heartbeatChecks == 0
 		}
 	}
 	// Stopping: say GOAWAY if there is one, then close the QUIC connection.
