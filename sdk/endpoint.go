@@ -282,17 +282,24 @@ func (e *Endpoint) handleIncoming(qc *quic.Conn) {
 	log := cfg.logger.With("peer", peer.Short())
 	ctrl, err := qc.AcceptStream(ctx)
 	if err != nil {
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(wire.GoAwayProtocolError), "no control stream")
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(wire.GoAwayProtocolError), fmt.Sprintf("no control stream within %v", cfg.handshakeTimeout))
 		log.Debug("incoming session without control stream", "err", err)
 		return
 	}
 	s := newSession(&cfg, qc, ctrl, nil)
-	stop := context.AfterFunc(ctx, func() { s.terminate(nil, ctx.Err()) })
+	// The endpoint closing ends the handshake at once; a dialer that says
+	// nothing is refused when the handshake deadline passes.
+	stop := context.AfterFunc(e.ctx, func() { s.terminate(nil, ErrClosed) })
 	defer stop()
 	deadline, _ := ctx.Deadline()
 	f, err := s.readFrame(deadline)
 	if err != nil {
-		s.terminate(nil, err)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			s.refuse(wire.GoAwayProtocolError, fmt.Sprintf("no HELLO within %v", cfg.handshakeTimeout))
+		} else {
+			s.terminate(nil, err)
+		}
 		log.Debug("incoming session: no HELLO", "err", err)
 		return
 	}
@@ -306,7 +313,7 @@ func (e *Endpoint) handleIncoming(qc *quic.Conn) {
 		if !slices.Contains(h.Versions, protocolVersion) {
 			code = wire.GoAwayUnsupportedVersion
 		}
-		s.refuse(code, err.Error(), deadline)
+		s.refuse(code, err.Error())
 		log.Debug("refused incoming session", "err", err)
 		return
 	}
@@ -320,10 +327,10 @@ func (e *Endpoint) handleIncoming(qc *quic.Conn) {
 		e.mu.Unlock()
 		switch {
 		case c == nil:
-			s.refuse(wire.GoAwayPolicy, "unknown connection: it was closed, or this node restarted", deadline)
+			s.refuse(wire.GoAwayPolicy, "unknown connection: it was closed, or this node restarted")
 			return
 		case c.remote != peer:
-			s.refuse(wire.GoAwayPolicy, "connection belongs to another peer", deadline)
+			s.refuse(wire.GoAwayPolicy, "connection belongs to another peer")
 			return
 		}
 		s.c = c
@@ -331,7 +338,7 @@ func (e *Endpoint) handleIncoming(qc *quic.Conn) {
 		select {
 		case c.incoming <- s:
 		case <-c.done:
-			s.refuse(wire.GoAwayNormal, "connection closed", deadline)
+			s.refuse(wire.GoAwayNormal, "connection closed")
 		case <-ctx.Done():
 			s.terminate(nil, ctx.Err())
 		}
@@ -339,13 +346,13 @@ func (e *Endpoint) handleIncoming(qc *quic.Conn) {
 	}
 
 	if len(e.accepted) == cap(e.accepted) {
-		s.refuse(wire.GoAwayPolicy, "accept backlog full", deadline)
+		s.refuse(wire.GoAwayPolicy, "accept backlog full")
 		return
 	}
 	c := newConn(cfg, roleAcceptor, e.id.PeerID(), peer, connID)
 	s.c = c
 	if err := e.track(c, true); err != nil {
-		s.refuse(wire.GoAwayPolicy, err.Error(), deadline)
+		s.refuse(wire.GoAwayPolicy, err.Error())
 		return
 	}
 	c.setState(StateConnecting, nil)
@@ -365,9 +372,7 @@ func (e *Endpoint) handleIncoming(qc *quic.Conn) {
 }
 
 // refuse sends a GOAWAY during the handshake and closes the session.
-func (s *session) refuse(code wire.GoAwayCode, reason string, deadline time.Time) {
-	ga := &wire.GoAway{Code: code, Reason: reason}
-	_ = s.writeNow(ga, deadline)
-	s.terminate(ga, &GoAwayError{Code: code, Reason: reason})
+func (s *session) refuse(code wire.GoAwayCode, reason string) {
+	s.terminate(&wire.GoAway{Code: code, Reason: reason}, &GoAwayError{Code: code, Reason: reason})
 	s.wait()
 }

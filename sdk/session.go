@@ -62,6 +62,8 @@ type session struct {
 	err      error // why the session ended; set before stop closes
 	goaway   *wire.GoAway
 	running  atomic.Bool // the writer goroutine owns closing qc
+	wmu      sync.Mutex  // serialises handshake writes with terminate's GOAWAY
+	dirty    bool        // a write failed midway: no more frames; guarded by wmu
 	wg       sync.WaitGroup
 	waitOnce sync.Once
 }
@@ -90,13 +92,36 @@ func (s *session) terminate(ga *wire.GoAway, cause error) {
 		s.err = cause
 		s.goaway = ga
 		close(s.stop)
+		// Unblock a write stuck on flow control.
+		_ = s.ctrl.SetWriteDeadline(time.Now().Add(goAwayGrace))
 		if s.running.Load() {
-			// Unblock a writer stuck on flow control; it closes qc.
-			_ = s.ctrl.SetWriteDeadline(time.Now().Add(goAwayGrace))
+			// The writer goroutine says GOAWAY and closes qc.
 			return
 		}
+		s.sayGoAway()
 		s.closeQUIC()
 	})
+}
+
+// sayGoAway writes the session's GOAWAY frame, if it has one and the
+// control stream holds only whole frames.
+func (s *session) sayGoAway() {
+	if s.goaway == nil {
+		return
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.dirty {
+		return
+	}
+	b, err := s.goaway.Append(nil)
+	if err != nil {
+		return
+	}
+	_ = s.ctrl.SetWriteDeadline(time.Now().Add(goAwayGrace))
+	if s.wr.WriteFrame(wire.TypeGoAway, 0, b) == nil {
+		_ = s.wr.Flush()
+	}
 }
 
 func (s *session) closeQUIC() {
@@ -186,6 +211,8 @@ func (s *session) writeNow(m wire.Message, deadline time.Time) error {
 	if err != nil {
 		return err
 	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	if err := s.ctrl.SetWriteDeadline(deadline); err != nil {
 		return err
 	}
@@ -193,6 +220,7 @@ func (s *session) writeNow(m wire.Message, deadline time.Time) error {
 		return err
 	}
 	if err := s.wr.Flush(); err != nil {
+		s.dirty = true
 		return sessionError(err)
 	}
 	return s.ctrl.SetWriteDeadline(time.Time{})
@@ -549,7 +577,6 @@ func (s *session) writeLoop() {
 	defer ticker.Stop()
 	ticks := 0
 	var scratch []byte
-	clean := true   // the control stream holds only whole frames
 	pingDue := true // the first PING goes out at once, to measure the RTT
 loop:
 	for {
@@ -557,7 +584,9 @@ loop:
 		scratch, err = s.flushPending(scratch, pingDue)
 		pingDue = false
 		if err != nil {
-			clean = false
+			s.wmu.Lock()
+			s.dirty = true
+			s.wmu.Unlock()
 			s.terminate(nil, sessionError(err))
 			break
 		}
@@ -577,14 +606,7 @@ loop:
 		}
 	}
 	// Stopping: say GOAWAY if there is one, then close the QUIC connection.
-	if s.goaway != nil && clean {
-		if b, err := s.goaway.Append(scratch[:0]); err == nil {
-			_ = s.ctrl.SetWriteDeadline(time.Now().Add(goAwayGrace))
-			if s.wr.WriteFrame(wire.TypeGoAway, 0, b) == nil {
-				_ = s.wr.Flush()
-			}
-		}
-	}
+	s.sayGoAway()
 	s.closeQUIC()
 }
 
