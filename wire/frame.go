@@ -101,7 +101,7 @@ func appendHeader(b []byte, t Type, seq uint64, n int) []byte {
 // encoded length n; b[n:] is whatever follows. The payload aliases b.
 //
 // maxPayload bounds the length field (maxPayload <= 0 means
-// [DefaultMaxPayload]). Errors wrap, in the order checked: [ErrBadMagic] once
+// [DefaultMaxPayload]; values over [PayloadLimit] are lowered to it). Errors wrap, in the order checked: [ErrBadMagic] once
 // b holds 2 bytes, [ErrFrameTooLarge] once it holds the length field,
 // [ErrTruncated] while b holds less than a whole frame (read more and retry),
 // and [ErrBadChecksum].

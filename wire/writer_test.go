@@ -256,3 +256,17 @@ func TestWriterZeroAllocSteadyState(t *testing.T) {
 		}
 	}
 }
+
+func TestWriterAutoFlushError(t *testing.T) {
+	errBroken := errors.New("broken pipe")
+	w := NewWriter(&failWriter{err: errBroken}, 0)
+	payload := pattern(writeThrough - 1)
+	var err error
+	for i := 0; i < 4 && err == nil; i++ {
+		err = w.WriteFrame(TypeData, uint64(i), payload)
+	}
+	// The third frame does not fit in the 64 KiB buffer: the flush it
+	// forces fails.
+	wantErr(t, err, errBroken)
+	wantErr(t, w.WriteFrame(TypeData, 9, nil), errBroken)
+}
