@@ -114,7 +114,7 @@ func (c *config) validate() error {
 
 // Bounds on the negotiable frame payload.
 const (
-	minMaxPayload = 1 << 10
+	minMaxPayload = wire.MinMaxPayload
 	maxMaxPayload = 16 << 20
 )
 
@@ -134,7 +134,7 @@ func WithSendBuffer(n int) Option { return func(c *config) { c.sendBuffer = n } 
 func WithRecvWindow(n int) Option { return func(c *config) { c.recvWindow = n } }
 
 // WithMaxPayload sets the largest message this side accepts (default 1 MiB,
-// between 1 KiB and 16 MiB). The effective maximum for each direction is
+// between 4 KiB and 16 MiB). The effective maximum for each direction is
 // what the receiving side accepts.
 func WithMaxPayload(n int) Option { return func(c *config) { c.maxPayload = n } }
 

@@ -75,6 +75,7 @@ func goFields(m Message) map[string]any {
 		put("capabilities", m.Capabilities, len(m.Capabilities) == 0)
 		put("conn_id", m.ConnID, len(m.ConnID) == 0)
 		put("recv_window", uint64(m.RecvWindow), m.RecvWindow == 0)
+		put("resume", m.Resume, !m.Resume)
 	case *Ping:
 		put("id", m.ID, m.ID == 0)
 		put("sent_unix_nano", m.SentUnixNano, m.SentUnixNano == 0)
@@ -108,6 +109,8 @@ func scalar(fd protoreflect.FieldDescriptor, v protoreflect.Value) any {
 		return v.String()
 	case protoreflect.BytesKind:
 		return v.Bytes()
+	case protoreflect.BoolKind:
+		return v.Bool()
 	}
 	return "unexpected kind " + fd.Kind().String()
 }
@@ -176,6 +179,7 @@ func conformanceMessages() []decoder {
 	msgs := []decoder{
 		&Hello{},
 		&Hello{Versions: []uint32{0, 1, 300, math.MaxUint32}, Capabilities: []string{"", "ünï"}},
+		&Hello{Versions: []uint32{1}, Resume: true},
 		&Ping{ID: 1, SentUnixNano: -1},
 		&Ping{SentUnixNano: math.MinInt64},
 		&Pong{ID: math.MaxUint64, SentUnixNano: math.MaxInt64},

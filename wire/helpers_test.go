@@ -58,6 +58,9 @@ func sampleMessages() []sampleMessage {
 			Versions: []uint32{1}, MaxPayload: 256 << 10,
 			Capabilities: []string{"resume"}, ConnID: testConnID, RecvWindow: 1 << 20,
 		}},
+		{"hello-resume", &Hello{
+			Versions: []uint32{1}, MaxPayload: 1 << 20, ConnID: testConnID, RecvWindow: 4 << 20, Resume: true,
+		}},
 		{"ping", &Ping{ID: 1, SentUnixNano: 1_700_000_000_123_456_789}},
 		{"pong", &Pong{ID: 1, SentUnixNano: 1_700_000_000_123_456_789}},
 		{"ack", &Ack{Cumulative: 42}},
