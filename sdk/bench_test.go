@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,17 +89,17 @@ func BenchmarkMessageThroughput(b *testing.B) {
 			ca, cb := benchPair(b)
 			q := newBareQUIC(b)
 			defer q.close()
-			const total = 4 << 20
+			const total = 16 << 20
 			count := total / size
 			msg := make([]byte, size)
 			ctx := context.Background()
 
-			var ferryTime, quicTime time.Duration
+			var ferryTime, quicTime, ferryCPU, quicCPU time.Duration
 			b.SetBytes(2 * total)
 			b.ReportAllocs()
 			for b.Loop() {
 				// Ferry.
-				start := time.Now()
+				start, cpu0 := time.Now(), cpuTime()
 				done := make(chan error, 1)
 				go func() {
 					for range count {
@@ -118,9 +119,10 @@ func BenchmarkMessageThroughput(b *testing.B) {
 					b.Fatal(err)
 				}
 				ferryTime += time.Since(start)
+				ferryCPU += cpuTime() - cpu0
 
 				// Bare quic-go, same messages.
-				start = time.Now()
+				start, cpu0 = time.Now(), cpuTime()
 				go func() {
 					buf := make([]byte, size)
 					for range count {
@@ -140,6 +142,7 @@ func BenchmarkMessageThroughput(b *testing.B) {
 					b.Fatal(err)
 				}
 				quicTime += time.Since(start)
+				quicCPU += cpuTime() - cpu0
 			}
 			n := float64(b.N) * total
 			ferryRate := n / ferryTime.Seconds() / 1e6
@@ -147,6 +150,8 @@ func BenchmarkMessageThroughput(b *testing.B) {
 			b.ReportMetric(ferryRate, "ferry-MB/s")
 			b.ReportMetric(quicRate, "quic-MB/s")
 			b.ReportMetric(ferryRate/quicRate, "ferry/quic")
+			b.ReportMetric(float64(ferryCPU.Nanoseconds())/n*1e3, "ferry-cpu-ns/KB")
+			b.ReportMetric(float64(quicCPU.Nanoseconds())/n*1e3, "quic-cpu-ns/KB")
 		})
 	}
 }
@@ -226,3 +231,12 @@ func BenchmarkPingPong(b *testing.B) {
 	b.ReportMetric(ferryRTT/quicRTT, "ferry/quic")
 }
 
+
+// cpuTime returns the CPU time the process has used (user and system).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

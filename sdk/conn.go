@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/ferrynet/ferry/wire"
 )
 
 type role uint8
@@ -52,11 +54,14 @@ type Conn struct {
 	sendLimit   int           // min(our send buffer, the peer's receive window)
 	srtt        time.Duration
 
-	// Send side. unacked holds every message from seq ackBase+1 to nextSeq.
+	// Send side. unacked holds every message from seq ackBase+1 to
+	// nextSeq, each as its encoded DATA frame (seq and CRC included): the
+	// frame is built once, by Send, and written as it is on every session.
+	// unackedBytes counts their payload bytes.
 	nextSeq      uint64 // last sequence number assigned
 	ackBase      uint64 // highest sequence number the peer consumed
 	maxWritten   uint64 // highest sequence number written on any session
-	unacked      deque[[]byte]
+	unacked      deque[*frameBuf]
 	unackedBytes int
 	flushWaiters int
 	ackedCh      chan struct{} // closed and replaced on acks while Flush waits
@@ -254,11 +259,11 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 		}
 		c.mu.Lock()
 	}
-	buf := make([]byte, len(msg))
-	copy(buf, msg)
 	c.nextSeq++
-	c.unacked.push(buf)
-	c.unackedBytes += len(buf)
+	f := getFrame(wire.Overhead + len(msg))
+	f.b = wire.AppendFrame(f.b, wire.TypeData, c.nextSeq, msg)
+	c.unacked.push(f)
+	c.unackedBytes += len(msg)
 	c.stats.MessagesSent++
 	s := c.sess
 	// Pass the baton: another sender may fit too.
@@ -354,8 +359,9 @@ func (c *Conn) ackThroughLocked(seq uint64) {
 		return
 	}
 	for c.ackBase < seq && c.unacked.len() > 0 {
-		m := c.unacked.pop()
-		c.unackedBytes -= len(m)
+		f := c.unacked.pop()
+		c.unackedBytes -= len(f.b) - wire.Overhead
+		putFrame(f)
 		c.ackBase++
 	}
 	signal(c.sendReady)

@@ -28,8 +28,12 @@ const codeAbandoned quic.ApplicationErrorCode = 0x100
 // write; extra PINGs are answered by the newest PONG only.
 const maxPendingPongs = 8
 
-// writeBatch bounds the DATA bytes taken from the send queue per write.
+// writeBatch bounds the DATA bytes taken from the send queue per round.
 const writeBatch = 256 << 10
+
+// writeDirect is the frame size from which a DATA frame is written on its
+// own rather than copied into the output buffer.
+const writeDirect = 16 << 10
 
 // heartbeatChecks is how many silence checks run per heartbeat interval.
 const heartbeatChecks = 4
@@ -43,7 +47,6 @@ type session struct {
 	qc      *quic.Conn
 	ctrl    *quic.Stream
 	rd      *wire.Reader
-	wr      *wire.Writer
 	release func() // frees the path the session ran on; may be nil
 	peer    wire.Hello
 
@@ -64,6 +67,8 @@ type session struct {
 	running  atomic.Bool // the writer goroutine owns closing qc
 	wmu      sync.Mutex  // serialises handshake writes with terminate's GOAWAY
 	dirty    bool        // a write failed midway: no more frames; guarded by wmu
+	out      []byte      // frames to write; guarded by wmu
+	batch    [][]byte    // writer goroutine only
 	wg       sync.WaitGroup
 	waitOnce sync.Once
 }
@@ -75,7 +80,6 @@ func newSession(cfg *config, qc *quic.Conn, ctrl *quic.Stream, release func()) *
 		qc:      qc,
 		ctrl:    ctrl,
 		rd:      wire.NewReader(ctrl, cfg.maxPayload),
-		wr:      wire.NewWriter(ctrl, maxMaxPayload),
 		release: release,
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
@@ -114,14 +118,10 @@ func (s *session) sayGoAway() {
 	if s.dirty {
 		return
 	}
-	b, err := s.goaway.Append(nil)
-	if err != nil {
-		return
-	}
 	_ = s.ctrl.SetWriteDeadline(time.Now().Add(goAwayGrace))
-	if s.wr.WriteFrame(wire.TypeGoAway, 0, b) == nil {
-		_ = s.wr.Flush()
-	}
+	s.out = s.out[:0]
+	s.appendMsg(s.goaway)
+	_ = s.flushOut()
 }
 
 func (s *session) closeQUIC() {
@@ -207,20 +207,17 @@ func (s *session) readFrame(deadline time.Time) (wire.Frame, error) {
 // writeNow writes one message on the control stream during the handshake,
 // before the writer goroutine owns it.
 func (s *session) writeNow(m wire.Message, deadline time.Time) error {
-	b, err := m.Append(nil)
-	if err != nil {
-		return err
-	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if err := s.ctrl.SetWriteDeadline(deadline); err != nil {
 		return err
 	}
-	if err := s.wr.WriteFrame(m.Type(), 0, b); err != nil {
+	b, err := wire.AppendMessage(s.out[:0], m)
+	if err != nil {
 		return err
 	}
-	if err := s.wr.Flush(); err != nil {
-		s.dirty = true
+	s.out = b
+	if err := s.flushOut(); err != nil {
 		return sessionError(err)
 	}
 	return s.ctrl.SetWriteDeadline(time.Time{})
@@ -449,7 +446,9 @@ func (s *session) start() {
 func (s *session) readLoop() {
 	defer s.wg.Done()
 	for {
-		f, err := s.rd.ReadFrame()
+		// Owned payloads: DATA goes to the inbox as it is, and large
+		// ones skip the reader's buffer.
+		f, err := s.rd.ReadFrameOwned()
 		if err != nil {
 			select {
 			case <-s.stop:
@@ -556,8 +555,7 @@ func (s *session) deliver(seq uint64, payload []byte) error {
 		c.mu.Unlock()
 		return s.protocolError(wire.GoAwayFlowControl, "DATA %d overflows the %d-byte receive window", seq, c.cfg.recvWindow)
 	}
-	msg := make([]byte, len(payload))
-	copy(msg, payload)
+	msg := payload // owned: see readLoop
 	c.inbox.push(msg)
 	c.inboxBytes += len(msg)
 	c.lastReceived = seq
@@ -576,17 +574,12 @@ func (s *session) writeLoop() {
 	ticker := time.NewTicker(interval / heartbeatChecks)
 	defer ticker.Stop()
 	ticks := 0
-	var scratch []byte
 	pingDue := true // the first PING goes out at once, to measure the RTT
 loop:
 	for {
-		var err error
-		scratch, err = s.flushPending(scratch, pingDue)
+		err := s.flushPending(pingDue)
 		pingDue = false
 		if err != nil {
-			s.wmu.Lock()
-			s.dirty = true
-			s.wmu.Unlock()
 			s.terminate(nil, sessionError(err))
 			break
 		}
@@ -611,13 +604,12 @@ loop:
 }
 
 // flushPending writes what is due: PONGs, an ACK, a PING, and DATA from the
-// send queue in batches.
-func (s *session) flushPending(scratch []byte, ping bool) ([]byte, error) {
+// send queue, in batches of up to writeBatch bytes, each batch in one Write
+// (quic-go's Write waits until the stream has taken the data, so fewer,
+// larger writes go faster).
+func (s *session) flushPending(ping bool) error {
 	c := s.c
-	var (
-		pongs [maxPendingPongs]wire.Pong
-		batch [][]byte
-	)
+	var pongs [maxPendingPongs]wire.Pong
 	for {
 		c.mu.Lock()
 		np := copy(pongs[:], s.pongs)
@@ -629,14 +621,14 @@ func (s *session) flushPending(scratch []byte, ping bool) ([]byte, error) {
 			c.unackedRecv = 0
 		}
 		s.wantAck = false
-		batch = batch[:0]
+		batch := s.batch[:0]
 		first := s.sendNext
 		if s.dataOn && c.sess == s {
 			n := 0
 			for i := int(s.sendNext - c.ackBase - 1); i < c.unacked.len() && n < writeBatch; i++ {
-				m := c.unacked.at(i)
-				batch = append(batch, m)
-				n += len(m)
+				f := c.unacked.at(i).b
+				batch = append(batch, f)
+				n += len(f)
 			}
 			s.sendNext += uint64(len(batch))
 			if len(batch) > 0 {
@@ -647,54 +639,78 @@ func (s *session) flushPending(scratch []byte, ping bool) ([]byte, error) {
 				c.maxWritten = max(c.maxWritten, last)
 			}
 		}
+		more := s.dataOn && c.sess == s && int(s.sendNext-c.ackBase-1) < c.unacked.len()
 		c.mu.Unlock()
 
-		var err error
+		s.wmu.Lock()
 		for _, p := range pongs[:np] {
-			if scratch, err = s.writeMsg(scratch, &p); err != nil {
-				return scratch, err
-			}
+			s.appendMsg(&p)
 		}
 		if ack != 0 {
-			if scratch, err = s.writeMsg(scratch, &wire.Ack{Cumulative: ack}); err != nil {
-				return scratch, err
-			}
+			s.appendMsg(&wire.Ack{Cumulative: ack})
 		}
 		if ping {
 			ping = false
 			id := atomic.AddUint64(&s.pingID, 1)
-			if scratch, err = s.writeMsg(scratch, &wire.Ping{ID: id, SentUnixNano: time.Now().UnixNano()}); err != nil {
-				return scratch, err
-			}
+			s.appendMsg(&wire.Ping{ID: id, SentUnixNano: time.Now().UnixNano()})
 		}
-		for i, m := range batch {
-			if err := s.wr.WriteFrame(wire.TypeData, first+uint64(i), m); err != nil {
-				return scratch, err
-			}
+		err := s.writeData(batch)
+		if err == nil {
+			err = s.flushOut()
 		}
+		s.wmu.Unlock()
 		clear(batch)
-		if err := s.wr.Flush(); err != nil {
-			return scratch, err
-		}
-		if len(batch) == 0 || !s.moreData() {
-			return scratch, nil
+		s.batch = batch[:0]
+		if err != nil || !more {
+			return err
 		}
 	}
 }
 
-func (s *session) moreData() bool {
-	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return s.dataOn && c.sess == s && int(s.sendNext-c.ackBase-1) < c.unacked.len()
+// writeData writes encoded DATA frames: small ones through the output
+// buffer, large ones (which would cost a copy there) directly. Call with
+// s.wmu held.
+func (s *session) writeData(frames [][]byte) error {
+	for _, f := range frames {
+		if len(f) < writeDirect {
+			s.out = append(s.out, f...)
+			continue
+		}
+		if err := s.flushOut(); err != nil {
+			return err
+		}
+		if _, err := s.ctrl.Write(f); err != nil {
+			s.dirty = true
+			return err
+		}
+	}
+	return nil
 }
 
-func (s *session) writeMsg(scratch []byte, m wire.Message) ([]byte, error) {
-	b, err := m.Append(scratch[:0])
+// appendMsg encodes a control message into the output buffer. Call with
+// s.wmu held. The messages the session sends always encode.
+func (s *session) appendMsg(m wire.Message) {
+	if b, err := wire.AppendMessage(s.out, m); err == nil {
+		s.out = b
+	}
+}
+
+// flushOut writes the output buffer in one Write. Call with s.wmu held.
+func (s *session) flushOut() error {
+	if len(s.out) == 0 {
+		return nil
+	}
+	_, err := s.ctrl.Write(s.out)
 	if err != nil {
-		return b, err
+		s.dirty = true
 	}
-	return b, s.wr.WriteFrame(m.Type(), 0, b)
+	// Do not keep a huge buffer around for an idle session.
+	if cap(s.out) > 2*writeBatch {
+		s.out = nil
+	} else {
+		s.out = s.out[:0]
+	}
+	return err
 }
 
 // acceptStreams hands the peer's application streams to the conn.

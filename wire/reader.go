@@ -1,8 +1,10 @@
 package wire
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 )
 
@@ -63,6 +65,23 @@ func (r *Reader) Buffered() int { return r.end - r.start }
 // as it is, once the frames read before it have been returned, and is not
 // sticky: the bytes buffered so far are kept and the next call reads again.
 func (r *Reader) ReadFrame() (Frame, error) {
+	return r.readFrame(false)
+}
+
+// directRead is the number of payload bytes still to come from which
+// ReadFrameOwned reads a payload straight into the caller's slice.
+const directRead = 16 << 10
+
+// ReadFrameOwned is ReadFrame for callers that keep payloads: Frame.Payload
+// is a new slice that the caller owns. A large payload that has not arrived
+// yet is read straight into that slice rather than through the Reader's
+// buffer, which saves a copy and keeps the buffer small. An error from the
+// underlying reader in the middle of such a payload is sticky.
+func (r *Reader) ReadFrameOwned() (Frame, error) {
+	return r.readFrame(true)
+}
+
+func (r *Reader) readFrame(owned bool) (Frame, error) {
 	if r.err != nil {
 		return Frame{}, r.err
 	}
@@ -82,6 +101,9 @@ func (r *Reader) ReadFrame() (Frame, error) {
 			if r.start == r.end {
 				r.start, r.end = 0, 0
 			}
+			if owned {
+				f.Payload = append(make([]byte, 0, len(f.Payload)), f.Payload...)
+			}
 			return f, nil
 		}
 		if r.readErr != nil {
@@ -93,6 +115,9 @@ func (r *Reader) ReadFrame() (Frame, error) {
 			// bytes, so a caller may retry after, say, a deadline.
 			r.readErr = nil
 			return Frame{}, rerr
+		}
+		if owned && len(avail) >= HeaderLen && size-len(avail) >= directRead {
+			return r.readDirect(size)
 		}
 		if size == 0 {
 			size = HeaderLen // read at least the header before sizing the buffer
@@ -115,6 +140,45 @@ func (r *Reader) ReadFrame() (Frame, error) {
 			empty = 0
 		}
 	}
+}
+
+// readDirect reads a frame of size bytes, of which the buffer holds the
+// header and possibly some payload, with the rest of the payload going
+// straight into a new slice.
+func (r *Reader) readDirect(size int) (Frame, error) {
+	avail := r.buf[r.start:r.end]
+	var hdr [HeaderLen]byte
+	copy(hdr[:], avail)
+	payload := make([]byte, size-Overhead)
+	have := copy(payload, avail[HeaderLen:])
+	r.start, r.end = 0, 0
+	var trailer [TrailerLen]byte
+	_, err := io.ReadFull(r.rd, payload[have:])
+	if err == nil {
+		have = len(payload)
+		_, err = io.ReadFull(r.rd, trailer[:])
+	}
+	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			part := "payload"
+			if have == len(payload) {
+				part = "trailer"
+			}
+			return r.fail(fmt.Errorf("wire: stream ended in the %s, %d bytes into a %d-byte frame: %w (%w)",
+				part, HeaderLen+have, size, ErrTruncated, io.ErrUnexpectedEOF))
+		}
+		return r.fail(err)
+	}
+	want := binary.BigEndian.Uint32(trailer[:])
+	if got := crc32.Update(crc32.Checksum(hdr[:], castagnoli), castagnoli, payload); got != want {
+		return r.fail(fmt.Errorf("wire: %s frame checksum 0x%08x, computed 0x%08x: %w",
+			Type(hdr[offType]), want, got, ErrBadChecksum))
+	}
+	return Frame{
+		Type:    Type(hdr[offType]),
+		Seq:     binary.BigEndian.Uint64(hdr[offSeq:]),
+		Payload: payload,
+	}, nil
 }
 
 // endError builds the error for a stream that ended (or failed) with avail
