@@ -231,7 +231,6 @@ func BenchmarkPingPong(b *testing.B) {
 	b.ReportMetric(ferryRTT/quicRTT, "ferry/quic")
 }
 
-
 // cpuTime returns the CPU time the process has used (user and system).
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
