@@ -15,8 +15,6 @@ func (d *deque[T]) push(v T) { d.buf = append(d.buf, v) }
 // at returns the i-th element from the front.
 func (d *deque[T]) at(i int) T { return d.buf[d.head+i] }
 
-func (d *deque[T]) front() T { return d.buf[d.head] }
-
 func (d *deque[T]) pop() T {
 	var zero T
 	v := d.buf[d.head]

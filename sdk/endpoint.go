@@ -51,7 +51,7 @@ func NewEndpoint(pc net.PacketConn, id *Identity, opts ...Option) (_ *Endpoint, 
 		return nil, errors.New("sdk: NewEndpoint needs a packet conn and an identity")
 	}
 	cfg := defaultConfig()
-	if err := cfg.apply(opts); err != nil {
+	if err = cfg.apply(opts); err != nil {
 		return nil, err
 	}
 	serverTLS, err := secure.ServerConfig(id, cfg.allowPeer)
@@ -148,7 +148,7 @@ func (e *Endpoint) Dial(ctx context.Context, addr net.Addr, peer PeerID, opts ..
 		return nil, fmt.Errorf("sdk: dial %s at %v: %w", peer.Short(), addr, err)
 	}
 	c.setState(StateConnected, nil)
-	c.startSupervisor()
+	c.startSupervisor() //nolint:contextcheck // the supervisor lives as long as the conn, not Dial's ctx
 	return c, nil
 }
 
@@ -363,7 +363,7 @@ func (e *Endpoint) handleIncoming(qc *quic.Conn) {
 		return
 	}
 	c.setState(StateConnected, nil)
-	c.startSupervisor()
+	c.startSupervisor() //nolint:contextcheck // the supervisor lives as long as the conn, not the handshake
 	select {
 	case e.accepted <- c:
 	default:

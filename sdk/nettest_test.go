@@ -61,7 +61,7 @@ func (l *lossyConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 // kill makes the path die abruptly: nothing more goes out, and reads fail.
 func (l *lossyConn) kill() {
 	l.dead.Store(true)
-	_ = l.PacketConn.Close()
+	_ = l.Close()
 }
 
 // memNet is an in-memory packet network for tests under testing/synctest:

@@ -6,12 +6,12 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
-	"flag"
 	"fmt"
-	"hash"
 	"math"
 	"math/rand/v2"
 	"net"
+	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,9 +22,13 @@ import (
 	"github.com/ferrynet/ferry/internal/testutil"
 )
 
-var resumeLoss = flag.Int("resume.loss", 5, "percent of packets dropped")
-
-var resumeMessages = flag.Int("resume.messages", 100_000, "messages sent in each direction by TestResumeAcrossSessionReplacement")
+// envInt reads a test knob from the environment.
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v >= 0 {
+		return v
+	}
+	return def
+}
 
 // msgSource produces the deterministic message stream of one direction:
 // message i has a log-uniform size between 1 B and 64 KiB (so small and
@@ -122,7 +126,9 @@ func (k *killer) kill(n int) string {
 func TestResumeAcrossSessionReplacement(t *testing.T) {
 	testutil.CheckLeaks(t)
 	testutil.Deadline(t, 15*time.Minute)
-	n, lossPct := *resumeMessages, *resumeLoss
+	// FERRY_RESUME_MESSAGES and FERRY_RESUME_LOSS shrink or change the
+	// run for experiments; CI runs the defaults: 100,000 each way, 5%.
+	n, lossPct := envInt("FERRY_RESUME_MESSAGES", 100_000), envInt("FERRY_RESUME_LOSS", 5)
 	if testing.Short() {
 		n = 5_000
 	}
@@ -185,7 +191,7 @@ func TestResumeAcrossSessionReplacement(t *testing.T) {
 	recv := func(c *Conn, src *msgSource, count *atomic.Int64) <-chan result {
 		out := make(chan result, 1)
 		go func() {
-			var h hash.Hash = sha256.New()
+			h := sha256.New()
 			var want []byte
 			var total int64
 			for i := range n {

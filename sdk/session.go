@@ -308,7 +308,7 @@ func (c *Conn) dialHandshake(ctx context.Context, s *session) (err error) {
 	deadline, stop := c.handshakeDeadline(ctx, s)
 	defer stop()
 	defer func() { err = ctxErr(ctx, err) }()
-	if err := s.writeNow(c.hello([]uint32{protocolVersion}), deadline); err != nil {
+	if err = s.writeNow(c.hello([]uint32{protocolVersion}), deadline); err != nil {
 		s.terminate(nil, err)
 		return err
 	}
@@ -331,7 +331,7 @@ func (c *Conn) dialHandshake(ctx context.Context, s *session) (err error) {
 		return s.protocolError(wire.GoAwayProtocolError, "%v", err)
 	}
 	s.peer = *h
-	return c.adopt(s, deadline)
+	return c.adopt(s, deadline) //nolint:contextcheck // the session's goroutines live as long as the session
 }
 
 // acceptHandshake answers a dialer whose HELLO the endpoint already read and
@@ -340,11 +340,11 @@ func (c *Conn) acceptHandshake(ctx context.Context, s *session) (err error) {
 	deadline, stop := c.handshakeDeadline(ctx, s)
 	defer stop()
 	defer func() { err = ctxErr(ctx, err) }()
-	if err := s.writeNow(c.hello([]uint32{protocolVersion}), deadline); err != nil {
+	if err = s.writeNow(c.hello([]uint32{protocolVersion}), deadline); err != nil {
 		s.terminate(nil, err)
 		return err
 	}
-	return c.adopt(s, deadline)
+	return c.adopt(s, deadline) //nolint:contextcheck // the session's goroutines live as long as the session
 }
 
 // adopt makes s the conn's session: it fences the old one, exchanges RESUME
@@ -745,6 +745,3 @@ func (s *session) acceptStream(st *quic.Stream) {
 		st.CancelWrite(streamErrorBusy)
 	}
 }
-
-// waitContext returns a context that ends with the session.
-func (s *session) context() context.Context { return s.qc.Context() }

@@ -42,7 +42,7 @@ func (c *Conn) supervise() {
 		c.mu.Lock()
 		s := c.sess
 		c.mu.Unlock()
-		var cause error = errReplaced
+		cause := error(errReplaced)
 		if s != nil {
 			select {
 			case <-c.closing:

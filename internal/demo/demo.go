@@ -51,12 +51,12 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 		o.StreamBytes = 10 << 20
 	}
 	opts := []sdk.Option{sdk.WithHeartbeat(250*time.Millisecond, 3)}
-	a, closeA, err := endpoint(opts)
+	a, closeA, err := endpoint(ctx, opts)
 	if err != nil {
 		return rep, err
 	}
 	defer func() { err = errors.Join(err, closeA()) }()
-	b, closeB, err := endpoint(opts)
+	b, closeB, err := endpoint(ctx, opts)
 	if err != nil {
 		return rep, err
 	}
@@ -66,9 +66,9 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	accepted := make(chan *sdk.Conn, 1)
 	acceptErr := make(chan error, 1)
 	go func() {
-		c, err := b.Accept(ctx)
-		if err != nil {
-			acceptErr <- err
+		c, aerr := b.Accept(ctx)
+		if aerr != nil {
+			acceptErr <- aerr
 			return
 		}
 		accepted <- c
@@ -82,8 +82,8 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	var cb *sdk.Conn
 	select {
 	case cb = <-accepted:
-	case err := <-acceptErr:
-		return rep, fmt.Errorf("accept: %w", err)
+	case aerr := <-acceptErr:
+		return rep, fmt.Errorf("accept: %w", aerr)
 	}
 	defer cb.Close()
 	rep.ConnectMs = ms(time.Since(start))
@@ -104,16 +104,17 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	return rep, ctx.Err()
 }
 
-func endpoint(opts []sdk.Option) (*sdk.Endpoint, func() error, error) {
+func endpoint(ctx context.Context, opts []sdk.Option) (*sdk.Endpoint, func() error, error) {
 	id, err := sdk.GenerateIdentity()
 	if err != nil {
 		return nil, nil, err
 	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	pc, err := lc.ListenPacket(ctx, "udp", "127.0.0.1:0")
 	if err != nil {
 		return nil, nil, err
 	}
-	e, err := sdk.NewEndpoint(pc, id, opts...)
+	e, err := sdk.NewEndpoint(pc, id, opts...) //nolint:contextcheck // the endpoint outlives this call; Close ends it
 	if err != nil {
 		_ = pc.Close()
 		return nil, nil, err
