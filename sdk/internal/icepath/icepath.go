@@ -1,0 +1,482 @@
+// Package icepath finds a packet path to a peer with ICE (pion/ice v4) and
+// presents it as a net.PacketConn that a QUIC session can run on.
+//
+// Each side gathers candidates (host, server-reflexive from STUN, relayed
+// from TURN over UDP, TCP or TLS), trickles them to the other side through
+// whatever signaling the caller has, and runs connectivity checks; the
+// dialer is the controlling agent. The selected pair may change later (for
+// example relay to direct, with renomination) without the PacketConn above
+// it noticing: it always writes to the current pair.
+//
+// The package knows nothing about signaling or sessions: the SDK wires it to
+// the rendezvous client and to quic-go.
+package icepath
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/logging"
+	"github.com/pion/stun/v4"
+	"github.com/pion/transport/v5"
+)
+
+// Policy says which candidates a path may use.
+type Policy int
+
+// Relay policies.
+const (
+	// PolicyAuto uses direct paths when they work and relays otherwise.
+	PolicyAuto Policy = iota
+	// PolicyNever never relays: peers that cannot reach each other fail.
+	PolicyNever
+	// PolicyAlways only relays (for privacy, or to test the relay path).
+	PolicyAlways
+)
+
+func (p Policy) String() string {
+	switch p {
+	case PolicyNever:
+		return "never"
+	case PolicyAlways:
+		return "always"
+	default:
+		return "auto"
+	}
+}
+
+// ParsePolicy parses "auto", "never" or "always".
+func ParsePolicy(s string) (Policy, error) {
+	switch s {
+	case "auto", "":
+		return PolicyAuto, nil
+	case "never":
+		return PolicyNever, nil
+	case "always":
+		return PolicyAlways, nil
+	}
+	return 0, fmt.Errorf("icepath: relay policy %q: want auto, never or always", s)
+}
+
+// TURN is one relay server and its (short-lived) credentials.
+type TURN struct {
+	// URL is a turn: or turns: URI, e.g. "turn:relay.example:3478?transport=tcp".
+	URL      string
+	Username string
+	Password string
+}
+
+// Timing tunes how fast a path is chosen. The zero value picks the defaults
+// documented on each field; see docs/ARCHITECTURE.md for why.
+type Timing struct {
+	// CheckInterval is the connectivity-check pacing (default 20 ms; pion: 200 ms).
+	CheckInterval time.Duration
+	// SrflxWait and PrflxWait delay accepting a server- or peer-reflexive
+	// pair, so a better one can win (default 0 and 0; pion: 500 ms, 1 s).
+	SrflxWait, PrflxWait time.Duration
+	// RelayWait delays accepting a relayed pair, giving hole punching time
+	// to succeed first (default 300 ms; pion: 2 s).
+	RelayWait time.Duration
+	// STUNTimeout bounds gathering a server-reflexive candidate (default 2 s).
+	STUNTimeout time.Duration
+	// DisconnectedTimeout and FailedTimeout: how long a selected pair may
+	// go silent before ICE calls it disconnected (default 3 s) and failed
+	// (default 10 s).
+	DisconnectedTimeout, FailedTimeout time.Duration
+	// KeepaliveInterval (default 1 s) keeps NAT bindings open.
+	KeepaliveInterval time.Duration
+}
+
+func (t Timing) withDefaults() Timing {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&t.CheckInterval, 20*time.Millisecond)
+	def(&t.RelayWait, 300*time.Millisecond)
+	def(&t.STUNTimeout, 2*time.Second)
+	def(&t.DisconnectedTimeout, 3*time.Second)
+	def(&t.FailedTimeout, 10*time.Second)
+	def(&t.KeepaliveInterval, time.Second)
+	return t
+}
+
+// Config configures an Agent.
+type Config struct {
+	// STUN lists stun: URIs for server-reflexive candidates.
+	STUN []string
+	// TURN lists relays for relayed candidates.
+	TURN []TURN
+	// Policy limits the candidates used (default PolicyAuto).
+	Policy Policy
+	// Net is the network to use; nil means the host's. Tests pass a
+	// pion vnet, or a network namespace's sockets.
+	Net transport.Net
+	// IncludeLoopback gathers loopback host candidates (off by default;
+	// useful when both peers share a host).
+	IncludeLoopback bool
+	// IPFilter, if set, restricts the local addresses used for candidates.
+	IPFilter func(net.IP) bool
+	Timing   Timing
+	Logger   *slog.Logger
+}
+
+// Errors.
+var (
+	// ErrNoPath reports that no candidate pair worked. The error text lists
+	// the candidates gathered on both sides and the pairs checked.
+	ErrNoPath = errors.New("icepath: no path to the peer")
+	// ErrClosed reports use of a closed agent.
+	ErrClosed = errors.New("icepath: agent closed")
+)
+
+// An Agent finds one path to one peer.
+type Agent struct {
+	cfg         Config
+	controlling bool
+	a           *ice.Agent
+	log         *slog.Logger
+
+	mu       sync.Mutex
+	gathered []string
+	remote   []string
+	closed   bool
+}
+
+// New creates an agent. controlling is true on the dialing side.
+func New(cfg Config, controlling bool) (*Agent, error) {
+	cfg.Timing = cfg.Timing.withDefaults()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	urls := make([]*stun.URI, 0, len(cfg.STUN)+len(cfg.TURN))
+	for _, s := range cfg.STUN {
+		u, err := stun.ParseURI(s)
+		if err != nil {
+			return nil, fmt.Errorf("icepath: STUN URL %q: %w", s, err)
+		}
+		urls = append(urls, u)
+	}
+	for _, t := range cfg.TURN {
+		u, err := stun.ParseURI(t.URL)
+		if err != nil {
+			return nil, fmt.Errorf("icepath: TURN URL %q: %w", t.URL, err)
+		}
+		if u.Scheme != stun.SchemeTypeTURN && u.Scheme != stun.SchemeTypeTURNS {
+			return nil, fmt.Errorf("icepath: TURN URL %q: scheme must be turn or turns", t.URL)
+		}
+		u.Username, u.Password = t.Username, t.Password
+		urls = append(urls, u)
+	}
+	types := []ice.CandidateType{ice.CandidateTypeHost, ice.CandidateTypeServerReflexive, ice.CandidateTypePeerReflexive, ice.CandidateTypeRelay}
+	switch cfg.Policy {
+	case PolicyNever:
+		types = types[:3]
+	case PolicyAlways:
+		types = []ice.CandidateType{ice.CandidateTypeRelay}
+	}
+	t := cfg.Timing
+	opts := []ice.AgentOption{
+		ice.WithUrls(urls),
+		ice.WithNetworkTypes([]ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6}),
+		ice.WithCandidateTypes(types),
+		ice.WithMulticastDNSMode(ice.MulticastDNSModeDisabled),
+		ice.WithCheckInterval(t.CheckInterval),
+		ice.WithHostAcceptanceMinWait(0),
+		ice.WithSrflxAcceptanceMinWait(t.SrflxWait),
+		ice.WithPrflxAcceptanceMinWait(t.PrflxWait),
+		ice.WithRelayAcceptanceMinWait(t.RelayWait),
+		ice.WithSTUNGatherTimeout(t.STUNTimeout),
+		ice.WithDisconnectedTimeout(t.DisconnectedTimeout),
+		ice.WithFailedTimeout(t.FailedTimeout),
+		ice.WithKeepaliveInterval(t.KeepaliveInterval),
+		ice.WithLoggerFactory(slogFactory{cfg.Logger}),
+	}
+	// TURN clients speak UDP, TCP or TLS to the relay as each URL says
+	// (pion's default when no TURN transport is configured). A turns:
+	// relay's certificate is checked against the system roots, which
+	// honour SSL_CERT_FILE.
+	if cfg.Net != nil {
+		opts = append(opts, ice.WithNet(cfg.Net))
+	}
+	if cfg.IncludeLoopback {
+		opts = append(opts, ice.WithIncludeLoopback())
+	}
+	if cfg.IPFilter != nil {
+		opts = append(opts, ice.WithIPFilter(cfg.IPFilter))
+	}
+	a, err := ice.NewAgentWithOptions(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("icepath: %w", err)
+	}
+	return &Agent{cfg: cfg, controlling: controlling, a: a, log: cfg.Logger}, nil
+}
+
+// Credentials returns the local ICE username fragment and password, to send
+// to the peer.
+func (ag *Agent) Credentials() (ufrag, pwd string, err error) {
+	return ag.a.GetLocalUserCredentials()
+}
+
+// Gather starts gathering; onCandidate receives each local candidate in its
+// SDP text form, then "" once gathering is complete. It is called from the
+// agent's goroutine and must not block for long.
+func (ag *Agent) Gather(onCandidate func(cand string)) error {
+	if err := ag.a.OnCandidate(func(c ice.Candidate) {
+		if c == nil {
+			onCandidate("")
+			return
+		}
+		s := c.Marshal()
+		ag.mu.Lock()
+		ag.gathered = append(ag.gathered, s)
+		ag.mu.Unlock()
+		onCandidate(s)
+	}); err != nil {
+		return err
+	}
+	return ag.a.GatherCandidates()
+}
+
+// AddRemote adds a candidate the peer trickled, in SDP text form.
+func (ag *Agent) AddRemote(cand string) error {
+	cand = strings.TrimPrefix(cand, "candidate:")
+	c, err := ice.UnmarshalCandidate(cand)
+	if err != nil {
+		return fmt.Errorf("icepath: remote candidate %q: %w", cand, err)
+	}
+	ag.mu.Lock()
+	ag.remote = append(ag.remote, cand)
+	ag.mu.Unlock()
+	return ag.a.AddRemoteCandidate(c)
+}
+
+// Connect runs the connectivity checks against the peer's credentials and
+// returns the path once a pair is selected. It fails with ErrNoPath, naming
+// what was tried, when ICE fails, and with ctx's error when ctx ends.
+func (ag *Agent) Connect(ctx context.Context, remoteUfrag, remotePwd string) (*PacketConn, error) {
+	failed := make(chan struct{})
+	var once sync.Once
+	if err := ag.a.OnConnectionStateChange(func(s ice.ConnectionState) {
+		if s == ice.ConnectionStateFailed {
+			once.Do(func() { close(failed) })
+		}
+	}); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-failed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var (
+		c   *ice.Conn
+		err error
+	)
+	if ag.controlling {
+		c, err = ag.a.Dial(ctx, remoteUfrag, remotePwd)
+	} else {
+		c, err = ag.a.Accept(ctx, remoteUfrag, remotePwd)
+	}
+	if err != nil {
+		select {
+		case <-failed:
+			return nil, fmt.Errorf("%w: %s", ErrNoPath, ag.Diagnose())
+		default:
+		}
+		return nil, fmt.Errorf("icepath: %w (%s)", err, ag.Diagnose())
+	}
+	return newPacketConn(c, ag), nil
+}
+
+// Info describes the selected path.
+type Info struct {
+	Relayed        bool
+	LocalType      string // host, srflx, prflx or relay
+	RemoteType     string
+	LocalAddr      string
+	RemoteAddr     string
+	LocalProtocol  string // udp or tcp (for a relay: how we reach the relay)
+	RelayAddr      string // the relay's address, when Relayed
+	RemoteRelayed  bool
+	SelectedAt     time.Time
+	CandidatePairs int
+}
+
+// Path returns the selected path, or ok false before one is selected.
+func (ag *Agent) Path() (Info, bool) {
+	p, err := ag.a.GetSelectedCandidatePair()
+	if err != nil || p == nil {
+		return Info{}, false
+	}
+	return pairInfo(p.Local, p.Remote), true
+}
+
+func pairInfo(l, r ice.Candidate) Info {
+	inf := Info{
+		LocalType:     l.Type().String(),
+		RemoteType:    r.Type().String(),
+		LocalAddr:     net.JoinHostPort(l.Address(), fmt.Sprint(l.Port())),
+		RemoteAddr:    net.JoinHostPort(r.Address(), fmt.Sprint(r.Port())),
+		LocalProtocol: l.NetworkType().NetworkShort(),
+		RemoteRelayed: r.Type() == ice.CandidateTypeRelay,
+		SelectedAt:    time.Now(),
+	}
+	if l.Type() == ice.CandidateTypeRelay {
+		inf.Relayed = true
+		if rel, ok := l.(*ice.CandidateRelay); ok {
+			inf.LocalProtocol = rel.RelayProtocol()
+		}
+		if ra := l.RelatedAddress(); ra != nil {
+			inf.RelayAddr = net.JoinHostPort(ra.Address, fmt.Sprint(ra.Port))
+		}
+	}
+	if r.Type() == ice.CandidateTypeRelay {
+		inf.Relayed = true
+	}
+	return inf
+}
+
+// OnPathChange calls f whenever the selected pair changes.
+func (ag *Agent) OnPathChange(f func(Info)) error {
+	return ag.a.OnSelectedCandidatePairChange(func(l, r ice.Candidate) { f(pairInfo(l, r)) })
+}
+
+// Diagnose describes what the agent gathered and tried, for errors.
+func (ag *Agent) Diagnose() string {
+	ag.mu.Lock()
+	local := append([]string(nil), ag.gathered...)
+	remote := append([]string(nil), ag.remote...)
+	ag.mu.Unlock()
+	var b strings.Builder
+	fmt.Fprintf(&b, "local candidates %s; remote candidates %s; pairs checked:", list(local), list(remote))
+	stats := ag.a.GetCandidatePairsStats()
+	if len(stats) == 0 {
+		b.WriteString(" none")
+	}
+	for _, s := range stats {
+		fmt.Fprintf(&b, " [%s->%s %s, %d requests, %d responses]", s.LocalCandidateID, s.RemoteCandidateID, s.State, s.RequestsSent, s.ResponsesReceived)
+	}
+	return b.String()
+}
+
+func list(cands []string) string {
+	if len(cands) == 0 {
+		return "(none)"
+	}
+	short := make([]string, len(cands))
+	for i, c := range cands {
+		// "foundation component proto priority ip port typ type ..."
+		f := strings.Fields(c)
+		if len(f) >= 8 {
+			short[i] = f[7] + " " + f[2] + " " + net.JoinHostPort(f[4], f[5])
+		} else {
+			short[i] = c
+		}
+	}
+	return "[" + strings.Join(short, ", ") + "]"
+}
+
+// Close stops the agent and frees its sockets and relay allocations.
+func (ag *Agent) Close() error {
+	ag.mu.Lock()
+	if ag.closed {
+		ag.mu.Unlock()
+		return nil
+	}
+	ag.closed = true
+	ag.mu.Unlock()
+	return ag.a.Close()
+}
+
+// slogFactory routes pion's logs to slog at debug level.
+type slogFactory struct{ l *slog.Logger }
+
+func (f slogFactory) NewLogger(scope string) logging.LeveledLogger {
+	return slogLogger{f.l.With("component", "ice/"+scope)}
+}
+
+type slogLogger struct{ l *slog.Logger }
+
+func (s slogLogger) Trace(string)                 {}
+func (s slogLogger) Tracef(string, ...any)        {}
+func (s slogLogger) Debug(msg string)             { s.l.Debug(msg) }
+func (s slogLogger) Debugf(f string, args ...any) { s.l.Debug(fmt.Sprintf(f, args...)) }
+func (s slogLogger) Info(msg string)              { s.l.Debug(msg) }
+func (s slogLogger) Infof(f string, args ...any)  { s.l.Debug(fmt.Sprintf(f, args...)) }
+func (s slogLogger) Warn(msg string)              { s.l.Debug(msg) }
+func (s slogLogger) Warnf(f string, args ...any)  { s.l.Debug(fmt.Sprintf(f, args...)) }
+func (s slogLogger) Error(msg string)             { s.l.Debug(msg) }
+func (s slogLogger) Errorf(f string, args ...any) { s.l.Debug(fmt.Sprintf(f, args...)) }
+
+// PacketConn is the selected ICE path as a net.PacketConn: every write goes
+// to the current pair, every read comes from it. The peer appears at one
+// fixed address, whatever the pair.
+type PacketConn struct {
+	c    *ice.Conn
+	ag   *Agent
+	peer net.Addr
+}
+
+func newPacketConn(c *ice.Conn, ag *Agent) *PacketConn {
+	peer := c.RemoteAddr()
+	if peer == nil {
+		peer = &net.UDPAddr{IP: net.IPv4zero}
+	}
+	return &PacketConn{c: c, ag: ag, peer: peer}
+}
+
+// Peer returns the address QUIC should dial or expect: the pair's remote
+// address when the path was selected.
+func (p *PacketConn) Peer() net.Addr { return p.peer }
+
+// ReadFrom reads one packet from the path.
+func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, err := p.c.Read(b)
+	return n, p.peer, err
+}
+
+// WriteTo writes one packet on the current pair; addr is ignored.
+func (p *PacketConn) WriteTo(b []byte, _ net.Addr) (int, error) { return p.c.Write(b) }
+
+// Close closes the path and the agent under it.
+func (p *PacketConn) Close() error {
+	err := p.c.Close()
+	if cerr := p.ag.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// LocalAddr returns the local address of the selected pair.
+func (p *PacketConn) LocalAddr() net.Addr { return p.c.LocalAddr() }
+
+// SetDeadline sets the read and write deadlines.
+func (p *PacketConn) SetDeadline(t time.Time) error { return p.c.SetDeadline(t) }
+
+// SetReadDeadline sets the read deadline.
+func (p *PacketConn) SetReadDeadline(t time.Time) error { return p.c.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the write deadline.
+func (p *PacketConn) SetWriteDeadline(t time.Time) error { return p.c.SetWriteDeadline(t) }
+
+// SetReadBuffer is accepted and ignored: the path has no socket of its own
+// to size (quic-go asks, and would otherwise log a warning).
+func (p *PacketConn) SetReadBuffer(int) error { return nil }
+
+// SetWriteBuffer is accepted and ignored, like SetReadBuffer.
+func (p *PacketConn) SetWriteBuffer(int) error { return nil }
+
+var _ net.PacketConn = (*PacketConn)(nil)

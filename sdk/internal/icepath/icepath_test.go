@@ -1,0 +1,283 @@
+package icepath
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/logging"
+	"github.com/pion/transport/v5/vnet"
+	"github.com/pion/turn/v5"
+
+	"github.com/ferrynet/ferry/internal/testutil"
+)
+
+// Documentation ranges only, even inside the virtual network.
+const (
+	serverIP = "203.0.113.10"
+	natIPA   = "198.51.100.1"
+	natIPB   = "198.51.100.2"
+	lanA     = "10.1.0.0/24"
+	lanB     = "10.2.0.0/24"
+	hostA    = "10.1.0.2"
+	hostB    = "10.2.0.2"
+)
+
+var (
+	fullCone  = &vnet.NATType{MappingBehavior: vnet.EndpointIndependent, FilteringBehavior: vnet.EndpointIndependent}
+	portRestr = &vnet.NATType{MappingBehavior: vnet.EndpointIndependent, FilteringBehavior: vnet.EndpointAddrPortDependent}
+	symmetric = &vnet.NATType{MappingBehavior: vnet.EndpointAddrPortDependent, FilteringBehavior: vnet.EndpointAddrPortDependent}
+)
+
+type lab struct {
+	wan        *vnet.Router
+	netA, netB *vnet.Net
+	server     *turn.Server
+}
+
+// newLab builds a WAN with a STUN/TURN server and two NATed hosts.
+func newLab(t *testing.T, natA, natB *vnet.NATType) *lab {
+	t.Helper()
+	lf := logging.NewDefaultLoggerFactory()
+	lf.DefaultLogLevel = logging.LogLevelError
+	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "0.0.0.0/0", LoggerFactory: lf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wanNet, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{serverIP}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wan.AddNet(wanNet); err != nil {
+		t.Fatal(err)
+	}
+	site := func(public, cidr, host string, nat *vnet.NATType) *vnet.Net {
+		r, err := vnet.NewRouter(&vnet.RouterConfig{StaticIPs: []string{public}, CIDR: cidr, NATType: nat, LoggerFactory: lf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{host}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.AddNet(n); err != nil {
+			t.Fatal(err)
+		}
+		if err := wan.AddRouter(r); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	l := &lab{wan: wan}
+	l.netA = site(natIPA, lanA, hostA, natA)
+	l.netB = site(natIPB, lanB, hostB, natB)
+	if err := wan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := wanNet.ListenPacket("udp", serverIP+":3478")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.server, err = turn.NewServer(turn.ServerConfig{
+		Realm: "ferry.test",
+		AuthHandler: func(ra *turn.RequestAttributes) (string, []byte, bool) {
+			if ra.Username == "user" {
+				return ra.Username, turn.GenerateAuthKey(ra.Username, ra.Realm, "pass"), true
+			}
+			return "", nil, false
+		},
+		PacketConnConfigs: []turn.PacketConnConfig{{
+			PacketConn: pc,
+			RelayAddressGenerator: &turn.RelayAddressGeneratorStatic{
+				RelayAddress: net.ParseIP(serverIP), Address: "0.0.0.0", Net: wanNet,
+			},
+		}},
+		LoggerFactory: lf,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = l.server.Close()
+		_ = l.wan.Stop()
+	})
+	return l
+}
+
+func (l *lab) config(n *vnet.Net, policy Policy) Config {
+	return Config{
+		STUN:   []string{"stun:" + serverIP + ":3478"},
+		TURN:   []TURN{{URL: "turn:" + serverIP + ":3478?transport=udp", Username: "user", Password: "pass"}},
+		Policy: policy,
+		Net:    n,
+		Timing: Timing{FailedTimeout: 3 * time.Second},
+	}
+}
+
+// connectPair runs both agents with in-memory signaling and returns the
+// paths, or the dialer's error.
+func connectPair(t *testing.T, a, b *Agent) (*PacketConn, *PacketConn, error) {
+	t.Helper()
+	ua, pa, err := a.Credentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ub, pb, err := b.Credentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	trickle := func(from, to *Agent) {
+		if err := from.Gather(func(c string) {
+			if c != "" {
+				if err := to.AddRemote(c); err != nil {
+					t.Errorf("add remote: %v", err)
+				}
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	trickle(a, b)
+	trickle(b, a)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	type res struct {
+		pc  *PacketConn
+		err error
+	}
+	accepted := make(chan res, 1)
+	go func() {
+		pc, err := b.Connect(ctx, ua, pa)
+		accepted <- res{pc, err}
+	}()
+	pcA, errA := a.Connect(ctx, ub, pb)
+	rb := <-accepted
+	if errA != nil {
+		return nil, nil, errA
+	}
+	if rb.err != nil {
+		return nil, nil, rb.err
+	}
+	return pcA, rb.pc, nil
+}
+
+func newAgent(t *testing.T, cfg Config, controlling bool) *Agent {
+	t.Helper()
+	ag, err := New(cfg, controlling)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ag.Close() })
+	return ag
+}
+
+func exchange(t *testing.T, a, b *PacketConn) {
+	t.Helper()
+	for i := range 20 {
+		msg := fmt.Appendf(nil, "packet %d", i)
+		if _, err := a.WriteTo(msg, a.Peer()); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 1500)
+		_ = b.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, from, err := b.ReadFrom(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf[:n], msg) || from.String() != b.Peer().String() {
+			t.Fatalf("got %q from %v", buf[:n], from)
+		}
+		a, b = b, a
+	}
+}
+
+func TestPathsAcrossVirtualNATs(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 2*time.Minute)
+	cases := []struct {
+		name       string
+		natA, natB *vnet.NATType
+		policy     Policy
+		relayed    bool
+	}{
+		{"full-cone x full-cone", fullCone, fullCone, PolicyAuto, false},
+		{"port-restricted x port-restricted", portRestr, portRestr, PolicyAuto, false},
+		{"symmetric x full-cone", symmetric, fullCone, PolicyAuto, false},
+		{"symmetric x port-restricted", symmetric, portRestr, PolicyAuto, true},
+		{"symmetric x symmetric", symmetric, symmetric, PolicyAuto, true},
+		{"full-cone x full-cone, relay always", fullCone, fullCone, PolicyAlways, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			l := newLab(t, c.natA, c.natB)
+			a := newAgent(t, l.config(l.netA, c.policy), true)
+			b := newAgent(t, l.config(l.netB, c.policy), false)
+			start := time.Now()
+			pa, pb, err := connectPair(t, a, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			took := time.Since(start)
+			info, ok := a.Path()
+			if !ok {
+				t.Fatal("no selected path")
+			}
+			t.Logf("%s: %s %s -> %s %s in %v (relayed %v)", c.name, info.LocalType, info.LocalAddr, info.RemoteType, info.RemoteAddr, took.Round(time.Millisecond), info.Relayed)
+			if info.Relayed != c.relayed {
+				t.Errorf("relayed = %v, want %v", info.Relayed, c.relayed)
+			}
+			exchange(t, pa, pb)
+			if err := pa.Close(); err != nil {
+				t.Error(err)
+			}
+			if err := pb.Close(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestNoPathExplainsWhatWasTried(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, time.Minute)
+	l := newLab(t, symmetric, symmetric)
+	a := newAgent(t, l.config(l.netA, PolicyNever), true)
+	b := newAgent(t, l.config(l.netB, PolicyNever), false)
+	_, _, err := connectPair(t, a, b)
+	if !errors.Is(err, ErrNoPath) {
+		t.Fatalf("symmetric x symmetric without relays: %v, want ErrNoPath", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{"local candidates", "srflx", natIPA, "remote candidates", natIPB, "pairs checked"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error does not mention %q: %s", want, msg)
+		}
+	}
+}
+
+func TestBadRemoteCandidate(t *testing.T) {
+	ag, err := New(Config{}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ag.Close()
+	for _, c := range []string{"", "garbage", "candidate:1 1 udp 1 999.1.1.1 1 typ host", "1 1 udp x 10.0.0.1 1 typ host"} {
+		if err := ag.AddRemote(c); err == nil {
+			t.Errorf("AddRemote(%q) accepted", c)
+		}
+	}
+	if _, err := New(Config{STUN: []string{"http://nope"}}, true); err == nil {
+		t.Error("bad STUN URL accepted")
+	}
+	if _, err := New(Config{TURN: []TURN{{URL: "stun:1.2.3.4"}}}, true); err == nil {
+		t.Error("stun: URL accepted as TURN")
+	}
+	if _, err := ParsePolicy("sometimes"); err == nil {
+		t.Error("bad policy accepted")
+	}
+}
