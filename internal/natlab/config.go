@@ -39,7 +39,8 @@ type Link struct {
 	Loss   float64
 }
 
-func (l Link) needsStage() bool { return l.Delay > 0 || l.Jitter > 0 }
+// NeedsStage reports whether the link needs the userspace delay stage.
+func (l Link) NeedsStage() bool { return l.Delay > 0 || l.Jitter > 0 }
 
 // Validate checks the ranges.
 func (l Link) Validate() error {

@@ -98,10 +98,10 @@ func (s *Site) Host(i int) *Host { return s.Hosts[i] }
 // New needs root and the ip, nft and ethtool programs; see
 // CheckPrerequisites.
 func New(ctx context.Context, cfg Config) (lab *Lab, err error) {
-	if err := cfg.Validate(); err != nil {
+	if err = cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := CheckPrerequisites(); err != nil {
+	if err = CheckPrerequisites(); err != nil {
 		return nil, err
 	}
 	if cfg.Logger == nil {
@@ -114,7 +114,7 @@ func New(ctx context.Context, cfg Config) (lab *Lab, err error) {
 	if prefix == "" {
 		prefix = UniquePrefix()
 	}
-	if err := checkPrefixFree(prefix); err != nil {
+	if err = checkPrefixFree(prefix); err != nil {
 		return nil, err
 	}
 	l := &Lab{
@@ -136,12 +136,12 @@ func New(ctx context.Context, cfg Config) (lab *Lab, err error) {
 	if !strings.HasPrefix(prefix, CLIPrefix) {
 		// A lab owned by a process gets a reaper that removes it if the
 		// process dies without Close. CLI labs outlive their process.
-		if l.reaper, err = startReaper(prefix); err != nil {
+		if l.reaper, err = startReaper(ctx, prefix); err != nil {
 			return nil, err
 		}
 	}
 	start := time.Now()
-	if err := l.build(ctx, true, cfg.Sites); err != nil {
+	if err = l.build(ctx, true, cfg.Sites); err != nil {
 		return nil, err
 	}
 	l.log.Debug("lab built", "sites", len(cfg.Sites), "namespaces", len(l.namespaces), "took", time.Since(start))
@@ -284,7 +284,7 @@ func (s *Site) SetWAN(ctx context.Context, link Link) error {
 	s.linkMu.Lock()
 	defer s.linkMu.Unlock()
 	for _, le := range s.links {
-		if link.needsStage() && le.stage == nil {
+		if link.NeedsStage() && le.stage == nil {
 			return fmt.Errorf("natlab: site %s was built without a delay stage; give it a WAN delay or jitter at build time", s.cfg.Name)
 		}
 	}
@@ -386,7 +386,7 @@ func (l *Lab) publicLink(p *plan, ns, dev, stageName string, link Link) *linkEnd
 	port := fmt.Sprintf("p%d", l.nextPort)
 	l.nextPort++
 	end := &linkEnd{ns: ns, dev: dev, cfg: link}
-	if link.needsStage() {
+	if link.NeedsStage() {
 		dly := l.nsName(stageName)
 		p.ns(dly)
 		p.veth(ns, dev, dly, "in")

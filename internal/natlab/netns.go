@@ -225,22 +225,23 @@ type reaper struct {
 	w   *os.File
 }
 
-func startReaper(prefix string) (*reaper, error) {
+func startReaper(ctx context.Context, prefix string) (*reaper, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("natlab: reaper pipe: %w", err)
 	}
-	cmd := exec.Command("sh", "-c", reaperScript, "natlab-reaper", prefix)
+	// Not cancelled with ctx: the reaper must outlive everything here.
+	cmd := exec.CommandContext(context.WithoutCancel(ctx), "sh", "-c", reaperScript, "natlab-reaper", prefix)
 	cmd.Stdin = r
 	// Own process group: a Ctrl-C to the test's group must not kill the
 	// reaper before it has cleaned up.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		r.Close()
-		w.Close()
+		_ = r.Close()
+		_ = w.Close()
 		return nil, fmt.Errorf("natlab: start reaper: %w", err)
 	}
-	r.Close()
+	_ = r.Close()
 	return &reaper{cmd: cmd, w: w}, nil
 }
 
@@ -249,7 +250,7 @@ func (r *reaper) stop() error {
 	if r == nil {
 		return nil
 	}
-	r.w.Close()
+	_ = r.w.Close()
 	done := make(chan error, 1)
 	go func() { done <- r.cmd.Wait() }()
 	select {
@@ -260,7 +261,6 @@ func (r *reaper) stop() error {
 		return nil
 	case <-time.After(10 * time.Second):
 		_ = r.cmd.Process.Kill()
-		<-done
-		return errors.New("natlab: reaper did not finish within 10s")
+		return errors.Join(errors.New("natlab: reaper did not finish within 10s"), <-done)
 	}
 }

@@ -124,14 +124,18 @@ func lossRuleset(dev string, loss float64) string {
 		return b.String()
 	}
 	n := int(loss*100 + 0.5) // basis points
+	cond := fmt.Sprintf("numgen random mod 10000 < %d ", n)
+	if n >= 10000 {
+		cond = ""
+	}
 	w("table inet natlab_link {")
 	w("\tchain rx {")
 	w("\t\ttype filter hook prerouting priority -300; policy accept;")
-	w("\t\tiifname %q numgen random mod 10000 < %d drop", dev, n)
+	w("\t\tiifname %q %sdrop", dev, cond)
 	w("\t}")
 	w("\tchain tx {")
 	w("\t\ttype filter hook postrouting priority 300; policy accept;")
-	w("\t\toifname %q numgen random mod 10000 < %d drop", dev, n)
+	w("\t\toifname %q %sdrop", dev, cond)
 	w("\t}")
 	w("}")
 	return b.String()

@@ -46,6 +46,11 @@ func Sweep() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return sweep(names)
+}
+
+// sweep removes the stale lab namespaces among names.
+func sweep(names []string) ([]string, error) {
 	var victims []string
 	for _, n := range names {
 		m := ownedRE.FindStringSubmatch(n)

@@ -71,7 +71,7 @@ func RequireBinaries() error {
 // a STUN Binding request. The process is killed by Close, or by the lab's
 // Close at the latest.
 func Start(ctx context.Context, cfg ServerConfig) (srv *Server, err error) {
-	if err := RequireBinaries(); err != nil {
+	if err = RequireBinaries(); err != nil {
 		return nil, err
 	}
 	addrs := cfg.Host.Addrs()
@@ -157,7 +157,7 @@ func waitSTUN(ctx context.Context, h *natlab.Host, ap netip.AddrPort, proc *natl
 		if err != nil {
 			return err
 		}
-		if _, err := pc.WriteTo(req.Raw, net.UDPAddrFromAddrPort(ap)); err != nil {
+		if _, err = pc.WriteTo(req.Raw, net.UDPAddrFromAddrPort(ap)); err != nil {
 			return err
 		}
 		_ = pc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
