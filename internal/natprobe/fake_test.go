@@ -160,8 +160,10 @@ func (f *fakeServer) answer(at, from netip.AddrPort, req *stun.Message) {
 		raw = m.Raw
 	}
 	if raw == nil {
-		setters := []stun.Setter{stun.NewTransactionIDSetter(txid), stun.BindingSuccess,
-			&stun.XORMappedAddress{IP: from.Addr().AsSlice(), Port: int(from.Port())}}
+		setters := []stun.Setter{
+			stun.NewTransactionIDSetter(txid), stun.BindingSuccess,
+			&stun.XORMappedAddress{IP: from.Addr().AsSlice(), Port: int(from.Port())},
+		}
 		mapped := from
 		if f.mode == "alg" {
 			mapped = netip.AddrPortFrom(netip.MustParseAddr("192.0.2.99"), 1234)

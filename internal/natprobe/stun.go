@@ -117,7 +117,7 @@ func decodeMethod(raw []byte, txid [stun.TransactionIDSize]byte, method stun.Met
 	}
 	m := &stun.Message{Raw: append([]byte(nil), raw...)}
 	if m.Decode() != nil {
-		return response{}, outGarbage, nil // counted, not fatal: wait for a good answer
+		return response{}, outGarbage, nil //nolint:nilerr // garbage is counted, not fatal: wait for a good answer
 	}
 	if m.TransactionID != txid {
 		return response{}, outOtherTx, nil

@@ -36,14 +36,14 @@ func parseTURN(s string) ([]turnTarget, error) {
 		hp, _, _ := strings.Cut(s[len("turns:"):], "?")
 		host, port, err := splitHostPort(hp, turnTLSPort)
 		if err != nil {
-			return nil, fmt.Errorf("TURN URI %q: %v", s, err)
+			return nil, fmt.Errorf("TURN URI %q: %w", s, err)
 		}
 		return []turnTarget{{s, "tls", host, port}}, nil
 	case strings.HasPrefix(lower, "turn:"):
 		hp, _, _ := strings.Cut(s[len("turn:"):], "?")
 		host, port, err := splitHostPort(hp, turnPort)
 		if err != nil {
-			return nil, fmt.Errorf("TURN URI %q: %v", s, err)
+			return nil, fmt.Errorf("TURN URI %q: %w", s, err)
 		}
 		return []turnTarget{{s, "tcp", host, port}}, nil
 	case strings.Contains(s, "://") || strings.HasPrefix(lower, "stun:"):
@@ -51,7 +51,7 @@ func parseTURN(s string) ([]turnTarget, error) {
 	}
 	host, port, err := splitHostPort(s, turnPort)
 	if err != nil {
-		return nil, fmt.Errorf("TURN server %q: %v", s, err)
+		return nil, fmt.Errorf("TURN server %q: %w", s, err)
 	}
 	return []turnTarget{{s, "tcp", host, port}, {s, "tls", host, turnTLSPort}}, nil
 }
