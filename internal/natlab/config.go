@@ -79,6 +79,10 @@ type SiteConfig struct {
 	// WAN shapes the link between the router (or the public host) and the
 	// public segment.
 	WAN Link
+	// DelayStage builds the userspace delay stage on the WAN link even
+	// when WAN has no delay or jitter, so that Site.SetWAN can add them
+	// later (a clean run and a 20 ms run of a matrix on one lab).
+	DelayStage bool
 }
 
 // Config describes a lab. The zero value is a server on the public segment

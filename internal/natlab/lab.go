@@ -276,7 +276,7 @@ func (l *Lab) untrack(p *Process) {
 
 // SetWAN changes the shaping of the site's WAN link(s) at run time. Loss
 // can always change; delay and jitter need the delay stage, which exists
-// only if the site was built with a non-zero WAN delay or jitter.
+// only if the site was built with a WAN delay or jitter, or DelayStage.
 func (s *Site) SetWAN(ctx context.Context, link Link) error {
 	if err := link.Validate(); err != nil {
 		return err
@@ -285,7 +285,7 @@ func (s *Site) SetWAN(ctx context.Context, link Link) error {
 	defer s.linkMu.Unlock()
 	for _, le := range s.links {
 		if link.NeedsStage() && le.stage == nil {
-			return fmt.Errorf("natlab: site %s was built without a delay stage; give it a WAN delay or jitter at build time", s.cfg.Name)
+			return fmt.Errorf("natlab: site %s was built without a delay stage; set SiteConfig.DelayStage (or a WAN delay) at build time", s.cfg.Name)
 		}
 	}
 	var errs []error
@@ -325,6 +325,7 @@ type plan struct {
 	sysctls map[string][][2]string
 	links   []string            // root `ip -batch` lines creating veth pairs
 	perNS   map[string][]string // `ip -n NS -batch` lines
+	ports   map[string][]string // bridge ports, enslaved after perNS
 	ethtool map[string][]string // devices per namespace
 	nft     map[string]string
 	delays  []*pendingStage
@@ -341,6 +342,7 @@ func newPlan() *plan {
 	return &plan{
 		sysctls: map[string][][2]string{},
 		perNS:   map[string][]string{},
+		ports:   map[string][]string{},
 		ethtool: map[string][]string{},
 		nft:     map[string]string{},
 	}
@@ -373,6 +375,13 @@ func (p *plan) veth(nsA, devA, nsB, devB string) {
 	p.ethtool[nsB] = append(p.ethtool[nsB], devB)
 }
 
+// enslave plans a bridge-port line for after every link is up: a port
+// enslaved before its veth peer is up stays disabled until the kernel's
+// link watcher notices the carrier, which can take a second.
+func (p *plan) enslave(ns, format string, args ...any) {
+	p.ports[ns] = append(p.ports[ns], fmt.Sprintf(format, args...))
+}
+
 func (p *plan) cmd(ns, format string, args ...any) {
 	p.perNS[ns] = append(p.perNS[ns], fmt.Sprintf(format, args...))
 }
@@ -381,12 +390,12 @@ func (l *Lab) nsName(short string) string { return l.prefix + short }
 
 // publicLink plans the link from (ns, dev) to the public switch, through a
 // delay namespace when the link has delay or jitter.
-func (l *Lab) publicLink(p *plan, ns, dev, stageName string, link Link) *linkEnd {
+func (l *Lab) publicLink(p *plan, ns, dev, stageName string, link Link, forceStage bool) *linkEnd {
 	sw := l.nsName("sw")
 	port := fmt.Sprintf("p%d", l.nextPort)
 	l.nextPort++
 	end := &linkEnd{ns: ns, dev: dev, cfg: link}
-	if link.NeedsStage() {
+	if link.NeedsStage() || forceStage {
 		dly := l.nsName(stageName)
 		p.ns(dly)
 		p.veth(ns, dev, dly, "in")
@@ -397,8 +406,8 @@ func (l *Lab) publicLink(p *plan, ns, dev, stageName string, link Link) *linkEnd
 	} else {
 		p.veth(ns, dev, sw, port)
 	}
-	p.cmd(sw, "link set %s master br0", port)
 	p.cmd(sw, "link set %s up", port)
+	p.enslave(sw, "link set %s master br0", port)
 	if link.Loss > 0 {
 		p.nft[ns] += lossRuleset(dev, link.Loss)
 	}
@@ -428,7 +437,7 @@ func (l *Lab) build(ctx context.Context, core bool, sites []SiteConfig) error {
 			srv := l.nsName("srv")
 			p.ns(srv)
 			l.server = &Host{lab: l, name: "srv", ns: srv, addrs: []netip.Addr{ServerAddr, ServerAltAddr}}
-			l.publicLink(p, srv, "eth0", "srv-dly", l.cfg.ServerLink)
+			l.publicLink(p, srv, "eth0", "srv-dly", l.cfg.ServerLink, false)
 			p.cmd(srv, "addr add %s/24 dev eth0", ServerAddr)
 			p.cmd(srv, "addr add %s/24 dev eth0", ServerAltAddr)
 			p.cmd(srv, "link set eth0 up")
@@ -481,6 +490,13 @@ func (l *Lab) build(ctx context.Context, core bool, sites []SiteConfig) error {
 	if err := forEach(ctx, nsList, func(ns string) error { return ipBatch(ctx, ns, p.perNS[ns]) }); err != nil {
 		return err
 	}
+	var portNS []string
+	for ns := range p.ports {
+		portNS = append(portNS, ns)
+	}
+	if err := forEach(ctx, portNS, func(ns string) error { return ipBatch(ctx, ns, p.ports[ns]) }); err != nil {
+		return err
+	}
 	step("ip config", t0)
 
 	t0 = time.Now()
@@ -512,15 +528,24 @@ func (l *Lab) build(ctx context.Context, core bool, sites []SiteConfig) error {
 	step("nft", t0)
 
 	t0 = time.Now()
-	for _, ps := range p.delays {
+	stageNS := make([]string, len(p.delays))
+	byNS := map[string]*pendingStage{}
+	for i, ps := range p.delays {
+		stageNS[i], byNS[ps.ns] = ps.ns, ps
+	}
+	if err := forEach(ctx, stageNS, func(ns string) error {
+		ps := byNS[ns]
 		st, err := startDelayStage(ps.ns, ps.link)
 		if err != nil {
 			return err
 		}
-		ps.end.stage = st
 		l.mu.Lock()
+		defer l.mu.Unlock()
+		ps.end.stage = st
 		l.stages = append(l.stages, st)
-		l.mu.Unlock()
+		return nil
+	}); err != nil {
+		return err
 	}
 	step("delay stages", t0)
 
@@ -570,7 +595,7 @@ func (l *Lab) planSite(p *plan, sc SiteConfig) (*Site, error) {
 			if i == 1 {
 				stage = sc.Name + "-dly"
 			}
-			s.links = append(s.links, l.publicLink(p, ns, "eth0", stage, sc.WAN))
+			s.links = append(s.links, l.publicLink(p, ns, "eth0", stage, sc.WAN, sc.DelayStage))
 			p.cmd(ns, "addr add %s/24 dev eth0", addr)
 			p.cmd(ns, "link set eth0 up")
 			s.Hosts = append(s.Hosts, h)
@@ -608,7 +633,7 @@ func (l *Lab) planSite(p *plan, sc SiteConfig) (*Site, error) {
 	}
 	p.ns(rns, sysctls...)
 	s.Router = &Host{lab: l, site: s, name: rshort, ns: rns, addrs: []netip.Addr{wan, gw}}
-	s.links = append(s.links, l.publicLink(p, rns, "wan", sc.Name+"-dly", sc.WAN))
+	s.links = append(s.links, l.publicLink(p, rns, "wan", sc.Name+"-dly", sc.WAN, sc.DelayStage))
 	p.cmd(rns, "addr add %s/24 dev wan", wan)
 	p.cmd(rns, "link set wan up")
 	p.cmd(rns, "link add lan type bridge")
@@ -623,8 +648,8 @@ func (l *Lab) planSite(p *plan, sc SiteConfig) (*Site, error) {
 		p.ns(ns, [2]string{"net.ipv4.conf.all.accept_redirects", "0"})
 		port := fmt.Sprintf("lan%d", i)
 		p.veth(ns, "eth0", rns, port)
-		p.cmd(rns, "link set %s master lan", port)
 		p.cmd(rns, "link set %s up", port)
+		p.enslave(rns, "link set %s master lan", port)
 		p.cmd(ns, "addr add %s/24 dev eth0", addr)
 		p.cmd(ns, "link set eth0 up")
 		// Only lab subnets: the public segment through the router, and

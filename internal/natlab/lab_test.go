@@ -119,6 +119,7 @@ func TestShaping(t *testing.T) {
 		{Name: "j", NAT: natlab.FullCone, WAN: natlab.Link{Delay: 20 * time.Millisecond, Jitter: 10 * time.Millisecond}},
 		{Name: "l", NAT: natlab.Symmetric, WAN: natlab.Link{Loss: 20}},
 		{Name: "p", NAT: natlab.None, WAN: natlab.Link{Delay: 5 * time.Millisecond}},
+		{Name: "s", NAT: natlab.FullCone, DelayStage: true},
 	}})
 	echo := serverEcho(t, lab, 7000)
 
@@ -195,12 +196,17 @@ func TestShaping(t *testing.T) {
 	})
 	t.Run("set-delay", func(t *testing.T) {
 		t.Parallel()
-		s := lab.Site("p")
+		// A site built clean, with a stage to add delay later.
+		s := lab.Site("s")
 		pc := listenUDP(t, s.Host(0), ":0")
+		_, rtts := pingUDP(t, pc, echo, 5, 5*time.Millisecond, time.Second)
+		if len(rtts) != 5 || slices.Max(rtts) > 40*time.Millisecond {
+			t.Errorf("clean staged link: %d echoes, RTTs %v", len(rtts), rtts)
+		}
 		if err := s.SetWAN(context.Background(), natlab.Link{Delay: 40 * time.Millisecond}); err != nil {
 			t.Fatal(err)
 		}
-		_, rtts := pingUDP(t, pc, echo, 5, 5*time.Millisecond, time.Second)
+		_, rtts = pingUDP(t, pc, echo, 5, 5*time.Millisecond, time.Second)
 		if len(rtts) != 5 || slices.Min(rtts) < 80*time.Millisecond {
 			t.Errorf("after SetWAN(40ms): %d echoes, RTTs %v", len(rtts), rtts)
 		}
