@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"slices"
@@ -29,7 +30,12 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if left, err := natlab.OwnLeftovers(); err != nil || len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "natlab: namespaces left after the tests: %v %v\n", left, err)
+		code = 1
+	}
+	os.Exit(code)
 }
 
 // stableFields are the JSON fields scripts may rely on (issue 5).

@@ -94,3 +94,22 @@ func List() ([]string, error) {
 	sort.Strings(out)
 	return out, nil
 }
+
+// OwnLeftovers returns the namespaces that labs of this process built with
+// the default prefix and did not remove. Test mains call it after m.Run to
+// prove that `ip netns list` is back to what it was.
+func OwnLeftovers() ([]string, error) {
+	names, err := listNamespaces()
+	if err != nil {
+		return nil, err
+	}
+	own := "natlab-" + strconv.Itoa(os.Getpid()) + "-"
+	var out []string
+	for _, n := range names {
+		if strings.HasPrefix(n, own) {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
