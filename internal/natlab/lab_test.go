@@ -200,7 +200,8 @@ func TestShaping(t *testing.T) {
 		s := lab.Site("s")
 		pc := listenUDP(t, s.Host(0), ":0")
 		_, rtts := pingUDP(t, pc, echo, 5, 5*time.Millisecond, time.Second)
-		if len(rtts) != 5 || slices.Max(rtts) > 40*time.Millisecond {
+		// A loose bound: it only has to tell "no delay" from the 80 ms below.
+		if len(rtts) != 5 || median(rtts) > 40*time.Millisecond {
 			t.Errorf("clean staged link: %d echoes, RTTs %v", len(rtts), rtts)
 		}
 		if err := s.SetWAN(context.Background(), natlab.Link{Delay: 40 * time.Millisecond}); err != nil {

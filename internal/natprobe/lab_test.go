@@ -342,3 +342,37 @@ func addrOf(t *testing.T, s string) netip.Addr {
 	}
 	return ap.Addr()
 }
+
+// TestBasicModeInLab: against coturn with RFC 5780 turned off, natprobe
+// behind a NAT reports the public address, says it ran in basic mode, and
+// claims no mapping or filtering verdict.
+func TestBasicModeInLab(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireBinary(t, "turnserver", "coturn")
+	testutil.Deadline(t, time.Minute)
+	lab := natlab.NewT(t, natlab.Config{Sites: []natlab.SiteConfig{
+		{Name: "a", NAT: natlab.PortRestrictedCone, Hairpin: true},
+	}})
+	srv, err := coturn.Start(context.Background(), coturn.ServerConfig{Host: lab.Server(), Dir: t.TempDir(), NoRFC5780: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	h := lab.Site("a").Host(0)
+	res, err := natprobe.Probe(context.Background(), natprobe.Config{
+		Server: natlab.ServerAddr.String(), ListenPacket: h.ListenPacket, Dial: h.DialContext,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Mode != "basic" || res.RFC5780 || res.NATType != "unknown" ||
+		res.Mapping != nattype.Unknown || res.Filtering != nattype.Unknown || !res.PortPreserved || !res.Hairpinning {
+		t.Errorf("basic mode behind a NAT: %+v", res)
+	}
+	if got := addrOf(t, res.PublicAddr); got != lab.Site("a").PublicAddr {
+		t.Errorf("public address %s", res.PublicAddr)
+	}
+	if !strings.Contains(strings.Join(res.Notes, "\n"), "does not support RFC 5780") {
+		t.Errorf("notes: %v", res.Notes)
+	}
+}
