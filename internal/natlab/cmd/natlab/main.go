@@ -57,10 +57,14 @@ Exit codes: 0 done, 1 error, 2 usage error.
 `
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+// run executes one command; ctx ends a foreground "up".
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -70,7 +74,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	case "up":
-		return up(args[1:], stdout, stderr)
+		return up(ctx, args[1:], stdout, stderr)
 	case "down":
 		return down(args[1:], stdout, stderr)
 	case "sweep":
@@ -106,7 +110,7 @@ func labPrefix(name string) (string, error) {
 	return p, nil
 }
 
-func up(args []string, stdout, stderr io.Writer) int {
+func up(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("up", stderr)
 	a := fs.String("a", "", "NAT type of site a")
 	b := fs.String("b", "", "NAT type of site b")
@@ -161,8 +165,6 @@ func up(args []string, stdout, stderr io.Writer) int {
 	if *verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	start := time.Now()
 	lab, err := natlab.New(ctx, cfg)
 	if err != nil {
