@@ -80,7 +80,9 @@ func TestUpForeground(t *testing.T) {
 	defer cancel()
 	var out, errOut lockedBuffer
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"up", "--a", "full-cone", "--delay", "5ms", "--name", name}, &out, &errOut) }()
+	go func() {
+		done <- run(ctx, []string{"up", "--a", "full-cone", "--delay", "5ms", "--name", name}, &out, &errOut)
+	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(out.String(), "Ctrl-C removes the lab") {
 		select {
