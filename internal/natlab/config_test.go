@@ -117,13 +117,14 @@ func TestRulesets(t *testing.T) {
 	if rs := routerRuleset(FullCone, wan, lan, false, 3*time.Second); !has(rs, "timeout 3s") {
 		t.Error("mapping timeout not applied to the sets")
 	}
-	if rs := lossRuleset("wan", 2.5); !has(rs, "numgen random mod 10000 < 250 drop") {
+	if rs := lossRuleset("p3", 2.5); !has(rs, "meta protocol ip numgen random mod 10000 < 250 drop") ||
+		!has(rs, "hook ingress device \"p3\"") || !has(rs, "hook egress device \"p3\"") {
 		t.Errorf("loss ruleset:\n%s", rs)
 	}
-	if rs := lossRuleset("wan", 100); !has(rs, "iifname \"wan\" drop") || has(rs, "numgen") {
+	if rs := lossRuleset("p3", 100); !has(rs, "meta protocol ip drop") || has(rs, "numgen") {
 		t.Errorf("100%% loss ruleset:\n%s", rs)
 	}
-	if rs := lossRuleset("wan", 0); has(rs, "chain") {
+	if rs := lossRuleset("p3", 0); has(rs, "chain") {
 		t.Errorf("0%% loss still defines chains:\n%s", rs)
 	}
 }

@@ -66,11 +66,12 @@ type Site struct {
 }
 
 // linkEnd is one link from the site to the public segment: the device in
-// the site's namespace, and the delay stage if any.
+// the site's namespace, the port on the switch, and the delay stage if any.
 type linkEnd struct {
-	ns, dev string
-	stage   *delayStage
-	cfg     Link
+	ns, dev    string
+	swNS, port string
+	stage      *delayStage
+	cfg        Link
 }
 
 // Name is the site's name.
@@ -293,7 +294,7 @@ func (s *Site) SetWAN(ctx context.Context, link Link) error {
 		if le.stage != nil {
 			le.stage.set(link)
 		}
-		if err := runCmd(ctx, lossRuleset(le.dev, link.Loss), "ip", "netns", "exec", le.ns, "nft", "-f", "-"); err != nil {
+		if err := runCmd(ctx, lossRuleset(le.port, link.Loss), "ip", "netns", "exec", le.swNS, "nft", "-f", "-"); err != nil {
 			errs = append(errs, err)
 		}
 		le.cfg = link
@@ -394,7 +395,7 @@ func (l *Lab) publicLink(p *plan, ns, dev, stageName string, link Link, forceSta
 	sw := l.nsName("sw")
 	port := fmt.Sprintf("p%d", l.nextPort)
 	l.nextPort++
-	end := &linkEnd{ns: ns, dev: dev, cfg: link}
+	end := &linkEnd{ns: ns, dev: dev, swNS: sw, port: port, cfg: link}
 	if link.NeedsStage() || forceStage {
 		dly := l.nsName(stageName)
 		p.ns(dly)
@@ -409,7 +410,7 @@ func (l *Lab) publicLink(p *plan, ns, dev, stageName string, link Link, forceSta
 	p.cmd(sw, "link set %s up", port)
 	p.enslave(sw, "link set %s master br0", port)
 	if link.Loss > 0 {
-		p.nft[ns] += lossRuleset(dev, link.Loss)
+		p.nft[sw] += lossRuleset(port, link.Loss)
 	}
 	return end
 }

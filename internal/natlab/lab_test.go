@@ -120,6 +120,7 @@ func TestShaping(t *testing.T) {
 		{Name: "l", NAT: natlab.Symmetric, WAN: natlab.Link{Loss: 20}},
 		{Name: "p", NAT: natlab.None, WAN: natlab.Link{Delay: 5 * time.Millisecond}},
 		{Name: "s", NAT: natlab.FullCone, DelayStage: true},
+		{Name: "pl", NAT: natlab.None, WAN: natlab.Link{Loss: 30}},
 	}})
 	echo := serverEcho(t, lab, 7000)
 
@@ -192,6 +193,16 @@ func TestShaping(t *testing.T) {
 		}
 		if err := s.SetWAN(ctx, natlab.Link{Delay: time.Millisecond}); err == nil {
 			t.Error("SetWAN added a delay to a site built without a delay stage")
+		}
+	})
+	t.Run("public-host-loss-is-silent", func(t *testing.T) {
+		t.Parallel()
+		// Loss must look like a lossy wire: the sender's sendto never
+		// fails (pingUDP fails the test on a write error).
+		pc := listenUDP(t, lab.Site("pl").Host(0), ":0")
+		seqs, _ := pingUDP(t, pc, echo, 300, 200*time.Microsecond, 500*time.Millisecond)
+		if got := float64(len(seqs)) / 300; got < 0.30 || got > 0.68 {
+			t.Errorf("%.1f %% of echoes came back at 30 %% loss each way, want about 49 %%", got*100)
 		}
 	})
 	t.Run("set-delay", func(t *testing.T) {

@@ -113,13 +113,17 @@ func routerRuleset(nat NAT, wan netip.Addr, lan netip.Prefix, hairpin bool, mapp
 	return b.String()
 }
 
-// lossRuleset returns a table that drops loss percent of the IP packets
-// that enter or leave dev, or deletes the table when loss is 0.
-func lossRuleset(dev string, loss float64) string {
+// lossRuleset returns a table for the switch's namespace that drops loss
+// percent of the IPv4 frames entering and leaving the switch port, or
+// deletes the table when loss is 0. Dropping at the switch (netdev ingress
+// and egress hooks) is silent for both ends, like a lossy wire: a drop in
+// the sender's own output path would fail its sendto with EPERM.
+func lossRuleset(port string, loss float64) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	w("table inet natlab_link {}")
-	w("delete table inet natlab_link")
+	table := "natlab_loss_" + port
+	w("table netdev %s {}", table)
+	w("delete table netdev %s", table)
 	if loss <= 0 {
 		return b.String()
 	}
@@ -128,14 +132,14 @@ func lossRuleset(dev string, loss float64) string {
 	if n >= 10000 {
 		cond = ""
 	}
-	w("table inet natlab_link {")
-	w("\tchain rx {")
-	w("\t\ttype filter hook prerouting priority -300; policy accept;")
-	w("\t\tiifname %q %sdrop", dev, cond)
+	w("table netdev %s {", table)
+	w("\tchain from_site {")
+	w("\t\ttype filter hook ingress device %q priority -500; policy accept;", port)
+	w("\t\tmeta protocol ip %sdrop", cond)
 	w("\t}")
-	w("\tchain tx {")
-	w("\t\ttype filter hook postrouting priority 300; policy accept;")
-	w("\t\toifname %q %sdrop", dev, cond)
+	w("\tchain to_site {")
+	w("\t\ttype filter hook egress device %q priority -500; policy accept;", port)
+	w("\t\tmeta protocol ip %sdrop", cond)
 	w("\t}")
 	w("}")
 	return b.String()

@@ -437,6 +437,7 @@ func (p *prober) udpBlocked(ctx context.Context, res *Result, server netip.AddrP
 	case turnOK:
 		p.note("no answer from the STUN server over UDP or TCP, but a TURN server answered over TCP/TLS: UDP is most likely blocked")
 	default:
+		res.Mode = "unreachable"
 		return fmt.Errorf("%w (%s): UDP is blocked or the server is down", ErrServerUnreachable, server)
 	}
 	return nil

@@ -134,6 +134,9 @@ func TestProbeBadServers(t *testing.T) {
 			if res == nil || len(res.Tests) == 0 {
 				t.Fatalf("no partial result: %+v", res)
 			}
+			if errors.Is(err, ErrServerUnreachable) && (res.NATType != "unknown" || res.Mode != "unreachable" || len(res.NeedsRelayWith) != 0) {
+				t.Errorf("an unreachable server must give no verdict: %s %s %v", res.NATType, res.Mode, res.NeedsRelayWith)
+			}
 			if !strings.Contains(res.Tests[0].Detail, tc.detail) {
 				t.Errorf("test I detail %q lacks %q", res.Tests[0].Detail, tc.detail)
 			}
@@ -187,6 +190,55 @@ func TestProbeLifetime(t *testing.T) {
 			t.Errorf("lifetime test of 2s took only %v", took)
 		}
 	})
+}
+
+// flakyConn fails the first fail writes, like a local firewall or a full
+// socket buffer would.
+type flakyConn struct {
+	net.PacketConn
+	mu   sync.Mutex
+	fail int
+}
+
+func (c *flakyConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	c.mu.Lock()
+	fail := c.fail > 0
+	if fail {
+		c.fail--
+	}
+	c.mu.Unlock()
+	if fail {
+		return 0, errors.New("sendto: operation not permitted")
+	}
+	return c.PacketConn.WriteTo(b, addr)
+}
+
+func TestProbeSendErrors(t *testing.T) {
+	testutil.CheckLeaks(t)
+	f := newFakeServer(t, "good")
+	flaky := func(fail int) func(ctx context.Context, network, address string) (net.PacketConn, error) {
+		return func(ctx context.Context, network, address string) (net.PacketConn, error) {
+			var lc net.ListenConfig
+			pc, err := lc.ListenPacket(ctx, network, address)
+			if err != nil {
+				return nil, err
+			}
+			return &flakyConn{PacketConn: pc, fail: fail}, nil
+		}
+	}
+	// One failed send per socket is one lost transmission: retried.
+	cfg := loopbackConfig(f.prim.String())
+	cfg.ListenPacket = flaky(1)
+	res, _, err := probe(t, cfg)
+	if err != nil || res.NATType != "open" {
+		t.Fatalf("transient send errors: %v, %+v", err, res)
+	}
+	// Every send failing is a network error, reported as such.
+	cfg.ListenPacket = flaky(1 << 30)
+	_, _, err = probe(t, cfg)
+	if err == nil || !strings.Contains(err.Error(), "operation not permitted") {
+		t.Fatalf("persistent send errors: %v", err)
+	}
 }
 
 func TestProbeCancel(t *testing.T) {

@@ -17,6 +17,7 @@ func WriteText(w io.Writer, r *Result, verbose bool) error {
 		"rfc5780":     "RFC 5780 server",
 		"basic":       "basic mode: the server lacks RFC 5780",
 		"udp-blocked": "no UDP answer",
+		"unreachable": "no answer at all",
 	}[r.Mode]
 	fmt.Fprintf(&b, "natprobe against %s (%s)\n\n", r.Server, mode)
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)

@@ -43,12 +43,13 @@ type Result struct {
 	// RFC5780 is true when the server supports the RFC 5780 tests.
 	RFC5780 bool `json:"rfc5780"`
 	// Mode is "rfc5780" (full tests), "basic" (server without RFC 5780:
-	// public address and hints only) or "udp-blocked".
+	// public address and hints only), "udp-blocked", or "unreachable"
+	// (nothing answered; Probe also returns ErrServerUnreachable).
 	Mode string `json:"mode"`
 	// OtherAddr is the server's alternate address (OTHER-ADDRESS).
 	OtherAddr string `json:"other_addr,omitempty"`
 	// RelayTransport says which relay transport Ferry would use here:
-	// "udp", or "tcp/tls" when UDP is blocked.
+	// "udp", or "tcp/tls" when UDP is blocked ("" when unreachable).
 	RelayTransport string `json:"relay_transport"`
 	// STUNOverTCP reports whether the server answered over TCP (only
 	// tested when UDP is blocked).
@@ -121,6 +122,11 @@ func peerClass(m, f nattype.Behaviour, udpBlocked bool) (nattype.Type, bool) {
 func (r *Result) fillVerdict() {
 	r.DirectReachableWith, r.NeedsRelayWith = []string{}, []string{}
 	r.RelayTransport = "udp"
+	if r.Mode == "unreachable" {
+		// Nothing answered at all: no verdict.
+		r.NATType, r.RelayTransport = "unknown", ""
+		return
+	}
 	if r.UDPBlocked {
 		r.NATType = nattype.UDPBlocked.ClassicName()
 		r.RelayTransport = "tcp/tls"

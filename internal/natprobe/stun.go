@@ -167,7 +167,8 @@ func decodeMethod(raw []byte, txid [stun.TransactionIDSize]byte, method stun.Met
 // transact runs one Binding transaction over UDP with RFC 8489
 // retransmissions: the request goes out at 0, RTO, 3*RTO, 7*RTO... until
 // an acceptable response arrives or timeout passes. accept filters
-// responses by source address (nil accepts any).
+// responses by source address (nil accepts any). A failed send counts as a
+// lost transmission; only if every send failed is the send error returned.
 func transact(ctx context.Context, pc net.PacketConn, to netip.AddrPort, req request,
 	accept func(netip.AddrPort) bool, rto, timeout time.Duration,
 ) (response, ignored, error) {
@@ -185,17 +186,24 @@ func transact(ctx context.Context, pc net.PacketConn, to netip.AddrPort, req req
 	deadline := start.Add(timeout)
 	next, interval := start, rto
 	buf := make([]byte, maxMessage)
+	sent := 0
+	var sendErr error
 	for {
 		if err := ctx.Err(); err != nil {
 			return response{}, ig, err
 		}
 		now := time.Now()
 		if !now.Before(deadline) {
+			if sent == 0 && sendErr != nil {
+				return response{}, ig, fmt.Errorf("natprobe: send to %s: %w", to, sendErr)
+			}
 			return response{}, ig, ErrNoResponse
 		}
 		if !now.Before(next) {
 			if _, err := pc.WriteTo(m.Raw, dst); err != nil {
-				return response{}, ig, fmt.Errorf("natprobe: send to %s: %w", to, err)
+				sendErr = err
+			} else {
+				sent++
 			}
 			next, interval = now.Add(interval), 2*interval
 		}
