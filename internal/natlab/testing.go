@@ -1,0 +1,35 @@
+package natlab
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ferrynet/ferry/internal/testutil"
+)
+
+// NewT builds a lab for a test and removes it when the test and its
+// subtests end, whether they pass, fail or panic. If the machine cannot
+// build labs it skips the test loudly (fails it under FERRY_TEST_STRICT=1,
+// as `make test` runs). Build errors fail the test.
+//
+// If the test binary dies without running cleanups (SIGKILL, a -timeout
+// panic), the lab's reaper process removes the namespaces.
+func NewT(t testing.TB, cfg Config) *Lab {
+	t.Helper()
+	if err := CheckPrerequisites(); err != nil {
+		testutil.SkipOrFail(t, "%v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	lab, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatalf("natlab: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := lab.Close(); err != nil {
+			t.Errorf("natlab: close: %v", err)
+		}
+	})
+	return lab
+}
