@@ -3,7 +3,6 @@ package relay
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -69,4 +68,3 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 	}
 }
 
-var _ = net.IPv4len
