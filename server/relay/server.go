@@ -41,6 +41,9 @@ type Server struct {
 	quota        *quota
 	draining     atomic.Bool
 
+	resvMu sync.Mutex
+	resv   map[string]reservation
+
 	mu        sync.Mutex
 	relays    map[netip.AddrPort]*relayConn     // by advertised address
 	tcpRelays map[netip.AddrPort]*relayListener // by advertised address
@@ -129,6 +132,7 @@ func New(cfg Config) (_ *Server, err error) {
 		relays:    map[netip.AddrPort]*relayConn{},
 		tcpRelays: map[netip.AddrPort]*relayListener{},
 		allocGone: make(chan struct{}, 1),
+		resv:      map[string]reservation{},
 	}
 	s.m = newMetrics(func() float64 { return float64(s.allocs.Load()) })
 	if err = s.pickRelayIPs(pcs, tcps, tlss); err != nil {
@@ -165,7 +169,7 @@ func New(cfg Config) (_ *Server, err error) {
 			PacketConn:            l,
 			RelayAddressGenerator: &generator{s: s, lis: l},
 			PermissionHandler: func(client net.Addr, peer net.IP) bool {
-				return s.permit(addrPortOf(client), peer, l.verb)
+				return s.permit(addrPortOf(client), peer, l.st.verb)
 			},
 		})
 	}
@@ -291,7 +295,8 @@ func verbOf(method uint16) string {
 // ACL verb of a request, may rewrite LIFETIME in place (re-signing the
 // message with the key it was verified with), and drops Send indications to
 // denied peers.
-func (s *Server) inspect(b []byte, client netip.AddrPort, verb *string) bool {
+func (s *Server) inspect(b []byte, client netip.AddrPort, st *reqState) bool {
+	st.port = 0
 	m, ok := parseSTUN(b)
 	if !ok {
 		s.m.drop[DropMalformed].Inc()
@@ -313,7 +318,7 @@ func (s *Server) inspect(b []byte, client netip.AddrPort, verb *string) bool {
 		return true
 	}
 	method := m.method()
-	*verb = verbOf(method)
+	st.verb = verbOf(method)
 	mi := m.integrityOffset()
 	if mi < 0 {
 		if method != methodBinding {
@@ -331,10 +336,94 @@ func (s *Server) inspect(b []byte, client netip.AddrPort, verb *string) bool {
 		return true
 	}
 	key, ok := s.auth.verify(m, mi, string(uv), string(rv))
-	if ok && lifetime {
+	if !ok {
+		return true
+	}
+	if lifetime {
 		s.clampLifetime(m, mi, key, method)
 	}
+	if method == methodAllocate && st.sharedTokens {
+		s.takeReservation(m, mi, key, st)
+	}
 	return true
+}
+
+// reqState is what inspect learns about the request it hands to pion, for
+// the hooks pion calls while handling it on the same goroutine.
+type reqState struct {
+	verb         string // ACL verb, for the permission handler
+	port         int    // relay port reserved by a RESERVATION-TOKEN, for the generator
+	sharedTokens bool   // resolve RESERVATION-TOKENs server-wide (UDP sockets)
+}
+
+// Reservations (RFC 8656 EVEN-PORT with the R bit, used for RTP/RTCP pairs).
+// pion/turn keeps them per socket, but with SO_REUSEPORT the kernel may
+// deliver the RTCP allocation's request, from another client port, to another
+// socket. The relay therefore records each token pion hands out, and when an
+// Allocate presents one it disguises the attribute as an unknown optional one
+// (re-signing the request) and gives the reserved port to its own generator.
+
+const (
+	attrReservationToken = 0x0022
+	attrXORRelayedAddr   = 0x0016
+	attrHiddenToken      = 0xC0DE // comprehension-optional, unknown to pion
+	reservationTTL       = 30 * time.Second
+	maxReservations      = 4096
+)
+
+type reservation struct {
+	port    int
+	expires time.Time
+}
+
+// noteReservation records the token in an Allocate success response.
+func (s *Server) noteReservation(p []byte) {
+	m, ok := parseSTUN(p)
+	if !ok {
+		return
+	}
+	tok, _, ok1 := m.attr(attrReservationToken)
+	ra, _, ok2 := m.attr(attrXORRelayedAddr)
+	if !ok1 || !ok2 {
+		return
+	}
+	relayed, ok := m.xorAddr(ra)
+	if !ok {
+		return
+	}
+	now := time.Now()
+	s.resvMu.Lock()
+	defer s.resvMu.Unlock()
+	if len(s.resv) >= maxReservations {
+		for k, r := range s.resv {
+			if now.After(r.expires) {
+				delete(s.resv, k)
+			}
+		}
+		if len(s.resv) >= maxReservations {
+			return
+		}
+	}
+	s.resv[string(tok)] = reservation{port: int(relayed.Port()) + 1, expires: now.Add(reservationTTL)}
+}
+
+func (s *Server) takeReservation(m stunMsg, mi int, key []byte, st *reqState) {
+	tok, off, ok := m.attr(attrReservationToken)
+	if !ok || off > mi {
+		return
+	}
+	s.resvMu.Lock()
+	r, found := s.resv[string(tok)]
+	if found {
+		delete(s.resv, string(tok))
+	}
+	s.resvMu.Unlock()
+	if !found || time.Now().After(r.expires) {
+		return // pion answers 508, as for any unknown token
+	}
+	binary.BigEndian.PutUint16(m.b[off:off+2], attrHiddenToken)
+	m.resign(mi, key)
+	st.port = r.port
 }
 
 // clampLifetime enforces the lifetime bounds on an Allocate or Refresh whose
@@ -564,8 +653,12 @@ func (g *generator) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packe
 	if err := s.reserve(c.UserID); err != nil {
 		return nil, nil, err
 	}
+	requested := c.RequestedPort
+	if requested == 0 && g.lis != nil {
+		requested = g.lis.st.port
+	}
 	var rc *relayConn
-	err = s.bindPort(c.RequestedPort, func(port uint16) error {
+	err = s.bindPort(requested, func(port uint16) error {
 		pc, err := s.cfg.RelayNet.ListenPacket(c.Network, netip.AddrPortFrom(local, port))
 		if err != nil {
 			return err

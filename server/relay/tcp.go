@@ -120,7 +120,7 @@ func (l *tcpListener) verbOf(client netip.AddrPort) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if tc := l.byClient[client]; tc != nil {
-		return tc.verb
+		return tc.st.verb
 	}
 	return ""
 }
@@ -158,7 +158,7 @@ type tcpConn struct {
 	raw      net.Conn // the TCP connection, for deadlines
 	l        *tcpListener
 	client   netip.AddrPort
-	verb     string
+	st       reqState
 
 	buf      []byte
 	start    int
@@ -203,7 +203,7 @@ func (c *tcpConn) nextFrame() error {
 			frame := b[:size]
 			keep := true
 			if !isChannelData(frame) {
-				keep = c.l.s.inspect(frame, c.client, &c.verb)
+				keep = c.l.s.inspect(frame, c.client, &c.st)
 				if keep && !c.first {
 					c.first = true
 					_ = c.raw.SetReadDeadline(time.Time{})

@@ -18,10 +18,11 @@ type udpListener struct {
 	pc  net.PacketConn
 	udp *net.UDPConn // pc when it is an OS socket, else nil
 
-	// verb is the ACL verb of the request being handed to pion. Only the
-	// read goroutine touches it: pion calls ReadFrom, then handles the
-	// request (and calls the permission handler) on the same goroutine.
-	verb string
+	// st describes the request being handed to pion. Only the read
+	// goroutine touches it: pion calls ReadFrom, then handles the request
+	// (and calls the permission handler and the generator) on the same
+	// goroutine.
+	st reqState
 
 	mu      sync.RWMutex
 	clients map[netip.AddrPort]*relayConn
@@ -30,7 +31,7 @@ type udpListener struct {
 }
 
 func newUDPListener(s *Server, pc net.PacketConn) *udpListener {
-	l := &udpListener{s: s, pc: pc, clients: map[netip.AddrPort]*relayConn{}}
+	l := &udpListener{s: s, pc: pc, clients: map[netip.AddrPort]*relayConn{}, st: reqState{sharedTokens: true}}
 	l.udp, _ = pc.(*net.UDPConn)
 	return l
 }
@@ -79,7 +80,7 @@ func (l *udpListener) ReadFrom(p []byte) (int, net.Addr, error) {
 			if rc != nil && rc.udp != nil && rc.sendToPeer(b) {
 				continue
 			}
-		} else if !l.s.inspect(b, from, &l.verb) {
+		} else if !l.s.inspect(b, from, &l.st) {
 			continue
 		}
 		if addr == nil {
@@ -91,6 +92,9 @@ func (l *udpListener) ReadFrom(p []byte) (int, net.Addr, error) {
 
 // WriteTo implements net.PacketConn: pion's replies and relayed data.
 func (l *udpListener) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if len(p) > stunHeaderSize && p[0] == 0x01 && p[1] == 0x03 { // Allocate success
+		l.s.noteReservation(p)
+	}
 	if isErrorResponse(p) {
 		if m, ok := parseSTUN(p); ok {
 			if c := m.errorCode(); (c == 401 || c == 438) && !l.s.unauth.allow(addrPortOf(addr).Addr()) {
