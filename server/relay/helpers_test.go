@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pion/logging"
+	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -42,6 +43,9 @@ func startServer(t *testing.T, mod func(*Config)) *testServer {
 		Realm:       testRealm,
 		AuthSecrets: []string{testSecret},
 		Registerer:  reg,
+		// Tests make many challenges from 127.0.0.1; the flood test sets
+		// its own cap.
+		UnauthRepliesPerIP: -1,
 	}
 	if os.Getenv("FERRY_RELAY_TEST_DEBUG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -230,4 +234,67 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// newRawConn opens a UDP socket on IPv4 loopback, closed at cleanup.
+func newRawConn(t *testing.T) net.PacketConn {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	return pc
+}
+
+// exchange sends a STUN message from pc and returns the response.
+func exchange(t *testing.T, pc net.PacketConn, server string, msg *stun.Message) *stun.Message {
+	t.Helper()
+	to, err := net.ResolveUDPAddr("udp", server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2048)
+	for range 3 {
+		if _, err := pc.WriteTo(msg.Raw, to); err != nil {
+			t.Fatal(err)
+		}
+		_ = pc.SetReadDeadline(time.Now().Add(time.Second))
+		for {
+			n, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				break
+			}
+			res := &stun.Message{Raw: append([]byte(nil), buf[:n]...)}
+			if res.Decode() == nil && res.TransactionID == msg.TransactionID {
+				return res
+			}
+		}
+	}
+	t.Fatalf("no response to %v", msg.Type)
+	return nil
+}
+
+// rawAllocate makes an Allocate with the given credentials from a fresh
+// socket, and returns the response's error code (0 for success).
+func rawAllocate(t *testing.T, server, username, password, realm string) int {
+	t.Helper()
+	pc := newRawConn(t)
+	transport := rawAttr{stun.AttrRequestedTransport, []byte{17, 0, 0, 0}}
+	m1, err := stun.Build(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest), transport, stun.Fingerprint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1 := exchange(t, pc, server, m1)
+	var nonce stun.Nonce
+	if err := nonce.GetFrom(r1); err != nil {
+		t.Fatalf("no nonce in %v", r1)
+	}
+	m2, err := stun.Build(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest), transport,
+		stun.NewUsername(username), stun.NewRealm(realm), nonce,
+		stun.NewLongTermIntegrity(username, realm, password), stun.Fingerprint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code(exchange(t, pc, server, m2))
 }
