@@ -99,10 +99,10 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) (err error) {
 			return lerr
 		}
 		ops = opshttp.New(ln, opshttp.Config{Gatherer: reg, Logger: logger})
-		defer ops.Close()
+		defer ops.Close() //nolint:contextcheck // shutdown has its own bounded context
 	}
 
-	srv, err := relay.New(cfg)
+	srv, err := relay.New(cfg) //nolint:contextcheck // the server lives until Close, not until ctx ends
 	if err != nil {
 		return err
 	}
@@ -127,8 +127,9 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) (err error) {
 	if ops != nil {
 		ops.SetReady(false)
 	}
-	// A second signal ends the drain early.
-	dctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	// A second signal ends the drain early. ctx is done by now, so the
+	// drain needs a context of its own.
+	dctx, stop := signal.NotifyContext(context.WithoutCancel(ctx), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	dctx, cancel := context.WithTimeout(dctx, o.DrainTimeout)
 	defer cancel()

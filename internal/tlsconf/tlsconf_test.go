@@ -68,10 +68,10 @@ func TestSelfSigned(t *testing.T) {
 		t.Fatalf("Kind = %q", s.Kind())
 	}
 	leaf := leafOf(t, s, "relay.test")
-	if err := leaf.VerifyHostname("relay.test"); err != nil {
+	if err = leaf.VerifyHostname("relay.test"); err != nil {
 		t.Error(err)
 	}
-	if err := leaf.VerifyHostname("127.0.0.1"); err != nil {
+	if err = leaf.VerifyHostname("127.0.0.1"); err != nil {
 		t.Error(err)
 	}
 	written, err := os.ReadFile(out)

@@ -105,7 +105,7 @@ func TestACLEveryVerb(t *testing.T) {
 			}
 
 			before = r.denials(t, VerbSend)
-			if err := u.send(peer, []byte("leak?")); err != nil {
+			if err = u.send(peer, []byte("leak?")); err != nil {
 				t.Fatal(err)
 			}
 			waitFor(t, 5*time.Second, func() bool { return r.denials(t, VerbSend)-before == 1 })
@@ -143,7 +143,7 @@ func TestACLEveryVerb(t *testing.T) {
 			if err != nil || code(res) != 0 {
 				t.Fatalf("ChannelBind: %v code %d", err, code(res))
 			}
-			if err := u.send(peer, []byte("hello")); err != nil {
+			if err = u.send(peer, []byte("hello")); err != nil {
 				t.Fatal(err)
 			}
 			waitFor(t, 5*time.Second, func() bool {
@@ -192,7 +192,7 @@ func TestACLAllowPeer(t *testing.T) {
 	if err != nil || code(res) != 0 {
 		t.Fatalf("ChannelBind: %v code %d", err, code(res))
 	}
-	if err := u.send(peer, []byte("via send")); err != nil {
+	if err = u.send(peer, []byte("via send")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, func() bool { return echo.received() > 0 })
@@ -204,8 +204,8 @@ func TestACLAllowPeer(t *testing.T) {
 	defer ln.Close()
 	accepted := make(chan net.Conn, 1)
 	go func() {
-		c, err := ln.Accept()
-		if err == nil {
+		c, aerr := ln.Accept()
+		if aerr == nil {
 			accepted <- c
 		}
 		close(accepted)

@@ -2,7 +2,7 @@ package relay
 
 import (
 	"crypto/hmac"
-	"crypto/md5" //nolint:gosec // the STUN long-term key is MD5 by definition (RFC 8489 section 9.2.2)
+	"crypto/md5"  //nolint:gosec // the STUN long-term key is MD5 by definition (RFC 8489 section 9.2.2)
 	"crypto/sha1" //nolint:gosec // the TURN REST password is HMAC-SHA1 by definition
 	"encoding/base64"
 	"strconv"

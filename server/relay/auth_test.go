@@ -157,16 +157,16 @@ func TestLifetimeBounds(t *testing.T) {
 		return rawAttr{stun.AttrLifetime, v}
 	}
 	for _, tc := range []struct{ ask, want uint32 }{{3600, 1200}, {86400, 1200}, {5, 60}, {300, 300}} {
-		res, err := a.request(stun.MethodRefresh, lifetime(tc.ask))
-		if err != nil {
-			t.Fatal(err)
+		res, rerr := a.request(stun.MethodRefresh, lifetime(tc.ask))
+		if rerr != nil {
+			t.Fatal(rerr)
 		}
 		if code(res) != 0 {
 			t.Fatalf("Refresh(%d): code %d", tc.ask, code(res))
 		}
 		var got stun.RawAttribute
-		v, err := res.Get(stun.AttrLifetime)
-		if err != nil {
+		v, gerr := res.Get(stun.AttrLifetime)
+		if gerr != nil {
 			t.Fatalf("Refresh(%d): no LIFETIME", tc.ask)
 		}
 		got.Value = v

@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -230,12 +229,6 @@ func roundTrip(relay net.PacketConn, peer net.Addr, msg []byte, timeout time.Dur
 	return fmt.Errorf("no echo of %q from %v within %v", msg, peer, timeout)
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // newRawConn opens a UDP socket on IPv4 loopback, closed at cleanup.
 func newRawConn(t *testing.T) net.PacketConn {
 	t.Helper()
@@ -277,9 +270,14 @@ func exchange(t *testing.T, pc net.PacketConn, server string, msg *stun.Message)
 
 // rawAllocate makes an Allocate with the given credentials from a fresh
 // socket, and returns the response's error code (0 for success).
-func rawAllocate(t *testing.T, server, username, password, realm string) int {
+func rawAllocate(t *testing.T, server, username, password, realm string, extra ...stun.Setter) int {
 	t.Helper()
-	pc := newRawConn(t)
+	return code(rawAllocateMsg(t, newRawConn(t), server, username, password, realm, extra...))
+}
+
+// rawAllocateMsg is rawAllocate from pc, returning the response.
+func rawAllocateMsg(t *testing.T, pc net.PacketConn, server, username, password, realm string, extra ...stun.Setter) *stun.Message {
+	t.Helper()
 	transport := rawAttr{stun.AttrRequestedTransport, []byte{17, 0, 0, 0}}
 	m1, err := stun.Build(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest), transport, stun.Fingerprint)
 	if err != nil {
@@ -287,14 +285,16 @@ func rawAllocate(t *testing.T, server, username, password, realm string) int {
 	}
 	r1 := exchange(t, pc, server, m1)
 	var nonce stun.Nonce
-	if err := nonce.GetFrom(r1); err != nil {
+	if err = nonce.GetFrom(r1); err != nil {
 		t.Fatalf("no nonce in %v", r1)
 	}
-	m2, err := stun.Build(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest), transport,
-		stun.NewUsername(username), stun.NewRealm(realm), nonce,
+	setters := []stun.Setter{stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest), transport}
+	setters = append(setters, extra...)
+	setters = append(setters, stun.NewUsername(username), stun.NewRealm(realm), nonce,
 		stun.NewLongTermIntegrity(username, realm, password), stun.Fingerprint)
+	m2, err := stun.Build(setters...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return code(exchange(t, pc, server, m2))
+	return exchange(t, pc, server, m2)
 }

@@ -51,7 +51,6 @@ type trafficShard struct {
 type metrics struct {
 	traffic [counterShards]trafficShard
 
-	allocActive     atomic.Int64
 	allocCreated    *prometheus.CounterVec
 	allocDeleted    *prometheus.CounterVec
 	authFailures    *prometheus.CounterVec

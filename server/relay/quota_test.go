@@ -202,7 +202,7 @@ func TestDrain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := roundTrip(relay, peer.pc.LocalAddr(), []byte("before"), 5*time.Second); err != nil {
+	if err = roundTrip(relay, peer.pc.LocalAddr(), []byte("before"), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 
@@ -223,20 +223,20 @@ func TestDrain(t *testing.T) {
 	}
 	// ...while the live one keeps relaying.
 	for i := range 10 {
-		if err := roundTrip(relay, peer.pc.LocalAddr(), []byte{byte(i), 'd'}, 5*time.Second); err != nil {
+		if err = roundTrip(relay, peer.pc.LocalAddr(), []byte{byte(i), 'd'}, 5*time.Second); err != nil {
 			t.Fatalf("live allocation while draining: %v", err)
 		}
 	}
 	select {
-	case err := <-drained:
-		t.Fatalf("Drain returned with an allocation live: %v", err)
+	case derr := <-drained:
+		t.Fatalf("Drain returned with an allocation live: %v", derr)
 	case <-time.After(200 * time.Millisecond):
 	}
 	_ = relay.Close()
 	select {
-	case err := <-drained:
-		if err != nil {
-			t.Fatal(err)
+	case derr := <-drained:
+		if derr != nil {
+			t.Fatal(derr)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Drain did not return after the last allocation ended")

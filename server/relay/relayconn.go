@@ -242,7 +242,7 @@ func (rc *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	}
 	n, err := rc.pc.WriteTo(p, addr)
 	if err == nil {
-		rc.shard.toPeerBytes.Add(uint64(n))  //nolint:gosec // n >= 0
+		rc.shard.toPeerBytes.Add(uint64(n)) //nolint:gosec // n >= 0
 		rc.shard.toPeerPkts.Add(1)
 	}
 	return n, err

@@ -306,8 +306,8 @@ func (s *Server) inspect(b []byte, client netip.AddrPort, st *reqState) bool {
 	case classRequest:
 	case classIndication:
 		if m.method() == methodSend {
-			if v, _, ok := m.attr(attrXORPeerAddress); ok {
-				if peer, ok := m.xorAddr(v); ok && !s.permitAddr(client, peer.Addr(), VerbSend) {
+			if v, _, found := m.attr(attrXORPeerAddress); found {
+				if peer, valid := m.xorAddr(v); valid && !s.permitAddr(client, peer.Addr(), VerbSend) {
 					s.m.drop[DropACL].Inc()
 					return false
 				}
@@ -650,7 +650,7 @@ func (g *generator) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packe
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := s.reserve(c.UserID); err != nil {
+	if err = s.reserve(c.UserID); err != nil {
 		return nil, nil, err
 	}
 	requested := c.RequestedPort
@@ -659,9 +659,9 @@ func (g *generator) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packe
 	}
 	var rc *relayConn
 	err = s.bindPort(requested, func(port uint16) error {
-		pc, err := s.cfg.RelayNet.ListenPacket(c.Network, netip.AddrPortFrom(local, port))
-		if err != nil {
-			return err
+		pc, lerr := s.cfg.RelayNet.ListenPacket(c.Network, netip.AddrPortFrom(local, port))
+		if lerr != nil {
+			return lerr
 		}
 		rc = newRelayConn(s, pc, netip.AddrPortFrom(local, port), netip.AddrPortFrom(adv, port), c.UserID, g.lis)
 		return nil
@@ -686,14 +686,14 @@ func (g *generator) AllocateListener(c turn.AllocateListenerConfig) (net.Listene
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := s.reserve(c.UserID); err != nil {
+	if err = s.reserve(c.UserID); err != nil {
 		return nil, nil, err
 	}
 	var rl *relayListener
 	err = s.bindPort(c.RequestedPort, func(port uint16) error {
-		ln, err := s.cfg.RelayNet.ListenTCP(c.Network, netip.AddrPortFrom(local, port))
-		if err != nil {
-			return err
+		ln, lerr := s.cfg.RelayNet.ListenTCP(c.Network, netip.AddrPortFrom(local, port))
+		if lerr != nil {
+			return lerr
 		}
 		rl = &relayListener{
 			s: s, ln: ln, local: netip.AddrPortFrom(local, port), adv: netip.AddrPortFrom(adv, port), user: c.UserID,

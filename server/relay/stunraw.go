@@ -189,7 +189,7 @@ func (m stunMsg) integrity(mi int, key, dst []byte) []byte {
 // resign recomputes MESSAGE-INTEGRITY with key, and FINGERPRINT if present
 // after it, after the caller changed an attribute in place.
 func (m stunMsg) resign(mi int, key []byte) {
-	m.integrity(mi, key, m.b[mi+4 : mi+4 : mi+4+sha1.Size])
+	m.integrity(mi, key, m.b[mi+4:mi+4:mi+4+sha1.Size])
 	fp := mi + 4 + sha1.Size
 	if fp+8 == len(m.b) && binary.BigEndian.Uint16(m.b[fp:fp+2]) == attrFingerprint {
 		crc := crc32.ChecksumIEEE(m.b[:fp]) ^ fingerprintXOR

@@ -195,6 +195,9 @@ func (c *tcpConn) nextFrame() error {
 	for {
 		b := c.buf[c.start:c.end]
 		size, err := frameSize(b)
+		if err == nil && !c.first && isChannelData(b) {
+			err = ErrBadFrame // the first message must be STUN
+		}
 		if err != nil {
 			c.l.s.m.drop[DropMalformed].Inc()
 			return err
