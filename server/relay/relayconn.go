@@ -20,6 +20,7 @@ type relayConn struct {
 	s     *Server
 	pc    net.PacketConn
 	udp   *net.UDPConn // pc when it is an OS socket, else nil
+	sio   *sockIO      // raw handle of udp for batched I/O (Linux), else nil
 	local netip.AddrPort
 	adv   netip.AddrPort // the relayed address clients see
 	user  string
@@ -36,6 +37,10 @@ type relayConn struct {
 	tblMu sync.Mutex // serialises writers of the tables below
 	chans atomic.Pointer[chanTable]
 	perms atomic.Pointer[map[netip.Addr]struct{}]
+
+	// Used only by pion's reading goroutine (ReadFrom).
+	rx *rxBatch
+	tx *txBatch
 
 	readerDone atomic.Bool
 	closeOnce  sync.Once
@@ -57,6 +62,7 @@ func newRelayConn(s *Server, pc net.PacketConn, local, adv netip.AddrPort, user 
 		down:  newByteLimiter(s.cfg.AllocationBandwidth),
 	}
 	rc.udp, _ = pc.(*net.UDPConn)
+	rc.sio = newSockIO(rc.udp)
 	rc.chans.Store(emptyChans)
 	empty := map[netip.Addr]struct{}{}
 	rc.perms.Store(&empty)
@@ -133,29 +139,39 @@ func (rc *relayConn) allowDown(n int) bool {
 	return rc.down.allow(now, n) && rc.s.bwDown.allow(now, n)
 }
 
-// sendToPeer relays one ChannelData message from the client (fast path). It
-// reports false when pion should handle the message instead.
-func (rc *relayConn) sendToPeer(b []byte) bool {
+// checkToPeer validates a ChannelData message from the client for the fast
+// path and returns its payload and peer. handled reports that the message was
+// consumed (dropped); ok=false, handled=false means pion should handle it.
+func (rc *relayConn) checkToPeer(b []byte) (payload []byte, peer netip.AddrPort, ok, handled bool) {
 	num := binary.BigEndian.Uint16(b[0:2])
 	n := int(binary.BigEndian.Uint16(b[2:4]))
 	if n > len(b)-chanHeaderSize {
 		rc.s.m.drop[DropBadLength].Inc()
-		return true
+		return nil, peer, false, true
 	}
-	peer, ok := rc.chans.Load().byNum[num]
-	if !ok {
-		return false
+	peer, found := rc.chans.Load().byNum[num]
+	if !found {
+		return nil, peer, false, false
 	}
 	if !rc.allowUp(n) {
 		rc.s.m.drop[DropRateLimited].Inc()
-		return true
-	}
-	if _, err := rc.udp.WriteToUDPAddrPort(b[chanHeaderSize:chanHeaderSize+n], peer); err != nil {
-		rc.s.m.drop[DropSendError].Inc()
-		return true
+		return nil, peer, false, true
 	}
 	rc.shard.toPeerBytes.Add(uint64(n))
 	rc.shard.toPeerPkts.Add(1)
+	return b[chanHeaderSize : chanHeaderSize+n], peer, true, true
+}
+
+// sendToPeer relays one ChannelData message from the client (the portable
+// fast path). It reports false when pion should handle the message instead.
+func (rc *relayConn) sendToPeer(b []byte) bool {
+	payload, peer, ok, handled := rc.checkToPeer(b)
+	if !ok {
+		return handled
+	}
+	if _, err := rc.udp.WriteToUDPAddrPort(payload, peer); err != nil {
+		rc.s.m.drop[DropSendError].Inc()
+	}
 	return true
 }
 
@@ -163,6 +179,9 @@ func (rc *relayConn) sendToPeer(b []byte) bool {
 // bound peers is relayed here and never returned; datagrams from peers with
 // only a permission go back to pion, which wraps them in Data indications.
 func (rc *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	if rc.sio != nil {
+		return rc.readBatched(p)
+	}
 	for {
 		var (
 			n    int
@@ -231,6 +250,89 @@ func (rc *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			addr = net.UDPAddrFromAddrPort(from)
 		}
 		return n, addr, nil
+	}
+}
+
+// relayBatch is how many datagrams a relay socket reads per system call.
+const relayBatch = 4
+
+// maxDatagram is the largest datagram the relay reads whole, matching
+// pion/turn's read buffers; larger ones are dropped as truncated.
+const maxDatagram = 1600
+
+// readBatched is ReadFrom on Linux: datagrams from bound peers go to the
+// client in sendmmsg batches through the TURN socket, without leaving this
+// function.
+func (rc *relayConn) readBatched(p []byte) (int, net.Addr, error) {
+	if rc.rx == nil {
+		rc.rx = newRxBatch(rc.sio, relayBatch, maxDatagram, chanHeaderSize)
+		rc.tx = newTxBatch(relayBatch)
+	}
+	fast := rc.lis != nil && rc.lis.sio != nil
+	for {
+		buf, n, from, trunc, err := rc.rx.next()
+		if err != nil {
+			rc.flushToClient()
+			if rc.readerDone.CompareAndSwap(false, true) && rc.established {
+				rc.s.live.Done()
+			}
+			return 0, nil, err
+		}
+		switch {
+		case trunc:
+			rc.s.m.drop[DropTruncated].Inc()
+		case fast && rc.toClient(buf, n, from):
+		default:
+			rc.flushToClient()
+			if !rc.permitted(from.Addr()) {
+				rc.s.m.drop[DropNoPermission].Inc()
+				break
+			}
+			if !rc.allowDown(n) {
+				rc.s.m.drop[DropRateLimited].Inc()
+				break
+			}
+			rc.shard.toClientBytes.Add(uint64(n))
+			rc.shard.toClientPkts.Add(1)
+			return copy(p, buf[chanHeaderSize:chanHeaderSize+n]), net.UDPAddrFromAddrPort(from), nil
+		}
+		if !rc.rx.pending() {
+			rc.flushToClient()
+		}
+	}
+}
+
+// toClient queues a datagram from a bound peer as ChannelData to the client;
+// it reports false when the peer has no channel.
+func (rc *relayConn) toClient(buf []byte, n int, from netip.AddrPort) bool {
+	num, ok := rc.chans.Load().byPeer[from]
+	if !ok {
+		return false
+	}
+	if !rc.allowDown(n) {
+		rc.s.m.drop[DropRateLimited].Inc()
+		return true
+	}
+	binary.BigEndian.PutUint16(buf[0:2], num)
+	binary.BigEndian.PutUint16(buf[2:4], uint16(n)) //nolint:gosec // n <= maxDatagram
+	if !rc.tx.add(rc.lis.sio, buf[:chanHeaderSize+n], rc.client) {
+		rc.flushToClient()
+		if !rc.tx.add(rc.lis.sio, buf[:chanHeaderSize+n], rc.client) {
+			rc.s.m.drop[DropSendError].Inc()
+			return true
+		}
+	}
+	rc.shard.toClientBytes.Add(uint64(n))
+	rc.shard.toClientPkts.Add(1)
+	return true
+}
+
+func (rc *relayConn) flushToClient() {
+	if rc.tx.len() == 0 {
+		return
+	}
+	if failed, _ := rc.tx.flush(rc.lis.sio); failed > 0 {
+		rc.s.m.drop[DropSendError].Add(float64(failed))
 	}
 }
 
