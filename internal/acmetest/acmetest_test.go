@@ -64,8 +64,8 @@ func TestCertmagicObtainsFromPebble(t *testing.T) {
 	go func() {
 		defer close(done)
 		for {
-			c, err := tln.Accept()
-			if err != nil {
+			c, aerr := tln.Accept()
+			if aerr != nil {
 				return
 			}
 			go func() {
@@ -80,7 +80,7 @@ func TestCertmagicObtainsFromPebble(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := src.Manage(ctx); err != nil {
+	if err = src.Manage(ctx); err != nil {
 		t.Fatalf("Manage: %v", err)
 	}
 	c, err := tls.Dial("tcp4", ln.Addr().String(), &tls.Config{RootCAs: ca.Roots, ServerName: domain, MinVersion: tls.VersionTLS12})

@@ -59,7 +59,7 @@ func TestTURNSWithACME(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := certs.Manage(ctx); err != nil {
+	if err = certs.Manage(ctx); err != nil {
 		t.Fatalf("obtaining the certificate from Pebble: %v", err)
 	}
 
@@ -77,7 +77,7 @@ func TestTURNSWithACME(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	if err := client.Listen(); err != nil {
+	if err = client.Listen(); err != nil {
 		t.Fatal(err)
 	}
 	relayConn, err := client.Allocate()
