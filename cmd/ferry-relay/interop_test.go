@@ -36,9 +36,31 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// runRelay runs the ferry-relay program in-process with args, and returns
-// the running server. It stops (drains, then closes) at cleanup.
-func runRelay(t *testing.T, args ...string) (*relay.Server, *opshttp.Server, *syncBuffer) {
+// relayProc is the ferry-relay program running in-process.
+type relayProc struct {
+	srv    *relay.Server
+	ops    *opshttp.Server
+	logs   *syncBuffer
+	cancel context.CancelFunc // what SIGTERM does
+	done   chan int
+}
+
+// wait returns the exit code, or fails the test after d.
+func (p *relayProc) wait(t *testing.T, d time.Duration) int {
+	t.Helper()
+	select {
+	case code := <-p.done:
+		p.done <- code
+		return code
+	case <-time.After(d):
+		t.Fatalf("ferry-relay did not stop within %v:\n%s", d, p.logs)
+		return -1
+	}
+}
+
+// runRelay runs the ferry-relay program in-process with args. At cleanup it
+// is stopped (drained, then closed) if it still runs.
+func runRelay(t *testing.T, args ...string) *relayProc {
 	t.Helper()
 	type up struct {
 		s   *relay.Server
@@ -48,31 +70,26 @@ func runRelay(t *testing.T, args ...string) (*relay.Server, *opshttp.Server, *sy
 	started = func(s *relay.Server, o *opshttp.Server) { ch <- up{s, o} }
 	t.Cleanup(func() { started = nil })
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
-	done := make(chan int, 1)
+	p := &relayProc{logs: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
 	go func() {
-		done <- run(ctx, args, func(string) (string, bool) { return "", false }, logs, logs)
+		p.done <- run(ctx, args, func(string) (string, bool) { return "", false }, p.logs, p.logs)
 	}()
 	t.Cleanup(func() {
 		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("ferry-relay exited with %d:\n%s", code, logs)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("ferry-relay did not stop:\n%s", logs)
+		if code := p.wait(t, 30*time.Second); code != 0 {
+			t.Errorf("ferry-relay exited with %d:\n%s", code, p.logs)
 		}
 	})
 	select {
 	case u := <-ch:
-		return u.s, u.ops, logs
-	case code := <-done:
-		t.Fatalf("ferry-relay exited with %d:\n%s", code, logs)
+		p.srv, p.ops = u.s, u.ops
+		return p
+	case code := <-p.done:
+		t.Fatalf("ferry-relay exited with %d:\n%s", code, p.logs)
 	case <-time.After(20 * time.Second):
-		t.Fatalf("ferry-relay did not start:\n%s", logs)
+		t.Fatalf("ferry-relay did not start:\n%s", p.logs)
 	}
-	return nil, nil, nil
+	return nil
 }
 
 // freeUDPPort returns a UDP port that was free a moment ago.
@@ -137,12 +154,13 @@ func TestInteropUclient(t *testing.T) {
 
 	const secret = "interop-secret"
 	certFile := filepath.Join(t.TempDir(), "relay.pem")
-	srv, _, logs := runRelay(t,
+	proc := runRelay(t,
 		"--listen-udp", "127.0.0.1:0", "--listen-tcp", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
 		"--tls-self-signed", "--tls-self-signed-host", "127.0.0.1", "--tls-self-signed-out", certFile,
 		"--auth-secret", secret, "--realm", "ferry.interop",
 		"--allow-peer", "127.0.0.0/8", // turnutils_peer and -T's peers are on loopback
 		"--metrics-addr", "", "--drain-timeout", "1s", "--log-level", "debug")
+	srv, logs := proc.srv, proc.logs
 	udpPort := srv.UDPAddrs()[0].(*net.UDPAddr).Port
 	tcpPort := srv.TCPAddrs()[0].(*net.TCPAddr).Port
 	tlsPort := srv.TCPAddrs()[1].(*net.TCPAddr).Port

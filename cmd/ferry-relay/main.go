@@ -124,6 +124,7 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) (err error) {
 
 	<-ctx.Done()
 	logger.Info("signal received: draining", "allocations", srv.Allocations(), "timeout", o.DrainTimeout)
+	srv.StartDrain()
 	if ops != nil {
 		ops.SetReady(false)
 	}
