@@ -18,11 +18,16 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
+
+// gsoDisabled turns UDP segmentation offload off (tests use it to cover the
+// plain path).
+var gsoDisabled atomic.Bool
 
 // sockaddr is a raw sockaddr_in or sockaddr_in6.
 type sockaddr [unix.SizeofSockaddrInet6]byte
@@ -31,7 +36,14 @@ type sockaddr [unix.SizeofSockaddrInet6]byte
 type sockIO struct {
 	rc     syscall.RawConn
 	family int // unix.AF_INET or unix.AF_INET6
+	// gsoMax is the largest datagram UDP_SEGMENT may coalesce on this
+	// socket: 0 when unsupported, lowered when the kernel refuses a size
+	// (a segment must fit the route's MTU).
+	gsoMax atomic.Int32
 }
+
+// gsoDefaultMax fits a 1500-byte MTU with IPv6 and UDP headers.
+const gsoDefaultMax = 1452
 
 func newSockIO(c *net.UDPConn) *sockIO {
 	if c == nil {
@@ -42,15 +54,22 @@ func newSockIO(c *net.UDPConn) *sockIO {
 		return nil
 	}
 	fam := -1
+	gso := false
 	cerr := rc.Control(func(fd uintptr) {
 		if v, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN); err == nil { //nolint:gosec // fd fits int
 			fam = v
 		}
+		_, err := unix.GetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_SEGMENT) //nolint:gosec // fd fits int
+		gso = err == nil
 	})
 	if cerr != nil || (fam != unix.AF_INET && fam != unix.AF_INET6) {
 		return nil
 	}
-	return &sockIO{rc: rc, family: fam}
+	s := &sockIO{rc: rc, family: fam}
+	if gso && !gsoDisabled.Load() {
+		s.gsoMax.Store(gsoDefaultMax)
+	}
+	return s
 }
 
 // put encodes ap as a sockaddr for the socket's family and returns its
@@ -128,9 +147,6 @@ func newRxBatch(io *sockIO, n, size, headroom int) *rxBatch {
 	return b
 }
 
-// len is the number of queued datagrams.
-func (t *txBatch) len() int { return t.count }
-
 // next returns the next datagram: its buffer (headroom included, data from
 // headroom to headroom+n), length, source, and whether it was truncated.
 // It blocks (parking the goroutine) until one arrives.
@@ -158,37 +174,76 @@ func (b *rxBatch) next() (buf []byte, n int, from netip.AddrPort, trunc bool, er
 // pending reports whether datagrams from the last system call are unread.
 func (b *rxBatch) pending() bool { return b.pos < b.count }
 
-// txBatch sends datagrams with sendmmsg, each to its own address. A txBatch
-// belongs to one goroutine.
+// txBatch sends datagrams with sendmmsg, each to its own address. On
+// sockets that support it, consecutive datagrams of equal size to the same
+// address are coalesced into one message with UDP generic segmentation
+// offload (UDP_SEGMENT): the kernel builds one buffer and runs the IP output
+// path once for the run, then cuts it into the datagrams. A txBatch belongs
+// to one goroutine and flushes to one socket at a time.
 type txBatch struct {
-	hdrs   []unix.Mmsghdr
-	iovs   []unix.Iovec
-	names  []sockaddr
-	count  int
+	hdrs   []unix.Mmsghdr // messages
+	iovs   []unix.Iovec   // datagrams, in order; a message covers a range
+	names  []sockaddr     // per message
+	ctrl   []byte         // per message, one UDP_SEGMENT control message
+	segs   []int          // per message: datagrams in it
+	size   []int          // per message: datagram size (the last may be shorter)
+	short  []bool         // per message: its last datagram was shorter
+	msgs   int
+	nseg   int
 	sent   int
-	failed int
+	fail   int
+	gsoMax int // coalescing limit of the socket being filled
+	io     *sockIO
+	one    unix.Msghdr // for resending a refused coalesced message datagram by datagram
 	fn     func(fd uintptr) bool
 }
 
+const (
+	gsoMaxSegments = 64     // the kernel's UDP_MAX_SEGMENTS
+	gsoMaxBytes    = 60_000 // stay under the 64 KiB datagram limit
+)
+
+var cmsgSpace = unix.CmsgSpace(2)
+
 func newTxBatch(n int) *txBatch {
-	t := &txBatch{hdrs: make([]unix.Mmsghdr, n), iovs: make([]unix.Iovec, n), names: make([]sockaddr, n)}
+	t := &txBatch{
+		hdrs: make([]unix.Mmsghdr, n), iovs: make([]unix.Iovec, n), names: make([]sockaddr, n),
+		ctrl: make([]byte, n*cmsgSpace), segs: make([]int, n), size: make([]int, n), short: make([]bool, n),
+	}
 	for i := range n {
 		t.hdrs[i].Hdr.Name = &t.names[i][0]
-		t.hdrs[i].Hdr.Iov = &t.iovs[i]
-		t.hdrs[i].Hdr.SetIovlen(1)
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&t.ctrl[i*cmsgSpace]))
+		h.Level = unix.SOL_UDP
+		h.Type = unix.UDP_SEGMENT
+		h.SetLen(unix.CmsgLen(2))
 	}
 	t.fn = func(fd uintptr) bool {
-		for t.sent < t.count {
-			n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&t.hdrs[t.sent])), uintptr(t.count-t.sent), unix.MSG_DONTWAIT, 0, 0)
+		for t.sent < t.msgs {
+			n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&t.hdrs[t.sent])), uintptr(t.msgs-t.sent), unix.MSG_DONTWAIT, 0, 0)
 			switch {
 			case e == unix.EAGAIN:
 				return false // wait for room in the socket buffer
 			case e == unix.EINTR:
 				continue
 			case e != 0:
-				// Skip the datagram the kernel refused (an unreachable
-				// peer, say) and go on with the rest.
-				t.failed++
+				// The kernel refused the first remaining message: an
+				// unreachable peer, or segmentation the path cannot do
+				// (a segment over the route's MTU, a device without
+				// offload). Coalesced datagrams are sent one by one,
+				// and this size is not coalesced again on this socket.
+				m := t.sent
+				if t.segs[m] > 1 {
+					lower := int32(t.size[m] - 1) //nolint:gosec // <= maxDatagram
+					if e == unix.EIO || e == unix.EOPNOTSUPP {
+						lower = 0
+					}
+					if lower < t.io.gsoMax.Load() {
+						t.io.gsoMax.Store(lower)
+					}
+					t.resend(fd, m)
+				} else {
+					t.fail++
+				}
 				t.sent++
 				continue
 			}
@@ -199,39 +254,91 @@ func newTxBatch(n int) *txBatch {
 	return t
 }
 
-// add queues p for ap on a socket of io's family; it reports false when the
-// batch is full or the family cannot carry ap.
+// resend sends coalesced message m one datagram per system call.
+func (t *txBatch) resend(fd uintptr, m int) {
+	h := &t.hdrs[m].Hdr
+	first := int((uintptr(unsafe.Pointer(h.Iov)) - uintptr(unsafe.Pointer(&t.iovs[0]))) / unsafe.Sizeof(t.iovs[0]))
+	for i := first; i < first+t.segs[m]; i++ {
+		t.one = unix.Msghdr{Name: h.Name, Namelen: h.Namelen, Iov: &t.iovs[i]}
+		t.one.SetIovlen(1)
+		for {
+			_, _, e := unix.RawSyscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&t.one)), unix.MSG_DONTWAIT)
+			if e == unix.EINTR {
+				continue
+			}
+			if e != 0 {
+				t.fail++ // EAGAIN included: the socket buffer is full, drop as UDP would
+			}
+			break
+		}
+	}
+}
+
+// add queues p for ap; the whole batch goes out on io. It reports false
+// when the batch is full or the family cannot carry ap.
 func (t *txBatch) add(io *sockIO, p []byte, ap netip.AddrPort) bool {
-	if t.count == len(t.hdrs) || len(p) == 0 {
+	if t.nseg == len(t.iovs) || len(p) == 0 {
 		return false
 	}
-	i := t.count
-	l := io.put(&t.names[i], ap)
+	var sa sockaddr
+	l := io.put(&sa, ap)
 	if l == 0 {
 		return false
 	}
-	t.hdrs[i].Hdr.Namelen = l
-	t.iovs[i].Base = &p[0]
-	t.iovs[i].SetLen(len(p))
-	t.count++
+	if t.msgs == 0 {
+		t.io = io
+		t.gsoMax = int(io.gsoMax.Load())
+	}
+	k := t.nseg
+	t.iovs[k].Base = &p[0]
+	t.iovs[k].SetLen(len(p))
+	t.nseg++
+	if m := t.msgs - 1; m >= 0 && t.size[m] <= t.gsoMax && t.names[m] == sa && !t.short[m] && len(p) <= t.size[m] &&
+		t.segs[m] < gsoMaxSegments && (t.segs[m]+1)*t.size[m] <= gsoMaxBytes {
+		t.segs[m]++
+		t.short[m] = len(p) < t.size[m]
+		h := &t.hdrs[m].Hdr
+		h.SetIovlen(t.segs[m])
+		if t.segs[m] == 2 {
+			binary.NativeEndian.PutUint16(t.ctrl[m*cmsgSpace+unix.CmsgLen(0):], uint16(t.size[m])) //nolint:gosec // <= maxDatagram
+			h.Control = &t.ctrl[m*cmsgSpace]
+			h.SetControllen(cmsgSpace)
+		}
+		return true
+	}
+	m := t.msgs
+	t.msgs++
+	t.names[m] = sa
+	t.segs[m], t.size[m], t.short[m] = 1, len(p), false
+	h := &t.hdrs[m].Hdr
+	h.Namelen = l
+	h.Iov = &t.iovs[k]
+	h.SetIovlen(1)
+	h.Control = nil
+	h.SetControllen(0)
 	return true
 }
+
+// len is the number of queued datagrams.
+func (t *txBatch) len() int { return t.nseg }
 
 // flush sends the queued datagrams on io. It returns how many the kernel
 // refused.
 func (t *txBatch) flush(io *sockIO) (failed int, err error) {
-	if t.count == 0 {
+	if t.msgs == 0 {
 		return 0, nil
 	}
-	t.sent, t.failed = 0, 0
+	t.sent, t.fail, t.io = 0, 0, io
 	err = io.rc.Write(t.fn)
-	failed = t.failed
+	failed = t.fail
 	if err != nil {
-		failed = t.count - t.sent
+		for m := t.sent; m < t.msgs; m++ {
+			failed += t.segs[m]
+		}
 	}
-	for i := range t.count {
+	for i := range t.nseg {
 		t.iovs[i].Base = nil // do not keep the buffers reachable
 	}
-	t.count = 0
+	t.msgs, t.nseg = 0, 0
 	return failed, err
 }
