@@ -144,7 +144,7 @@ func TestExternalIPAndPortRange(t *testing.T) {
 	}
 	defer ln.Close()
 	go func() {
-		if c, err := ln.Accept(); err == nil {
+		if c, aerr := ln.Accept(); aerr == nil {
 			_ = c.Close()
 		}
 	}()
