@@ -116,6 +116,7 @@ func run(ctx context.Context, ferryBin, coturnBin string, allocs, window, payloa
 			if err != nil {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
+			t.load.Drain()
 			t.res = append(t.res, res)
 			fmt.Printf("round %d %-6s %s\n", r+1, t.name, res)
 		}

@@ -260,8 +260,6 @@ func (l *Load) Run(ctx context.Context, d time.Duration) (Result, error) {
 		res.P50 = all[len(all)/2]
 		res.P99 = all[len(all)*99/100]
 	}
-	// Let the datagrams still in flight drain before the next round.
-	l.drain()
 	return res, nil
 }
 
@@ -291,7 +289,9 @@ func (l *Load) RunCount(ctx context.Context, n int64) (Result, error) {
 	}
 }
 
-func (l *Load) drain() {
+// Drain reads away the datagrams still in flight after a round, so the next
+// round starts clean.
+func (l *Load) Drain() {
 	buf := make([]byte, 2048)
 	for _, a := range l.allocs {
 		for {

@@ -110,6 +110,9 @@ func BenchmarkRelayVsCoturn(b *testing.B) {
 			b.Fatal(err)
 		}
 		res[name] = r
+		b.StopTimer()
+		loads[name].Drain()
+		b.StartTimer()
 	}
 	b.StopTimer()
 	f, c := res["ferry"], res["coturn"]
@@ -162,6 +165,7 @@ func TestLoadAgainstFerry(t *testing.T) {
 	if r.RoundTrips == 0 || r.P50 <= 0 || r.P99 < r.P50 {
 		t.Fatalf("result %+v", r)
 	}
+	l.Drain()
 	r, err = l.RunCount(t.Context(), 100)
 	if err != nil || r.RoundTrips < 100 {
 		t.Fatalf("RunCount: %+v, %v", r, err)

@@ -195,6 +195,12 @@ func New(cfg Config) (_ *Server, err error) {
 		s.live.Add(-len(s.udp) - len(s.tcp))
 		return nil, fmt.Errorf("relay: %w", err)
 	}
+	for _, adv := range []netip.Addr{s.advV4, s.advV6} {
+		if adv.IsValid() && (adv.IsPrivate() || adv.IsLoopback() || adv.IsLinkLocalUnicast()) {
+			s.log.Warn("the relay advertises a non-public address; clients on the internet need ExternalIPs (--external-ip)",
+				"advertised", adv)
+		}
+	}
 	s.log.Info("relay started", "udp_sockets", len(s.udp), "tcp_listeners", len(tcps), "tls_listeners", len(tlss),
 		"relay_v4", s.relayV4, "relay_v6", s.relayV6, "advertised_v4", s.advV4, "advertised_v6", s.advV6,
 		"ports", fmt.Sprintf("%d-%d", c.RelayPortMin, c.RelayPortMax), "realm", c.Realm)
