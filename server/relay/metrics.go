@@ -21,6 +21,7 @@ const (
 	QuotaTotal    = "total"    // the server's allocation cap
 	QuotaDraining = "draining" // the server is draining
 	QuotaPorts    = "ports"    // the relay port range is exhausted
+	QuotaPeers    = "peers"    // an allocation's permissions or channels (MaxPeersPerAllocation)
 )
 
 // Drop reasons: ferry_relay_dropped_packets_total{reason}.
@@ -91,7 +92,7 @@ func newMetrics(activeAllocs func() float64) *metrics {
 		}, []string{"verb", "reason"}),
 		quotaRejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ferry_relay_quota_rejections_total",
-			Help: "Allocate requests refused by a quota, by reason (user, total, draining, ports).",
+			Help: "Requests refused by a quota, by reason (user, total, draining, ports: Allocate; peers: CreatePermission and ChannelBind).",
 		}, []string{"reason"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ferry_relay_dropped_packets_total",

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pion/stun/v4"
 
 	"github.com/ferrynet/ferry/internal/testutil"
 )
@@ -254,5 +257,42 @@ func TestDrain(t *testing.T) {
 	defer cancel()
 	if err := s2.Drain(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Drain with a live allocation and a deadline: %v", err)
+	}
+}
+
+func TestPeersPerAllocationCap(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 60*time.Second)
+	s := startServer(t, nil)
+	c := newClient(t, s.udpAddr(), "many", testSecret)
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	a := newAuthed(c.Client, "many")
+	peer := func(i int) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{11, byte(i >> 16), byte(i >> 8), byte(i)}), 9)
+	}
+	for i := 0; i < MaxPeersPerAllocation; i += 64 {
+		var attrs []stun.Setter
+		for j := i; j < i+64 && j < MaxPeersPerAllocation; j++ {
+			attrs = append(attrs, xorPeer(peer(j)))
+		}
+		res, rerr := a.request(stun.MethodCreatePermission, attrs...)
+		if rerr != nil || code(res) != 0 {
+			t.Fatalf("permissions %d+: %v, code %d", i, rerr, code(res))
+		}
+	}
+	res, err := a.request(stun.MethodCreatePermission, xorPeer(peer(MaxPeersPerAllocation)))
+	if err != nil || code(res) != 403 {
+		t.Fatalf("permission %d: %v, code %d, want 403", MaxPeersPerAllocation+1, err, code(res))
+	}
+	if v := s.counter(t, "ferry_relay_quota_rejections_total", "reason", QuotaPeers); v != 1 {
+		t.Errorf("peers rejections = %v", v)
+	}
+	// Refreshing an existing permission still works.
+	if res, err := a.request(stun.MethodCreatePermission, xorPeer(peer(7))); err != nil || code(res) != 0 {
+		t.Fatalf("refresh: %v, code %d", err, code(res))
 	}
 }

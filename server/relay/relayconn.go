@@ -118,6 +118,9 @@ func (rc *relayConn) setPermission(ip netip.Addr, on bool) {
 	rc.perms.Store(&m)
 }
 
+func (rc *relayConn) permissions() int { return len(*rc.perms.Load()) }
+func (rc *relayConn) channels() int    { return len(rc.chans.Load().byNum) }
+
 func (rc *relayConn) permitted(ip netip.Addr) bool {
 	_, ok := (*rc.perms.Load())[ip]
 	return ok

@@ -45,6 +45,7 @@ type Server struct {
 	resv   map[string]reservation
 
 	mu        sync.Mutex
+	byClient  map[clientKey]*relayConn          // UDP relays by client
 	relays    map[netip.AddrPort]*relayConn     // by advertised address
 	tcpRelays map[netip.AddrPort]*relayListener // by advertised address
 	allocs    atomic.Int64
@@ -130,6 +131,7 @@ func New(cfg Config) (_ *Server, err error) {
 		unauth:    newIPLimiter(c.UnauthRepliesPerIP),
 		quota:     newQuota(c.MaxAllocationsPerUser, c.MaxAllocations),
 		relays:    map[netip.AddrPort]*relayConn{},
+		byClient:  map[clientKey]*relayConn{},
 		tcpRelays: map[netip.AddrPort]*relayListener{},
 		allocGone: make(chan struct{}, 1),
 		resv:      map[string]reservation{},
@@ -169,7 +171,7 @@ func New(cfg Config) (_ *Server, err error) {
 			PacketConn:            l,
 			RelayAddressGenerator: &generator{s: s, lis: l},
 			PermissionHandler: func(client net.Addr, peer net.IP) bool {
-				return s.permit(addrPortOf(client), peer, l.st.verb)
+				return s.permit(addrPortOf(client), false, peer, l.st.verb)
 			},
 		})
 	}
@@ -185,7 +187,7 @@ func New(cfg Config) (_ *Server, err error) {
 			RelayAddressGenerator: &generator{s: s, tcpControl: true},
 			PermissionHandler: func(client net.Addr, peer net.IP) bool {
 				ap := addrPortOf(client)
-				return s.permit(ap, peer, l.verbOf(ap))
+				return s.permit(ap, true, peer, l.verbOf(ap))
 			},
 		})
 	}
@@ -267,9 +269,44 @@ func (s *Server) pickRelayIPs(pcs []net.PacketConn, lists ...[]net.Listener) err
 
 // permit is the ACL as pion's PermissionHandler, for CreatePermission,
 // ChannelBind and Connect.
-func (s *Server) permit(client netip.AddrPort, peer net.IP, verb string) bool {
+func (s *Server) permit(client netip.AddrPort, tcp bool, peer net.IP, verb string) bool {
 	ip, _ := netip.AddrFromSlice(peer)
-	return s.permitAddr(client, ip, verb)
+	if !s.permitAddr(client, ip, verb) {
+		return false
+	}
+	// Bound the state one allocation can make: every permission and
+	// channel costs memory here and in pion/turn.
+	s.mu.Lock()
+	rc := s.byClient[clientKey{client, tcp}]
+	s.mu.Unlock()
+	if rc == nil {
+		return true
+	}
+	ip = ip.Unmap()
+	full := false
+	switch verb {
+	case VerbCreatePermission:
+		full = !rc.permitted(ip) && rc.permissions() >= MaxPeersPerAllocation
+	case VerbChannelBind:
+		full = (!rc.permitted(ip) && rc.permissions() >= MaxPeersPerAllocation) ||
+			rc.channels() >= MaxPeersPerAllocation
+	}
+	if full {
+		s.m.quotaRejections.WithLabelValues(QuotaPeers).Inc()
+		s.log.Debug("permission refused: too many peers", "client", client, "peer", ip, "verb", verb)
+		return false
+	}
+	return true
+}
+
+// MaxPeersPerAllocation caps the permissions (peer IPs) and the channels of
+// one allocation; requests beyond it are refused.
+const MaxPeersPerAllocation = 1024
+
+// clientKey identifies an allocation by its client and control transport.
+type clientKey struct {
+	client netip.AddrPort
+	tcp    bool
 }
 
 func (s *Server) permitAddr(client netip.AddrPort, ip netip.Addr, verb string) bool {
@@ -502,6 +539,9 @@ func (s *Server) onAllocationCreated(src, _ net.Addr, _, userID, _ string, relay
 	case rc != nil:
 		rc.client = client
 		rc.established = true
+		s.mu.Lock()
+		s.byClient[clientKey{client, rc.lis == nil}] = rc
+		s.mu.Unlock()
 		s.live.Add(1) // pion's read loop for the allocation
 		if rc.lis != nil {
 			rc.lis.addClient(client, rc)
@@ -569,6 +609,9 @@ func (s *Server) relayClosed(rc *relayConn) {
 	s.mu.Lock()
 	if s.relays[rc.adv] == rc {
 		delete(s.relays, rc.adv)
+	}
+	if k := (clientKey{rc.client, rc.lis == nil}); rc.established && s.byClient[k] == rc {
+		delete(s.byClient, k)
 	}
 	s.mu.Unlock()
 	s.quota.release(rc.user)
