@@ -163,3 +163,34 @@ func TestExternalIPAndPortRange(t *testing.T) {
 		t.Fatalf("Connect with an external IP: %v, code %d", err, code(res))
 	}
 }
+
+// TestDualStackListener: a wildcard listener is one dual-stack socket per
+// core; IPv4 clients reach it as IPv4-mapped addresses, and the fast path
+// must answer them as such.
+func TestDualStackListener(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 60*time.Second)
+	s := startServer(t, func(c *Config) {
+		c.ListenUDP = []string{":0"}
+		c.RelayIPs = []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")}
+		c.AllowPeers = loopback
+	})
+	port := s.UDPAddrs()[0].(*net.UDPAddr).Port
+	for _, tc := range []struct{ server, peerNet, peer string }{
+		{fmt.Sprintf("127.0.0.1:%d", port), "udp4", "127.0.0.1:0"},
+		{fmt.Sprintf("[::1]:%d", port), "udp6", "[::1]:0"},
+	} {
+		peer := startEcho(t, tc.peerNet, tc.peer)
+		c := newClient(t, tc.server, "ds", testSecret)
+		relay, err := c.Allocate()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.server, err)
+		}
+		for i := range 30 {
+			if err := roundTrip(relay, peer.pc.LocalAddr(), []byte{byte(i), 'x'}, 5*time.Second); err != nil {
+				t.Fatalf("%s: %v", tc.server, err)
+			}
+		}
+		_ = relay.Close()
+	}
+}
