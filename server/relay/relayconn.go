@@ -287,7 +287,9 @@ func (rc *relayConn) readBatched(p []byte) (int, net.Addr, error) {
 		case fast && rc.toClient(buf, n, from):
 		default:
 			rc.flushToClient()
-			if !rc.permitted(from.Addr()) {
+			if _, bound := rc.chans.Load().byPeer[from]; !bound && !rc.permitted(from.Addr()) {
+				// pion relays for a bound channel even after the
+				// permission lapsed; otherwise it needs a permission.
 				rc.s.m.drop[DropNoPermission].Inc()
 				break
 			}
