@@ -63,6 +63,12 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 10s).
 bench: ## Run the benchmarks for real and print the figures (see docs/BENCHMARKS.md).
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 -timeout 60m $(PKGS)
 
+.PHONY: bench-relay
+bench-relay: ## ferry-relay vs coturn on loopback: same Go client, alternating rounds; rt/s, RTT, CPU per round trip.
+	@command -v turnserver >/dev/null || bash scripts/deps.sh
+	$(GO) build -o bin/ ./cmd/ferry-relay ./cmd/ferry-relay-bench
+	bin/ferry-relay-bench --ferry bin/ferry-relay $(BENCH_RELAY_FLAGS)
+
 .PHONY: bench-once
 bench-once: ## Run every benchmark once (-benchtime=1x) so none rots.
 	$(GO) test -run='^$$' -bench=. -benchtime=1x -count=1 -timeout 30m $(PKGS)
