@@ -1,0 +1,259 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/ferrynet/ferry/internal/cliconf"
+	"github.com/ferrynet/ferry/server/relay"
+)
+
+// options are the command line; relayConfig turns them into relay.Config.
+type options struct {
+	ListenUDP, ListenTCP, ListenTLS []string
+	UDPSockets                      int
+
+	Realm         string
+	AuthSecrets   []string
+	AuthSeparator string
+	Users         map[string]string
+
+	RelayIPs, ExternalIPs []netip.Addr
+	PortMin, PortMax      uint16
+
+	AllowPeers, DenyPeers []netip.Prefix
+
+	MaxAllocsPerUser, MaxAllocs        int
+	AllocBandwidth, ServerBandwidth    int64
+	Lifetime, MinLifetime, MaxLifetime time.Duration
+	UnauthPerIP                        float64
+	FirstMessageTimeout                time.Duration
+	MaxTCPConns                        int
+
+	TLSCert, TLSKey                string
+	ACMEDomains                    []string
+	ACMEEmail, ACMECA, ACMEStorage string
+	TLSSelfSigned                  bool
+	SelfSignedHosts                []string
+	SelfSignedCertOut              string
+
+	MetricsAddr  string
+	DrainTimeout time.Duration
+	LogLevel     string
+	LogFormat    string
+}
+
+func defaultOptions() *options {
+	return &options{
+		ListenUDP:           []string{":3478"},
+		ListenTCP:           []string{":3478"},
+		Realm:               relay.DefaultRealm,
+		AuthSeparator:       relay.DefaultAuthSeparator,
+		Users:               map[string]string{},
+		PortMin:             relay.DefaultRelayPortMin,
+		PortMax:             relay.DefaultRelayPortMax,
+		MaxAllocsPerUser:    relay.DefaultMaxAllocationsPerUser,
+		Lifetime:            relay.DefaultAllocationLifetime,
+		MaxLifetime:         relay.DefaultMaxAllocationLifetime,
+		UnauthPerIP:         relay.DefaultUnauthRepliesPerIP,
+		FirstMessageTimeout: relay.DefaultFirstMessageTimeout,
+		MaxTCPConns:         relay.DefaultMaxTCPConnections,
+		MetricsAddr:         ":9090",
+		DrainTimeout:        30 * time.Second,
+		LogLevel:            "info",
+		LogFormat:           "text",
+	}
+}
+
+const summary = "ferry-relay is a TURN relay (RFC 8656, RFC 6062 TCP relay, RFC 6156 IPv6) with " +
+	"coturn-compatible REST credentials, a deny-by-default peer ACL, quotas, Prometheus metrics, " +
+	"health checks and a graceful drain on SIGTERM. See cmd/ferry-relay/README.md for ports, " +
+	"firewall rules, credentials, the ACL, Kubernetes and draining."
+
+func (o *options) flags() *cliconf.Set {
+	s := cliconf.New("ferry-relay", "FERRY_RELAY", summary)
+
+	// Listeners.
+	s.Strings(&o.ListenUDP, "listen-udp", "ADDR",
+		"UDP address for TURN (IP:PORT or :PORT). Each gets --udp-sockets sockets sharing the port (SO_REUSEPORT) "+
+			"so relaying uses every core. An empty value (--listen-udp=) turns UDP off.")
+	s.Int(&o.UDPSockets, "udp-sockets", "N", "Sockets per UDP address; 0 means one per core.")
+	s.Strings(&o.ListenTCP, "listen-tcp", "ADDR",
+		"TCP address for TURN over TCP, needed by clients on networks that block UDP and for RFC 6062 TCP "+
+			"allocations. An empty value turns TCP off.")
+	s.Strings(&o.ListenTLS, "listen-tls", "ADDR",
+		"TCP address for TURN over TLS (TURNS). Default :5349 when a certificate source is configured "+
+			"(--tls-cert/--tls-key, --acme-domain or --tls-self-signed). Port 443 crosses the strictest firewalls.")
+
+	// Credentials.
+	s.String(&o.Realm, "realm", "R", "The long-term credential realm clients authenticate in.")
+	s.FuncList("auth-secret", "S", "",
+		"TURN REST shared secret, as coturn's static-auth-secret: usernames are 'EXPIRY:USER' (Unix time), "+
+			"passwords base64(HMAC-SHA1(secret, username)). Repeat (or comma-separate in the environment) to "+
+			"accept several secrets while rotating. Prefer the environment or the --config file over the "+
+			"command line, which other local users can read.",
+		func() { o.AuthSecrets = nil },
+		func(v string) error { o.AuthSecrets = append(o.AuthSecrets, v); return nil })
+	s.String(&o.AuthSeparator, "auth-separator", "SEP",
+		"Separator between expiry and user in REST usernames (coturn's --rest-api-separator).")
+	s.FuncList("user", "NAME=PASSWORD", "",
+		"A static user (long-term credentials). Repeatable.",
+		func() { o.Users = map[string]string{} },
+		func(v string) error {
+			n, p, err := relay.ParseUser(v)
+			if err != nil {
+				return err
+			}
+			o.Users[n] = p
+			return nil
+		})
+
+	// Relay addresses.
+	s.FuncList("relay-ip", "IP", "",
+		"Local address relayed traffic uses, one IPv4 and/or one IPv6. Default: the address of a "+
+			"listener bound to a specific IP, else the host's first global address of each family.",
+		func() { o.RelayIPs = nil },
+		func(v string) error { return appendAddr(&o.RelayIPs, v) })
+	s.FuncList("external-ip", "IP", "",
+		"Address advertised to clients instead of --relay-ip, for a relay behind a 1:1 NAT (cloud VM public "+
+			"IP, Kubernetes hostNetwork node IP). One per family.",
+		func() { o.ExternalIPs = nil },
+		func(v string) error { return appendAddr(&o.ExternalIPs, v) })
+	s.Func("relay-ports", "MIN-MAX", fmt.Sprintf("%d-%d", relay.DefaultRelayPortMin, relay.DefaultRelayPortMax),
+		"Port range for relayed addresses; open it in the firewall (UDP, and TCP for RFC 6062).",
+		func(v string) (err error) { o.PortMin, o.PortMax, err = relay.ParsePortRange(v); return err })
+
+	// ACL.
+	s.FuncList("allow-peer", "CIDR", "",
+		"Allow relaying to this range although the default deny list covers it (for example your own "+
+			"10.0.0.0/8 media servers). Repeatable. --deny-peer still wins.",
+		func() { o.AllowPeers = nil },
+		func(v string) error { return appendPrefix(&o.AllowPeers, v) })
+	s.FuncList("deny-peer", "CIDR", "",
+		"Deny relaying to this range; beats --allow-peer and the defaults. Repeatable. Always denied "+
+			"unless allowed: 0.0.0.0/8 10/8 100.64/10 127/8 169.254/16 172.16/12 192.0.0.0/24 192.168/16 "+
+			"198.18/15 224/4 240/4 ::/128 ::1/128 64:ff9b::/96 100::/64 fc00::/7 fe80::/10 ff00::/8.",
+		func() { o.DenyPeers = nil },
+		func(v string) error { return appendPrefix(&o.DenyPeers, v) })
+
+	// Quotas and limits.
+	s.Int(&o.MaxAllocsPerUser, "max-allocations-per-user", "N",
+		"Concurrent allocations per user (the REST username's user part, or the static user); 0 or "+
+			"negative means no limit.")
+	s.Int(&o.MaxAllocs, "max-allocations", "N", "Concurrent allocations on the server; 0 means no limit.")
+	s.Int64(&o.AllocBandwidth, "allocation-bandwidth", "BYTES/S",
+		"Per-allocation cap on relayed payload bytes per second, each direction (token bucket; suffixes k, M, "+
+			"Ki, Mi). 0 means no cap.")
+	s.Int64(&o.ServerBandwidth, "server-bandwidth", "BYTES/S",
+		"Whole-server cap on relayed payload bytes per second, each direction. 0 means no cap.")
+	s.Duration(&o.Lifetime, "allocation-lifetime", "D", "Lifetime of an allocation that asks for none.")
+	s.Duration(&o.MinLifetime, "min-allocation-lifetime", "D", "Shortest lifetime granted to Allocate and Refresh.")
+	s.Duration(&o.MaxLifetime, "max-allocation-lifetime", "D", "Longest lifetime granted (at most 1h).")
+	s.Func("unauth-replies-per-ip", "N", strconv.FormatFloat(relay.DefaultUnauthRepliesPerIP, 'g', -1, 64),
+		"401/438 replies per second to one source IP (one /64 for IPv6); beyond it requests are dropped "+
+			"unanswered, so spoofed requests cannot turn the relay into a reflector. Negative means no cap.",
+		func(v string) (err error) { o.UnauthPerIP, err = strconv.ParseFloat(v, 64); return err })
+	s.Duration(&o.FirstMessageTimeout, "first-message-timeout", "D",
+		"Time a TCP or TLS connection gets to finish its TLS handshake and send its first TURN message.")
+	s.Int(&o.MaxTCPConns, "max-tcp-connections", "N", "Concurrent TCP and TLS connections.")
+
+	// TLS.
+	s.String(&o.TLSCert, "tls-cert", "FILE", "PEM certificate (chain) for --listen-tls; re-read when it changes.")
+	s.String(&o.TLSKey, "tls-key", "FILE", "PEM private key for --tls-cert.")
+	s.Strings(&o.ACMEDomains, "acme-domain", "NAME",
+		"Obtain the TLS certificate for this name with ACME (certmagic). Repeatable. The CA validates with "+
+			"TLS-ALPN-01 on port 443 (served by --listen-tls when it is on 443, else by a listener certmagic "+
+			"opens) or HTTP-01 on port 80.")
+	s.String(&o.ACMEEmail, "acme-email", "ADDR", "Contact address for the ACME account.")
+	s.String(&o.ACMECA, "acme-ca", "URL", "ACME directory URL. Default: Let's Encrypt production.")
+	s.String(&o.ACMEStorage, "acme-storage", "DIR", "Where ACME keys and certificates are kept. Default: certmagic's data directory.")
+	s.Bool(&o.TLSSelfSigned, "tls-self-signed", "Serve TLS with a self-signed certificate (development only).")
+	s.Strings(&o.SelfSignedHosts, "tls-self-signed-host", "NAME",
+		"Name or IP for the self-signed certificate. Repeatable. Default: localhost and 127.0.0.1.")
+	s.String(&o.SelfSignedCertOut, "tls-self-signed-out", "FILE", "Write the self-signed certificate here, for clients to trust.")
+
+	// Operations.
+	s.String(&o.MetricsAddr, "metrics-addr", "ADDR",
+		"Address for /healthz, /readyz and /metrics (Prometheus). Empty turns them off. Do not expose it publicly.")
+	s.Duration(&o.DrainTimeout, "drain-timeout", "D",
+		"On SIGTERM, /readyz turns false and new allocations are refused; live ones are served until they "+
+			"end or this much time passes. Keep it below Kubernetes' terminationGracePeriodSeconds.")
+	s.String(&o.LogLevel, "log-level", "LEVEL", "debug, info, warn or error. ACL denials are logged at debug.")
+	s.String(&o.LogFormat, "log-format", "FORMAT", "text or json.")
+	return s
+}
+
+func appendAddr(dst *[]netip.Addr, v string) error {
+	ip, err := netip.ParseAddr(v)
+	if err != nil {
+		return fmt.Errorf("not an IP address: %q", v)
+	}
+	*dst = append(*dst, ip)
+	return nil
+}
+
+func appendPrefix(dst *[]netip.Prefix, v string) error {
+	p, err := netip.ParsePrefix(v)
+	if err != nil {
+		ip, aerr := netip.ParseAddr(v)
+		if aerr != nil {
+			return fmt.Errorf("not a CIDR prefix: %q", v)
+		}
+		p = netip.PrefixFrom(ip, ip.BitLen())
+	}
+	*dst = append(*dst, p)
+	return nil
+}
+
+func nonEmpty(in []string) []string {
+	var out []string
+	for _, s := range in {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (o *options) tlsEnabled() bool {
+	return o.TLSCert != "" || o.TLSKey != "" || len(o.ACMEDomains) > 0 || o.TLSSelfSigned
+}
+
+func (o *options) relayConfig() (relay.Config, error) {
+	c := relay.Config{
+		ListenUDP:             nonEmpty(o.ListenUDP),
+		UDPSockets:            o.UDPSockets,
+		ListenTCP:             nonEmpty(o.ListenTCP),
+		ListenTLS:             nonEmpty(o.ListenTLS),
+		Realm:                 o.Realm,
+		AuthSecrets:           o.AuthSecrets,
+		AuthSeparator:         o.AuthSeparator,
+		Users:                 o.Users,
+		RelayIPs:              o.RelayIPs,
+		ExternalIPs:           o.ExternalIPs,
+		RelayPortMin:          o.PortMin,
+		RelayPortMax:          o.PortMax,
+		AllowPeers:            o.AllowPeers,
+		DenyPeers:             o.DenyPeers,
+		MaxAllocationsPerUser: o.MaxAllocsPerUser,
+		MaxAllocations:        o.MaxAllocs,
+		AllocationBandwidth:   o.AllocBandwidth,
+		ServerBandwidth:       o.ServerBandwidth,
+		AllocationLifetime:    o.Lifetime,
+		MinAllocationLifetime: o.MinLifetime,
+		MaxAllocationLifetime: o.MaxLifetime,
+		UnauthRepliesPerIP:    o.UnauthPerIP,
+		FirstMessageTimeout:   o.FirstMessageTimeout,
+		MaxTCPConnections:     o.MaxTCPConns,
+	}
+	if o.MaxAllocsPerUser <= 0 {
+		// 0 on the command line means what the library's negative means.
+		c.MaxAllocationsPerUser = -1
+	}
+	if o.UnauthPerIP == 0 {
+		return c, fmt.Errorf("--unauth-replies-per-ip must be positive, or negative for no cap")
+	}
+	return c, nil
+}

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferrynet/ferry/internal/opshttp"
+	"github.com/ferrynet/ferry/internal/testutil"
+	"github.com/ferrynet/ferry/server/relay"
+)
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// runRelay runs the ferry-relay program in-process with args, and returns
+// the running server. It stops (drains, then closes) at cleanup.
+func runRelay(t *testing.T, args ...string) (*relay.Server, *opshttp.Server, *syncBuffer) {
+	t.Helper()
+	type up struct {
+		s   *relay.Server
+		ops *opshttp.Server
+	}
+	ch := make(chan up, 1)
+	started = func(s *relay.Server, o *opshttp.Server) { ch <- up{s, o} }
+	t.Cleanup(func() { started = nil })
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, args, func(string) (string, bool) { return "", false }, logs, logs)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("ferry-relay exited with %d:\n%s", code, logs)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("ferry-relay did not stop:\n%s", logs)
+		}
+	})
+	select {
+	case u := <-ch:
+		return u.s, u.ops, logs
+	case code := <-done:
+		t.Fatalf("ferry-relay exited with %d:\n%s", code, logs)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("ferry-relay did not start:\n%s", logs)
+	}
+	return nil, nil, nil
+}
+
+// freeUDPPort returns a UDP port that was free a moment ago.
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return pc.LocalAddr().(*net.UDPAddr).Port
+}
+
+var (
+	reTotals = regexp.MustCompile(`start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)`)
+	reLost   = regexp.MustCompile(`Total lost packets (\d+) \(([\d.]+)%\), total send dropped (\d+)`)
+)
+
+// uclientResult is what turnutils_uclient reports at the end of a run.
+type uclientResult struct {
+	sent, received, lost, sendDropped int
+}
+
+func parseUclient(out string) (uclientResult, error) {
+	var r uclientResult
+	m := reTotals.FindAllStringSubmatch(out, -1)
+	l := reLost.FindStringSubmatch(out)
+	if len(m) == 0 || l == nil {
+		return r, fmt.Errorf("no totals in turnutils_uclient output")
+	}
+	last := m[len(m)-1]
+	r.sent, _ = strconv.Atoi(last[1])
+	r.received, _ = strconv.Atoi(last[2])
+	r.lost, _ = strconv.Atoi(l[1])
+	r.sendDropped, _ = strconv.Atoi(l[3])
+	return r, nil
+}
+
+func TestParseUclient(t *testing.T) {
+	out := `1: : start_mclient: msz=2, tot_send_msgs=0, tot_recv_msgs=0, tot_send_bytes ~ 0, tot_recv_bytes ~ 0
+4: : start_mclient: tot_send_msgs=40, tot_recv_msgs=39
+4: : start_mclient: tot_send_bytes ~ 4000, tot_recv_bytes ~ 4000
+4: : Total lost packets 1 (2.500000%), total send dropped 0 (0.000000%)
+`
+	r, err := parseUclient(out)
+	if err != nil || r != (uclientResult{40, 39, 1, 0}) {
+		t.Fatalf("parseUclient = %+v, %v", r, err)
+	}
+	if _, err := parseUclient("Connect: Connection refused\n"); err == nil {
+		t.Fatal("parsed a failed run")
+	}
+}
+
+// TestInteropUclient runs coturn's turnutils_uclient against ferry-relay over
+// UDP, TCP, RFC 6062 TCP relay and TLS, with TURN REST credentials and
+// turnutils_peer as the echo peer, and requires every message back.
+func TestInteropUclient(t *testing.T) {
+	uclient := testutil.RequireBinary(t, "turnutils_uclient", "coturn")
+	peerBin := testutil.RequireBinary(t, "turnutils_peer", "coturn")
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 3*time.Minute)
+
+	const secret = "interop-secret"
+	certFile := filepath.Join(t.TempDir(), "relay.pem")
+	srv, _, logs := runRelay(t,
+		"--listen-udp", "127.0.0.1:0", "--listen-tcp", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
+		"--tls-self-signed", "--tls-self-signed-host", "127.0.0.1", "--tls-self-signed-out", certFile,
+		"--auth-secret", secret, "--realm", "ferry.interop",
+		"--allow-peer", "127.0.0.0/8", // turnutils_peer and -T's peers are on loopback
+		"--metrics-addr", "", "--drain-timeout", "1s", "--log-level", "debug")
+	udpPort := srv.UDPAddrs()[0].(*net.UDPAddr).Port
+	tcpPort := srv.TCPAddrs()[0].(*net.TCPAddr).Port
+	tlsPort := srv.TCPAddrs()[1].(*net.TCPAddr).Port
+
+	peerPort := freeUDPPort(t)
+	peerCtx, stopPeer := context.WithCancel(context.Background())
+	peer := exec.CommandContext(peerCtx, peerBin, "-L", "127.0.0.1", "-p", strconv.Itoa(peerPort))
+	if err := peer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stopPeer()
+		_ = peer.Wait()
+	})
+	time.Sleep(200 * time.Millisecond) // let the peer bind
+
+	const clients, messages = 4, 50
+	modes := []struct {
+		name  string
+		port  int
+		flags []string
+	}{
+		{"udp", udpPort, nil},
+		{"tcp", tcpPort, []string{"-t"}},
+		{"tcp-relay", tcpPort, []string{"-T"}},
+		{"tls", tlsPort, []string{"-t", "-S", "-E", certFile}},
+		{"tls-tcp-relay", tlsPort, []string{"-T", "-S", "-E", certFile}},
+	}
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			args := append([]string{}, m.flags...)
+			args = append(args,
+				"-W", secret, "-u", "interop",
+				"-e", "127.0.0.1", "-r", strconv.Itoa(peerPort),
+				"-p", strconv.Itoa(m.port),
+				"-m", strconv.Itoa(clients), "-n", strconv.Itoa(messages), "-l", "120", "-z", "5",
+				"127.0.0.1")
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, uclient, args...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("turnutils_uclient %v: %v\n%s\nrelay log:\n%s", args, err, out, logs)
+			}
+			r, err := parseUclient(string(out))
+			if err != nil {
+				t.Fatalf("%v:\n%s", err, out)
+			}
+			want := clients * messages
+			if r.sent != want || r.received != want || r.lost != 0 || r.sendDropped != 0 {
+				t.Fatalf("turnutils_uclient %v: %+v, want %d sent and received, none lost\n%s", args, r, want, out)
+			}
+			t.Logf("%s: %d sent, %d received, %d lost", m.name, r.sent, r.received, r.lost)
+		})
+	}
+	tr := srv.Traffic()
+	if tr.ToPeerPackets == 0 || tr.ToClientPackets == 0 {
+		t.Errorf("relay counted no traffic: %+v", tr)
+	}
+}

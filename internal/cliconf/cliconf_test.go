@@ -1,0 +1,183 @@
+package cliconf
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+type conf struct {
+	Listen  []string
+	Realm   string
+	Secret  string
+	Workers int
+	Rate    int64
+	Debug   bool
+	Drain   time.Duration
+	Ports   string
+}
+
+func newSet(c *conf) *Set {
+	s := New("prog", "PROG", "A test program.")
+	s.Strings(&c.Listen, "listen", "ADDR", "Listen here.")
+	s.String(&c.Realm, "realm", "R", "The realm.")
+	s.Secret(&c.Secret, "secret", "S", "The secret.")
+	s.Int(&c.Workers, "workers", "N", "Workers.")
+	s.Int64(&c.Rate, "rate", "BYTES", "Rate.")
+	s.Bool(&c.Debug, "debug", "Debug logs.")
+	s.Duration(&c.Drain, "drain", "D", "Drain time.")
+	s.Func("ports", "MIN-MAX", "1-2", "Port range.", func(v string) error {
+		if !strings.Contains(v, "-") {
+			return errors.New("want MIN-MAX")
+		}
+		c.Ports = v
+		return nil
+	})
+	return s
+}
+
+func defaults() conf {
+	return conf{Listen: []string{":1"}, Realm: "def", Workers: 2, Drain: time.Second, Ports: "1-2"}
+}
+
+func envOf(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestLayers(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(file, []byte("listen: [\":10\", \":11\"]\nrealm: fromfile\nworkers: 7\nrate: 2Ki\ndebug: true\nsecret: s3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want conf
+	}{
+		{"defaults", nil, nil, defaults()},
+		{
+			"file",
+			[]string{"--config", file},
+			nil,
+			conf{Listen: []string{":10", ":11"}, Realm: "fromfile", Workers: 7, Rate: 2048, Debug: true, Secret: "s3", Drain: time.Second, Ports: "1-2"},
+		},
+		{
+			"file named by env", nil,
+			map[string]string{"PROG_CONFIG": file},
+			conf{Listen: []string{":10", ":11"}, Realm: "fromfile", Workers: 7, Rate: 2048, Debug: true, Secret: "s3", Drain: time.Second, Ports: "1-2"},
+		},
+		{
+			"env beats file",
+			[]string{"--config=" + file},
+			map[string]string{"PROG_REALM": "fromenv", "PROG_LISTEN": ":20, :21", "PROG_DEBUG": "false"},
+			conf{Listen: []string{":20", ":21"}, Realm: "fromenv", Workers: 7, Rate: 2048, Debug: false, Secret: "s3", Drain: time.Second, Ports: "1-2"},
+		},
+		{
+			"flags beat env and file",
+			[]string{"--config", file, "--realm", "fromflag", "--listen", ":30", "-listen=:31", "--debug=false", "--workers", "9", "--ports", "5-6"},
+			map[string]string{"PROG_REALM": "fromenv", "PROG_LISTEN": ":20", "PROG_DRAIN": "1m"},
+			conf{Listen: []string{":30", ":31"}, Realm: "fromflag", Workers: 9, Rate: 2048, Debug: false, Secret: "s3", Drain: time.Minute, Ports: "5-6"},
+		},
+		{
+			"bool flag alone",
+			[]string{"--debug"},
+			nil,
+			func() conf { c := defaults(); c.Debug = true; return c }(),
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := defaults()
+			s := newSet(&c)
+			if err := s.Parse(tc.args, envOf(tc.env)); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(c, tc.want) {
+				t.Fatalf("got  %+v\nwant %+v", c, tc.want)
+			}
+		})
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string
+	}{
+		{"unknown flag", []string{"--nope"}, nil, "nope"},
+		{"positional", []string{"extra"}, nil, "unexpected argument"},
+		{"bad int flag", []string{"--workers", "x"}, nil, "--workers"},
+		{"bad duration env", nil, map[string]string{"PROG_DRAIN": "soon"}, "PROG_DRAIN"},
+		{"bad func", []string{"--ports", "7"}, nil, "MIN-MAX"},
+		{"bad size", []string{"--rate", "-1"}, nil, "size"},
+		{"missing file", []string{"--config", filepath.Join(dir, "none.yaml")}, nil, "config file"},
+		{"unknown key", []string{"--config", write("u.yaml", "nope: 1\n")}, nil, "unknown option \"nope\""},
+		{"list for scalar", []string{"--config", write("l.yaml", "realm: [a, b]\n")}, nil, "one value"},
+		{"not a mapping", []string{"--config", write("m.yaml", "- a\n- b\n")}, nil, "mapping"},
+		{"nested map", []string{"--config", write("n.yaml", "realm: {a: b}\n")}, nil, "value or a list"},
+		{"garbage yaml", []string{"--config", write("g.yaml", "realm: [unclosed\n")}, nil, "config file"},
+		{"huge file", []string{"--config", write("h.yaml", "realm: "+strings.Repeat("x", maxConfigFileSize+10)+"\n")}, nil, "larger than"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := defaults()
+			err := newSet(&c).Parse(tc.args, envOf(tc.env))
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want it to mention %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	c := defaults()
+	c.Secret = "hunter2"
+	s := newSet(&c)
+	for _, a := range []string{"-h", "--help"} {
+		if err := s.Parse([]string{a}, nil); !errors.Is(err, ErrHelp) {
+			t.Fatalf("Parse(%s) = %v, want ErrHelp", a, err)
+		}
+	}
+	u := s.Usage()
+	for _, want := range []string{
+		"--listen ADDR", "repeatable", "env PROG_LISTEN", "Listen here.", "default: :1",
+		"--config FILE", "--debug   (env PROG_DEBUG)", "default: 1-2", "A test program.",
+	} {
+		if !strings.Contains(u, want) {
+			t.Errorf("usage lacks %q:\n%s", want, u)
+		}
+	}
+	if strings.Contains(u, "hunter2") {
+		t.Errorf("usage shows a secret:\n%s", u)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "10": 10, "5k": 5000, "2M": 2e6, "1G": 1e9, "3Ki": 3072, "1Mi": 1 << 20} {
+		got, err := ParseSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "x", "-5", "1T", "99999999999999999999G"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) succeeded", in)
+		}
+	}
+}

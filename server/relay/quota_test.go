@@ -1,0 +1,258 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferrynet/ferry/internal/testutil"
+)
+
+func TestQuotaPerUserAndTotal(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 60*time.Second)
+	s := startServer(t, func(c *Config) {
+		c.MaxAllocationsPerUser = 2
+		c.MaxAllocations = 3
+	})
+	exp := time.Now().Add(time.Hour)
+	alloc := func(user string) int {
+		u, p := RESTCredentials(testSecret, user, ":", exp)
+		return rawAllocate(t, s.udpAddr(), u, p, testRealm)
+	}
+	for i := range 2 {
+		if c := alloc("ann"); c != 0 {
+			t.Fatalf("ann #%d: %d", i+1, c)
+		}
+	}
+	if c := alloc("ann"); c != 486 {
+		t.Fatalf("ann's third allocation: %d, want 486", c)
+	}
+	if v := s.counter(t, "ferry_relay_quota_rejections_total", "reason", QuotaUser); v != 1 {
+		t.Errorf("user quota rejections = %v", v)
+	}
+	if c := alloc("ben"); c != 0 {
+		t.Fatalf("ben: %d", c)
+	}
+	if c := alloc("cat"); c != 486 {
+		t.Fatalf("fourth allocation on the server: %d, want 486", c)
+	}
+	if v := s.counter(t, "ferry_relay_quota_rejections_total", "reason", QuotaTotal); v != 1 {
+		t.Errorf("total quota rejections = %v", v)
+	}
+	if got := s.Allocations(); got != 3 {
+		t.Fatalf("Allocations() = %d", got)
+	}
+
+	// A freed slot can be used again.
+	c := newClient(t, s.udpAddr(), "dan", testSecret)
+	if _, err := c.Allocate(); err == nil || !strings.Contains(err.Error(), "486") {
+		t.Fatalf("dan over the total: %v", err)
+	}
+	s.mu.Lock()
+	var victim *relayConn
+	for _, rc := range s.relays {
+		if rc.user == "ben" {
+			victim = rc
+		}
+	}
+	s.mu.Unlock()
+	_ = victim.Close() // ends ben's allocation, as an expiry would
+	waitFor(t, 5*time.Second, func() bool { return s.Allocations() == 2 })
+	if c := alloc("cat"); c != 0 {
+		t.Fatalf("after a release: %d", c)
+	}
+}
+
+// sink counts bytes arriving on a UDP socket, with arrival times.
+type sink struct {
+	pc   net.PacketConn
+	mu   sync.Mutex
+	log  []arrival
+	done chan struct{}
+}
+
+type arrival struct {
+	at time.Time
+	n  int
+}
+
+func startSink(t *testing.T) *sink {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &sink{pc: pc, done: make(chan struct{})}
+	go func() {
+		defer close(k.done)
+		buf := make([]byte, 2048)
+		for {
+			n, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			k.mu.Lock()
+			k.log = append(k.log, arrival{time.Now(), n})
+			k.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { _ = pc.Close(); <-k.done })
+	return k
+}
+
+// rate returns the bytes per second that arrived in [from, to).
+func (k *sink) rate(from, to time.Time) float64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var n int
+	for _, a := range k.log {
+		if !a.at.Before(from) && a.at.Before(to) {
+			n += a.n
+		}
+	}
+	return float64(n) / to.Sub(from).Seconds()
+}
+
+// blast sends 1000-byte datagrams through relay to peer at about rate bytes/s
+// until ctx ends.
+func blast(ctx context.Context, relay net.PacketConn, peer net.Addr, rate int) {
+	payload := make([]byte, 1000)
+	interval := time.Second * 1000 / time.Duration(rate)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if _, err := relay.WriteTo(payload, peer); err != nil && !errors.Is(err, net.ErrClosed) {
+				return
+			}
+		}
+	}
+}
+
+func measureLimit(t *testing.T, limit int, perAlloc bool, allocs int) {
+	s := startServer(t, func(c *Config) {
+		c.AllowPeers = loopback
+		if perAlloc {
+			c.AllocationBandwidth = int64(limit)
+		} else {
+			c.ServerBandwidth = int64(limit)
+		}
+	})
+	k := startSink(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range allocs {
+		c := newClient(t, s.udpAddr(), "bw", testSecret)
+		relay, err := c.Allocate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer relay.Close()
+		wg.Go(func() { blast(ctx, relay, k.pc.LocalAddr(), 2*limit) })
+	}
+	// Let the channels bind and the initial burst drain, then measure.
+	time.Sleep(700 * time.Millisecond)
+	from := time.Now()
+	time.Sleep(2 * time.Second)
+	to := time.Now()
+	cancel()
+	wg.Wait()
+	want := float64(limit) // the server cap covers every allocation
+	if perAlloc {
+		want = float64(limit * allocs)
+	}
+	got := k.rate(from, to)
+	t.Logf("offered %d B/s per allocation x %d, limit %d B/s (per allocation: %v): measured %.0f B/s",
+		2*limit, allocs, limit, perAlloc, got)
+	if got < 0.9*want || got > 1.1*want {
+		t.Errorf("measured %.0f B/s, want within 10%% of %.0f", got, want)
+	}
+	if v := s.counter(t, "ferry_relay_dropped_packets_total", "reason", DropRateLimited); v == 0 {
+		t.Error("no packets counted as rate limited")
+	}
+}
+
+func TestBandwidthPerAllocation(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 60*time.Second)
+	measureLimit(t, 100_000, true, 1)
+}
+
+func TestBandwidthServer(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 60*time.Second)
+	measureLimit(t, 150_000, false, 2)
+}
+
+func TestDrain(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 60*time.Second)
+	s := startServer(t, func(c *Config) { c.AllowPeers = loopback })
+	peer := startEcho(t, "udp4", "127.0.0.1:0")
+	c := newClient(t, s.udpAddr(), "live", testSecret)
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := roundTrip(relay, peer.pc.LocalAddr(), []byte("before"), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	drained := make(chan error, 1)
+	go func() { drained <- s.Drain(context.Background()) }()
+	waitFor(t, 5*time.Second, s.Draining)
+	if v := s.counter(t, "ferry_relay_draining"); v != 1 {
+		t.Errorf("ferry_relay_draining = %v", v)
+	}
+
+	// New allocations are refused...
+	u, p := RESTCredentials(testSecret, "late", ":", time.Now().Add(time.Hour))
+	if code := rawAllocate(t, s.udpAddr(), u, p, testRealm); code != 486 {
+		t.Errorf("Allocate while draining: %d, want 486", code)
+	}
+	if v := s.counter(t, "ferry_relay_quota_rejections_total", "reason", QuotaDraining); v != 1 {
+		t.Errorf("draining rejections = %v", v)
+	}
+	// ...while the live one keeps relaying.
+	for i := range 10 {
+		if err := roundTrip(relay, peer.pc.LocalAddr(), []byte{byte(i), 'd'}, 5*time.Second); err != nil {
+			t.Fatalf("live allocation while draining: %v", err)
+		}
+	}
+	select {
+	case err := <-drained:
+		t.Fatalf("Drain returned with an allocation live: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	_ = relay.Close()
+	select {
+	case err := <-drained:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Drain did not return after the last allocation ended")
+	}
+
+	// A drain with a deadline gives up with the context's error.
+	s2 := startServer(t, nil)
+	c2 := newClient(t, s2.udpAddr(), "stays", testSecret)
+	r2, err := c2.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := s2.Drain(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Drain with a live allocation and a deadline: %v", err)
+	}
+}

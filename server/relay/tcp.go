@@ -1,0 +1,374 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// tcpListener wraps a TURN TCP or TLS listener for pion/turn. Accept retries
+// transient errors instead of ending the listener, caps the number of open
+// connections, and wraps each connection so that it must complete its TLS
+// handshake and first TURN message within FirstMessageTimeout.
+type tcpListener struct {
+	s    *Server
+	ln   net.Listener
+	tls  *tls.Config // nil for plain TCP
+	done chan struct{}
+
+	mu       sync.Mutex
+	conns    map[*tcpConn]struct{}
+	byClient map[netip.AddrPort]*tcpConn
+	closed   bool
+
+	closeOnce sync.Once
+	closeErr  error
+	exited    atomic.Bool
+}
+
+func newTCPListener(s *Server, ln net.Listener, tlsConf *tls.Config) *tcpListener {
+	return &tcpListener{
+		s: s, ln: ln, tls: tlsConf, done: make(chan struct{}),
+		conns: map[*tcpConn]struct{}{}, byClient: map[netip.AddrPort]*tcpConn{},
+	}
+}
+
+func isTransientAccept(err error) bool {
+	var ne net.Error
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ECONNRESET) ||
+		(errors.As(err, &ne) && ne.Timeout())
+}
+
+// Accept implements net.Listener for pion's accept loop.
+func (l *tcpListener) Accept() (net.Conn, error) {
+	backoff := 5 * time.Millisecond
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			if isTransientAccept(err) {
+				select {
+				case <-l.done:
+				case <-time.After(backoff):
+					backoff = min(2*backoff, time.Second)
+					continue
+				}
+			}
+			if l.exited.CompareAndSwap(false, true) {
+				l.s.live.Done()
+			}
+			return nil, err
+		}
+		backoff = 5 * time.Millisecond
+		if l.s.m.tcpActive.Load() >= int64(l.s.cfg.MaxTCPConnections) {
+			l.s.m.tcpRejected.Inc()
+			_ = c.Close()
+			continue
+		}
+		_ = c.SetReadDeadline(time.Now().Add(l.s.cfg.FirstMessageTimeout))
+		inner := c
+		if l.tls != nil {
+			inner = tls.Server(c, l.tls)
+		}
+		tc := &tcpConn{Conn: inner, raw: c, l: l, client: addrPortOf(c.RemoteAddr())}
+		if !l.track(tc) {
+			_ = c.Close()
+			return nil, net.ErrClosed
+		}
+		return tc, nil
+	}
+}
+
+func (l *tcpListener) track(tc *tcpConn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.conns[tc] = struct{}{}
+	l.byClient[tc.client] = tc
+	l.s.m.tcpActive.Add(1)
+	l.s.live.Add(1)
+	return true
+}
+
+func (l *tcpListener) untrack(tc *tcpConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.conns[tc]; !ok {
+		return
+	}
+	delete(l.conns, tc)
+	if l.byClient[tc.client] == tc {
+		delete(l.byClient, tc.client)
+	}
+	l.s.m.tcpActive.Add(-1)
+	l.s.live.Done()
+}
+
+// verbOf returns the ACL verb of the request the client's connection is
+// handing to pion (the permission handler runs on that connection's goroutine).
+func (l *tcpListener) verbOf(client netip.AddrPort) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if tc := l.byClient[client]; tc != nil {
+		return tc.st.verb
+	}
+	return ""
+}
+
+// Close closes the listener and every connection it accepted.
+func (l *tcpListener) Close() error {
+	l.closeOnce.Do(func() {
+		close(l.done)
+		l.closeErr = l.ln.Close()
+		l.mu.Lock()
+		l.closed = true
+		conns := make([]*tcpConn, 0, len(l.conns))
+		for tc := range l.conns {
+			conns = append(conns, tc)
+		}
+		l.mu.Unlock()
+		for _, tc := range conns {
+			_ = tc.Close()
+		}
+	})
+	return l.closeErr
+}
+
+func (l *tcpListener) Addr() net.Addr { return l.ln.Addr() }
+
+const maxTCPFrame = stunHeaderSize + maxStunBody
+
+// tcpConn frames the TURN byte stream of one TCP or TLS connection, so the
+// relay can check each STUN message before pion/turn reads it: it hands pion
+// only whole, inspected frames, and ends the connection at the first bytes
+// that are neither STUN nor ChannelData. After a ConnectionBind (RFC 6062) the
+// connection carries raw peer data and is passed through untouched.
+type tcpConn struct {
+	net.Conn          // TLS or plain
+	raw      net.Conn // the TCP connection, for deadlines
+	l        *tcpListener
+	client   netip.AddrPort
+	st       reqState
+
+	buf      []byte
+	start    int
+	end      int
+	ready    int // bytes at buf[start:] that are whole, inspected frames
+	first    bool
+	rawMode  bool
+	closeErr error
+	once     sync.Once
+}
+
+// Read implements net.Conn for pion's STUN framing.
+func (c *tcpConn) Read(p []byte) (int, error) {
+	if c.rawMode && c.ready == 0 {
+		return c.Conn.Read(p)
+	}
+	for c.ready == 0 {
+		if err := c.nextFrame(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, c.buf[c.start:c.start+c.ready])
+	c.start += n
+	c.ready -= n
+	if c.start == c.end {
+		c.start, c.end = 0, 0
+	}
+	return n, nil
+}
+
+// nextFrame reads until one whole frame is buffered, inspects it, and marks
+// it ready (or discards it).
+func (c *tcpConn) nextFrame() error {
+	for {
+		b := c.buf[c.start:c.end]
+		size, err := frameSize(b)
+		if err != nil {
+			c.l.s.m.drop[DropMalformed].Inc()
+			return err
+		}
+		if size > 0 && len(b) >= size {
+			frame := b[:size]
+			keep := true
+			if !isChannelData(frame) {
+				keep = c.l.s.inspect(frame, c.client, &c.st)
+				if keep && !c.first {
+					c.first = true
+					_ = c.raw.SetReadDeadline(time.Time{})
+				}
+				if m, ok := parseSTUN(frame); ok && m.class() == classRequest && m.method() == methodConnectionBind {
+					// Whatever follows is the peer data stream.
+					c.rawMode = true
+				}
+			}
+			if !keep {
+				c.start += size
+				continue
+			}
+			c.ready = size
+			if c.rawMode {
+				c.ready = c.end - c.start
+			}
+			return nil
+		}
+		// Need more bytes.
+		if c.start > 0 {
+			copy(c.buf, c.buf[c.start:c.end])
+			c.end -= c.start
+			c.start = 0
+		}
+		want := max(size, c.end+1, 2048)
+		if want > cap(c.buf) {
+			nb := make([]byte, min(max(want, 2*cap(c.buf)), maxTCPFrame))
+			copy(nb, c.buf[:c.end])
+			c.buf = nb
+		}
+		c.buf = c.buf[:cap(c.buf)]
+		n, err := c.Conn.Read(c.buf[c.end:])
+		c.end += n
+		if err != nil && n == 0 {
+			return err
+		}
+	}
+}
+
+// frameSize returns the size of the frame at the start of b, 0 if more bytes
+// are needed to tell, or an error for bytes that are not a TURN frame.
+func frameSize(b []byte) (int, error) {
+	if len(b) < chanHeaderSize {
+		return 0, nil
+	}
+	switch b[0] & 0xC0 {
+	case 0x40: // ChannelData; padded to 4 bytes over TCP
+		return chanHeaderSize + pad4(int(binary.BigEndian.Uint16(b[2:4]))), nil
+	case 0x00:
+		if len(b) < 8 {
+			return 0, nil
+		}
+		l := int(binary.BigEndian.Uint16(b[2:4]))
+		if binary.BigEndian.Uint32(b[4:8]) != stunMagicCookie || l%4 != 0 {
+			return 0, ErrBadFrame
+		}
+		return stunHeaderSize + l, nil
+	}
+	return 0, ErrBadFrame
+}
+
+// Close implements net.Conn.
+func (c *tcpConn) Close() error {
+	c.once.Do(func() {
+		c.closeErr = c.Conn.Close()
+		c.l.untrack(c)
+	})
+	return c.closeErr
+}
+
+// relayListener is an RFC 6062 TCP allocation's relay listener.
+type relayListener struct {
+	s     *Server
+	ln    net.Listener
+	local netip.AddrPort
+	adv   netip.AddrPort
+	user  string
+	shard *trafficShard
+	up    *byteLimiter
+	down  *byteLimiter
+
+	established bool
+	readerDone  atomic.Bool
+	closeOnce   sync.Once
+	closeErr    error
+}
+
+// Accept implements net.Listener for pion's per-allocation accept loop.
+func (rl *relayListener) Accept() (net.Conn, error) {
+	c, err := rl.ln.Accept()
+	if err != nil {
+		if rl.readerDone.CompareAndSwap(false, true) && rl.established {
+			rl.s.live.Done()
+		}
+		return nil, err
+	}
+	return rl.s.newPeerConn(rl, c), nil
+}
+
+// Close is called by pion when the allocation ends.
+func (rl *relayListener) Close() error {
+	rl.closeOnce.Do(func() {
+		rl.closeErr = rl.ln.Close()
+		rl.s.tcpRelayClosed(rl)
+	})
+	return rl.closeErr
+}
+
+func (rl *relayListener) Addr() net.Addr { return rl.ln.Addr() }
+
+// peerConn is an RFC 6062 peer data connection: counted and rate-limited.
+type peerConn struct {
+	net.Conn
+	rl   *relayListener
+	once sync.Once
+	err  error
+}
+
+func (s *Server) newPeerConn(rl *relayListener, c net.Conn) *peerConn {
+	s.live.Add(1)
+	s.m.tcpActive.Add(1)
+	return &peerConn{Conn: c, rl: rl}
+}
+
+func (p *peerConn) Read(b []byte) (int, error) {
+	n, err := p.Conn.Read(b)
+	if n > 0 {
+		if werr := p.rl.down.wait(p.rl.s.ctx, n); werr != nil {
+			return 0, werr
+		}
+		if werr := p.rl.s.bwDown.wait(p.rl.s.ctx, n); werr != nil {
+			return 0, werr
+		}
+		p.rl.shard.toClientBytes.Add(uint64(n)) //nolint:gosec // n > 0
+		p.rl.shard.toClientPkts.Add(1)
+	}
+	return n, err
+}
+
+func (p *peerConn) Write(b []byte) (int, error) {
+	if err := p.rl.up.wait(p.rl.s.ctx, len(b)); err != nil {
+		return 0, err
+	}
+	if err := p.rl.s.bwUp.wait(p.rl.s.ctx, len(b)); err != nil {
+		return 0, err
+	}
+	n, err := p.Conn.Write(b)
+	if n > 0 {
+		p.rl.shard.toPeerBytes.Add(uint64(n)) //nolint:gosec // n > 0
+		p.rl.shard.toPeerPkts.Add(1)
+	}
+	return n, err
+}
+
+func (p *peerConn) Close() error {
+	p.once.Do(func() {
+		p.err = p.Conn.Close()
+		p.rl.s.m.tcpActive.Add(-1)
+		p.rl.s.live.Done()
+	})
+	return p.err
+}
+
+// dialContext bounds an RFC 6062 Connect's dial.
+func (s *Server) dialContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.ctx, DefaultConnectTimeout)
+}
