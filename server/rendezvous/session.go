@@ -54,6 +54,7 @@ type session struct {
 	closing  bool // a final frame is queued: close once the queue drains
 	status   websocket.StatusCode
 	reason   string
+	hold     bool          // queue without flushing (during login)
 	dead     bool          // closed, or closing in the flusher
 	done     chan struct{} // closed when dead is set
 }
@@ -334,7 +335,12 @@ func (s *session) login(ctx context.Context, p []byte) bool {
 	s.dht = slices.Contains(m.Capabilities, "dht")
 	s.serverName = m.ServerName
 	// LOGGED_IN is queued before the peer becomes reachable, so that it
-	// reaches the peer ahead of any message routed to it.
+	// reaches the peer ahead of any message routed to it, but held until
+	// the registration is done, so that once the peer has it, others can
+	// reach it.
+	s.mu.Lock()
+	s.hold = true
+	s.mu.Unlock()
 	s.sendMessage(&wire.LoggedIn{
 		PeerID:            m.PeerID,
 		ServerID:          s.srv.cfg.replicaID,
@@ -343,6 +349,10 @@ func (s *session) login(ctx context.Context, p []byte) bool {
 	}, true)
 	s.loggedIn.Store(true)
 	s.srv.hub.register(ctx, s)
+	s.mu.Lock()
+	s.hold = false
+	s.startFlushLocked()
+	s.mu.Unlock()
 	s.timer.Reset(s.srv.cfg.IdleTimeout)
 	s.srv.m.logins.WithLabelValues(LoginOK).Inc()
 	s.log().Debug("peer logged in")
@@ -450,7 +460,7 @@ func (s *session) isClosing() bool {
 }
 
 func (s *session) startFlushLocked() {
-	if s.flushing || s.dead {
+	if s.flushing || s.dead || s.hold || len(s.queue) == 0 && !s.closing {
 		return
 	}
 	s.flushing = true
