@@ -87,10 +87,11 @@ func recv(t testing.TB, c *client.Client) client.Message {
 // rawPeer is a hand-driven signaling connection, for tests of what the Go
 // client never sends.
 type rawPeer struct {
-	t    testing.TB
-	conn *websocket.Conn
-	id   *identity.Identity
-	ch   wire.Challenge
+	t       testing.TB
+	conn    *websocket.Conn
+	id      *identity.Identity
+	ch      wire.Challenge
+	pending []byte // frames left over from the last message read
 }
 
 // rawDial opens a WebSocket to s and reads the CHALLENGE.
@@ -163,8 +164,7 @@ func (p *rawPeer) write(b []byte) {
 	}
 }
 
-// read returns the next frame (the server sends one or more per message;
-// this helper expects one).
+// read returns the next frame.
 func (p *rawPeer) read() wire.Frame {
 	p.t.Helper()
 	f, err := p.tryRead(10 * time.Second)
@@ -174,23 +174,26 @@ func (p *rawPeer) read() wire.Frame {
 	return f
 }
 
+// tryRead returns the next frame: the next of the last WebSocket message
+// read, or the first of a new one.
 func (p *rawPeer) tryRead(d time.Duration) (wire.Frame, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	typ, data, err := p.conn.Read(ctx)
+	if len(p.pending) == 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		typ, data, err := p.conn.Read(ctx)
+		if err != nil {
+			return wire.Frame{}, err
+		}
+		if typ != websocket.MessageBinary {
+			return wire.Frame{}, errors.New("text message")
+		}
+		p.pending = data
+	}
+	f, n, err := wire.ParseFrame(p.pending, 0)
 	if err != nil {
 		return wire.Frame{}, err
 	}
-	if typ != websocket.MessageBinary {
-		return wire.Frame{}, errors.New("text message")
-	}
-	f, n, err := wire.ParseFrame(data, 0)
-	if err != nil {
-		return wire.Frame{}, err
-	}
-	if n != len(data) {
-		return wire.Frame{}, errors.New("several frames in one message")
-	}
+	p.pending = p.pending[n:]
 	return f, nil
 }
 
@@ -198,15 +201,21 @@ func (p *rawPeer) tryRead(d time.Duration) (wire.Frame, error) {
 // close of the connection.
 func (p *rawPeer) expectFatal(code wire.SignalErrorCode) *wire.SignalError {
 	p.t.Helper()
-	f := p.read()
-	if f.Type != wire.TypeSignalError {
-		p.t.Fatalf("got %v, want SIGNAL_ERROR %v", f.Type, code)
-	}
 	var e wire.SignalError
-	if err := e.Unmarshal(f.Payload); err != nil {
-		p.t.Fatal(err)
+	for {
+		f := p.read()
+		if f.Type != wire.TypeSignalError {
+			p.t.Fatalf("got %v, want SIGNAL_ERROR %v", f.Type, code)
+		}
+		if err := e.Unmarshal(f.Payload); err != nil {
+			p.t.Fatal(err)
+		}
+		if e.Fatal {
+			break
+		}
+		p.t.Logf("non-fatal error before the fatal one: %v", &e)
 	}
-	if e.Code != code || !e.Fatal || e.Reason == "" {
+	if e.Code != code || e.Reason == "" {
 		p.t.Fatalf("got %+v, want fatal %v with a reason", e, code)
 	}
 	if _, err := p.tryRead(10 * time.Second); websocket.CloseStatus(err) == -1 {
