@@ -30,6 +30,21 @@ var protoName = map[Type]protoreflect.FullName{
 	TypeResume: "ferry.wire.v1.Resume",
 	TypeGoAway: "ferry.wire.v1.GoAway",
 	TypeStream: "ferry.wire.v1.StreamHeader",
+
+	TypeChallenge:          "ferry.signal.v1.Challenge",
+	TypeLogin:              "ferry.signal.v1.Login",
+	TypeLoggedIn:           "ferry.signal.v1.LoggedIn",
+	TypeOffer:              "ferry.signal.v1.Offer",
+	TypeAnswer:             "ferry.signal.v1.Answer",
+	TypeCandidate:          "ferry.signal.v1.Candidate",
+	TypeEndOfCandidates:    "ferry.signal.v1.EndOfCandidates",
+	TypeBye:                "ferry.signal.v1.Bye",
+	TypeReceipt:            "ferry.signal.v1.Receipt",
+	TypeSignalError:        "ferry.signal.v1.SignalError",
+	TypeCredentialsRequest: "ferry.signal.v1.CredentialsRequest",
+	TypeCredentials:        "ferry.signal.v1.Credentials",
+	TypeBootstrapRequest:   "ferry.signal.v1.BootstrapRequest",
+	TypeBootstrap:          "ferry.signal.v1.Bootstrap",
 }
 
 func loadProtoset(t *testing.T, path string) *descriptorpb.FileDescriptorSet {
@@ -93,8 +108,97 @@ func goFields(m Message) map[string]any {
 		put("retry_after_millis", uint64(m.RetryAfterMillis), m.RetryAfterMillis == 0)
 	case *StreamHeader:
 		put("protocol", m.Protocol, m.Protocol == "")
+	default:
+		signalFields(m, put)
 	}
 	return f
+}
+
+// signalFields is goFields for the signaling messages.
+func signalFields(m Message, put func(string, any, bool)) {
+	fixed := func(name string, v []byte) { put(name, bytes.Clone(v), isZero(v)) }
+	str := func(name, v string) { put(name, v, v == "") }
+	strs := func(name string, v []string) { put(name, v, len(v) == 0) }
+	u64 := func(name string, v uint64) { put(name, v, v == 0) }
+	i64 := func(name string, v int64) { put(name, v, v == 0) }
+	header := func(h *RouteHeader) {
+		fixed("peer", h.Peer[:])
+		put("session_id", h.SessionID, len(h.SessionID) == 0)
+		u64("id", h.ID)
+	}
+	switch m := m.(type) {
+	case *Challenge:
+		u64("version", uint64(m.Version))
+		fixed("nonce", m.Nonce[:])
+		i64("server_time_unix_millis", m.ServerTimeUnixMillis)
+		u64("max_payload", uint64(m.MaxPayload))
+		u64("login_timeout_millis", uint64(m.LoginTimeoutMillis))
+	case *Login:
+		u64("version", uint64(m.Version))
+		fixed("peer_id", m.PeerID[:])
+		fixed("public_key", m.PublicKey[:])
+		fixed("nonce", m.Nonce[:])
+		str("server_name", m.ServerName)
+		i64("time_unix_millis", m.TimeUnixMillis)
+		fixed("signature", m.Signature[:])
+		strs("capabilities", m.Capabilities)
+	case *LoggedIn:
+		fixed("peer_id", m.PeerID[:])
+		str("server_id", m.ServerID)
+		u64("idle_timeout_millis", uint64(m.IdleTimeoutMillis))
+		u64("max_payload", uint64(m.MaxPayload))
+	case *Offer:
+		header(&m.RouteHeader)
+		str("ufrag", m.Ufrag)
+		str("pwd", m.Pwd)
+		strs("candidates", m.Candidates)
+		put("metadata", m.Metadata, len(m.Metadata) == 0)
+	case *Answer:
+		header(&m.RouteHeader)
+		str("ufrag", m.Ufrag)
+		str("pwd", m.Pwd)
+		strs("candidates", m.Candidates)
+		put("metadata", m.Metadata, len(m.Metadata) == 0)
+	case *Candidate:
+		header(&m.RouteHeader)
+		str("ufrag", m.Ufrag)
+		str("candidate", m.Candidate)
+	case *EndOfCandidates:
+		header(&m.RouteHeader)
+		str("ufrag", m.Ufrag)
+	case *Bye:
+		header(&m.RouteHeader)
+		str("reason", m.Reason)
+	case *Receipt:
+		u64("id", m.ID)
+		fixed("peer", m.Peer[:])
+	case *SignalError:
+		u64("code", uint64(m.Code))
+		str("reason", m.Reason)
+		u64("id", m.ID)
+		fixed("peer", m.Peer[:])
+		u64("retry_after_millis", uint64(m.RetryAfterMillis))
+		put("fatal", m.Fatal, !m.Fatal)
+	case *CredentialsRequest:
+		u64("id", m.ID)
+	case *Credentials:
+		u64("id", m.ID)
+		str("username", m.Username)
+		str("password", m.Password)
+		i64("expires_unix", m.ExpiresUnix)
+		strs("relay_urls", m.RelayURLs)
+		strs("stun_urls", m.STUNURLs)
+	case *BootstrapRequest:
+		u64("id", m.ID)
+	case *Bootstrap:
+		u64("id", m.ID)
+		strs("seeds", m.Seeds)
+		peers := make([][]byte, len(m.Peers))
+		for i := range m.Peers {
+			peers[i] = bytes.Clone(m.Peers[i][:])
+		}
+		put("peers", peers, len(peers) == 0)
+	}
 }
 
 // scalar converts a protoreflect value of field fd to the Go types goFields
@@ -132,6 +236,12 @@ func dynFields(m *dynamicpb.Message) map[string]any {
 				s[i] = l.Get(i).String()
 			}
 			f[name] = s
+		case protoreflect.BytesKind:
+			s := make([][]byte, l.Len())
+			for i := range s {
+				s[i] = l.Get(i).Bytes()
+			}
+			f[name] = s
 		default:
 			u := make([]uint64, l.Len())
 			for i := range u {
@@ -163,6 +273,13 @@ func setDyn(t *testing.T, m *dynamicpb.Message, fields map[string]any) {
 			for _, x := range v {
 				l.Append(protoreflect.ValueOfString(x))
 			}
+		case [][]byte:
+			l := m.Mutable(fd).List()
+			for _, x := range v {
+				l.Append(protoreflect.ValueOfBytes(x))
+			}
+		case int64:
+			m.Set(fd, protoreflect.ValueOfInt64(v))
 		case uint64:
 			if fd.Kind() == protoreflect.Uint32Kind {
 				m.Set(fd, protoreflect.ValueOfUint32(uint32(v)))
@@ -200,8 +317,10 @@ func conformanceMessages() []decoder {
 // gives the same bytes, and the hand decoder reads what Marshal writes.
 func TestProtoConformance(t *testing.T) {
 	files := loadFiles(t)
-	if n := files.NumFilesByPackage("ferry.wire.v1"); n != 1 {
-		t.Fatalf("%d files in package ferry.wire.v1, want 1", n)
+	for _, pkg := range []protoreflect.FullName{"ferry.wire.v1", "ferry.signal.v1"} {
+		if n := files.NumFilesByPackage(pkg); n != 1 {
+			t.Fatalf("%d files in package %s, want 1", n, pkg)
+		}
 	}
 	descs := map[Type]protoreflect.MessageDescriptor{}
 	for typ, name := range protoName {
@@ -274,7 +393,7 @@ func TestProtosetCurrent(t *testing.T) {
 	protoc := testutil.RequireBinary(t, "protoc", "protobuf-compiler")
 	out := filepath.Join(t.TempDir(), "ferry.protoset")
 	// The same command as the go:generate line in doc.go.
-	cmd := exec.Command(protoc, "--proto_path=proto", "--descriptor_set_out="+out, "proto/ferry.proto")
+	cmd := exec.Command(protoc, "--proto_path=proto", "--descriptor_set_out="+out, "proto/ferry.proto", "proto/signal.proto")
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("protoc: %v\n%s", err, msg)
 	}
@@ -287,7 +406,7 @@ func TestProtosetCurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(doc), "//go:generate protoc --proto_path=proto --descriptor_set_out="+protosetFile+" proto/ferry.proto") {
+	if !strings.Contains(string(doc), "//go:generate protoc --proto_path=proto --descriptor_set_out="+protosetFile+" proto/ferry.proto proto/signal.proto\n") {
 		t.Fatal("doc.go's go:generate line differs from the command this test runs")
 	}
 }

@@ -21,9 +21,15 @@
 // allocates much beyond the size of its input. DATA payloads are raw
 // application bytes.
 //
+// The signaling messages a peer exchanges with a rendezvous server (types
+// 0x10-0x1D: CHALLENGE, LOGIN, OFFER, ANSWER, CANDIDATE, ...) live here too,
+// in the same style (schema in proto/signal.proto, package ferry.signal.v1);
+// they travel in WebSocket messages, never on a session. The routed ones
+// implement [RoutedMessage].
+//
 // SPEC.md in this directory describes every byte, precisely enough for
 // another implementation, and testdata/vectors.json holds test vectors.
 package wire
 
-//go:generate protoc --proto_path=proto --descriptor_set_out=testdata/ferry.protoset proto/ferry.proto
+//go:generate protoc --proto_path=proto --descriptor_set_out=testdata/ferry.protoset proto/ferry.proto proto/signal.proto
 //go:generate go test -run=^TestVectors$ -update .

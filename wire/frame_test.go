@@ -233,7 +233,10 @@ func TestTypeString(t *testing.T) {
 		{TypeStream, "STREAM", true},
 		{0, "Type(0x0)", false},
 		{0x09, "Type(0x9)", false},
-		{0x10, "Type(0x10)", false},
+		{0x10, "CHALLENGE", false},
+		{TypeOffer, "OFFER", false},
+		{TypeBootstrap, "BOOTSTRAP", false},
+		{0x1e, "Type(0x1e)", false},
 		{0xff, "Type(0xff)", false},
 	}
 	for _, tt := range tests {

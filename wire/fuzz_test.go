@@ -70,6 +70,19 @@ func fuzzSeeds(t testing.TB) map[string][]seed {
 	seeds["FuzzPing"] = append(seeds["FuzzPing"], seed{"negative-time", [][]byte{enc(nil).varint(1, 3).varint(2, 1<<63)}})
 	seeds["FuzzGoAway"] = append(seeds["FuzzGoAway"], seed{"bad-utf8", [][]byte{enc(nil).bytes(2, []byte{0xc3, 0x28})}})
 	seeds["FuzzStreamHeader"] = append(seeds["FuzzStreamHeader"], seed{"empty", [][]byte{nil}})
+	short := bytes.Repeat([]byte{7}, 31)
+	seeds["FuzzLogin"] = append(seeds["FuzzLogin"],
+		seed{"short-key", [][]byte{enc(nil).bytes(3, short)}},
+		seed{"zero-key", [][]byte{enc(nil).bytes(3, make([]byte, 32))}},
+		seed{"negative-time", [][]byte{enc(nil).varint(6, 1<<63)}},
+	)
+	seeds["FuzzChallenge"] = append(seeds["FuzzChallenge"], seed{"long-nonce", [][]byte{enc(nil).bytes(2, make([]byte, 33))}})
+	seeds["FuzzOffer"] = append(seeds["FuzzOffer"],
+		seed{"long-session", [][]byte{enc(nil).bytes(2, make([]byte, 33))}},
+		seed{"candidates-wrong-type", [][]byte{enc(nil).varint(6, 1)}},
+	)
+	seeds["FuzzBootstrap"] = append(seeds["FuzzBootstrap"], seed{"short-peer", [][]byte{enc(nil).bytes(3, short)}})
+	seeds["FuzzSignalError"] = append(seeds["FuzzSignalError"], seed{"fatal-2", [][]byte{enc(nil).varint(6, 2)}})
 	return seeds
 }
 
@@ -81,6 +94,21 @@ var fuzzMessageTarget = map[Type]string{
 	TypeResume: "FuzzResume",
 	TypeGoAway: "FuzzGoAway",
 	TypeStream: "FuzzStreamHeader",
+
+	TypeChallenge:          "FuzzChallenge",
+	TypeLogin:              "FuzzLogin",
+	TypeLoggedIn:           "FuzzLoggedIn",
+	TypeOffer:              "FuzzOffer",
+	TypeAnswer:             "FuzzAnswer",
+	TypeCandidate:          "FuzzCandidate",
+	TypeEndOfCandidates:    "FuzzEndOfCandidates",
+	TypeBye:                "FuzzBye",
+	TypeReceipt:            "FuzzReceipt",
+	TypeSignalError:        "FuzzSignalError",
+	TypeCredentialsRequest: "FuzzCredentialsRequest",
+	TypeCredentials:        "FuzzCredentials",
+	TypeBootstrapRequest:   "FuzzBootstrapRequest",
+	TypeBootstrap:          "FuzzBootstrap",
 }
 
 func addSeeds(f *testing.F, name string) {
@@ -233,3 +261,18 @@ func FuzzAck(f *testing.F)          { fuzzMessage(f, TypeAck) }
 func FuzzResume(f *testing.F)       { fuzzMessage(f, TypeResume) }
 func FuzzGoAway(f *testing.F)       { fuzzMessage(f, TypeGoAway) }
 func FuzzStreamHeader(f *testing.F) { fuzzMessage(f, TypeStream) }
+
+func FuzzChallenge(f *testing.F)          { fuzzMessage(f, TypeChallenge) }
+func FuzzLogin(f *testing.F)              { fuzzMessage(f, TypeLogin) }
+func FuzzLoggedIn(f *testing.F)           { fuzzMessage(f, TypeLoggedIn) }
+func FuzzOffer(f *testing.F)              { fuzzMessage(f, TypeOffer) }
+func FuzzAnswer(f *testing.F)             { fuzzMessage(f, TypeAnswer) }
+func FuzzCandidate(f *testing.F)          { fuzzMessage(f, TypeCandidate) }
+func FuzzEndOfCandidates(f *testing.F)    { fuzzMessage(f, TypeEndOfCandidates) }
+func FuzzBye(f *testing.F)                { fuzzMessage(f, TypeBye) }
+func FuzzReceipt(f *testing.F)            { fuzzMessage(f, TypeReceipt) }
+func FuzzSignalError(f *testing.F)        { fuzzMessage(f, TypeSignalError) }
+func FuzzCredentialsRequest(f *testing.F) { fuzzMessage(f, TypeCredentialsRequest) }
+func FuzzCredentials(f *testing.F)        { fuzzMessage(f, TypeCredentials) }
+func FuzzBootstrapRequest(f *testing.F)   { fuzzMessage(f, TypeBootstrapRequest) }
+func FuzzBootstrap(f *testing.F)          { fuzzMessage(f, TypeBootstrap) }

@@ -33,6 +33,27 @@ func newDecoder(t Type) decoder {
 		return new(GoAway)
 	case TypeStream:
 		return new(StreamHeader)
+	case TypeChallenge:
+		return new(Challenge)
+	case TypeLogin:
+		return new(Login)
+	case TypeLoggedIn:
+		return new(LoggedIn)
+	case TypeReceipt:
+		return new(Receipt)
+	case TypeSignalError:
+		return new(SignalError)
+	case TypeCredentialsRequest:
+		return new(CredentialsRequest)
+	case TypeCredentials:
+		return new(Credentials)
+	case TypeBootstrapRequest:
+		return new(BootstrapRequest)
+	case TypeBootstrap:
+		return new(Bootstrap)
+	}
+	if m := NewRoutedMessage(t); m != nil {
+		return m
 	}
 	return nil
 }
@@ -49,6 +70,10 @@ type sampleMessage struct {
 }
 
 func sampleMessages() []sampleMessage {
+	return append(sampleSessionMessages(), sampleSignalMessages()...)
+}
+
+func sampleSessionMessages() []sampleMessage {
 	return []sampleMessage{
 		{"hello-dialer", &Hello{
 			Versions: []uint32{1, 2}, MaxPayload: 1 << 20,
@@ -71,6 +96,74 @@ func sampleMessages() []sampleMessage {
 		}},
 		{"goaway-shutdown", &GoAway{Code: GoAwayShutdown, Reason: "draining", RetryAfterMillis: 30000}},
 		{"stream-header", &StreamHeader{Protocol: "ferry/file/1"}},
+	}
+}
+
+// Sample values for the signaling messages.
+var (
+	samplePeerA = [PeerIDLen]byte{
+		0x6a, 0x09, 0xe6, 0x67, 0xf3, 0xbc, 0xc9, 0x08, 0xb2, 0xfb, 0x13, 0x66, 0xea, 0x95, 0x7d, 0x3e,
+		0x3a, 0xde, 0xc1, 0x75, 0x12, 0x77, 0x50, 0x99, 0xda, 0x2f, 0x59, 0x0b, 0x06, 0x67, 0x32, 0x2a,
+	}
+	samplePeerB = [PeerIDLen]byte{
+		0xbb, 0x67, 0xae, 0x85, 0x84, 0xca, 0xa7, 0x3b, 0x3c, 0x6e, 0xf3, 0x72, 0xfe, 0x94, 0xf8, 0x2b,
+		0xa5, 0x4f, 0xf5, 0x3a, 0x5f, 0x1d, 0x36, 0xf1, 0x51, 0x0e, 0x52, 0x7f, 0xad, 0xe6, 0x82, 0xd1,
+	}
+	sampleNonce   = [NonceLen]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32}
+	sampleSession = []byte{0xf0, 0xe1, 0xd2, 0xc3, 0xb4, 0xa5, 0x96, 0x87, 0x78, 0x69, 0x5a, 0x4b, 0x3c, 0x2d, 0x1e, 0x0f}
+)
+
+func sampleSignalMessages() []sampleMessage {
+	var pub [PublicKeyLen]byte
+	var sig [SignatureLen]byte
+	for i := range pub {
+		pub[i] = byte(0xa0 + i)
+	}
+	for i := range sig {
+		sig[i] = byte(i * 3)
+	}
+	return []sampleMessage{
+		{"challenge", &Challenge{
+			Version: 1, Nonce: sampleNonce, ServerTimeUnixMillis: 1_700_000_000_123,
+			MaxPayload: 65536, LoginTimeoutMillis: 10000,
+		}},
+		{"login", &Login{
+			Version: 1, PeerID: samplePeerA, PublicKey: pub, Nonce: sampleNonce,
+			ServerName: "rendezvous.example.com", TimeUnixMillis: 1_700_000_000_456, Signature: sig,
+			Capabilities: []string{"dht"},
+		}},
+		{"logged-in", &LoggedIn{PeerID: samplePeerA, ServerID: "rv-1", IdleTimeoutMillis: 90000, MaxPayload: 65536}},
+		{"offer", &Offer{
+			RouteHeader: RouteHeader{Peer: samplePeerB, SessionID: sampleSession, ID: 1},
+			Ufrag:       "aB3d", Pwd: "0123456789abcdefghijkl",
+			Candidates: []string{"candidate:1 1 udp 2130706431 10.0.0.2 50000 typ host"},
+			Metadata:   []byte{0x08, 0x01},
+		}},
+		{"answer", &Answer{
+			RouteHeader: RouteHeader{Peer: samplePeerA, SessionID: sampleSession, ID: 7},
+			Ufrag:       "Xy9z", Pwd: "lkjihgfedcba9876543210",
+		}},
+		{"candidate", &Candidate{
+			RouteHeader: RouteHeader{Peer: samplePeerB, SessionID: sampleSession},
+			Ufrag:       "aB3d",
+			Candidate:   "candidate:2 1 udp 1694498815 203.0.113.7 61000 typ srflx raddr 10.0.0.2 rport 50000",
+		}},
+		{"end-of-candidates", &EndOfCandidates{RouteHeader: RouteHeader{Peer: samplePeerB, SessionID: sampleSession}, Ufrag: "aB3d"}},
+		{"bye", &Bye{RouteHeader: RouteHeader{Peer: samplePeerB, SessionID: sampleSession, ID: 9}, Reason: "declined"}},
+		{"receipt", &Receipt{ID: 1, Peer: samplePeerB}},
+		{"signal-error-not-found", &SignalError{Code: SignalErrPeerNotFound, Reason: "peer not online", ID: 1, Peer: samplePeerB}},
+		{"signal-error-fatal", &SignalError{Code: SignalErrLoginTimeout, Reason: "no login within 10s", Fatal: true}},
+		{"credentials-request", &CredentialsRequest{ID: 2}},
+		{"credentials", &Credentials{
+			ID: 2, Username: "1700000600:peer", Password: "aGVsbG8gd29ybGQgMTIzNDU2Nzg=", ExpiresUnix: 1_700_000_600,
+			RelayURLs: []string{"turn:relay.example.com:3478?transport=udp", "turns:relay.example.com:443?transport=tcp"},
+			STUNURLs:  []string{"stun:rendezvous.example.com:3478"},
+		}},
+		{"bootstrap-request", &BootstrapRequest{ID: 3}},
+		{"bootstrap", &Bootstrap{
+			ID: 3, Seeds: []string{"wss://rendezvous.example.com/v1/signal"},
+			Peers: [][PeerIDLen]byte{samplePeerA, samplePeerB},
+		}},
 	}
 }
 

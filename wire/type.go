@@ -66,16 +66,20 @@ var typeNames = [...]string{
 	TypeStream: "STREAM",
 }
 
-// String returns the type's name, such as "HELLO", or "Type(0x2a)" for a type
-// this package does not define.
+// String returns the type's name, such as "HELLO" or "OFFER", or
+// "Type(0x2a)" for a type this package does not define.
 func (t Type) String() string {
 	if t.Known() {
 		return typeNames[t]
 	}
+	if t.Signaling() {
+		return signalNames[t-TypeSignalingFirst]
+	}
 	return "Type(0x" + strconv.FormatUint(uint64(t), 16) + ")"
 }
 
-// Known reports whether t is one of the types defined in this package.
+// Known reports whether t is one of the session-protocol types defined in
+// this package (0x01-0x08). The signaling types have [Type.Signaling].
 func (t Type) Known() bool {
 	return t >= TypeHello && t <= TypeStream
 }

@@ -1,0 +1,385 @@
+package rendezvous
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ferrynet/ferry/wire"
+)
+
+// Defaults applied to zero fields of Config.
+const (
+	DefaultMaxPayload       = 64 << 10
+	DefaultLoginTimeout     = 10 * time.Second
+	DefaultIdleTimeout      = 90 * time.Second
+	DefaultClockSkew        = 5 * time.Minute
+	DefaultQueueSize        = 128
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultPeerRate         = 50.0
+	DefaultPeerBurst        = 200
+	DefaultIPConnectRate    = 20.0
+	DefaultIPConnectBurst   = 100
+	DefaultMaxConnsPerIP    = 1000
+	DefaultMaxConns         = 200000
+	DefaultCredentialTTL    = 10 * time.Minute
+	DefaultBootstrapPeers   = 16
+	DefaultRegistryTTL      = 30 * time.Second
+	DefaultShutdownGrace    = 5 * time.Second
+	DefaultShutdownRetry    = 5 * time.Second
+	DefaultSignalPath       = "/v1/signal"
+	minRegistryTTL          = 3 * time.Second
+	maxConfiguredMaxPayload = 1 << 20
+)
+
+// Config configures a Server. Every field's zero value has the documented
+// meaning; Config{STUNConns: conns} serves STUN alone, and adding a Listener
+// serves signaling too. Validate reports what is inconsistent; New calls
+// it. The server owns the sockets it is given: Close closes them, and so
+// does a New that fails.
+type Config struct {
+	// STUNConns are the UDP sockets STUN is served on (see ListenSTUN):
+	// none (no STUN), one (Binding per RFC 8489), or four for RFC 5780
+	// behaviour discovery, in this order, with IP1 != IP2 and P1 != P2:
+	//
+	//	IP1:P1 (primary), IP1:P2, IP2:P1, IP2:P2
+	//
+	// RFC 5780 needs each socket bound to a specific address, not a
+	// wildcard, since replies name the address they come from.
+	STUNConns []net.PacketConn
+
+	// STUNExternalIPs, for a server behind a 1:1 NAT (a cloud VM's public
+	// IP), are the public addresses of IP1 and (with RFC 5780) IP2, used in
+	// OTHER-ADDRESS, RESPONSE-ORIGIN and the STUN URLs handed to peers.
+	// Zero: the sockets' own addresses.
+	STUNExternalIPs []netip.Addr
+
+	// Listener serves HTTP(S) with the signaling WebSocket at /v1/signal.
+	// Zero: no signaling (a STUN-only server).
+	Listener net.Listener
+
+	// TLSConfig, when set, serves Listener with TLS (see internal/tlsconf
+	// for files, ACME and self-signed certificates). Zero: plain HTTP and
+	// WebSocket, which New logs a warning about: for labs only.
+	TLSConfig *tls.Config
+
+	// ServerNames are the names a LOGIN may be signed for: the host names
+	// (and IP addresses) peers put in their URL. A login signed for another
+	// name is refused, so a login cannot be relayed to this server from
+	// another. Zero: the host of PublicURL, and if that is zero too, any
+	// name (logged as a warning at start).
+	ServerNames []string
+
+	// PublicURL is this server's signaling URL as peers reach it, such as
+	// "wss://rendezvous.example.com/v1/signal". It is the first seed in
+	// BOOTSTRAP answers. Zero: derived from ServerNames[0] and the
+	// listener's port.
+	PublicURL string
+
+	// STUNURLs are the STUN servers named in CREDENTIALS answers. Zero:
+	// "stun:HOST:PORT" for the primary STUN socket, with HOST the first of
+	// ServerNames (or its address).
+	STUNURLs []string
+
+	// RelaySecret is the secret shared with the TURN relays (coturn's
+	// static-auth-secret), for coturn-REST credentials. Zero: no relay
+	// credentials are issued (CREDENTIALS carries only STUN URLs).
+	RelaySecret string
+
+	// RelayURLs are the TURN URIs handed out with credentials, such as
+	// "turn:relay.example.com:3478?transport=udp" or
+	// "turns:relay.example.com:443?transport=tcp".
+	RelayURLs []string
+
+	// CredentialTTL is how long credentials stay valid. Zero means 10
+	// minutes.
+	CredentialTTL time.Duration
+
+	// BootstrapSeeds are more DHT seed URLs (other rendezvous servers),
+	// listed after this server's PublicURL in BOOTSTRAP answers.
+	BootstrapSeeds []string
+
+	// BootstrapPeers caps the online DHT-capable peers listed in a
+	// BOOTSTRAP answer. Zero means 16; negative means none. At most 64.
+	BootstrapPeers int
+
+	// MaxPayload is the largest frame payload accepted from a peer; a
+	// WebSocket message may hold at most MaxPayload+19 bytes. Zero means
+	// 64 KiB. At least 4 KiB, at most 1 MiB.
+	MaxPayload int
+
+	// LoginTimeout bounds the time from connection to LOGIN (and the HTTP
+	// request headers before it). Zero means 10s.
+	LoginTimeout time.Duration
+
+	// IdleTimeout closes a logged-in connection that sends nothing for
+	// this long. Zero means 90s.
+	IdleTimeout time.Duration
+
+	// ClockSkew bounds the difference between a LOGIN's time and the
+	// server's clock. Zero means 5 minutes.
+	ClockSkew time.Duration
+
+	// QueueSize bounds the frames queued for one peer; a message for a
+	// peer whose queue is full is refused with "busy". Zero means 128.
+	QueueSize int
+
+	// WriteTimeout closes a connection whose peer takes longer than this
+	// to accept a write. Zero means 10s.
+	WriteTimeout time.Duration
+
+	// PeerRate and PeerBurst limit the frames per second one logged-in
+	// peer may send (token bucket). Zero means 50/s with a burst of 200;
+	// a negative PeerRate means no limit.
+	PeerRate  float64
+	PeerBurst int
+
+	// IPConnectRate and IPConnectBurst limit new signaling connections per
+	// second from one source IP (one /64 for IPv6). Zero means 20/s with a
+	// burst of 100; a negative rate means no limit.
+	IPConnectRate  float64
+	IPConnectBurst int
+
+	// MaxConnsPerIP caps open signaling connections from one source IP
+	// (one /64 for IPv6). Zero means 1000; negative means no cap.
+	MaxConnsPerIP int
+
+	// MaxConns caps open signaling connections. Zero means 200000;
+	// negative means no cap.
+	MaxConns int
+
+	// Redis, when set, holds the registry of which replica each peer is
+	// logged in at, and carries messages between replicas (pub/sub), so
+	// several replicas share one namespace of peers. The caller owns the
+	// client. Zero: the registry is this process's memory.
+	Redis redis.UniversalClient
+
+	// RegistryTTL is how long a Redis registry entry outlives its
+	// replica: entries are refreshed every third of it while the peer is
+	// connected, so the peers of a replica that dies are gone within it.
+	// Zero means 30s; at least 3s.
+	RegistryTTL time.Duration
+
+	// RedisPrefix starts every Redis key and channel name. Zero means
+	// "ferry:rv:".
+	RedisPrefix string
+
+	// ReplicaID names this replica (in LOGGED_IN, logs and Redis). Zero: a
+	// random name.
+	ReplicaID string
+
+	// ShutdownGrace bounds how long Close waits for GOAWAY frames to reach
+	// the peers. Zero means 5s.
+	ShutdownGrace time.Duration
+
+	// ShutdownRetry is the reconnect hint in the GOAWAY sent at shutdown:
+	// each peer is told to wait between it and twice it, so that they do
+	// not all come back at once. Zero means 5s.
+	ShutdownRetry time.Duration
+
+	// Logger receives the server's logs. Zero discards them.
+	Logger *slog.Logger
+
+	// Registerer, when set, receives the ferry_rendezvous_* metrics.
+	// Close unregisters them.
+	Registerer prometheus.Registerer
+
+	// now is the clock; tests set it.
+	now func() time.Time
+}
+
+// Validate reports whether c is usable, naming the first problem.
+func (c *Config) Validate() error {
+	if len(c.STUNConns) == 0 && c.Listener == nil {
+		return fmt.Errorf("%w: nothing to serve: no STUN sockets and no signaling listener", ErrInvalidConfig)
+	}
+	if _, err := stunLayout(c.STUNConns, c.STUNExternalIPs); err != nil {
+		return err
+	}
+	for _, n := range c.ServerNames {
+		if n == "" || len(n) > wire.MaxServerNameLen || strings.ContainsAny(n, ":/ ") && !isIPv6(n) {
+			return fmt.Errorf("%w: server name %q: want a host name or IP address without port", ErrInvalidConfig, n)
+		}
+	}
+	if c.PublicURL != "" {
+		if err := checkURL(c.PublicURL, "ws", "wss"); err != nil {
+			return fmt.Errorf("%w: public URL: %w", ErrInvalidConfig, err)
+		}
+	}
+	for _, u := range c.BootstrapSeeds {
+		if err := checkURL(u, "ws", "wss"); err != nil {
+			return fmt.Errorf("%w: bootstrap seed: %w", ErrInvalidConfig, err)
+		}
+	}
+	if len(c.BootstrapSeeds)+1 > wire.MaxURLs {
+		return fmt.Errorf("%w: at most %d bootstrap seeds", ErrInvalidConfig, wire.MaxURLs-1)
+	}
+	for _, u := range c.RelayURLs {
+		if err := checkTURNURL(u); err != nil {
+			return fmt.Errorf("%w: relay URL %q: %w", ErrInvalidConfig, u, err)
+		}
+	}
+	for _, u := range c.STUNURLs {
+		if !strings.HasPrefix(u, "stun:") && !strings.HasPrefix(u, "stuns:") || len(u) > wire.MaxURLLen {
+			return fmt.Errorf("%w: STUN URL %q: want stun:HOST:PORT", ErrInvalidConfig, u)
+		}
+	}
+	if len(c.RelayURLs) > wire.MaxURLs || len(c.STUNURLs) > wire.MaxURLs {
+		return fmt.Errorf("%w: at most %d relay and %d STUN URLs", ErrInvalidConfig, wire.MaxURLs, wire.MaxURLs)
+	}
+	if len(c.RelayURLs) > 0 && c.RelaySecret == "" {
+		return fmt.Errorf("%w: relay URLs need a relay secret to issue credentials for them", ErrInvalidConfig)
+	}
+	if c.BootstrapPeers > wire.MaxBootstrapPeers {
+		return fmt.Errorf("%w: BootstrapPeers %d exceeds %d", ErrInvalidConfig, c.BootstrapPeers, wire.MaxBootstrapPeers)
+	}
+	if c.MaxPayload != 0 && (c.MaxPayload < wire.MinMaxPayload || c.MaxPayload > maxConfiguredMaxPayload) {
+		return fmt.Errorf("%w: MaxPayload %d out of range %d-%d", ErrInvalidConfig, c.MaxPayload, wire.MinMaxPayload, maxConfiguredMaxPayload)
+	}
+	for name, d := range map[string]time.Duration{
+		"CredentialTTL": c.CredentialTTL, "LoginTimeout": c.LoginTimeout, "IdleTimeout": c.IdleTimeout,
+		"ClockSkew": c.ClockSkew, "WriteTimeout": c.WriteTimeout, "RegistryTTL": c.RegistryTTL,
+		"ShutdownGrace": c.ShutdownGrace, "ShutdownRetry": c.ShutdownRetry,
+	} {
+		if d < 0 {
+			return fmt.Errorf("%w: negative %s", ErrInvalidConfig, name)
+		}
+	}
+	if c.RegistryTTL != 0 && c.RegistryTTL < minRegistryTTL {
+		return fmt.Errorf("%w: RegistryTTL %v is below %v", ErrInvalidConfig, c.RegistryTTL, minRegistryTTL)
+	}
+	if c.QueueSize < 0 || c.PeerBurst < 0 || c.IPConnectBurst < 0 {
+		return fmt.Errorf("%w: negative queue size or burst", ErrInvalidConfig)
+	}
+	if len(c.ReplicaID) > wire.MaxServerIDLen || strings.ContainsAny(c.ReplicaID, " \t\n{}") {
+		return fmt.Errorf("%w: replica ID %q: at most %d bytes, no spaces or braces", ErrInvalidConfig, c.ReplicaID, wire.MaxServerIDLen)
+	}
+	if c.TLSConfig != nil && len(c.TLSConfig.Certificates) == 0 && c.TLSConfig.GetCertificate == nil && c.TLSConfig.GetConfigForClient == nil {
+		return fmt.Errorf("%w: TLSConfig has no certificates", ErrInvalidConfig)
+	}
+	return nil
+}
+
+func isIPv6(s string) bool {
+	a, err := netip.ParseAddr(s)
+	return err == nil && a.Is6()
+}
+
+func checkURL(s string, schemes ...string) error {
+	if len(s) > wire.MaxURLLen {
+		return fmt.Errorf("%q is longer than %d bytes", s, wire.MaxURLLen)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	for _, sc := range schemes {
+		if u.Scheme == sc && u.Host != "" {
+			return nil
+		}
+	}
+	return fmt.Errorf("%q: want %s://HOST[:PORT]/PATH", s, strings.Join(schemes, " or "))
+}
+
+// checkTURNURL checks the form turn[s]:HOST[:PORT][?transport=udp|tcp].
+func checkTURNURL(s string) error {
+	if len(s) > wire.MaxURLLen {
+		return fmt.Errorf("longer than %d bytes", wire.MaxURLLen)
+	}
+	scheme, rest, ok := strings.Cut(s, ":")
+	if !ok || (scheme != "turn" && scheme != "turns") {
+		return fmt.Errorf("want turn:HOST:PORT?transport=udp|tcp or turns:HOST:PORT")
+	}
+	hostport, query, _ := strings.Cut(rest, "?")
+	if hostport == "" || strings.HasPrefix(hostport, "//") {
+		return fmt.Errorf("missing host (no // after the scheme)")
+	}
+	if query != "" {
+		q, err := url.ParseQuery(query)
+		if err != nil {
+			return err
+		}
+		if tr := q.Get("transport"); tr != "udp" && tr != "tcp" || len(q) != 1 {
+			return fmt.Errorf("the only query parameter is transport=udp or transport=tcp")
+		}
+	}
+	return nil
+}
+
+// settings are Config with the defaults applied.
+type settings struct {
+	Config
+	maxPayload  int
+	bootPeers   int
+	replicaID   string
+	redisPrefix string
+}
+
+func (c *Config) withDefaults() settings {
+	s := settings{Config: *c}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&s.CredentialTTL, DefaultCredentialTTL)
+	def(&s.LoginTimeout, DefaultLoginTimeout)
+	def(&s.IdleTimeout, DefaultIdleTimeout)
+	def(&s.ClockSkew, DefaultClockSkew)
+	def(&s.WriteTimeout, DefaultWriteTimeout)
+	def(&s.RegistryTTL, DefaultRegistryTTL)
+	def(&s.ShutdownGrace, DefaultShutdownGrace)
+	def(&s.ShutdownRetry, DefaultShutdownRetry)
+	s.maxPayload = c.MaxPayload
+	if s.maxPayload == 0 {
+		s.maxPayload = DefaultMaxPayload
+	}
+	if s.QueueSize == 0 {
+		s.QueueSize = DefaultQueueSize
+	}
+	if s.PeerRate == 0 {
+		s.PeerRate = DefaultPeerRate
+	}
+	if s.PeerBurst == 0 {
+		s.PeerBurst = DefaultPeerBurst
+	}
+	if s.IPConnectRate == 0 {
+		s.IPConnectRate = DefaultIPConnectRate
+	}
+	if s.IPConnectBurst == 0 {
+		s.IPConnectBurst = DefaultIPConnectBurst
+	}
+	if s.MaxConnsPerIP == 0 {
+		s.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
+	if s.MaxConns == 0 {
+		s.MaxConns = DefaultMaxConns
+	}
+	s.bootPeers = c.BootstrapPeers
+	switch {
+	case s.bootPeers == 0:
+		s.bootPeers = DefaultBootstrapPeers
+	case s.bootPeers < 0:
+		s.bootPeers = 0
+	}
+	s.redisPrefix = c.RedisPrefix
+	if s.redisPrefix == "" {
+		s.redisPrefix = "ferry:rv:"
+	}
+	s.replicaID = c.ReplicaID
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	return s
+}

@@ -1,0 +1,103 @@
+package rendezvous
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+)
+
+// ListenSTUN opens the STUN sockets for Config.STUNConns: one socket on addr
+// ("IP:PORT" or ":PORT"), or, when alt ("IP2:PORT2") is not empty, the four
+// sockets of RFC 5780 behaviour discovery (IP:PORT, IP:PORT2, IP2:PORT,
+// IP2:PORT2). Both addresses then need specific IPs. On error nothing stays
+// open.
+func ListenSTUN(ctx context.Context, addr, alt string) (conns []net.PacketConn, err error) {
+	defer func() {
+		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			conns = nil
+		}
+	}()
+	var lc net.ListenConfig
+	listen := func(a string) error {
+		c, lerr := lc.ListenPacket(ctx, "udp", a)
+		if lerr != nil {
+			return fmt.Errorf("rendezvous: STUN listen %s: %w", a, lerr)
+		}
+		conns = append(conns, c)
+		return nil
+	}
+	if alt == "" {
+		return conns, listen(addr)
+	}
+	p1, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: STUN address %q: RFC 5780 needs IP:PORT with a specific IP: %w", ErrInvalidConfig, addr, err)
+	}
+	p2, err := netip.ParseAddrPort(alt)
+	if err != nil {
+		return nil, fmt.Errorf("%w: STUN alternate address %q: want IP2:PORT2: %w", ErrInvalidConfig, alt, err)
+	}
+	if p1.Addr() == p2.Addr() || p1.Port() == p2.Port() || p1.Addr().IsUnspecified() || p2.Addr().IsUnspecified() {
+		return nil, fmt.Errorf("%w: RFC 5780 needs two different specific IPs and two different ports, got %v and %v", ErrInvalidConfig, p1, p2)
+	}
+	for _, ip := range []netip.Addr{p1.Addr(), p2.Addr()} {
+		for _, port := range []uint16{p1.Port(), p2.Port()} {
+			if err := listen(netip.AddrPortFrom(ip, port).String()); err != nil {
+				return conns, err
+			}
+		}
+	}
+	return conns, nil
+}
+
+// Listen opens the TCP listener for Config.Listener (the signaling HTTPS
+// server), for example on ":443".
+func Listen(ctx context.Context, addr string) (net.Listener, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("rendezvous: listen %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// remoteIP returns the address a connection came from, with IPv6 addresses
+// reduced to their /64, the unit per-IP limits count in.
+func remoteIP(remoteAddr string) (netip.Addr, error) {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	ip := ap.Addr().Unmap()
+	if ip.Is6() {
+		p, err := ip.Prefix(64)
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		ip = p.Addr()
+	}
+	return ip, nil
+}
+
+// hostPort joins a host (possibly an IPv6 literal) and a port.
+func hostPort(host string, port int) string {
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+var errNoPort = errors.New("no port")
+
+func listenerPort(ln net.Listener) (int, error) {
+	if ln == nil {
+		return 0, errNoPort
+	}
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
+		return ta.Port, nil
+	}
+	return 0, errNoPort
+}

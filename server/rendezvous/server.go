@@ -1,0 +1,442 @@
+package rendezvous
+
+import (
+	"context"
+	crand "crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/ferrynet/ferry/wire"
+)
+
+// Server is a rendezvous server: STUN, signaling, credentials and bootstrap.
+type Server struct {
+	cfg      settings
+	log      *slog.Logger
+	m        *metrics
+	stun     *stunServer
+	hub      *hub
+	limits   *ipLimits
+	http     *http.Server
+	ln       net.Listener
+	epoch    time.Time
+	readBufs sync.Pool
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // sessions, flushers and background loops
+
+	mu       sync.Mutex
+	conns    map[*session]struct{} // every open signaling connection
+	draining bool
+
+	closing   atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New starts a server on the sockets in cfg. On error, everything in cfg
+// that the server would have owned is closed.
+func New(cfg Config) (srv *Server, err error) {
+	defer func() {
+		if err != nil {
+			for _, c := range cfg.STUNConns {
+				if c != nil {
+					c.Close()
+				}
+			}
+			if cfg.Listener != nil {
+				cfg.Listener.Close()
+			}
+		}
+	}()
+	if err = cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := cfg.withDefaults()
+	if s.replicaID == "" {
+		var b [4]byte
+		_, _ = crand.Read(b[:])
+		s.replicaID = "rv-" + hex.EncodeToString(b[:])
+	}
+	l, _ := stunLayout(cfg.STUNConns, cfg.STUNExternalIPs) // checked by Validate
+	srv = &Server{
+		cfg:   s,
+		log:   s.Logger.With("replica", s.replicaID),
+		m:     newMetrics(),
+		epoch: time.Now(),
+		conns: map[*session]struct{}{},
+	}
+	bufSize := s.maxPayload + wire.Overhead + 1
+	srv.readBufs.New = func() any { b := make([]byte, bufSize); return &b }
+	if err = srv.m.register(cfg.Registerer); err != nil {
+		return nil, err
+	}
+	srv.ctx, srv.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			srv.cancel()
+			srv.m.unregister()
+		}
+	}()
+	srv.hub = newHub(srv)
+	srv.limits = newIPLimits(&s)
+	if cfg.Redis != nil {
+		d, derr := newRedisDirectory(srv.ctx, srv, cfg.Redis)
+		if derr != nil {
+			return nil, derr
+		}
+		srv.hub.dir = d
+	}
+	if len(cfg.STUNConns) > 0 {
+		srv.stun = newSTUNServer(cfg.STUNConns, l, srv.m, srv.log.With("component", "stun"))
+		srv.stun.start()
+		srv.log.Info("STUN listening", "addrs", l.addrs, "rfc5780", l.rfc5780)
+	}
+	if cfg.Listener != nil {
+		srv.startHTTP(cfg.Listener, cfg.TLSConfig)
+	}
+	srv.wg.Add(1)
+	go srv.sweep()
+	return srv, nil
+}
+
+func (srv *Server) startHTTP(ln net.Listener, tlsCfg *tls.Config) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+DefaultSignalPath, srv.handleSignal)
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "ferry rendezvous: the signaling WebSocket is at "+DefaultSignalPath, http.StatusNotFound)
+	})
+	srv.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: srv.cfg.LoginTimeout,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(srv.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return srv.ctx },
+		// WebSockets need HTTP/1.1: no HTTP/2.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+	}
+	scheme := "ws"
+	if tlsCfg != nil {
+		c := tlsCfg.Clone()
+		protos := []string{"http/1.1"}
+		if slices.Contains(c.NextProtos, "acme-tls/1") {
+			protos = append(protos, "acme-tls/1") // certmagic's TLS-ALPN-01
+		}
+		c.NextProtos = protos
+		if c.MinVersion < tls.VersionTLS12 {
+			c.MinVersion = tls.VersionTLS12
+		}
+		ln = tls.NewListener(ln, c)
+		scheme = "wss"
+	} else {
+		srv.log.Warn("signaling is served over plain HTTP without TLS: logins and messages are readable and forgeable on the path; use this only in a lab",
+			"addr", ln.Addr().String())
+	}
+	if len(srv.cfg.ServerNames) == 0 && srv.cfg.PublicURL == "" {
+		srv.log.Warn("no server names configured: a login may be signed for any name the client sent as Host, so logins could be relayed from another server; set ServerNames (--server-name)")
+	}
+	srv.ln = ln
+	srv.wg.Add(1)
+	go func() {
+		defer srv.wg.Done()
+		if err := srv.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			srv.log.Error("signaling server stopped", "err", err)
+		}
+	}()
+	srv.log.Info("signaling listening", "addr", ln.Addr().String(), "url", scheme+"://"+ln.Addr().String()+DefaultSignalPath)
+}
+
+// mono returns monotonic nanoseconds since the server started.
+func (srv *Server) mono() int64 { return int64(time.Since(srv.epoch)) }
+
+func (srv *Server) handleSignal(w http.ResponseWriter, r *http.Request) {
+	ip, err := remoteIP(r.RemoteAddr)
+	if err != nil {
+		http.Error(w, "bad remote address", http.StatusBadRequest)
+		return
+	}
+	srv.mu.Lock()
+	draining := srv.draining
+	srv.mu.Unlock()
+	if draining {
+		w.Header().Set("Retry-After", strconv.Itoa(int(srv.cfg.ShutdownRetry.Seconds())))
+		http.Error(w, "ferry rendezvous: shutting down; retry later", http.StatusServiceUnavailable)
+		return
+	}
+	if scope, wait := srv.limits.admit(ip, srv.mono()); scope != "" {
+		srv.m.rateLimited.WithLabelValues(scope).Inc()
+		secs := max(int((wait+time.Second-1)/time.Second), 1)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		msg := map[string]string{
+			LimitIPConnect: "too many new connections from your address",
+			LimitIPConns:   "too many open connections from your address",
+			LimitMaxConns:  "the server is full",
+		}[scope]
+		http.Error(w, "ferry rendezvous: "+msg+"; retry in "+strconv.Itoa(secs)+"s", http.StatusTooManyRequests)
+		return
+	}
+	defer srv.limits.release(ip)
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	if err != nil {
+		srv.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	conn.SetReadLimit(int64(srv.cfg.maxPayload + wire.Overhead + 1))
+	s := &session{
+		srv:    srv,
+		conn:   conn,
+		ip:     ip,
+		remote: r.RemoteAddr,
+		host:   r.Host,
+		done:   make(chan struct{}),
+	}
+	srv.mu.Lock()
+	if srv.draining {
+		srv.mu.Unlock()
+		s.goAway(srv.retryHint())
+		<-s.done
+		return
+	}
+	srv.conns[s] = struct{}{}
+	srv.wg.Add(1)
+	srv.mu.Unlock()
+	defer func() {
+		srv.mu.Lock()
+		delete(srv.conns, s)
+		srv.mu.Unlock()
+		srv.wg.Done()
+	}()
+	s.run(r.Context())
+}
+
+// sweep forgets idle per-IP limit state now and then.
+func (srv *Server) sweep() {
+	defer srv.wg.Done()
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-srv.ctx.Done():
+			return
+		case <-t.C:
+			srv.limits.sweep(srv.mono())
+		}
+	}
+}
+
+// nameOK reports whether a login signed for name is for this server.
+func (srv *Server) nameOK(name, host string) bool {
+	for _, n := range srv.names(host) {
+		if strings.EqualFold(n, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// names returns the names logins may be signed for on a connection whose
+// Host header is host.
+func (srv *Server) names(host string) []string {
+	if len(srv.cfg.ServerNames) > 0 {
+		return srv.cfg.ServerNames
+	}
+	if srv.cfg.PublicURL != "" {
+		return []string{hostOnly(srv.cfg.PublicURL)}
+	}
+	return []string{hostname(host)}
+}
+
+func (srv *Server) namesText(host string) string {
+	return "it answers to " + strings.Join(srv.names(host), ", ")
+}
+
+// hostname strips the port (and IPv6 brackets) from a Host header.
+func hostname(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		return h
+	}
+	return strings.Trim(host, "[]")
+}
+
+func hostOnly(rawURL string) string {
+	_, rest, _ := strings.Cut(rawURL, "://")
+	h, _, _ := strings.Cut(rest, "/")
+	return hostname(h)
+}
+
+// publicURL is this server's signaling URL as the peer of s reached it.
+func (srv *Server) publicURL(s *session) string {
+	if srv.cfg.PublicURL != "" {
+		return srv.cfg.PublicURL
+	}
+	scheme := "ws"
+	if srv.cfg.TLSConfig != nil {
+		scheme = "wss"
+	}
+	host := s.host
+	if len(srv.cfg.ServerNames) > 0 {
+		if p, err := listenerPort(srv.cfg.Listener); err == nil {
+			host = hostPort(srv.cfg.ServerNames[0], p)
+		}
+	}
+	return scheme + "://" + host + DefaultSignalPath
+}
+
+// stunURLs are the STUN servers handed to the peer of s.
+func (srv *Server) stunURLs(s *session) []string {
+	if len(srv.cfg.STUNURLs) > 0 {
+		return srv.cfg.STUNURLs
+	}
+	if srv.stun == nil {
+		return nil
+	}
+	primary := srv.stun.layout.addrs[0]
+	host := primary.Addr().String()
+	switch {
+	case len(srv.cfg.ServerNames) > 0:
+		host = srv.cfg.ServerNames[0]
+	case len(srv.cfg.STUNExternalIPs) > 0:
+	case primary.Addr().IsUnspecified():
+		host = s.serverName // the name the peer used to reach us
+	}
+	return []string{"stun:" + hostPort(host, int(primary.Port()))}
+}
+
+// retryHint spreads reconnects after a shutdown over [ShutdownRetry,
+// 2*ShutdownRetry).
+func (srv *Server) retryHint() time.Duration {
+	d := srv.cfg.ShutdownRetry
+	return d + rand.N(d)
+}
+
+// Ready reports whether the server serves: nil while it is running (and,
+// with Redis, Redis answers). For /readyz.
+func (srv *Server) Ready() error {
+	if srv.closing.Load() {
+		return ErrClosed
+	}
+	srv.mu.Lock()
+	draining := srv.draining
+	srv.mu.Unlock()
+	if draining {
+		return errors.New("rendezvous: shutting down")
+	}
+	if srv.hub.dir != nil {
+		ctx, cancel := context.WithTimeout(srv.ctx, time.Second)
+		defer cancel()
+		if err := srv.hub.dir.ready(ctx); err != nil {
+			return fmt.Errorf("rendezvous: redis: %w", err)
+		}
+	}
+	return nil
+}
+
+// Addr returns the signaling listener's address, or nil.
+func (srv *Server) Addr() net.Addr {
+	if srv.ln == nil {
+		return nil
+	}
+	return srv.ln.Addr()
+}
+
+// STUNAddrs returns the STUN sockets' advertised addresses, in the order of
+// Config.STUNConns.
+func (srv *Server) STUNAddrs() []netip.AddrPort {
+	if srv.stun == nil {
+		return nil
+	}
+	return slices.Clone(srv.stun.layout.addrs)
+}
+
+// ReplicaID returns this replica's name.
+func (srv *Server) ReplicaID() string { return srv.cfg.replicaID }
+
+// Peers returns the number of peers logged in at this replica.
+func (srv *Server) Peers() int { return srv.hub.count() }
+
+// Shutdown stops accepting connections, sends every connected peer GOAWAY
+// (code shutdown, with a reconnect hint), waits until they are gone or ctx
+// ends, and then closes the server as Close does.
+func (srv *Server) Shutdown(ctx context.Context) error {
+	srv.mu.Lock()
+	first := !srv.draining
+	srv.draining = true
+	sessions := make([]*session, 0, len(srv.conns))
+	for s := range srv.conns {
+		sessions = append(sessions, s)
+	}
+	srv.mu.Unlock()
+	if first {
+		if srv.ln != nil {
+			srv.log.Info("shutting down: sending GOAWAY", "connections", len(sessions))
+		}
+		for _, s := range sessions {
+			s.goAway(srv.retryHint())
+		}
+		for _, s := range sessions {
+			select {
+			case <-s.done:
+			case <-ctx.Done():
+			}
+		}
+	}
+	return srv.close(ctx)
+}
+
+// Close shuts the server down: GOAWAY to every peer (bounded by
+// ShutdownGrace), then it closes every connection and socket, waits for its
+// goroutines and unregisters its metrics. It is idempotent.
+func (srv *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), srv.cfg.ShutdownGrace)
+	defer cancel()
+	return srv.Shutdown(ctx)
+}
+
+func (srv *Server) close(ctx context.Context) error {
+	srv.closeOnce.Do(func() {
+		srv.closing.Store(true)
+		var errs []error
+		if srv.http != nil {
+			// The sessions are gone or about to be killed: give plain
+			// HTTP requests a moment, whatever is left of ctx.
+			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			if err := srv.http.Shutdown(hctx); err != nil {
+				errs = append(errs, err)
+			}
+			cancel()
+		}
+		srv.mu.Lock()
+		for s := range srv.conns {
+			s.kill()
+		}
+		srv.mu.Unlock()
+		srv.cancel()
+		if srv.stun != nil {
+			errs = append(errs, srv.stun.close())
+		}
+		srv.wg.Wait()
+		if srv.hub.dir != nil {
+			errs = append(errs, srv.hub.dir.close())
+		}
+		srv.m.unregister()
+		srv.closeErr = errors.Join(errs...)
+	})
+	return srv.closeErr
+}
