@@ -83,18 +83,18 @@ func (e *Endpoint) Dial(ctx context.Context, addr net.Addr, peer PeerID, opts ..
 		if cfg.redial == nil || !c.isEstablished() {
 			return e.dialSession(ctx, &cfg, e.tr, addr, peer, nil)
 		}
-		path, err := cfg.redial(ctx)
+		pp, err := cfg.redial(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("sdk: redial: %w", err)
 		}
-		tr := &quic.Transport{Conn: path.Conn}
-		release := func() {
+		tr := &quic.Transport{Conn: pp.Conn}
+		p := &path{release: func() {
 			_ = tr.Close()
-			_ = path.Conn.Close()
-		}
-		s, err := e.dialSession(ctx, &cfg, tr, path.Addr, peer, release)
+			_ = pp.Conn.Close()
+		}}
+		s, err := e.dialSession(ctx, &cfg, tr, pp.Addr, peer, p)
 		if err != nil {
-			release()
+			p.close()
 			return nil, err
 		}
 		return s, nil

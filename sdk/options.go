@@ -52,6 +52,7 @@ type config struct {
 	redial            RedialFunc
 	allowPeer         func(PeerID) error
 	logger            *slog.Logger
+	node              nodeConfig
 }
 
 func defaultConfig() config {

@@ -127,7 +127,7 @@ func (r *router) newDialConn(ctx context.Context, cfg config, peer PeerID, dial 
 
 // dialSession runs the QUIC handshake to peer at addr over tr and opens the
 // control stream.
-func (r *router) dialSession(ctx context.Context, cfg *config, tr *quic.Transport, addr net.Addr, peer PeerID, release func()) (*session, error) {
+func (r *router) dialSession(ctx context.Context, cfg *config, tr *quic.Transport, addr net.Addr, peer PeerID, p *path) (*session, error) {
 	tlsConf, v, err := secure.ClientConfig(r.id, peer)
 	if err != nil {
 		return nil, err
@@ -144,7 +144,7 @@ func (r *router) dialSession(ctx context.Context, cfg *config, tr *quic.Transpor
 		_ = qc.CloseWithError(codeAbandoned, "no control stream")
 		return nil, fmt.Errorf("sdk: open control stream: %w", err)
 	}
-	return newSession(cfg, qc, ctrl, release), nil
+	return newSession(cfg, qc, ctrl, p), nil
 }
 
 // track registers c; acceptor-side conns are also found by connection ID.
@@ -173,8 +173,8 @@ func (r *router) track(c *Conn, byID bool) error {
 }
 
 // serve accepts sessions from ln until it closes or the router shuts down.
-// Each session's path is freed by release (may be nil) when it ends.
-func (r *router) serve(ln *quic.Listener, release func()) {
+// Each session's path p (may be nil) is closed when the session ends.
+func (r *router) serve(ln *quic.Listener, p *path) {
 	for {
 		qc, err := ln.Accept(r.ctx)
 		if err != nil {
@@ -188,21 +188,21 @@ func (r *router) serve(ln *quic.Listener, release func()) {
 		}
 		r.wg.Go(func() {
 			defer func() { <-r.sem }()
-			r.handleIncoming(qc, release)
+			r.handleIncoming(qc, p)
 		})
 	}
 }
 
 // handleIncoming reads a dialer's HELLO and either starts a new conn or
 // hands the session to the conn it resumes.
-func (r *router) handleIncoming(qc *quic.Conn, release func()) {
+func (r *router) handleIncoming(qc *quic.Conn, p *path) {
 	cfg := r.cfg
 	ctx, cancel := context.WithTimeout(r.ctx, cfg.handshakeTimeout)
 	defer cancel()
 	peer, err := secure.PeerFromState(qc.ConnectionState().TLS)
 	if err != nil {
 		_ = qc.CloseWithError(quic.ApplicationErrorCode(wire.GoAwayPolicy), err.Error())
-		releasePath(release)
+		p.close()
 		return
 	}
 	log := cfg.logger.With("peer", peer.Short())
@@ -210,10 +210,10 @@ func (r *router) handleIncoming(qc *quic.Conn, release func()) {
 	if err != nil {
 		_ = qc.CloseWithError(quic.ApplicationErrorCode(wire.GoAwayProtocolError), fmt.Sprintf("no control stream within %v", cfg.handshakeTimeout))
 		log.Debug("incoming session without control stream", "err", err)
-		releasePath(release)
+		p.close()
 		return
 	}
-	s := newSession(&cfg, qc, ctrl, release)
+	s := newSession(&cfg, qc, ctrl, p)
 	// The endpoint closing ends the handshake at once; a dialer that says
 	// nothing is refused when the handshake deadline passes.
 	stop := context.AfterFunc(r.ctx, func() { s.terminate(nil, ErrClosed) })
@@ -305,10 +305,4 @@ func (r *router) handleIncoming(qc *quic.Conn, release func()) {
 func (s *session) refuse(code wire.GoAwayCode, reason string) {
 	s.terminate(&wire.GoAway{Code: code, Reason: reason}, &GoAwayError{Code: code, Reason: reason})
 	s.wait()
-}
-
-func releasePath(release func()) {
-	if release != nil {
-		release()
-	}
 }

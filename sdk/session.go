@@ -43,12 +43,12 @@ const goAwayGrace = 250 * time.Millisecond
 
 // A session is one QUIC connection under a Conn, with its control stream.
 type session struct {
-	c       *Conn
-	qc      *quic.Conn
-	ctrl    *quic.Stream
-	rd      *wire.Reader
-	release func() // frees the path the session ran on; may be nil
-	peer    wire.Hello
+	c    *Conn
+	qc   *quic.Conn
+	ctrl *quic.Stream
+	rd   *wire.Reader
+	path *path // what the session runs on; nil for an endpoint's own socket
+	peer wire.Hello
 
 	// Guarded by c.mu.
 	sendNext uint64 // next DATA sequence number to write
@@ -75,14 +75,14 @@ type session struct {
 
 // newSession wraps a QUIC connection and its control stream. The conn (s.c)
 // is set by the caller: at once when dialing, after HELLO when accepting.
-func newSession(cfg *config, qc *quic.Conn, ctrl *quic.Stream, release func()) *session {
+func newSession(cfg *config, qc *quic.Conn, ctrl *quic.Stream, p *path) *session {
 	s := &session{
-		qc:      qc,
-		ctrl:    ctrl,
-		rd:      wire.NewReader(ctrl, cfg.maxPayload),
-		release: release,
-		wake:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
+		qc:   qc,
+		ctrl: ctrl,
+		rd:   wire.NewReader(ctrl, cfg.maxPayload),
+		path: p,
+		wake: make(chan struct{}, 1),
+		stop: make(chan struct{}),
 	}
 	s.lastHeard.Store(time.Now().UnixNano())
 	return s
@@ -137,8 +137,8 @@ func (s *session) closeQUIC() {
 func (s *session) wait() {
 	s.waitOnce.Do(func() {
 		s.wg.Wait()
-		if s.release != nil {
-			s.release()
+		if s.path != nil {
+			s.path.close()
 		}
 	})
 }

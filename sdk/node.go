@@ -1,0 +1,565 @@
+package sdk
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/pion/transport/v5"
+	"github.com/quic-go/quic-go"
+
+	"github.com/ferrynet/ferry/sdk/internal/icepath"
+	"github.com/ferrynet/ferry/sdk/internal/secure"
+	"github.com/ferrynet/ferry/server/rendezvous/client"
+	"github.com/ferrynet/ferry/wire"
+)
+
+// Errors of Node.Dial.
+var (
+	// ErrPeerNotFound: the peer is not online at the rendezvous server.
+	ErrPeerNotFound = errors.New("sdk: peer not found")
+	// ErrNoPath: ICE found no working candidate pair. The error lists the
+	// candidates gathered on both sides and the checks tried.
+	ErrNoPath = icepath.ErrNoPath
+)
+
+// A RelayPolicy says when a Node's connections may use a TURN relay.
+type RelayPolicy = icepath.Policy
+
+// Relay policies.
+const (
+	RelayAuto   = icepath.PolicyAuto
+	RelayNever  = icepath.PolicyNever
+	RelayAlways = icepath.PolicyAlways
+)
+
+// ParseRelayPolicy parses "auto", "never" or "always".
+func ParseRelayPolicy(s string) (RelayPolicy, error) { return icepath.ParsePolicy(s) }
+
+// ICETiming tunes how quickly ICE settles on a path; see
+// docs/ARCHITECTURE.md for the defaults and why they differ from pion's.
+type ICETiming = icepath.Timing
+
+// nodeConfig holds what only a Node uses.
+type nodeConfig struct {
+	identity     *Identity
+	identityFile string
+	rendezvous   []string
+	rendezvousCA string
+	rvTLS        *tls.Config
+	policy       RelayPolicy
+	timing       ICETiming
+	icenet       transport.Net
+	dialTCP      func(ctx context.Context, network, addr string) (net.Conn, error)
+	loopback     bool
+	ipFilter     func(net.IP) bool
+}
+
+// WithIdentity sets the node's identity.
+func WithIdentity(id *Identity) Option { return func(c *config) { c.node.identity = id } }
+
+// WithIdentityFile loads the node's identity from path, creating the key
+// (mode 0600) when the file does not exist.
+func WithIdentityFile(path string) Option {
+	return func(c *config) { c.node.identityFile = path }
+}
+
+// WithRendezvous sets the rendezvous servers (wss://host[:port], or ws:// in
+// labs). The node logs in to the first that answers; the others are
+// fallbacks for when it cannot be reached at start.
+func WithRendezvous(urls ...string) Option {
+	return func(c *config) { c.node.rendezvous = append(c.node.rendezvous, urls...) }
+}
+
+// WithRendezvousCA trusts the PEM certificates in file, in addition to the
+// system roots, for the rendezvous servers.
+func WithRendezvousCA(file string) Option { return func(c *config) { c.node.rendezvousCA = file } }
+
+// WithRendezvousTLS replaces the TLS configuration used to reach the
+// rendezvous servers.
+func WithRendezvousTLS(t *tls.Config) Option { return func(c *config) { c.node.rvTLS = t } }
+
+// WithRelayPolicy sets when connections may use a relay (default RelayAuto).
+func WithRelayPolicy(p RelayPolicy) Option { return func(c *config) { c.node.policy = p } }
+
+// WithICETiming tunes ICE (zero fields keep the defaults).
+func WithICETiming(t ICETiming) Option { return func(c *config) { c.node.timing = t } }
+
+// WithNetwork makes the node open its ICE sockets through n and its TCP
+// connections to the rendezvous through dial, instead of the host's
+// network. Tests use it to place a node in a network namespace or a
+// virtual network.
+func WithNetwork(n transport.Net, dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
+	return func(c *config) { c.node.icenet, c.node.dialTCP = n, dial }
+}
+
+// WithLoopbackCandidates lets ICE use loopback addresses, for peers on one
+// host.
+func WithLoopbackCandidates() Option { return func(c *config) { c.node.loopback = true } }
+
+// WithCandidateFilter restricts the local addresses ICE gathers host
+// candidates on (for example, to keep a node off some interfaces).
+func WithCandidateFilter(keep func(net.IP) bool) Option {
+	return func(c *config) { c.node.ipFilter = keep }
+}
+
+// A Node is a peer: logged in to a rendezvous server under its identity, it
+// dials other peers by PeerID and accepts their connections, finding a path
+// with ICE (direct when the NATs allow it, through a TURN relay otherwise)
+// and running an authenticated QUIC session on it. When a path fails, the
+// connection reconnects over a new one and resumes without losing messages.
+type Node struct {
+	*router
+	cfg       config
+	rv        *client.Client
+	serverTLS *tls.Config
+	log       *slog.Logger
+
+	mu       sync.Mutex
+	creds    *client.Credentials
+	dialing  map[string]*attempt  // by session ID: our offers awaiting answers
+	incoming map[string]*incoming // by peer + session ID: offers being answered
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// attempt is one outgoing ICE negotiation.
+type attempt struct {
+	peer   PeerID
+	answer chan *wire.Answer // cap 1
+	remote chan string       // trickled candidates, bounded
+	bye    chan string       // cap 1
+}
+
+// incoming is one offer being answered.
+type incoming struct {
+	ag *icepath.Agent
+}
+
+// New creates a node and logs it in to its rendezvous server.
+func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
+	cfg := defaultConfig()
+	if err = cfg.apply(opts); err != nil {
+		return nil, err
+	}
+	nc := &cfg.node
+	id := nc.identity
+	if id == nil && nc.identityFile != "" {
+		if id, err = LoadIdentity(nc.identityFile); err != nil {
+			return nil, err
+		}
+	}
+	if id == nil {
+		return nil, errors.New("sdk: New needs WithIdentity or WithIdentityFile")
+	}
+	if len(nc.rendezvous) == 0 {
+		return nil, errors.New("sdk: New needs at least one rendezvous URL (WithRendezvous)")
+	}
+	serverTLS, err := secure.ServerConfig(id, cfg.allowPeer)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		router:    newRouter(id, cfg),
+		cfg:       cfg,
+		serverTLS: serverTLS,
+		log:       cfg.logger.With("node", id.PeerID().Short()),
+		dialing:   map[string]*attempt{},
+		incoming:  map[string]*incoming{},
+	}
+	defer func() {
+		if err != nil {
+			n.cancel()
+		}
+	}()
+	copts := []client.Option{client.WithLogger(cfg.logger), client.WithHandler(n.onSignal)}
+	if nc.rendezvousCA != "" {
+		copts = append(copts, client.WithCAFile(nc.rendezvousCA))
+	}
+	if nc.rvTLS != nil {
+		copts = append(copts, client.WithTLSConfig(nc.rvTLS))
+	}
+	if nc.dialTCP != nil {
+		copts = append(copts, client.WithDialer(nc.dialTCP))
+	}
+	var errs []error
+	for _, u := range nc.rendezvous {
+		n.rv, err = client.Dial(ctx, u, id, copts...)
+		if err == nil {
+			return n, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", u, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("sdk: no rendezvous server: %w", errors.Join(errs...))
+}
+
+// Close closes every connection (with GOAWAY), logs out of the rendezvous
+// server and waits for the node's goroutines. Close is idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		// Stop signaling first, so no new negotiation starts, then end
+		// the ones under way and the connections.
+		n.cancel()
+		n.closeErr = n.rv.Close()
+		n.mu.Lock()
+		for _, in := range n.incoming {
+			_ = in.ag.Close()
+		}
+		n.mu.Unlock()
+		n.shutdown()
+	})
+	return n.closeErr
+}
+
+// Dial connects to peer, through the rendezvous server: it fails fast with
+// ErrPeerNotFound when the peer is offline, with ErrNoPath when ICE finds no
+// way through, and with an identity error when whoever answers cannot prove
+// peer's key. opts override the node's options for this connection.
+func (n *Node) Dial(ctx context.Context, peer PeerID, opts ...Option) (*Conn, error) {
+	cfg := n.cfg
+	if err := cfg.apply(opts); err != nil {
+		return nil, err
+	}
+	c, err := n.newDialConn(ctx, cfg, peer, func(ctx context.Context, c *Conn) (*session, error) {
+		return n.dialPath(ctx, &cfg, peer)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sdk: dial %s: %w", peer.Short(), err)
+	}
+	return c, nil
+}
+
+// credentials returns TURN credentials, fetching new ones when those held
+// expire within a minute.
+func (n *Node) credentials(ctx context.Context) (*client.Credentials, error) {
+	n.mu.Lock()
+	cr := n.creds
+	n.mu.Unlock()
+	if cr != nil && time.Until(cr.Expires) > time.Minute {
+		return cr, nil
+	}
+	cr, err := n.rv.Credentials(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sdk: relay credentials: %w", err)
+	}
+	n.mu.Lock()
+	n.creds = cr
+	n.mu.Unlock()
+	return cr, nil
+}
+
+func (n *Node) iceConfig(cr *client.Credentials) icepath.Config {
+	ic := icepath.Config{
+		STUN:            cr.STUNURLs,
+		Policy:          n.cfg.node.policy,
+		Net:             n.cfg.node.icenet,
+		IncludeLoopback: n.cfg.node.loopback,
+		IPFilter:        n.cfg.node.ipFilter,
+		Timing:          n.cfg.node.timing,
+		Logger:          n.log,
+	}
+	for _, u := range cr.RelayURLs {
+		ic.TURN = append(ic.TURN, icepath.TURN{URL: u, Username: cr.Username, Password: cr.Password})
+	}
+	return ic
+}
+
+func newSessionID() ([]byte, error) {
+	id := make([]byte, 16)
+	_, err := rand.Read(id)
+	return id, err
+}
+
+// maxTrickle bounds candidates buffered for one negotiation.
+const maxTrickle = 64
+
+// dialPath negotiates a new ICE path to peer and runs a QUIC session on it.
+func (n *Node) dialPath(ctx context.Context, cfg *config, peer PeerID) (*session, error) {
+	start := time.Now()
+	cr, err := n.credentials(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ag, err := icepath.New(n.iceConfig(cr), true)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = ag.Close()
+		}
+	}()
+	sid, err := newSessionID()
+	if err != nil {
+		return nil, err
+	}
+	at := &attempt{peer: peer, answer: make(chan *wire.Answer, 1), remote: make(chan string, maxTrickle), bye: make(chan string, 1)}
+	n.mu.Lock()
+	n.dialing[string(sid)] = at
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		delete(n.dialing, string(sid))
+		n.mu.Unlock()
+	}()
+
+	ufrag, pwd, err := ag.Credentials()
+	if err != nil {
+		return nil, err
+	}
+	if err = n.rv.Offer(ctx, peer, &wire.Offer{RouteHeader: wire.RouteHeader{SessionID: sid}, Ufrag: ufrag, Pwd: pwd}); err != nil {
+		if errors.Is(err, client.ErrPeerNotFound) {
+			return nil, fmt.Errorf("%w: %w", ErrPeerNotFound, err)
+		}
+		return nil, fmt.Errorf("sdk: offer: %w", err)
+	}
+	if err = n.trickle(ag, peer, sid, ufrag); err != nil {
+		return nil, err
+	}
+	var ans *wire.Answer
+	select {
+	case ans = <-at.answer:
+	case reason := <-at.bye:
+		return nil, fmt.Errorf("sdk: peer declined: %s", reason)
+	case <-ctx.Done():
+		n.sayBye(peer, sid, "dial abandoned") //nolint:contextcheck // ctx has ended; the goodbye uses the node's
+		return nil, ctx.Err()
+	}
+	for _, cand := range ans.Candidates {
+		_ = ag.AddRemote(cand)
+	}
+	stopFeed := n.feed(ag, at.remote)
+	pc, err := ag.Connect(ctx, ans.Ufrag, ans.Pwd)
+	stopFeed()
+	if err != nil {
+		n.sayBye(peer, sid, "no path") //nolint:contextcheck // ctx may have ended; the goodbye uses the node's
+		return nil, err
+	}
+	tr := &quic.Transport{Conn: pc}
+	p := &path{ice: ag, release: func() {
+		_ = tr.Close()
+		_ = pc.Close()
+	}}
+	s, err := n.dialSession(ctx, cfg, tr, pc.Peer(), peer, p)
+	if err != nil {
+		p.close()
+		ok = true // p.close closed the agent
+		return nil, err
+	}
+	p.took = time.Since(start)
+	ok = true
+	return s, nil
+}
+
+// trickle gathers ag's candidates and sends each to peer as it comes.
+func (n *Node) trickle(ag *icepath.Agent, peer PeerID, sid []byte, ufrag string) error {
+	return ag.Gather(func(cand string) {
+		// Runs on the agent's goroutine: never wait for the network.
+		if cand == "" {
+			_ = n.rv.EndOfCandidates(n.ctx, peer, sid, ufrag)
+			return
+		}
+		_ = n.rv.Candidate(n.ctx, peer, sid, ufrag, "candidate:"+cand)
+	})
+}
+
+// feed adds trickled remote candidates to ag until stop is called.
+func (n *Node) feed(ag *icepath.Agent, remote <-chan string) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case c := <-remote:
+				if err := ag.AddRemote(c); err != nil {
+					n.log.Debug("bad remote candidate", "err", err)
+				}
+			case <-done:
+				return
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+func (n *Node) sayBye(peer PeerID, sid []byte, reason string) {
+	ctx, cancel := context.WithTimeout(n.ctx, time.Second)
+	defer cancel()
+	_ = n.rv.Post(ctx, peer, &wire.Bye{RouteHeader: wire.RouteHeader{SessionID: sid}, Reason: reason})
+}
+
+// maxIncomingOffers bounds offers being answered at once.
+const maxIncomingOffers = 64
+
+// onSignal handles a routed message from the rendezvous (on the client's
+// goroutine: it must not block).
+func (n *Node) onSignal(m client.Message) {
+	if m.Err != nil {
+		n.log.Debug("rendezvous refused a message", "peer", m.From.Short(), "err", m.Err)
+		return
+	}
+	sid := string(m.SessionID)
+	switch msg := m.Msg.(type) {
+	case *wire.Offer:
+		n.answer(m.From, msg)
+	case *wire.Answer:
+		n.mu.Lock()
+		at := n.dialing[sid]
+		n.mu.Unlock()
+		if at != nil && at.peer == m.From {
+			select {
+			case at.answer <- msg:
+			default:
+			}
+		}
+	case *wire.Candidate:
+		n.mu.Lock()
+		at, in := n.dialing[sid], n.incoming[m.From.String()+sid]
+		n.mu.Unlock()
+		switch {
+		case at != nil && at.peer == m.From:
+			select {
+			case at.remote <- msg.Candidate:
+			default: // more than anyone needs
+			}
+		case in != nil:
+			if err := in.ag.AddRemote(msg.Candidate); err != nil {
+				n.log.Debug("bad remote candidate", "peer", m.From.Short(), "err", err)
+			}
+		}
+	case *wire.Bye:
+		n.mu.Lock()
+		at, in := n.dialing[sid], n.incoming[m.From.String()+sid]
+		n.mu.Unlock()
+		if at != nil && at.peer == m.From {
+			select {
+			case at.bye <- msg.Reason:
+			default:
+			}
+		}
+		if in != nil {
+			_ = in.ag.Close()
+		}
+	}
+}
+
+// answer accepts an offer: it starts a controlled ICE agent, answers, and
+// in the background waits for the path and the dialer's QUIC session, which
+// it hands to the router.
+func (n *Node) answer(from PeerID, o *wire.Offer) {
+	key := from.String() + string(o.SessionID)
+	n.mu.Lock()
+	_, dup := n.incoming[key]
+	full := len(n.incoming) >= maxIncomingOffers
+	n.mu.Unlock()
+	closed := n.ctx.Err() != nil
+	if dup || closed {
+		return
+	}
+	if full {
+		go n.sayBye(from, o.SessionID, "busy")
+		return
+	}
+	start := time.Now()
+	n.wg.Go(func() {
+		if err := n.acceptPath(from, o, key, start); err != nil {
+			n.log.Debug("incoming offer failed", "peer", from.Short(), "err", err)
+		}
+	})
+}
+
+func (n *Node) acceptPath(from PeerID, o *wire.Offer, key string, start time.Time) error {
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.handshakeTimeout+n.iceBudget())
+	defer cancel()
+	cr, err := n.credentials(ctx)
+	if err != nil {
+		n.sayBye(from, o.SessionID, "no relay credentials")
+		return err
+	}
+	ag, err := icepath.New(n.iceConfig(cr), false)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	if n.ctx.Err() != nil {
+		n.mu.Unlock()
+		_ = ag.Close()
+		return ErrClosed
+	}
+	n.incoming[key] = &incoming{ag: ag}
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		delete(n.incoming, key)
+		n.mu.Unlock()
+	}()
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			_ = ag.Close()
+		}
+	}()
+	for _, c := range o.Candidates {
+		_ = ag.AddRemote(c)
+	}
+	ufrag, pwd, err := ag.Credentials()
+	if err != nil {
+		return err
+	}
+	if err = n.rv.Answer(ctx, from, &wire.Answer{RouteHeader: wire.RouteHeader{SessionID: o.SessionID}, Ufrag: ufrag, Pwd: pwd}); err != nil {
+		return fmt.Errorf("answer: %w", err)
+	}
+	if err = n.trickle(ag, from, o.SessionID, ufrag); err != nil {
+		return err
+	}
+	pc, err := ag.Connect(ctx, o.Ufrag, o.Pwd)
+	if err != nil {
+		return err
+	}
+	tr := &quic.Transport{Conn: pc}
+	p := &path{ice: ag, release: func() {
+		_ = tr.Close()
+		_ = pc.Close()
+	}}
+	handedOver = true
+	ln, err := tr.Listen(n.serverTLS, quicConfig(&n.cfg))
+	if err != nil {
+		p.close()
+		return err
+	}
+	qc, err := ln.Accept(ctx)
+	_ = ln.Close()
+	if err != nil {
+		p.close()
+		return fmt.Errorf("no QUIC session on the path: %w", err)
+	}
+	if peer, perr := secure.PeerFromState(qc.ConnectionState().TLS); perr != nil || peer != from {
+		// Whoever completed ICE must be the peer that signaled.
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(wire.GoAwayPolicy), "session key does not match the signaling peer")
+		p.close()
+		return fmt.Errorf("session from %s on a path negotiated with %s", peer.Short(), from.Short())
+	}
+	p.took = time.Since(start)
+	n.handleIncoming(qc, p)
+	return nil
+}
+
+// iceBudget bounds how long an incoming negotiation may take to find a path.
+func (n *Node) iceBudget() time.Duration {
+	t := n.cfg.node.timing
+	if t.FailedTimeout > 0 {
+		return t.FailedTimeout + 5*time.Second
+	}
+	return 15 * time.Second
+}

@@ -1,0 +1,87 @@
+package sdk
+
+import (
+	"sync"
+	"time"
+
+	"github.com/ferrynet/ferry/sdk/internal/icepath"
+)
+
+// A path is what one session runs on, beyond a socket the endpoint owns: an
+// ICE path found through signaling, or a packet conn from a RedialFunc. It
+// is closed, once, when the session ends.
+type path struct {
+	once    sync.Once
+	release func()
+	ice     *icepath.Agent // nil unless the path came from ICE
+	took    time.Duration  // from the start of Dial (or the offer) to the path
+}
+
+func (p *path) close() {
+	if p == nil {
+		return
+	}
+	p.once.Do(func() {
+		if p.release != nil {
+			p.release()
+		}
+	})
+}
+
+// Path describes the network path a connection currently runs on.
+type Path struct {
+	// Relayed is true when the path goes through a TURN relay.
+	Relayed bool
+	// LocalCandidate and RemoteCandidate are the ICE candidate types of the
+	// selected pair: host, srflx, prflx or relay ("" when the session was
+	// dialed without ICE, at a known address).
+	LocalCandidate, RemoteCandidate string
+	// LocalAddr and RemoteAddr are the pair's addresses.
+	LocalAddr, RemoteAddr string
+	// Relay is the relay's address, and RelayProtocol how this side
+	// reaches it (udp, tcp or tls), when this side's candidate is relayed.
+	Relay, RelayProtocol string
+	// RTT is the smoothed heartbeat round-trip time.
+	RTT time.Duration
+	// ConnectTime is how long it took to find this path and establish the
+	// session on it.
+	ConnectTime time.Duration
+}
+
+// Kind returns "relay" or "direct".
+func (p Path) Kind() string {
+	if p.Relayed {
+		return "relay"
+	}
+	return "direct"
+}
+
+// Path returns the path the connection runs on now (the zero Path while it
+// has no session).
+func (c *Conn) Path() Path {
+	c.mu.Lock()
+	s, rtt := c.sess, c.srtt
+	c.mu.Unlock()
+	var p Path
+	if s == nil {
+		return p
+	}
+	p.RTT = rtt
+	p.LocalAddr, p.RemoteAddr = s.qc.LocalAddr().String(), s.qc.RemoteAddr().String()
+	if s.path == nil {
+		return p
+	}
+	p.ConnectTime = s.path.took
+	if s.path.ice == nil {
+		return p
+	}
+	if inf, ok := s.path.ice.Path(); ok {
+		p.Relayed = inf.Relayed
+		p.LocalCandidate, p.RemoteCandidate = inf.LocalType, inf.RemoteType
+		p.LocalAddr, p.RemoteAddr = inf.LocalAddr, inf.RemoteAddr
+		if inf.LocalType == "relay" {
+			p.Relay, p.RelayProtocol = inf.RelayAddr, inf.LocalProtocol
+		}
+	}
+	return p
+}
