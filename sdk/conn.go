@@ -90,6 +90,8 @@ type Conn struct {
 	closeReason error
 	done        chan struct{} // closed once the conn is Closed and its goroutines are gone
 	started     bool          // the supervisor runs
+	// eventsClosed: Events was closed after the Closed event; guarded by mu.
+	eventsClosed bool
 }
 
 // Stats are a connection's counters.
@@ -198,11 +200,21 @@ func (c *Conn) setStateLocked(s State, err error) {
 	} else {
 		c.log.Debug("state", "from", ev.From, "to", s)
 	}
+	c.emitLocked(ev)
+}
+
+// emitLocked queues ev for Events, dropping the oldest when the queue is
+// full. Call with c.mu held.
+func (c *Conn) emitLocked(ev Event) {
+	if c.eventsClosed {
+		return
+	}
 	for {
 		select {
 		case c.events <- ev:
-			if s == StateClosed {
+			if ev.State == StateClosed && ev.Path == nil {
 				close(c.events)
+				c.eventsClosed = true
 			}
 			return
 		default:
@@ -213,6 +225,18 @@ func (c *Conn) setStateLocked(s State, err error) {
 		default:
 		}
 	}
+}
+
+// pathChanged reports that session s moved to another path.
+func (c *Conn) pathChanged(s *session) {
+	p := c.Path()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sess != s || c.state == StateClosed {
+		return
+	}
+	c.log.Debug("path changed", "kind", p.Kind(), "local", p.LocalCandidate, "remote", p.RemoteCandidate)
+	c.emitLocked(Event{Time: time.Now(), From: c.state, State: c.state, Path: &p})
 }
 
 func (c *Conn) setState(s State, err error) {

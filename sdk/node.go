@@ -138,9 +138,14 @@ type attempt struct {
 	bye    chan string       // cap 1
 }
 
-// incoming is one offer being answered.
+// incoming is one offer being answered. It is registered as soon as the
+// offer arrives, so candidates trickled right behind it are kept until its
+// agent exists.
 type incoming struct {
-	ag *icepath.Agent
+	remote chan string // trickled candidates, bounded
+	mu     sync.Mutex
+	ag     *icepath.Agent // nil until created; closed by Bye
+	bye    bool
 }
 
 // New creates a node and logs it in to its rendezvous server.
@@ -213,7 +218,12 @@ func (n *Node) Close() error {
 		n.closeErr = n.rv.Close()
 		n.mu.Lock()
 		for _, in := range n.incoming {
-			_ = in.ag.Close()
+			in.mu.Lock()
+			in.bye = true
+			if in.ag != nil {
+				_ = in.ag.Close()
+			}
+			in.mu.Unlock()
 		}
 		n.mu.Unlock()
 		n.shutdown()
@@ -434,8 +444,9 @@ func (n *Node) onSignal(m client.Message) {
 			default: // more than anyone needs
 			}
 		case in != nil:
-			if err := in.ag.AddRemote(msg.Candidate); err != nil {
-				n.log.Debug("bad remote candidate", "peer", m.From.Short(), "err", err)
+			select {
+			case in.remote <- msg.Candidate:
+			default:
 			}
 		}
 	case *wire.Bye:
@@ -449,7 +460,12 @@ func (n *Node) onSignal(m client.Message) {
 			}
 		}
 		if in != nil {
-			_ = in.ag.Close()
+			in.mu.Lock()
+			in.bye = true
+			if in.ag != nil {
+				_ = in.ag.Close()
+			}
+			in.mu.Unlock()
 		}
 	}
 }
@@ -459,27 +475,38 @@ func (n *Node) onSignal(m client.Message) {
 // it hands to the router.
 func (n *Node) answer(from PeerID, o *wire.Offer) {
 	key := from.String() + string(o.SessionID)
+	if n.ctx.Err() != nil {
+		return
+	}
+	in := &incoming{remote: make(chan string, maxTrickle)}
 	n.mu.Lock()
 	_, dup := n.incoming[key]
 	full := len(n.incoming) >= maxIncomingOffers
-	n.mu.Unlock()
-	closed := n.ctx.Err() != nil
-	if dup || closed {
-		return
+	if !dup && !full {
+		n.incoming[key] = in
 	}
-	if full {
-		go n.sayBye(from, o.SessionID, "busy")
+	n.mu.Unlock()
+	switch {
+	case dup:
+		return
+	case full:
+		n.wg.Go(func() { n.sayBye(from, o.SessionID, "busy") })
 		return
 	}
 	start := time.Now()
 	n.wg.Go(func() {
-		if err := n.acceptPath(from, o, key, start); err != nil {
+		defer func() {
+			n.mu.Lock()
+			delete(n.incoming, key)
+			n.mu.Unlock()
+		}()
+		if err := n.acceptPath(from, o, in, start); err != nil {
 			n.log.Debug("incoming offer failed", "peer", from.Short(), "err", err)
 		}
 	})
 }
 
-func (n *Node) acceptPath(from PeerID, o *wire.Offer, key string, start time.Time) error {
+func (n *Node) acceptPath(from PeerID, o *wire.Offer, in *incoming, start time.Time) error {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.handshakeTimeout+n.iceBudget())
 	defer cancel()
 	cr, err := n.credentials(ctx)
@@ -491,19 +518,14 @@ func (n *Node) acceptPath(from PeerID, o *wire.Offer, key string, start time.Tim
 	if err != nil {
 		return err
 	}
-	n.mu.Lock()
-	if n.ctx.Err() != nil {
-		n.mu.Unlock()
+	in.mu.Lock()
+	in.ag = ag
+	bye := in.bye
+	in.mu.Unlock()
+	if bye || n.ctx.Err() != nil {
 		_ = ag.Close()
-		return ErrClosed
+		return errors.New("offer withdrawn")
 	}
-	n.incoming[key] = &incoming{ag: ag}
-	n.mu.Unlock()
-	defer func() {
-		n.mu.Lock()
-		delete(n.incoming, key)
-		n.mu.Unlock()
-	}()
 	handedOver := false
 	defer func() {
 		if !handedOver {
@@ -523,7 +545,9 @@ func (n *Node) acceptPath(from PeerID, o *wire.Offer, key string, start time.Tim
 	if err = n.trickle(ag, from, o.SessionID, ufrag); err != nil {
 		return err
 	}
+	stopFeed := n.feed(ag, in.remote)
 	pc, err := ag.Connect(ctx, o.Ufrag, o.Pwd)
+	stopFeed()
 	if err != nil {
 		return err
 	}

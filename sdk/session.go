@@ -12,6 +12,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/ferrynet/ferry/sdk/internal/icepath"
 	"github.com/ferrynet/ferry/wire"
 )
 
@@ -427,6 +428,9 @@ func (c *Conn) adopt(s *session, deadline time.Time) error {
 	c.mu.Unlock()
 
 	s.start()
+	if s.path != nil && s.path.ice != nil {
+		_ = s.path.ice.OnPathChange(func(icepath.Info) { c.pathChanged(s) })
+	}
 	return nil
 }
 

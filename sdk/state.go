@@ -31,7 +31,8 @@ func (s State) String() string {
 	return fmt.Sprintf("state(%d)", int32(s))
 }
 
-// An Event reports a change of a connection's state.
+// An Event reports a change of a connection's state, or of the path under
+// it (then Path is set and From == State).
 type Event struct {
 	Time  time.Time
 	From  State
@@ -39,9 +40,14 @@ type Event struct {
 	// Err says why, for Disconnected, Reconnecting and Closed; nil after a
 	// clean local Close.
 	Err error
+	// Path is the new path, for a path change (relay to direct, say).
+	Path *Path
 }
 
 func (e Event) String() string {
+	if e.Path != nil {
+		return fmt.Sprintf("path -> %s (%s %s -> %s %s)", e.Path.Kind(), e.Path.LocalCandidate, e.Path.LocalAddr, e.Path.RemoteCandidate, e.Path.RemoteAddr)
+	}
 	if e.Err != nil {
 		return fmt.Sprintf("%s -> %s: %v", e.From, e.State, e.Err)
 	}

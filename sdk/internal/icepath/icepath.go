@@ -76,13 +76,18 @@ type TURN struct {
 // Timing tunes how fast a path is chosen. The zero value picks the defaults
 // documented on each field; see docs/ARCHITECTURE.md for why.
 type Timing struct {
-	// CheckInterval is the connectivity-check pacing (default 20 ms; pion: 200 ms).
+	// CheckInterval is the connectivity-check pacing (default 25 ms; pion: 200 ms).
 	CheckInterval time.Duration
+	// CheckWindow is how long a pair is checked before it is given up
+	// (default 2 s; pion: 7 checks, 1.4 s at its pacing). It must cover
+	// the time the peer's candidates take to arrive through signaling and
+	// open its NAT, or pairs that would work fail before they can.
+	CheckWindow time.Duration
 	// SrflxWait and PrflxWait delay accepting a server- or peer-reflexive
 	// pair, so a better one can win (default 0 and 0; pion: 500 ms, 1 s).
 	SrflxWait, PrflxWait time.Duration
 	// RelayWait delays accepting a relayed pair, giving hole punching time
-	// to succeed first (default 300 ms; pion: 2 s).
+	// to succeed first (default 500 ms; pion: 2 s).
 	RelayWait time.Duration
 	// STUNTimeout bounds gathering a server-reflexive candidate (default 2 s).
 	STUNTimeout time.Duration
@@ -92,6 +97,9 @@ type Timing struct {
 	DisconnectedTimeout, FailedTimeout time.Duration
 	// KeepaliveInterval (default 1 s) keeps NAT bindings open.
 	KeepaliveInterval time.Duration
+	// RenominateAfter is how long after selecting a pair the controlling
+	// side starts looking for a better one (default 1 s).
+	RenominateAfter time.Duration
 }
 
 func (t Timing) withDefaults() Timing {
@@ -100,12 +108,14 @@ func (t Timing) withDefaults() Timing {
 			*d = v
 		}
 	}
-	def(&t.CheckInterval, 20*time.Millisecond)
-	def(&t.RelayWait, 300*time.Millisecond)
+	def(&t.CheckInterval, 25*time.Millisecond)
+	def(&t.CheckWindow, 2*time.Second)
+	def(&t.RelayWait, 500*time.Millisecond)
 	def(&t.STUNTimeout, 2*time.Second)
 	def(&t.DisconnectedTimeout, 3*time.Second)
 	def(&t.FailedTimeout, 10*time.Second)
 	def(&t.KeepaliveInterval, time.Second)
+	def(&t.RenominateAfter, time.Second)
 	return t
 }
 
@@ -148,6 +158,7 @@ type Agent struct {
 	mu       sync.Mutex
 	gathered []string
 	remote   []string
+	pairs    []ice.CandidatePairStats // last snapshot while connecting
 	closed   bool
 }
 
@@ -190,6 +201,7 @@ func New(cfg Config, controlling bool) (*Agent, error) {
 		ice.WithCandidateTypes(types),
 		ice.WithMulticastDNSMode(ice.MulticastDNSModeDisabled),
 		ice.WithCheckInterval(t.CheckInterval),
+		ice.WithMaxBindingRequests(uint16(min(t.CheckWindow/t.CheckInterval+1, 1000))),
 		ice.WithHostAcceptanceMinWait(0),
 		ice.WithSrflxAcceptanceMinWait(t.SrflxWait),
 		ice.WithPrflxAcceptanceMinWait(t.PrflxWait),
@@ -212,6 +224,14 @@ func New(cfg Config, controlling bool) (*Agent, error) {
 	}
 	if cfg.IPFilter != nil {
 		opts = append(opts, ice.WithIPFilter(cfg.IPFilter))
+	}
+	// Renomination: when a better pair (direct) becomes valid after a
+	// worse one (relay) was selected, the controlling side moves the path
+	// to it; the PacketConn above follows without noticing. Both sides
+	// must speak it.
+	opts = append(opts, ice.WithRenomination(ice.DefaultNominationValueGenerator()))
+	if controlling {
+		opts = append(opts, ice.WithAutomaticRenomination(t.RenominateAfter))
 	}
 	a, err := ice.NewAgentWithOptions(opts...)
 	if err != nil {
@@ -273,14 +293,28 @@ func (ag *Agent) Connect(ctx context.Context, remoteUfrag, remotePwd string) (*P
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-failed:
-			cancel()
-		case <-ctx.Done():
-		}
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
 	}()
+	wg.Go(func() {
+		// pion forgets its checklist when ICE fails: keep a recent copy
+		// for Diagnose.
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			ag.snapshotPairs()
+			select {
+			case <-failed:
+				cancel()
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	})
 	var (
 		c   *ice.Conn
 		err error
@@ -364,6 +398,11 @@ func (ag *Agent) Diagnose() string {
 	fmt.Fprintf(&b, "local candidates %s; remote candidates %s; pairs checked:", list(local), list(remote))
 	stats := ag.a.GetCandidatePairsStats()
 	if len(stats) == 0 {
+		ag.mu.Lock()
+		stats = ag.pairs
+		ag.mu.Unlock()
+	}
+	if len(stats) == 0 {
 		b.WriteString(" none")
 	}
 	for _, s := range stats {
@@ -387,6 +426,14 @@ func list(cands []string) string {
 		}
 	}
 	return "[" + strings.Join(short, ", ") + "]"
+}
+
+func (ag *Agent) snapshotPairs() {
+	if st := ag.a.GetCandidatePairsStats(); len(st) > 0 {
+		ag.mu.Lock()
+		ag.pairs = st
+		ag.mu.Unlock()
+	}
 }
 
 // Close stops the agent and frees its sockets and relay allocations.

@@ -1,0 +1,197 @@
+// Package e2e runs Ferry end to end in the NAT lab: a rendezvous server and
+// a TURN relay on the lab's public server host, and SDK nodes behind real
+// kernel NATs. It holds the NAT matrix (every ordered pair of NAT types),
+// the connect-time benchmark and the failure tests of the connectivity
+// issue; World is the setup they share, and `ferry demo --nat-a/--nat-b`
+// uses it too.
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/ferrynet/ferry/internal/natlab"
+	"github.com/ferrynet/ferry/sdk"
+	"github.com/ferrynet/ferry/server/relay"
+	"github.com/ferrynet/ferry/server/rendezvous"
+)
+
+// Ports on the lab's server host: the rendezvous (signaling and STUN) on
+// the first address, the relay on the second.
+const (
+	SignalPort  = 8080
+	STUNPort    = 3478
+	RelayPort   = 3478
+	relaySecret = "ferry-lab-relay-secret"
+)
+
+// World is a lab with Ferry's servers running on its server host, inside
+// the host's namespace, in this process.
+type World struct {
+	Lab *natlab.Lab
+	Log *slog.Logger
+
+	rv *rendezvous.Server
+
+	mu    sync.Mutex
+	relay *relay.Server
+}
+
+// NewWorld starts the servers on lab's server host.
+func NewWorld(ctx context.Context, lab *natlab.Lab, log *slog.Logger) (_ *World, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	w := &World{Lab: lab, Log: log}
+	defer func() {
+		if err != nil {
+			_ = w.Close()
+		}
+	}()
+	srv := lab.Server()
+	addrs := srv.Addrs()
+	if len(addrs) < 2 {
+		return nil, errors.New("e2e: the lab server needs two addresses")
+	}
+	sig, alt := addrs[0], addrs[1]
+	ln, err := srv.Listen(ctx, "tcp4", netip.AddrPortFrom(sig, SignalPort).String())
+	if err != nil {
+		return nil, err
+	}
+	stunPC, err := srv.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(sig, STUNPort)))
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	relayHost := netip.AddrPortFrom(alt, RelayPort).String()
+	w.rv, err = rendezvous.New(rendezvous.Config{
+		Listener:    ln,
+		STUNConns:   []net.PacketConn{stunPC},
+		ServerNames: []string{sig.String()},
+		RelaySecret: relaySecret,
+		RelayURLs: []string{
+			"turn:" + relayHost + "?transport=udp",
+			"turn:" + relayHost + "?transport=tcp",
+		},
+		Logger: log.With("server", "rendezvous"),
+	})
+	if err != nil {
+		_ = ln.Close()
+		_ = stunPC.Close()
+		return nil, fmt.Errorf("e2e: rendezvous: %w", err)
+	}
+	if err := w.StartRelay(ctx); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// SignalURL is the rendezvous URL nodes log in to.
+func (w *World) SignalURL() string {
+	return "ws://" + netip.AddrPortFrom(w.Lab.Server().Addrs()[0], SignalPort).String() + "/v1/signal"
+}
+
+// StartRelay starts the relay (again, after StopRelay).
+func (w *World) StartRelay(ctx context.Context) error {
+	srv := w.Lab.Server()
+	alt := srv.Addrs()[1]
+	at := netip.AddrPortFrom(alt, RelayPort)
+	pc, err := srv.ListenUDP("udp4", net.UDPAddrFromAddrPort(at))
+	if err != nil {
+		return err
+	}
+	tl, err := srv.Listen(ctx, "tcp4", at.String())
+	if err != nil {
+		_ = pc.Close()
+		return err
+	}
+	rl, err := relay.New(relay.Config{
+		PacketConns:  []net.PacketConn{pc},
+		TCPListeners: []net.Listener{tl},
+		Realm:        "ferry.lab",
+		AuthSecrets:  []string{relaySecret},
+		RelayIPs:     []netip.Addr{alt},
+		RelayNet:     nsRelayNet{srv},
+		Logger:       w.Log.With("server", "relay"),
+	})
+	if err != nil {
+		return fmt.Errorf("e2e: relay: %w", err)
+	}
+	w.mu.Lock()
+	w.relay = rl
+	w.mu.Unlock()
+	return nil
+}
+
+// StopRelay stops the relay abruptly, as a crash would.
+func (w *World) StopRelay() error {
+	w.mu.Lock()
+	rl := w.relay
+	w.relay = nil
+	w.mu.Unlock()
+	if rl == nil {
+		return nil
+	}
+	return rl.Close()
+}
+
+// Close stops the servers (not the lab).
+func (w *World) Close() error {
+	var errs []error
+	errs = append(errs, w.StopRelay())
+	if w.rv != nil {
+		errs = append(errs, w.rv.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Node starts an SDK node on host h, logged in to the world's rendezvous.
+func (w *World) Node(ctx context.Context, h *natlab.Host, opts ...sdk.Option) (*sdk.Node, error) {
+	n, err := h.Net()
+	if err != nil {
+		return nil, err
+	}
+	id, err := sdk.GenerateIdentity()
+	if err != nil {
+		return nil, err
+	}
+	base := []sdk.Option{
+		sdk.WithIdentity(id),
+		sdk.WithRendezvous(w.SignalURL()),
+		sdk.WithNetwork(n, h.DialContext),
+		sdk.WithLogger(w.Log.With("host", h.Name())),
+	}
+	return sdk.New(ctx, append(base, opts...)...)
+}
+
+// nsRelayNet opens the relay's sockets inside the server host's namespace.
+type nsRelayNet struct{ h *natlab.Host }
+
+func (n nsRelayNet) ListenPacket(network string, laddr netip.AddrPort) (pc net.PacketConn, err error) {
+	err = n.h.Do(func() error {
+		pc, err = relay.OSRelayNet{}.ListenPacket(network, laddr)
+		return err
+	})
+	return pc, err
+}
+
+func (n nsRelayNet) ListenTCP(network string, laddr netip.AddrPort) (l net.Listener, err error) {
+	err = n.h.Do(func() error {
+		l, err = relay.OSRelayNet{}.ListenTCP(network, laddr)
+		return err
+	})
+	return l, err
+}
+
+func (n nsRelayNet) DialTCP(ctx context.Context, network string, laddr, raddr netip.AddrPort) (c net.Conn, err error) {
+	err = n.h.Do(func() error {
+		c, err = relay.OSRelayNet{}.DialTCP(ctx, network, laddr, raddr)
+		return err
+	})
+	return c, err
+}
