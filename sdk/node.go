@@ -123,6 +123,7 @@ type Node struct {
 
 	mu       sync.Mutex
 	creds    *client.Credentials
+	udp      udpState
 	dialing  map[string]*attempt  // by session ID: our offers awaiting answers
 	incoming map[string]*incoming // by peer + session ID: offers being answered
 
@@ -198,6 +199,11 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 	for _, u := range nc.rendezvous {
 		n.rv, err = client.Dial(ctx, u, id, copts...)
 		if err == nil {
+			// Learn early whether UDP gets out, so the first Dial knows
+			// how to reach the relays.
+			if cr, cerr := n.credentials(ctx); cerr == nil {
+				n.startUDPProbe(cr.STUNURLs)
+			}
 			return n, nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", u, err))
@@ -278,8 +284,21 @@ func (n *Node) iceConfig(cr *client.Credentials) icepath.Config {
 		Timing:          n.cfg.node.timing,
 		Logger:          n.log,
 	}
+	// Relays are reached over UDP when UDP works and over TCP or TLS when
+	// it does not: offering both would let ICE pick (or renominate to) a
+	// TCP relay where UDP would do.
+	udpOK := n.udpWorks()
+	var fit, all []icepath.TURN
 	for _, u := range cr.RelayURLs {
-		ic.TURN = append(ic.TURN, icepath.TURN{URL: u, Username: cr.Username, Password: cr.Password})
+		t := icepath.TURN{URL: u, Username: cr.Username, Password: cr.Password}
+		all = append(all, t)
+		if relayOverUDP(u) == udpOK {
+			fit = append(fit, t)
+		}
+	}
+	ic.TURN = fit
+	if len(fit) == 0 {
+		ic.TURN = all
 	}
 	return ic
 }

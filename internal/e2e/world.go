@@ -48,7 +48,7 @@ func NewWorld(ctx context.Context, lab *natlab.Lab, log *slog.Logger) (_ *World,
 		log = slog.New(slog.DiscardHandler)
 	}
 	w := &World{Lab: lab, Log: log}
-	defer func() {
+	defer func() { //nolint:contextcheck // cleanup of a failed start
 		if err != nil {
 			_ = w.Close()
 		}
@@ -110,7 +110,7 @@ func (w *World) StartRelay(ctx context.Context) error {
 		_ = pc.Close()
 		return err
 	}
-	rl, err := relay.New(relay.Config{
+	rl, err := relay.New(relay.Config{ //nolint:contextcheck // the relay outlives ctx; StopRelay ends it
 		PacketConns:  []net.PacketConn{pc},
 		TCPListeners: []net.Listener{tl},
 		Realm:        "ferry.lab",
