@@ -203,6 +203,7 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 			// how to reach the relays.
 			if cr, cerr := n.credentials(ctx); cerr == nil {
 				n.startUDPProbe(cr.STUNURLs)
+				n.awaitUDPProbe(ctx, udpProbeGrace)
 			}
 			return n, nil
 		}
@@ -286,8 +287,8 @@ func (n *Node) iceConfig(cr *client.Credentials) icepath.Config {
 	}
 	// Relays are reached over UDP when UDP works and over TCP or TLS when
 	// it does not: offering both would let ICE pick (or renominate to) a
-	// TCP relay where UDP would do.
-	udpOK := n.udpWorks()
+	// TCP relay where UDP would do. Until the probe has answered, both.
+	known, udpOK := n.udpVerdict()
 	var fit, all []icepath.TURN
 	for _, u := range cr.RelayURLs {
 		t := icepath.TURN{URL: u, Username: cr.Username, Password: cr.Password}
@@ -297,7 +298,7 @@ func (n *Node) iceConfig(cr *client.Credentials) icepath.Config {
 		}
 	}
 	ic.TURN = fit
-	if len(fit) == 0 {
+	if !known || len(fit) == 0 {
 		ic.TURN = all
 	}
 	return ic

@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"context"
 	"errors"
 	"net"
 	"strconv"
@@ -27,6 +28,28 @@ type udpState struct {
 // style, shortened): 1.4 s in all before UDP is called blocked.
 var udpProbeWaits = []time.Duration{200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond}
 
+// udpProbeGrace is how long New waits for the first probe: long enough
+// for a STUN round trip where UDP works, short of the time it takes to
+// conclude that it does not (then the first dials try every relay).
+const udpProbeGrace = 300 * time.Millisecond
+
+// awaitUDPProbe waits up to d for the probe under way.
+func (n *Node) awaitUDPProbe(ctx context.Context, d time.Duration) {
+	n.mu.Lock()
+	done := n.udp.done
+	n.mu.Unlock()
+	if done == nil {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
 // udpRecheck is how old a verdict may be before a dial re-checks it (in the
 // background; the dial uses the verdict it has).
 const udpRecheck = time.Minute
@@ -36,24 +59,17 @@ func relayOverUDP(u string) bool {
 	return strings.HasPrefix(u, "turn:") && !strings.Contains(u, "transport=tcp")
 }
 
-// udpWorks returns the current verdict, waiting for the first probe.
-func (n *Node) udpWorks() bool {
+// udpVerdict returns what is known about UDP: known is false until the
+// first probe ends (it takes one STUN round trip where UDP works, 1.4 s
+// where it does not). It never waits.
+func (n *Node) udpVerdict() (known, ok bool) {
 	n.mu.Lock()
 	st := n.udp
 	n.mu.Unlock()
-	if !st.known && st.done != nil {
-		select {
-		case <-st.done:
-		case <-n.ctx.Done():
-		}
-		n.mu.Lock()
-		st = n.udp
-		n.mu.Unlock()
-	}
 	if st.known && time.Since(st.at) > udpRecheck {
 		n.startUDPProbe(nil)
 	}
-	return !st.known || st.ok
+	return st.known, st.ok
 }
 
 // startUDPProbe probes in the background, once at a time, against the STUN
