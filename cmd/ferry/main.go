@@ -1,7 +1,9 @@
 // Command ferry is the command-line face of the Ferry SDK.
 //
-//	ferry id [--identity FILE]   print this node's PeerID, creating its key
-//	ferry demo [--json]          two peers on loopback: messages and a 10 MiB stream
+//	ferry id [--identity FILE]                  print this node's PeerID, creating its key
+//	ferry listen --rendezvous URL               accept connections, answer pings
+//	ferry ping --rendezvous URL PEERID          connect to a peer, report the path and RTT
+//	ferry demo [--json] [--nat-a T --nat-b T]   the whole stack on one machine
 //
 // Run `ferry help` for details.
 package main
@@ -13,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,6 +24,7 @@ import (
 	"time"
 
 	"github.com/ferrynet/ferry/internal/demo"
+	"github.com/ferrynet/ferry/internal/nattype"
 	"github.com/ferrynet/ferry/sdk"
 )
 
@@ -31,11 +35,27 @@ Usage:
       Print this node's PeerID. The Ed25519 key is created (mode 0600) on
       first use. Default file: %s
 
-  ferry demo [--json]
-      Start two peers on loopback, connect them over an authenticated QUIC
-      session (TLS 1.3, keys checked against PeerIDs), exchange 1000
-      messages each way and a 10 MiB stream, and print the path, RTT and
-      throughput. Exits 0 on success. Needs no root and no network.
+  ferry listen --rendezvous URL [--rendezvous-ca FILE] [--identity FILE]
+      Log in to the rendezvous server, print this node's PeerID, then accept
+      connections and answer pings until interrupted.
+
+  ferry ping --rendezvous URL [--rendezvous-ca FILE] [--identity FILE]
+             [--count N] [--relay auto|never|always] [--json] PEERID
+      Connect to PEERID through the rendezvous (directly when the NATs
+      allow, through a relay otherwise), send N pings, and report the path,
+      the candidate types, the connect time and the RTT. --json prints one
+      object: peer, path, local_candidate, remote_candidate, connect_ms,
+      rtt_ms.
+
+  ferry demo [--json] [--relay auto|never|always] [--nat-a TYPE --nat-b TYPE]
+      Start a rendezvous server and a relay with embedded defaults, plus two
+      peers; connect them by PeerID, exchange 1000 messages each way and a
+      10 MiB stream, and print the path, RTT and throughput. Exits 0 on
+      success. On loopback it needs no root and no network.
+      With --nat-a and --nat-b (root only) each peer sits behind a real
+      kernel NAT in a network namespace: watch a symmetric NAT fall back to
+      the relay. Types: none, full-cone, restricted-cone,
+      port-restricted-cone, symmetric, udp-blocked.
 
   ferry help
       Show this text.
@@ -44,21 +64,26 @@ Exit codes: 0 success, 1 failure, 2 usage error.
 `
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprintf(stderr, usage, defaultIdentity())
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	switch args[0] {
 	case "id":
 		return cmdID(args[1:], stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args[1:], stdout, stderr)
+	case "listen":
+		return cmdListen(ctx, args[1:], stdout, stderr)
+	case "ping":
+		return cmdPing(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprintf(stdout, usage, defaultIdentity())
 		return 0
@@ -101,7 +126,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ferry demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
-	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
+	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long")
+	natA := fs.String("nat-a", "", "NAT type of peer A, in the NAT lab (root only)")
+	natB := fs.String("nat-b", "", "NAT type of peer B, in the NAT lab (root only)")
+	relayPolicy := fs.String("relay", "auto", "relay policy of both peers: auto, never or always")
+	verbose := fs.Bool("v", false, "log what the servers and peers do (to stderr)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -109,9 +138,32 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ferry demo: unexpected arguments %v\n", fs.Args())
 		return 2
 	}
+	o := demo.Options{}
+	var err error
+	if o.Relay, err = sdk.ParseRelayPolicy(*relayPolicy); err != nil {
+		fmt.Fprintf(stderr, "ferry demo: %v\n", err)
+		return 2
+	}
+	if (*natA == "") != (*natB == "") {
+		fmt.Fprintln(stderr, "ferry demo: give both --nat-a and --nat-b, or neither")
+		return 2
+	}
+	if *natA != "" {
+		if o.NATA, err = nattype.Parse(*natA); err != nil {
+			fmt.Fprintf(stderr, "ferry demo: --nat-a: %v\n", err)
+			return 2
+		}
+		if o.NATB, err = nattype.Parse(*natB); err != nil {
+			fmt.Fprintf(stderr, "ferry demo: --nat-b: %v\n", err)
+			return 2
+		}
+	}
+	if *verbose {
+		o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	rep, err := demo.Run(ctx, demo.Options{})
+	rep, err := demo.Run(ctx, o)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("timed out after %v: %w", *timeout, err)
@@ -120,18 +172,16 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		if err := enc.Encode(rep); err != nil {
-			fmt.Fprintf(stderr, "ferry demo: %v\n", err)
-			return 1
-		}
-		return 0
+		return printJSON(stdout, stderr, rep)
 	}
 	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(w, "peer A\t%s\n", rep.PeerA)
-	fmt.Fprintf(w, "peer B\t%s\n", rep.PeerB)
-	fmt.Fprintf(w, "path\t%s (%s -> %s, QUIC + TLS 1.3, keys verified)\n", rep.Path, rep.LocalAddr, rep.RemoteAddr)
-	fmt.Fprintf(w, "connect\t%.2f ms\n", rep.ConnectMs)
+	fmt.Fprintf(w, "peer A\t%s%s\n", rep.PeerA, natNote(rep.NATA))
+	fmt.Fprintf(w, "peer B\t%s%s\n", rep.PeerB, natNote(rep.NATB))
+	fmt.Fprintf(w, "path\t%s: %s %s -> %s %s (QUIC + TLS 1.3, keys verified)\n", rep.Path, rep.LocalCandidate, rep.LocalAddr, rep.RemoteCandidate, rep.RemoteAddr)
+	if rep.Relay != "" {
+		fmt.Fprintf(w, "relay\t%s\n", rep.Relay)
+	}
+	fmt.Fprintf(w, "connect\t%.1f ms\n", rep.ConnectMs)
 	fmt.Fprintf(w, "rtt\t%.3f ms\n", rep.RTTMs)
 	fmt.Fprintf(w, "messages\t%d sent, %d received in order\n", rep.MessagesSent, rep.MessagesReceived)
 	fmt.Fprintf(w, "stream\t%d bytes at %.1f MB/s, sha256 %s...\n", rep.StreamBytes, rep.StreamMBps, rep.StreamSHA256[:16])
@@ -139,5 +189,20 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintln(stdout, "ok")
+	return 0
+}
+
+func natNote(t string) string {
+	if t == "" {
+		return ""
+	}
+	return "  (behind a " + t + " NAT)"
+}
+
+func printJSON(stdout, stderr io.Writer, v any) int {
+	if err := json.NewEncoder(stdout).Encode(v); err != nil {
+		fmt.Fprintf(stderr, "ferry: %v\n", err)
+		return 1
+	}
 	return 0
 }

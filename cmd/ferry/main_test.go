@@ -1,20 +1,28 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/sdk"
+	"github.com/ferrynet/ferry/server/rendezvous"
 )
 
 func TestID(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "k")
 	var out, errb bytes.Buffer
-	if code := run([]string{"id", "--identity", path}, &out, &errb); code != 0 {
+	if code := run(context.Background(), []string{"id", "--identity", path}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	first := strings.TrimSpace(out.String())
@@ -22,37 +30,37 @@ func TestID(t *testing.T) {
 		t.Fatalf("printed %q: %v", first, err)
 	}
 	out.Reset()
-	if code := run([]string{"id", "--identity", path}, &out, &errb); code != 0 || strings.TrimSpace(out.String()) != first {
+	if code := run(context.Background(), []string{"id", "--identity", path}, &out, &errb); code != 0 || strings.TrimSpace(out.String()) != first {
 		t.Fatalf("second run: %d %q", code, out.String())
 	}
 	if err := os.WriteFile(path, []byte("junk"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	errb.Reset()
-	if code := run([]string{"id", "--identity", path}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "not a PEM file") {
+	if code := run(context.Background(), []string{"id", "--identity", path}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "not a PEM file") {
 		t.Fatalf("corrupt key: exit %d, %q", code, errb.String())
 	}
 }
 
 func TestUsage(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := run(nil, &out, &errb); code != 2 {
+	if code := run(context.Background(), nil, &out, &errb); code != 2 {
 		t.Fatalf("no args: exit %d", code)
 	}
-	if code := run([]string{"bogus"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "unknown command") {
+	if code := run(context.Background(), []string{"bogus"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "unknown command") {
 		t.Fatalf("bogus: exit %d", code)
 	}
-	if code := run([]string{"help"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "ferry demo") {
+	if code := run(context.Background(), []string{"help"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "ferry demo") {
 		t.Fatalf("help: exit %d", code)
 	}
-	if code := run([]string{"demo", "--nope"}, &out, &errb); code != 2 {
+	if code := run(context.Background(), []string{"demo", "--nope"}, &out, &errb); code != 2 {
 		t.Fatalf("bad flag: exit %d", code)
 	}
 }
 
 func TestDemoJSON(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := run([]string{"demo", "--json"}, &out, &errb); code != 0 {
+	if code := run(context.Background(), []string{"demo", "--json"}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	var rep map[string]any
@@ -64,4 +72,74 @@ func TestDemoJSON(t *testing.T) {
 			t.Errorf("JSON lacks %q: %s", k, out.String())
 		}
 	}
+}
+
+func TestListenAndPing(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, time.Minute)
+	url := startRendezvous(t)
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	listenDone := make(chan int, 1)
+	go func() {
+		var errb bytes.Buffer
+		listenDone <- run(ctx, []string{"listen", "--rendezvous", url, "--identity", filepath.Join(dir, "b.key"), "--loopback-candidates"}, pw, &errb)
+		_ = pw.Close()
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	peer := strings.TrimSpace(line)
+	if _, err := sdk.ParsePeerID(peer); err != nil {
+		t.Fatalf("listen printed %q", line)
+	}
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"ping", "--rendezvous", url, "--identity", filepath.Join(dir, "a.key"), "--loopback-candidates", "--count", "3", "--json", peer}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("ping exit %d: %s", code, errb.String())
+	}
+	var rep map[string]any
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	for _, k := range []string{"peer", "path", "local_candidate", "remote_candidate", "connect_ms", "rtt_ms"} {
+		if _, ok := rep[k]; !ok {
+			t.Errorf("JSON lacks %q: %s", k, out.String())
+		}
+	}
+	if rep["peer"] != peer || rep["path"] != "direct" {
+		t.Errorf("report %v", rep)
+	}
+	// An offline peer: exit 1, and it says so.
+	ghost, _ := sdk.GenerateIdentity()
+	errb.Reset()
+	code = run(context.Background(), []string{"ping", "--rendezvous", url, "--identity", filepath.Join(dir, "a.key"), ghost.PeerID().String()}, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "peer not found") {
+		t.Fatalf("ping offline: exit %d, %q", code, errb.String())
+	}
+	cancel()
+	if code := <-listenDone; code != 0 {
+		t.Fatalf("listen exit %d", code)
+	}
+}
+
+func startRendezvous(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stun, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rv, err := rendezvous.New(rendezvous.Config{Listener: ln, STUNConns: []net.PacketConn{stun}, ServerNames: []string{"127.0.0.1"}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rv.Close() })
+	return "ws://" + rv.Addr().String() + "/v1/signal"
 }

@@ -1,7 +1,13 @@
-// Package demo runs Ferry's self-contained demonstration: two peers on
-// loopback connect over an authenticated QUIC session, exchange messages
-// both ways and push a 10 MiB application stream, and report what they saw.
-// `ferry demo` prints its report.
+// Package demo runs Ferry's demonstration, `ferry demo`: a rendezvous
+// server and a TURN relay with embedded defaults, two SDK nodes that find
+// each other by PeerID, connect (directly when they can, through the relay
+// when they must), exchange messages both ways and push a 10 MiB
+// application stream, and a report of what they saw.
+//
+// By default everything runs on loopback and needs no privileges. With
+// NAT types for each peer (root only), the peers sit behind real kernel
+// NATs in the NAT lab, so one can watch, say, a symmetric NAT fall back to
+// the relay.
 package demo
 
 import (
@@ -11,27 +17,46 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
+	"github.com/ferrynet/ferry/internal/e2e"
+	"github.com/ferrynet/ferry/internal/natlab"
+	"github.com/ferrynet/ferry/internal/nattype"
 	"github.com/ferrynet/ferry/sdk"
+	"github.com/ferrynet/ferry/server/relay"
+	"github.com/ferrynet/ferry/server/rendezvous"
 )
 
-// Options tune the demo; the zero value runs the defaults.
+// Options tune the demo; the zero value runs the defaults on loopback.
 type Options struct {
 	// Messages is how many messages each side sends (default 1000).
 	Messages int
 	// StreamBytes is the size of the bulk stream (default 10 MiB).
 	StreamBytes int
+	// NATA and NATB, when set, put the peers behind NATs of these types
+	// in the NAT lab (root only).
+	NATA, NATB nattype.Type
+	// Relay is the relay policy of both nodes (default auto).
+	Relay sdk.RelayPolicy
+	// Logger receives the servers' and nodes' logs (default: none).
+	Logger *slog.Logger
 }
 
 // Report is what the demo measured.
 type Report struct {
 	PeerA            string  `json:"peer_a"`
 	PeerB            string  `json:"peer_b"`
+	NATA             string  `json:"nat_a,omitempty"`
+	NATB             string  `json:"nat_b,omitempty"`
 	Path             string  `json:"path"`
+	LocalCandidate   string  `json:"local_candidate"`
+	RemoteCandidate  string  `json:"remote_candidate"`
 	LocalAddr        string  `json:"local_addr"`
 	RemoteAddr       string  `json:"remote_addr"`
+	Relay            string  `json:"relay,omitempty"`
 	ConnectMs        float64 `json:"connect_ms"`
 	RTTMs            float64 `json:"rtt_ms"`
 	MessagesSent     int     `json:"messages_sent"`
@@ -50,31 +75,36 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	if o.StreamBytes <= 0 {
 		o.StreamBytes = 10 << 20
 	}
-	opts := []sdk.Option{sdk.WithHeartbeat(250*time.Millisecond, 3)}
-	a, closeA, err := endpoint(ctx, opts)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	var (
+		na, nb *sdk.Node
+		stop   func() error
+	)
+	if o.NATA != "" || o.NATB != "" {
+		na, nb, stop, err = inLab(ctx, o)
+		rep.NATA, rep.NATB = string(o.NATA), string(o.NATB)
+	} else {
+		na, nb, stop, err = onLoopback(ctx, o)
+	}
 	if err != nil {
 		return rep, err
 	}
-	defer func() { err = errors.Join(err, closeA()) }()
-	b, closeB, err := endpoint(ctx, opts)
-	if err != nil {
-		return rep, err
-	}
-	defer func() { err = errors.Join(err, closeB()) }()
-	rep.PeerA, rep.PeerB = a.PeerID().String(), b.PeerID().String()
+	defer func() { err = errors.Join(err, stop()) }()
+	rep.PeerA, rep.PeerB = na.PeerID().String(), nb.PeerID().String()
 
 	accepted := make(chan *sdk.Conn, 1)
 	acceptErr := make(chan error, 1)
 	go func() {
-		c, aerr := b.Accept(ctx)
+		c, aerr := nb.Accept(ctx)
 		if aerr != nil {
 			acceptErr <- aerr
 			return
 		}
 		accepted <- c
 	}()
-	start := time.Now()
-	ca, err := a.Dial(ctx, b.LocalAddr(), b.PeerID())
+	ca, err := na.Dial(ctx, nb.PeerID())
 	if err != nil {
 		return rep, fmt.Errorf("dial: %w", err)
 	}
@@ -86,9 +116,6 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 		return rep, fmt.Errorf("accept: %w", aerr)
 	}
 	defer cb.Close()
-	rep.ConnectMs = ms(time.Since(start))
-	rep.Path = "direct"
-	rep.LocalAddr, rep.RemoteAddr = a.LocalAddr().String(), b.LocalAddr().String()
 
 	if rep.MessagesSent, rep.MessagesReceived, err = exchange(ctx, ca, cb, o.Messages); err != nil {
 		return rep, err
@@ -100,26 +127,148 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	for ca.RTT() == 0 && ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
 	}
+	p := ca.Path()
+	rep.Path, rep.LocalCandidate, rep.RemoteCandidate = p.Kind(), p.LocalCandidate, p.RemoteCandidate
+	rep.LocalAddr, rep.RemoteAddr, rep.Relay = p.LocalAddr, p.RemoteAddr, p.Relay
+	rep.ConnectMs = ms(p.ConnectTime)
 	rep.RTTMs = ms(ca.RTT())
 	return rep, ctx.Err()
 }
 
-func endpoint(ctx context.Context, opts []sdk.Option) (*sdk.Endpoint, func() error, error) {
-	id, err := sdk.GenerateIdentity()
-	if err != nil {
-		return nil, nil, err
+const demoSecret = "ferry-demo-relay-secret"
+
+// onLoopback starts a rendezvous server, a relay and two nodes on 127.0.0.1.
+func onLoopback(ctx context.Context, o Options) (_, _ *sdk.Node, stop func() error, err error) {
+	var closers []func() error
+	stop = func() error {
+		var errs []error
+		for i := len(closers) - 1; i >= 0; i-- {
+			errs = append(errs, closers[i]())
+		}
+		return errors.Join(errs...)
 	}
+	defer func() {
+		if err != nil {
+			_ = stop()
+		}
+	}()
 	var lc net.ListenConfig
-	pc, err := lc.ListenPacket(ctx, "udp", "127.0.0.1:0")
+	relayPC, err := lc.ListenPacket(ctx, "udp4", "127.0.0.1:0")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	e, err := sdk.NewEndpoint(pc, id, opts...) //nolint:contextcheck // the endpoint outlives this call; Close ends it
+	relayAddr := relayPC.LocalAddr().String()
+	relayTCP, err := lc.Listen(ctx, "tcp4", relayAddr)
 	if err != nil {
-		_ = pc.Close()
-		return nil, nil, err
+		_ = relayPC.Close()
+		return nil, nil, nil, err
 	}
-	return e, func() error { return errors.Join(e.Close(), pc.Close()) }, nil
+	rl, err := relay.New(relay.Config{ //nolint:contextcheck // the relay outlives this call; stop ends it
+		PacketConns:  []net.PacketConn{relayPC},
+		TCPListeners: []net.Listener{relayTCP},
+		Realm:        "ferry.demo",
+		AuthSecrets:  []string{demoSecret},
+		RelayIPs:     []netip.Addr{netip.MustParseAddr("127.0.0.1")},
+		// Both peers live on this host: let the relay reach loopback,
+		// which it refuses by default.
+		AllowPeers: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		Logger:     o.Logger.With("server", "relay"),
+	})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("relay: %w", err)
+	}
+	closers = append(closers, rl.Close)
+	ln, err := lc.Listen(ctx, "tcp4", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	stunPC, err := lc.ListenPacket(ctx, "udp4", "127.0.0.1:0")
+	if err != nil {
+		_ = ln.Close()
+		return nil, nil, nil, err
+	}
+	rv, err := rendezvous.New(rendezvous.Config{ //nolint:contextcheck // the server outlives this call; stop ends it
+		Listener:    ln,
+		STUNConns:   []net.PacketConn{stunPC},
+		ServerNames: []string{"127.0.0.1"},
+		RelaySecret: demoSecret,
+		RelayURLs:   []string{"turn:" + relayAddr + "?transport=udp", "turn:" + relayAddr + "?transport=tcp"},
+		Logger:      o.Logger.With("server", "rendezvous"),
+	})
+	if err != nil {
+		_ = ln.Close()
+		_ = stunPC.Close()
+		return nil, nil, nil, fmt.Errorf("rendezvous: %w", err)
+	}
+	closers = append(closers, rv.Close)
+	url := "ws://" + rv.Addr().String() + "/v1/signal"
+	node := func() (*sdk.Node, error) {
+		id, err := sdk.GenerateIdentity()
+		if err != nil {
+			return nil, err
+		}
+		return sdk.New(ctx, sdk.WithIdentity(id), sdk.WithRendezvous(url), sdk.WithRelayPolicy(o.Relay),
+			sdk.WithLoopbackCandidates(), sdk.WithCandidateFilter(func(ip net.IP) bool { return ip.IsLoopback() }),
+			sdk.WithLogger(o.Logger))
+	}
+	na, err := node()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	closers = append(closers, na.Close)
+	nb, err := node()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	closers = append(closers, nb.Close)
+	return na, nb, stop, nil
+}
+
+// inLab builds a NAT lab with one site per peer and runs the servers on
+// its public server host.
+func inLab(ctx context.Context, o Options) (_, _ *sdk.Node, stop func() error, err error) {
+	if !o.NATA.Valid() || !o.NATB.Valid() {
+		return nil, nil, nil, fmt.Errorf("both NAT types are needed, from %v", nattype.All())
+	}
+	if err := natlab.CheckPrerequisites(); err != nil {
+		return nil, nil, nil, err
+	}
+	lab, err := natlab.New(ctx, natlab.Config{Sites: []natlab.SiteConfig{
+		{Name: "a", NAT: o.NATA}, {Name: "b", NAT: o.NATB},
+	}})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var closers []func() error
+	closers = append(closers, lab.Close)
+	stop = func() error {
+		var errs []error
+		for i := len(closers) - 1; i >= 0; i-- {
+			errs = append(errs, closers[i]())
+		}
+		return errors.Join(errs...)
+	}
+	defer func() {
+		if err != nil {
+			_ = stop()
+		}
+	}()
+	w, err := e2e.NewWorld(ctx, lab, o.Logger)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	closers = append(closers, w.Close)
+	na, err := w.Node(ctx, lab.Site("a").Host(0), sdk.WithRelayPolicy(o.Relay))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	closers = append(closers, na.Close)
+	nb, err := w.Node(ctx, lab.Site("b").Host(0), sdk.WithRelayPolicy(o.Relay))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	closers = append(closers, nb.Close)
+	return na, nb, stop, nil
 }
 
 // exchange sends n numbered messages each way and checks every one.
