@@ -203,9 +203,9 @@ func onLoopback(ctx context.Context, o Options) (_, _ *sdk.Node, stop func() err
 	closers = append(closers, rv.Close)
 	url := "ws://" + rv.Addr().String() + "/v1/signal"
 	node := func() (*sdk.Node, error) {
-		id, err := sdk.GenerateIdentity()
-		if err != nil {
-			return nil, err
+		id, gerr := sdk.GenerateIdentity()
+		if gerr != nil {
+			return nil, gerr
 		}
 		return sdk.New(ctx, sdk.WithIdentity(id), sdk.WithRendezvous(url), sdk.WithRelayPolicy(o.Relay),
 			sdk.WithLoopbackCandidates(), sdk.WithCandidateFilter(func(ip net.IP) bool { return ip.IsLoopback() }),
@@ -230,7 +230,7 @@ func inLab(ctx context.Context, o Options) (_, _ *sdk.Node, stop func() error, e
 	if !o.NATA.Valid() || !o.NATB.Valid() {
 		return nil, nil, nil, fmt.Errorf("both NAT types are needed, from %v", nattype.All())
 	}
-	if err := natlab.CheckPrerequisites(); err != nil {
+	if err = natlab.CheckPrerequisites(); err != nil {
 		return nil, nil, nil, err
 	}
 	lab, err := natlab.New(ctx, natlab.Config{Sites: []natlab.SiteConfig{
