@@ -292,6 +292,7 @@ func (ag *Agent) Connect(ctx context.Context, remoteUfrag, remotePwd string) (*P
 	}); err != nil {
 		return nil, err
 	}
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
@@ -329,6 +330,9 @@ func (ag *Agent) Connect(ctx context.Context, remoteUfrag, remotePwd string) (*P
 		case <-failed:
 			return nil, fmt.Errorf("%w: %s", ErrNoPath, ag.Diagnose())
 		default:
+		}
+		if perr := parent.Err(); perr != nil {
+			err = perr
 		}
 		return nil, fmt.Errorf("icepath: %w (%s)", err, ag.Diagnose())
 	}

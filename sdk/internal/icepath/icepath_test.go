@@ -5,114 +5,43 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/pion/logging"
 	"github.com/pion/transport/v5/vnet"
-	"github.com/pion/turn/v5"
 
 	"github.com/ferrynet/ferry/internal/testutil"
+	"github.com/ferrynet/ferry/sdk/internal/vnetlab"
 )
 
-// Documentation ranges only, even inside the virtual network.
 const (
-	serverIP = "203.0.113.10"
-	natIPA   = "198.51.100.1"
-	natIPB   = "198.51.100.2"
-	lanA     = "10.1.0.0/24"
-	lanB     = "10.2.0.0/24"
-	hostA    = "10.1.0.2"
-	hostB    = "10.2.0.2"
+	natIPA = vnetlab.NATIPA
+	natIPB = vnetlab.NATIPB
 )
 
 var (
-	fullCone  = &vnet.NATType{MappingBehavior: vnet.EndpointIndependent, FilteringBehavior: vnet.EndpointIndependent}
-	portRestr = &vnet.NATType{MappingBehavior: vnet.EndpointIndependent, FilteringBehavior: vnet.EndpointAddrPortDependent}
-	symmetric = &vnet.NATType{MappingBehavior: vnet.EndpointAddrPortDependent, FilteringBehavior: vnet.EndpointAddrPortDependent}
+	fullCone  = vnetlab.FullCone
+	portRestr = vnetlab.PortRestrictedCone
+	symmetric = vnetlab.Symmetric
 )
 
-type lab struct {
-	wan        *vnet.Router
-	netA, netB *vnet.Net
-	server     *turn.Server
-}
+type lab struct{ *vnetlab.Lab }
 
-// newLab builds a WAN with a STUN/TURN server and two NATed hosts.
 func newLab(t *testing.T, natA, natB *vnet.NATType) *lab {
 	t.Helper()
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelError
-	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "0.0.0.0/0", LoggerFactory: lf})
+	l, err := vnetlab.New(natA, natB, vnetlab.Auth{User: "user", Password: "pass"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	wanNet, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{serverIP}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := wan.AddNet(wanNet); err != nil {
-		t.Fatal(err)
-	}
-	site := func(public, cidr, host string, nat *vnet.NATType) *vnet.Net {
-		r, err := vnet.NewRouter(&vnet.RouterConfig{StaticIPs: []string{public}, CIDR: cidr, NATType: nat, LoggerFactory: lf})
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{host}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := r.AddNet(n); err != nil {
-			t.Fatal(err)
-		}
-		if err := wan.AddRouter(r); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	l := &lab{wan: wan}
-	l.netA = site(natIPA, lanA, hostA, natA)
-	l.netB = site(natIPB, lanB, hostB, natB)
-	if err := wan.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pc, err := wanNet.ListenPacket("udp", serverIP+":3478")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.server, err = turn.NewServer(turn.ServerConfig{
-		Realm: "ferry.test",
-		AuthHandler: func(ra *turn.RequestAttributes) (string, []byte, bool) {
-			if ra.Username == "user" {
-				return ra.Username, turn.GenerateAuthKey(ra.Username, ra.Realm, "pass"), true
-			}
-			return "", nil, false
-		},
-		PacketConnConfigs: []turn.PacketConnConfig{{
-			PacketConn: pc,
-			RelayAddressGenerator: &turn.RelayAddressGeneratorStatic{
-				RelayAddress: net.ParseIP(serverIP), Address: "0.0.0.0", Net: wanNet,
-			},
-		}},
-		LoggerFactory: lf,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = l.server.Close()
-		_ = l.wan.Stop()
-	})
-	return l
+	t.Cleanup(func() { _ = l.Close() })
+	return &lab{l}
 }
 
 func (l *lab) config(n *vnet.Net, policy Policy) Config {
 	return Config{
-		STUN:   []string{"stun:" + serverIP + ":3478"},
-		TURN:   []TURN{{URL: "turn:" + serverIP + ":3478?transport=udp", Username: "user", Password: "pass"}},
+		STUN:   []string{vnetlab.STUNURL()},
+		TURN:   []TURN{{URL: vnetlab.TURNURL(), Username: "user", Password: "pass"}},
 		Policy: policy,
 		Net:    n,
 		Timing: Timing{FailedTimeout: 3 * time.Second},
@@ -215,8 +144,8 @@ func TestPathsAcrossVirtualNATs(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			l := newLab(t, c.natA, c.natB)
-			a := newAgent(t, l.config(l.netA, c.policy), true)
-			b := newAgent(t, l.config(l.netB, c.policy), false)
+			a := newAgent(t, l.config(l.NetA, c.policy), true)
+			b := newAgent(t, l.config(l.NetB, c.policy), false)
 			start := time.Now()
 			pa, pb, err := connectPair(t, a, b)
 			if err != nil {
@@ -246,8 +175,8 @@ func TestNoPathExplainsWhatWasTried(t *testing.T) {
 	testutil.CheckLeaks(t)
 	testutil.Deadline(t, time.Minute)
 	l := newLab(t, symmetric, symmetric)
-	a := newAgent(t, l.config(l.netA, PolicyNever), true)
-	b := newAgent(t, l.config(l.netB, PolicyNever), false)
+	a := newAgent(t, l.config(l.NetA, PolicyNever), true)
+	b := newAgent(t, l.config(l.NetB, PolicyNever), false)
 	_, _, err := connectPair(t, a, b)
 	if !errors.Is(err, ErrNoPath) {
 		t.Fatalf("symmetric x symmetric without relays: %v, want ErrNoPath", err)

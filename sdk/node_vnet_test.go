@@ -1,0 +1,142 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/pion/transport/v5/vnet"
+
+	"github.com/ferrynet/ferry/internal/testutil"
+	"github.com/ferrynet/ferry/sdk/internal/vnetlab"
+	"github.com/ferrynet/ferry/server/rendezvous"
+)
+
+// TestNodeOnVirtualNATs runs the whole glue (signaling through a real
+// rendezvous server on loopback, ICE through pion's virtual NATs, QUIC on
+// the path) without root: nodes behind cone NATs connect directly, behind
+// symmetric NATs through the relay.
+func TestNodeOnVirtualNATs(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 2*time.Minute)
+	const secret = "vnet-secret"
+	cases := []struct {
+		name       string
+		natA, natB *vnet.NATType
+		relayed    bool
+	}{
+		{"full-cone x port-restricted", vnetlab.FullCone, vnetlab.PortRestrictedCone, false},
+		{"port-restricted x port-restricted", vnetlab.PortRestrictedCone, vnetlab.PortRestrictedCone, false},
+		{"symmetric x symmetric", vnetlab.Symmetric, vnetlab.Symmetric, true},
+		{"symmetric x port-restricted", vnetlab.Symmetric, vnetlab.PortRestrictedCone, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			l, err := vnetlab.New(c.natA, c.natB, vnetlab.Auth{RESTSecret: secret})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = l.Close() })
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Signaling runs on real loopback; the STUN and TURN servers
+			// it names live in the virtual network.
+			rv, err := rendezvous.New(rendezvous.Config{
+				Listener:    ln,
+				ServerNames: []string{"127.0.0.1"},
+				STUNURLs:    []string{vnetlab.STUNURL()},
+				RelaySecret: secret,
+				RelayURLs:   []string{vnetlab.TURNURL()},
+				Logger:      slog.New(slog.DiscardHandler),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = rv.Close() })
+			url := "ws://" + rv.Addr().String() + "/v1/signal"
+			var d net.Dialer
+			node := func(n *vnet.Net) *Node {
+				ctx := ctxT(t, 10*time.Second)
+				nd, err := New(ctx, WithIdentity(newIdentity(t)), WithRendezvous(url), WithNetwork(n, d.DialContext))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = nd.Close() })
+				return nd
+			}
+			a, b := node(l.NetA), node(l.NetB)
+			ca, cb := nodePair(t, a, b)
+			p := ca.Path()
+			t.Logf("%s: %s %s -> %s %s", p.Kind(), p.LocalCandidate, p.LocalAddr, p.RemoteCandidate, p.RemoteAddr)
+			if p.Relayed != c.relayed {
+				t.Errorf("relayed = %v, want %v", p.Relayed, c.relayed)
+			}
+			ctx := ctxT(t, 10*time.Second)
+			if err := ca.Send(ctx, []byte("over the virtual NATs")); err != nil {
+				t.Fatal(err)
+			}
+			if m, err := cb.Recv(ctx); err != nil || string(m) != "over the virtual NATs" {
+				t.Fatalf("%q %v", m, err)
+			}
+			_ = ca.Close()
+			_ = cb.Close()
+		})
+	}
+}
+
+// Dial honours ctx while ICE is still trying, and ErrNoPath explains a
+// failure when nothing can work.
+func TestNodeDialCancelAndNoPath(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, time.Minute)
+	l, err := vnetlab.New(vnetlab.Symmetric, vnetlab.Symmetric, vnetlab.Auth{RESTSecret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rv, err := rendezvous.New(rendezvous.Config{Listener: ln, ServerNames: []string{"127.0.0.1"}, STUNURLs: []string{vnetlab.STUNURL()}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rv.Close() })
+	url := "ws://" + rv.Addr().String() + "/v1/signal"
+	var d net.Dialer
+	node := func(n *vnet.Net) *Node {
+		nd, err := New(ctxT(t, 10*time.Second), WithIdentity(newIdentity(t)), WithRendezvous(url),
+			WithNetwork(n, d.DialContext), WithRelayPolicy(RelayNever), WithICETiming(ICETiming{FailedTimeout: 2 * time.Second}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = nd.Close() })
+		return nd
+	}
+	a, b := node(l.NetA), node(l.NetB)
+	go func() {
+		for {
+			if _, err := b.Accept(context.Background()); err != nil {
+				return
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = a.Dial(ctx, b.PeerID())
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
+		t.Fatalf("Dial with a 300ms ctx: %v after %v", err, time.Since(start))
+	}
+	_, err = a.Dial(ctxT(t, 20*time.Second), b.PeerID())
+	if !errors.Is(err, ErrNoPath) {
+		t.Fatalf("symmetric x symmetric without relays: %v", err)
+	}
+	t.Logf("no path: %v", err)
+}
