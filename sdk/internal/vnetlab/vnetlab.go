@@ -70,20 +70,20 @@ func New(natA, natB *vnet.NATType, auth Auth) (_ *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := wan.AddNet(wanNet); err != nil {
+	if err = wan.AddNet(wanNet); err != nil {
 		return nil, err
 	}
 	site := func(public, cidr, host string, nat *vnet.NATType) (*vnet.Net, error) {
-		r, err := vnet.NewRouter(&vnet.RouterConfig{StaticIPs: []string{public}, CIDR: cidr, NATType: nat, LoggerFactory: lf})
-		if err != nil {
-			return nil, err
+		r, rerr := vnet.NewRouter(&vnet.RouterConfig{StaticIPs: []string{public}, CIDR: cidr, NATType: nat, LoggerFactory: lf})
+		if rerr != nil {
+			return nil, rerr
 		}
-		n, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{host}})
-		if err != nil {
-			return nil, err
+		n, nerr := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{host}})
+		if nerr != nil {
+			return nil, nerr
 		}
-		if err := r.AddNet(n); err != nil {
-			return nil, err
+		if aerr := r.AddNet(n); aerr != nil {
+			return nil, aerr
 		}
 		return n, wan.AddRouter(r)
 	}
@@ -93,7 +93,7 @@ func New(natA, natB *vnet.NATType, auth Auth) (_ *Lab, err error) {
 	if l.NetB, err = site(NATIPB, "10.2.0.0/24", HostB, natB); err != nil {
 		return nil, err
 	}
-	if err := wan.Start(); err != nil {
+	if err = wan.Start(); err != nil {
 		return nil, err
 	}
 	pc, err := wanNet.ListenPacket("udp", fmt.Sprintf("%s:%d", ServerIP, Port))
