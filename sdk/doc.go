@@ -14,11 +14,15 @@
 // Reconnecting, Closed) as [Event] values and heartbeats its peer, keeping a
 // smoothed RTT.
 //
+// A [Node] is what most applications want: logged in to a rendezvous server
+// under its identity, it dials peers by PeerID ([Node.Dial]) and accepts
+// theirs ([Node.Accept]), finding a path with ICE (directly when the NATs
+// allow it, through a TURN relay otherwise) and reconnecting over a new path
+// when one fails. [Conn.Path] says which path a connection runs on.
+//
 // An [Endpoint] speaks the protocol over one net.PacketConn that the caller
-// provides: it dials peers at known addresses and accepts connections.
-// Path finding across NATs (ICE, hole punching, relays) plugs in through the
-// same machinery: how a replacement session is obtained is a hook
-// ([WithRedial]).
+// provides, to peers at known addresses; how a replacement session is
+// obtained there is a hook ([WithRedial]).
 //
 // The byte-level protocol is specified in the wire package's SPEC.md.
 package sdk
