@@ -43,6 +43,8 @@ type Conn struct {
 	dial func(ctx context.Context) (*session, error)
 	// forget removes the conn from its endpoint's registry; set once.
 	forget func()
+	// notify passes events to the node's event hook; may be nil.
+	notify func(PeerID, Event)
 
 	mu          sync.Mutex
 	state       State
@@ -208,6 +210,9 @@ func (c *Conn) setStateLocked(s State, err error) {
 func (c *Conn) emitLocked(ev Event) {
 	if c.eventsClosed {
 		return
+	}
+	if c.notify != nil {
+		c.notify(c.remote, ev)
 	}
 	for {
 		select {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -251,5 +252,31 @@ func TestNewNodeErrors(t *testing.T) {
 	defer cancel()
 	if _, err := New(short, WithIdentity(newIdentity(t)), WithRendezvous("ws://127.0.0.1:1/v1/signal")); err == nil {
 		t.Fatal("unreachable rendezvous accepted")
+	}
+}
+
+func TestEventHook(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, time.Minute)
+	in := newInfra(t)
+	var mu sync.Mutex
+	var got []string
+	hook := WithEventHook(func(p PeerID, ev Event) {
+		mu.Lock()
+		got = append(got, p.Short()+" "+ev.State.String())
+		mu.Unlock()
+	})
+	a := in.node(t, hook)
+	b := in.node(t)
+	ca, _ := nodePair(t, a, b)
+	_ = ca.Close()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{b.PeerID().Short() + " connecting", b.PeerID().Short() + " connected", b.PeerID().Short() + " closed"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("hook saw %v, want %v", got, want)
 	}
 }

@@ -52,6 +52,7 @@ type config struct {
 	redial            RedialFunc
 	allowPeer         func(PeerID) error
 	logger            *slog.Logger
+	eventHook         func(PeerID, Event)
 	node              nodeConfig
 }
 
@@ -160,6 +161,15 @@ func WithRedial(f RedialFunc) Option { return func(c *config) { c.redial = f } }
 // WithAllowPeer lets an endpoint refuse dialers by PeerID during the TLS
 // handshake.
 func WithAllowPeer(f func(PeerID) error) Option { return func(c *config) { c.allowPeer = f } }
+
+// WithEventHook has every connection's events (state and path changes)
+// passed to hook, with the peer's ID, for metrics and logs. The hook runs on
+// one goroutine per node, in order; if it falls more than 1024 events
+// behind, further events are dropped until it catches up (Events is not
+// affected).
+func WithEventHook(hook func(peer PeerID, ev Event)) Option {
+	return func(c *config) { c.eventHook = hook }
+}
 
 // WithLogger sets the structured logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }

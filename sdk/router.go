@@ -38,7 +38,20 @@ type router struct {
 	accepted chan *Conn
 
 	wg sync.WaitGroup
+
+	hooks       chan hookEvent // to the event hook's goroutine; nil without a hook
+	hookDone    chan struct{}
+	hookMu      sync.Mutex
+	hooksClosed bool
 }
+
+type hookEvent struct {
+	peer PeerID
+	ev   Event
+}
+
+// hookQueue bounds events waiting for the hook.
+const hookQueue = 1024
 
 func newRouter(id *Identity, cfg config) *router {
 	r := &router{
@@ -50,7 +63,33 @@ func newRouter(id *Identity, cfg config) *router {
 		accepted: make(chan *Conn, cfg.acceptBacklog),
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	if hook := cfg.eventHook; hook != nil {
+		r.hooks = make(chan hookEvent, hookQueue)
+		r.hookDone = make(chan struct{})
+		go func() {
+			defer close(r.hookDone)
+			for h := range r.hooks {
+				hook(h.peer, h.ev)
+			}
+		}()
+	}
 	return r
+}
+
+// notify passes a conn's event to the hook, never blocking.
+func (r *router) notify(peer PeerID, ev Event) {
+	if r.hooks == nil {
+		return
+	}
+	r.hookMu.Lock()
+	defer r.hookMu.Unlock()
+	if r.hooksClosed {
+		return
+	}
+	select {
+	case r.hooks <- hookEvent{peer, ev}:
+	default:
+	}
 }
 
 // PeerID returns the node's own PeerID.
@@ -85,6 +124,13 @@ func (r *router) shutdown() {
 	}
 	wg.Wait()
 	r.wg.Wait()
+	if r.hooks != nil {
+		r.hookMu.Lock()
+		close(r.hooks)
+		r.hooksClosed = true
+		r.hookMu.Unlock()
+		<-r.hookDone
+	}
 	for {
 		select {
 		case c := <-r.accepted:
@@ -161,6 +207,7 @@ func (r *router) track(c *Conn, byID bool) error {
 		r.byID[c.connID] = c
 	}
 	r.conns[c] = struct{}{}
+	c.notify = r.notify
 	c.forget = func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
