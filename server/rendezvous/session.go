@@ -32,6 +32,7 @@ type session struct {
 	ip     netip.Addr
 	remote string
 	host   string // the HTTP Host header: what the peer dialed
+	secure bool   // over TLS
 	nonce  [wire.NonceLen]byte
 
 	// Set by the reader during login; read-only once loggedIn is set.
@@ -349,12 +350,12 @@ func (s *session) login(ctx context.Context, p []byte) bool {
 	}, true)
 	s.loggedIn.Store(true)
 	s.srv.hub.register(ctx, s)
+	s.srv.m.logins.WithLabelValues(LoginOK).Inc()
 	s.mu.Lock()
 	s.hold = false
 	s.startFlushLocked()
 	s.mu.Unlock()
 	s.timer.Reset(s.srv.cfg.IdleTimeout)
-	s.srv.m.logins.WithLabelValues(LoginOK).Inc()
 	s.log().Debug("peer logged in")
 	return true
 }
