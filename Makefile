@@ -63,6 +63,12 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 10s).
 bench: ## Run the benchmarks for real and print the figures (see docs/BENCHMARKS.md).
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 -timeout 60m $(PKGS)
 
+.PHONY: bench-rendezvous
+bench-rendezvous: ## ferry-rendezvous on loopback: STUN CPU vs coturn, 20,000 logged-in peers (RSS/peer), routing p99 at 2,000 msg/s.
+	@mkdir -p bin
+	$(GO) build -o bin/ ./cmd/ferry-rendezvous ./cmd/ferry-rendezvous-bench
+	bin/ferry-rendezvous-bench --ferry bin/ferry-rendezvous $(BENCH_RENDEZVOUS_FLAGS)
+
 .PHONY: bench-once
 bench-once: ## Run every benchmark once (-benchtime=1x) so none rots.
 	$(GO) test -run='^$$' -bench=. -benchtime=1x -count=1 -timeout 30m $(PKGS)

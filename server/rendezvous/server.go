@@ -1,12 +1,15 @@
 package rendezvous
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	crand "crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -211,9 +214,9 @@ func (srv *Server) handleSignal(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "ferry rendezvous: "+msg+"; retry in "+strconv.Itoa(secs)+"s", http.StatusTooManyRequests)
 		return
 	}
-	defer srv.limits.release(ip)
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	conn, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
+		srv.limits.release(ip)
 		srv.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
@@ -228,22 +231,31 @@ func (srv *Server) handleSignal(w http.ResponseWriter, r *http.Request) {
 		done:   make(chan struct{}),
 	}
 	srv.mu.Lock()
-	if srv.draining {
-		srv.mu.Unlock()
-		s.goAway(srv.retryHint())
-		<-s.done
-		return
-	}
+	defer srv.mu.Unlock()
 	srv.conns[s] = struct{}{}
 	srv.wg.Add(1)
-	srv.mu.Unlock()
-	defer func() {
+	// The session runs on a goroutine of its own, and this handler
+	// returns: the HTTP server's goroutine for the connection ends, and
+	// with it its stack and the request, which an idle peer would
+	// otherwise hold for hours.
+	go srv.runSession(s, srv.draining) //nolint:contextcheck // the session outlives the request; Close ends it
+}
+
+func (srv *Server) runSession(s *session, draining bool) {
+	end := func() {
 		srv.mu.Lock()
 		delete(srv.conns, s)
 		srv.mu.Unlock()
+		srv.limits.release(s.ip)
 		srv.wg.Done()
-	}()
-	s.run(r.Context())
+	}
+	if draining {
+		s.goAway(srv.retryHint())
+		<-s.done
+		end()
+		return
+	}
+	s.run(srv.ctx, end)
 }
 
 // sweep forgets idle per-IP limit state now and then.
@@ -474,4 +486,39 @@ func (srv *Server) close(ctx context.Context) error {
 		srv.closeErr = errors.Join(errs...)
 	})
 	return srv.closeErr
+}
+
+// hijackBufferSize is the size of the read and write buffers of a hijacked
+// signaling connection. Signaling messages are small; larger reads and
+// writes bypass the buffers.
+const hijackBufferSize = 512
+
+// smallBuffers wraps the ResponseWriter given to websocket.Accept so that
+// the hijacked connection gets small buffers: net/http's 4 KiB reader and
+// writer, kept for the life of every WebSocket, would be most of what an
+// idle peer costs.
+type smallBuffers struct{ http.ResponseWriter }
+
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("rendezvous: the connection cannot be hijacked")
+	}
+	c, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if brw.Writer.Buffered() > 0 {
+		if err := brw.Flush(); err != nil {
+			c.Close()
+			return nil, nil, err
+		}
+	}
+	var r io.Reader = c
+	if n := brw.Reader.Buffered(); n > 0 {
+		// Bytes the client sent after its request (its first frames).
+		b, _ := brw.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(b)), c)
+	}
+	return c, bufio.NewReadWriter(bufio.NewReaderSize(r, hijackBufferSize), bufio.NewWriterSize(c, hijackBufferSize)), nil
 }
