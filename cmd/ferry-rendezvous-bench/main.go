@@ -51,6 +51,7 @@ type options struct {
 	stunClients          int
 	stunWindow           int
 	peers, sources       int
+	tls                  bool
 	routeRate            float64
 	routeDuration        time.Duration
 	routePairs           int
@@ -69,6 +70,7 @@ func bench(ctx context.Context, args []string) error {
 	fs.IntVar(&o.stunWindow, "stun-window", 16, "STUN requests in flight per socket")
 	fs.IntVar(&o.peers, "peers", 20000, "peers for the capacity run")
 	fs.IntVar(&o.sources, "sources", 8, "source addresses 127.0.0.2.. for the capacity run")
+	fs.BoolVar(&o.tls, "tls", false, "capacity run over wss:// (self-signed certificate) instead of ws://")
 	fs.Float64Var(&o.routeRate, "route-rate", 2000, "routed messages per second (offers and answers)")
 	fs.DurationVar(&o.routeDuration, "route-duration", 10*time.Second, "length of a routing run")
 	fs.IntVar(&o.routePairs, "route-pairs", 50, "sender/receiver pairs for the routing runs")
@@ -210,6 +212,13 @@ func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond)
 var fdLimit uint64
 
 func startFerry(ctx context.Context, bin string, extra ...string) (*rvbench.Process, string, string, error) {
+	return startFerryTLS(ctx, bin, "", extra...)
+}
+
+// startFerryTLS starts a server; with certOut, over TLS with a self-signed
+// certificate written there. It returns the process, the signaling URL and
+// the metrics URL.
+func startFerryTLS(ctx context.Context, bin, certOut string, extra ...string) (*rvbench.Process, string, string, error) {
 	port, err := freePort(ctx, "tcp")
 	if err != nil {
 		return nil, "", "", err
@@ -218,12 +227,17 @@ func startFerry(ctx context.Context, bin string, extra ...string) (*rvbench.Proc
 	if err != nil {
 		return nil, "", "", err
 	}
-	args := append([]string{
-		"--listen=", "--insecure-listen=127.0.0.1:" + strconv.Itoa(port), "--stun-addr=",
-		"--metrics-addr=127.0.0.1:" + strconv.Itoa(mport), "--server-name=127.0.0.1",
+	args := []string{"--listen=", "--insecure-listen=127.0.0.1:" + strconv.Itoa(port)}
+	scheme := "ws"
+	if certOut != "" {
+		args = []string{"--listen=127.0.0.1:" + strconv.Itoa(port), "--tls-self-signed", "--tls-self-signed-out=" + certOut}
+		scheme = "wss"
+	}
+	args = append(args, "--stun-addr=",
+		"--metrics-addr=127.0.0.1:"+strconv.Itoa(mport), "--server-name=127.0.0.1",
 		"--ip-connect-rate=-1", "--max-conns-per-ip=-1", "--max-conns=-1", "--peer-rate=-1",
-		"--log-level=info",
-	}, extra...)
+		"--log-level=info")
+	args = append(args, extra...)
 	if fdLimit > 0 {
 		args = append(args, "--fd-limit="+strconv.FormatUint(fdLimit, 10))
 	}
@@ -231,7 +245,7 @@ func startFerry(ctx context.Context, bin string, extra ...string) (*rvbench.Proc
 	if err != nil {
 		return nil, "", "", err
 	}
-	return p, "ws://127.0.0.1:" + strconv.Itoa(port) + "/v1/signal", "http://127.0.0.1:" + strconv.Itoa(mport) + "/metrics", nil
+	return p, scheme + "://127.0.0.1:" + strconv.Itoa(port) + "/v1/signal", "http://127.0.0.1:" + strconv.Itoa(mport) + "/metrics", nil
 }
 
 // scrape returns the value of the first sample of metric name.
@@ -265,7 +279,16 @@ func benchCapacity(ctx context.Context, o options) error {
 			o.peers, o.peers+100, lim.Max, capped)
 		o.peers = capped
 	}
-	srv, url, metrics, err := startFerry(ctx, o.ferry)
+	var certFile string
+	if o.tls {
+		dir, err := os.MkdirTemp("", "rvbench-tls")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		certFile = dir + "/rv.pem"
+	}
+	srv, url, metrics, err := startFerryTLS(ctx, o.ferry, certFile)
 	if err != nil {
 		return err
 	}
@@ -285,7 +308,7 @@ func benchCapacity(ctx context.Context, o options) error {
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	gen, line, err := rvbench.Start(lctx, "loadgen", "LOGGED-IN", self, "loadgen",
-		"--url", url, "--peers", strconv.Itoa(o.peers), "--sources", strconv.Itoa(o.sources))
+		"--url", url, "--peers", strconv.Itoa(o.peers), "--sources", strconv.Itoa(o.sources), "--ca", certFile)
 	if err != nil {
 		return err
 	}
@@ -301,7 +324,8 @@ func benchCapacity(ctx context.Context, o options) error {
 	goroutines := scrape(ctx, metrics, "go_goroutines")
 	stack0, stack1 := stack, scrape(ctx, metrics, "go_memstats_stack_inuse_bytes")
 	cpu, _ := rvbench.ProcCPU(srv.PID())
-	fmt.Printf("loadgen: %s (%d peers over %d source addresses, plain ws://, %v to log in)\n", line, o.peers, o.sources, loginTime.Round(time.Millisecond))
+	fmt.Printf("loadgen: %s (%d peers over %d source addresses, %s, %v to log in)\n", line, o.peers, o.sources,
+		strings.SplitN(url, ":", 2)[0]+"://", loginTime.Round(time.Millisecond))
 	fmt.Printf("server: %.0f peers online, %.0f goroutines, %v CPU so far\n", online, goroutines, cpu)
 	fmt.Printf("server RSS: %.1f MiB before, %.1f MiB with the peers: %.1f KiB per peer (bar: <= 20 KB)\n",
 		float64(rss0)/(1<<20), float64(rss1)/(1<<20), float64(rss1-rss0)/float64(o.peers)/1024)
@@ -322,6 +346,7 @@ func loadgen(ctx context.Context, args []string) error {
 	url := fs.String("url", "", "server URL")
 	n := fs.Int("peers", 1000, "peers")
 	sources := fs.Int("sources", 8, "source addresses")
+	ca := fs.String("ca", "", "CA file for wss://")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -329,7 +354,11 @@ func loadgen(ctx context.Context, args []string) error {
 		return err
 	}
 	start := time.Now()
-	peers, err := rvbench.LoginPeers(ctx, *url, *n, *sources, 128, client.WithInbox(1))
+	opts := []client.Option{client.WithInbox(1)}
+	if *ca != "" {
+		opts = append(opts, client.WithCAFile(*ca))
+	}
+	peers, err := rvbench.LoginPeers(ctx, *url, *n, *sources, 128, opts...)
 	if err != nil {
 		return err
 	}
