@@ -53,8 +53,10 @@ func TestDialUsageErrors(t *testing.T) {
 	if _, err := client.Dial(ctx, "ws://127.0.0.1:1", nil); err == nil {
 		t.Error("Dial without an identity accepted")
 	}
-	for _, opt := range []client.Option{client.WithBackoff(0, time.Second), client.WithBackoff(2*time.Second, time.Second),
-		client.WithInbox(-1), client.WithPingInterval(0), client.WithCAFile("/nonexistent/ca.pem")} {
+	for _, opt := range []client.Option{
+		client.WithBackoff(0, time.Second), client.WithBackoff(2*time.Second, time.Second),
+		client.WithInbox(-1), client.WithPingInterval(0), client.WithCAFile("/nonexistent/ca.pem"),
+	} {
 		if _, err := client.Dial(ctx, "ws://127.0.0.1:1", newID(t), opt); err == nil {
 			t.Error("Dial accepted a bad option")
 		}
