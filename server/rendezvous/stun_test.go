@@ -392,3 +392,41 @@ func waitCount(t *testing.T, s *Server, disposition string, want float64) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestSTUNDualStack: on a dual-stack wildcard socket, IPv4 clients (seen as
+// IPv4-mapped) get an IPv4 XOR-MAPPED-ADDRESS and IPv6 clients an IPv6 one.
+func TestSTUNDualStack(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 20*time.Second)
+	conn, err := net.ListenPacket("udp", "[::]:0")
+	if err != nil {
+		testutil.SkipOrFail(t, "no dual-stack UDP socket on this machine: %v", err)
+	}
+	s := newSTUNOnly(t, []net.PacketConn{conn})
+	port := s.STUNAddrs()[0].Port()
+	for _, tc := range []struct{ local, server string }{{"127.0.0.1:0", "127.0.0.1"}, {"[::1]:0", "::1"}} {
+		c, err := net.ListenPacket("udp", tc.local)
+		if err != nil {
+			t.Logf("skipping %s: %v", tc.local, err)
+			continue
+		}
+		local, _ := addrPort(c.LocalAddr())
+		res, _ := stunExchange(t, c, netip.AddrPortFrom(netip.MustParseAddr(tc.server), port), bindingRequest(t), 2*time.Second)
+		c.Close()
+		if res == nil {
+			t.Fatalf("%s: no answer", tc.local)
+		}
+		var xa stun.XORMappedAddress
+		if err := xa.GetFrom(res); err != nil {
+			t.Fatal(err)
+		}
+		got := netip.AddrPortFrom(netip.MustParseAddr(xa.IP.String()), uint16(xa.Port))
+		if got != local || (len(xa.IP.To4()) == net.IPv4len) != local.Addr().Is4() {
+			t.Fatalf("%s: XOR-MAPPED-ADDRESS %v, want %v", tc.local, got, local)
+		}
+		v, _ := res.Get(stun.AttrXORMappedAddress)
+		if fam := v[1]; (fam == 1) != local.Addr().Is4() {
+			t.Fatalf("%s: family %d", tc.local, fam)
+		}
+	}
+}
