@@ -202,7 +202,7 @@ func TestLoginAndIdleTimeout(t *testing.T) {
 	testutil.Deadline(t, 30*time.Second)
 	s := newServer(t, func(c *Config) {
 		c.LoginTimeout = 300 * time.Millisecond
-		c.IdleTimeout = 600 * time.Millisecond
+		c.IdleTimeout = 1500 * time.Millisecond
 	})
 	p := rawDial(t, s)
 	if p.ch.LoginTimeoutMillis != 300 {
@@ -229,7 +229,7 @@ func TestFloodOneIP(t *testing.T) {
 	testutil.CheckLeaks(t)
 	testutil.Deadline(t, 30*time.Second)
 	t.Run("connect rate", func(t *testing.T) {
-		s := newServer(t, func(c *Config) { c.IPConnectRate = 1; c.IPConnectBurst = 3 })
+		s := newServer(t, func(c *Config) { c.IPConnectRate = 0.001; c.IPConnectBurst = 3 })
 		for i := range 3 {
 			if code, _ := httpStatus(t, s); code != http.StatusSwitchingProtocols {
 				t.Fatalf("connection %d: %d", i, code)
@@ -263,7 +263,7 @@ func TestFloodOneIP(t *testing.T) {
 		b.conn.CloseNow()
 	})
 	t.Run("messages", func(t *testing.T) {
-		s := newServer(t, func(c *Config) { c.PeerRate = 5; c.PeerBurst = 10 })
+		s := newServer(t, func(c *Config) { c.PeerRate = 0.01; c.PeerBurst = 10 })
 		p := rawDial(t, s)
 		p.login()
 		target := newIdentity(t).PeerID()

@@ -71,6 +71,11 @@ type Config struct {
 	// WebSocket, which New logs a warning about: for labs only.
 	TLSConfig *tls.Config
 
+	// InsecureListener, when set, also serves signaling, always without
+	// TLS (New logs a warning): for labs, or behind a proxy that
+	// terminates TLS.
+	InsecureListener net.Listener
+
 	// ServerNames are the names a LOGIN may be signed for: the host names
 	// (and IP addresses) peers put in their URL. A login signed for another
 	// name is refused, so a login cannot be relayed to this server from
@@ -198,7 +203,7 @@ type Config struct {
 
 // Validate reports whether c is usable, naming the first problem.
 func (c *Config) Validate() error {
-	if len(c.STUNConns) == 0 && c.Listener == nil {
+	if len(c.STUNConns) == 0 && c.Listener == nil && c.InsecureListener == nil {
 		return fmt.Errorf("%w: nothing to serve: no STUN sockets and no signaling listener", ErrInvalidConfig)
 	}
 	if _, err := stunLayout(c.STUNConns, c.STUNExternalIPs); err != nil {

@@ -171,9 +171,6 @@ func (h *hub) route(ctx context.Context, s *session, target identity.PeerID, id 
 // result is the outcome of a message this replica forwarded, reported by
 // the target's replica.
 func (h *hub) result(from, target identity.PeerID, id uint64, code wire.SignalErrorCode) {
-	if code == codeOK {
-		h.srv.m.routed.WithLabelValues(PathRemote).Inc()
-	}
 	if s := h.local(from); s != nil {
 		h.answer(s, target, id, code)
 	} else if code != codeOK {

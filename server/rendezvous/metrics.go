@@ -104,7 +104,7 @@ func newMetrics() *metrics {
 		}, []string{"disposition"}),
 		redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ferry_rendezvous_redis_errors_total",
-			Help: "Failed Redis operations, by operation (register, refresh, unregister, lookup, publish, subscribe).",
+			Help: "Failed Redis operations, by operation (register, refresh, unregister, lookup, publish, subscribe, ping).",
 		}, []string{"op"}),
 		credentials: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ferry_rendezvous_credentials_issued_total",
@@ -132,6 +132,9 @@ func newMetrics() *metrics {
 	}
 	for _, s := range []string{LimitIPConnect, LimitIPConns, LimitMaxConns, LimitPeer} {
 		m.rateLimited.WithLabelValues(s)
+	}
+	for _, op := range []string{"register", "refresh", "unregister", "lookup", "publish", "subscribe", "ping"} {
+		m.redisErrors.WithLabelValues(op)
 	}
 	m.collectors = []prometheus.Collector{
 		m.peersOnline, m.connections, m.logins, m.routed, m.dropped, m.rateLimited,

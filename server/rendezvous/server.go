@@ -1,12 +1,15 @@
 package rendezvous
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	crand "crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -26,16 +29,17 @@ import (
 
 // Server is a rendezvous server: STUN, signaling, credentials and bootstrap.
 type Server struct {
-	cfg      settings
-	log      *slog.Logger
-	m        *metrics
-	stun     *stunServer
-	hub      *hub
-	limits   *ipLimits
-	http     *http.Server
-	ln       net.Listener
-	epoch    time.Time
-	readBufs sync.Pool
+	cfg        settings
+	log        *slog.Logger
+	m          *metrics
+	stun       *stunServer
+	hub        *hub
+	limits     *ipLimits
+	http       *http.Server
+	ln         net.Listener // the TLS listener, or the plain one without TLS
+	insecureLn net.Listener
+	epoch      time.Time
+	readBufs   sync.Pool
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -62,6 +66,9 @@ func New(cfg Config) (srv *Server, err error) {
 			}
 			if cfg.Listener != nil {
 				cfg.Listener.Close()
+			}
+			if cfg.InsecureListener != nil {
+				cfg.InsecureListener.Close()
 			}
 		}
 	}()
@@ -108,15 +115,15 @@ func New(cfg Config) (srv *Server, err error) {
 		srv.stun.start()
 		srv.log.Info("STUN listening", "addrs", l.addrs, "rfc5780", l.rfc5780)
 	}
-	if cfg.Listener != nil {
-		srv.startHTTP(cfg.Listener, cfg.TLSConfig)
+	if cfg.Listener != nil || cfg.InsecureListener != nil {
+		srv.startHTTP(cfg.Listener, cfg.TLSConfig, cfg.InsecureListener)
 	}
 	srv.wg.Add(1)
 	go srv.sweep()
 	return srv, nil
 }
 
-func (srv *Server) startHTTP(ln net.Listener, tlsCfg *tls.Config) {
+func (srv *Server) startHTTP(ln net.Listener, tlsCfg *tls.Config, insecure net.Listener) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+DefaultSignalPath, srv.handleSignal)
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
@@ -132,8 +139,7 @@ func (srv *Server) startHTTP(ln net.Listener, tlsCfg *tls.Config) {
 		// WebSockets need HTTP/1.1: no HTTP/2.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 	}
-	scheme := "ws"
-	if tlsCfg != nil {
+	if ln != nil && tlsCfg != nil {
 		c := tlsCfg.Clone()
 		protos := []string{"http/1.1"}
 		if slices.Contains(c.NextProtos, "acme-tls/1") {
@@ -143,16 +149,32 @@ func (srv *Server) startHTTP(ln net.Listener, tlsCfg *tls.Config) {
 		if c.MinVersion < tls.VersionTLS12 {
 			c.MinVersion = tls.VersionTLS12
 		}
-		ln = tls.NewListener(ln, c)
-		scheme = "wss"
-	} else {
-		srv.log.Warn("signaling is served over plain HTTP without TLS: logins and messages are readable and forgeable on the path; use this only in a lab",
-			"addr", ln.Addr().String())
+		srv.ln = tls.NewListener(ln, c)
+		srv.serve(srv.ln, "wss")
+	} else if ln != nil {
+		srv.ln = ln
+		srv.warnPlain(ln)
+		srv.serve(ln, "ws")
+	}
+	if insecure != nil {
+		if srv.ln == nil {
+			srv.ln = insecure
+		}
+		srv.insecureLn = insecure
+		srv.warnPlain(insecure)
+		srv.serve(insecure, "ws")
 	}
 	if len(srv.cfg.ServerNames) == 0 && srv.cfg.PublicURL == "" {
 		srv.log.Warn("no server names configured: a login may be signed for any name the client sent as Host, so logins could be relayed from another server; set ServerNames (--server-name)")
 	}
-	srv.ln = ln
+}
+
+func (srv *Server) warnPlain(ln net.Listener) {
+	srv.log.Warn("signaling is served over plain HTTP without TLS: logins and messages are readable and forgeable on the path; use this only in a lab",
+		"addr", ln.Addr().String())
+}
+
+func (srv *Server) serve(ln net.Listener, scheme string) {
 	srv.wg.Add(1)
 	go func() {
 		defer srv.wg.Done()
@@ -192,9 +214,9 @@ func (srv *Server) handleSignal(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "ferry rendezvous: "+msg+"; retry in "+strconv.Itoa(secs)+"s", http.StatusTooManyRequests)
 		return
 	}
-	defer srv.limits.release(ip)
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	conn, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
+		srv.limits.release(ip)
 		srv.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
@@ -205,25 +227,35 @@ func (srv *Server) handleSignal(w http.ResponseWriter, r *http.Request) {
 		ip:     ip,
 		remote: r.RemoteAddr,
 		host:   r.Host,
+		secure: r.TLS != nil,
 		done:   make(chan struct{}),
 	}
 	srv.mu.Lock()
-	if srv.draining {
-		srv.mu.Unlock()
-		s.goAway(srv.retryHint())
-		<-s.done
-		return
-	}
+	defer srv.mu.Unlock()
 	srv.conns[s] = struct{}{}
 	srv.wg.Add(1)
-	srv.mu.Unlock()
-	defer func() {
+	// The session runs on a goroutine of its own, and this handler
+	// returns: the HTTP server's goroutine for the connection ends, and
+	// with it its stack and the request, which an idle peer would
+	// otherwise hold for hours.
+	go srv.runSession(s, srv.draining) //nolint:contextcheck // the session outlives the request; Close ends it
+}
+
+func (srv *Server) runSession(s *session, draining bool) {
+	end := func() {
 		srv.mu.Lock()
 		delete(srv.conns, s)
 		srv.mu.Unlock()
+		srv.limits.release(s.ip)
 		srv.wg.Done()
-	}()
-	s.run(r.Context())
+	}
+	if draining {
+		s.goAway(srv.retryHint())
+		<-s.done
+		end()
+		return
+	}
+	s.run(srv.ctx, end)
 }
 
 // sweep forgets idle per-IP limit state now and then.
@@ -287,12 +319,16 @@ func (srv *Server) publicURL(s *session) string {
 		return srv.cfg.PublicURL
 	}
 	scheme := "ws"
-	if srv.cfg.TLSConfig != nil {
+	if s.secure {
 		scheme = "wss"
 	}
 	host := s.host
 	if len(srv.cfg.ServerNames) > 0 {
-		if p, err := listenerPort(srv.cfg.Listener); err == nil {
+		ln := srv.cfg.Listener
+		if !s.secure && srv.cfg.InsecureListener != nil {
+			ln = srv.cfg.InsecureListener
+		}
+		if p, err := listenerPort(ln); err == nil {
 			host = hostPort(srv.cfg.ServerNames[0], p)
 		}
 	}
@@ -348,12 +384,21 @@ func (srv *Server) Ready() error {
 	return nil
 }
 
-// Addr returns the signaling listener's address, or nil.
+// Addr returns the signaling listener's address (the TLS one when there
+// are two), or nil.
 func (srv *Server) Addr() net.Addr {
 	if srv.ln == nil {
 		return nil
 	}
 	return srv.ln.Addr()
+}
+
+// InsecureAddr returns the address of Config.InsecureListener, or nil.
+func (srv *Server) InsecureAddr() net.Addr {
+	if srv.insecureLn == nil {
+		return nil
+	}
+	return srv.insecureLn.Addr()
 }
 
 // STUNAddrs returns the STUN sockets' advertised addresses, in the order of
@@ -403,6 +448,8 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 // Close shuts the server down: GOAWAY to every peer (bounded by
 // ShutdownGrace), then it closes every connection and socket, waits for its
 // goroutines and unregisters its metrics. It is idempotent.
+//
+//nolint:contextcheck // Close has no caller context: ShutdownGrace bounds it
 func (srv *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), srv.cfg.ShutdownGrace)
 	defer cancel()
@@ -439,4 +486,39 @@ func (srv *Server) close(ctx context.Context) error {
 		srv.closeErr = errors.Join(errs...)
 	})
 	return srv.closeErr
+}
+
+// hijackBufferSize is the size of the read and write buffers of a hijacked
+// signaling connection. Signaling messages are small; larger reads and
+// writes bypass the buffers.
+const hijackBufferSize = 512
+
+// smallBuffers wraps the ResponseWriter given to websocket.Accept so that
+// the hijacked connection gets small buffers: net/http's 4 KiB reader and
+// writer, kept for the life of every WebSocket, would be most of what an
+// idle peer costs.
+type smallBuffers struct{ http.ResponseWriter }
+
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("rendezvous: the connection cannot be hijacked")
+	}
+	c, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if brw.Writer.Buffered() > 0 {
+		if err := brw.Flush(); err != nil {
+			c.Close()
+			return nil, nil, err
+		}
+	}
+	var r io.Reader = c
+	if n := brw.Reader.Buffered(); n > 0 {
+		// Bytes the client sent after its request (its first frames).
+		b, _ := brw.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(b)), c)
+	}
+	return c, bufio.NewReadWriter(bufio.NewReaderSize(r, hijackBufferSize), bufio.NewWriterSize(c, hijackBufferSize)), nil
 }

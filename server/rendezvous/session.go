@@ -32,6 +32,7 @@ type session struct {
 	ip     netip.Addr
 	remote string
 	host   string // the HTTP Host header: what the peer dialed
+	secure bool   // over TLS
 	nonce  [wire.NonceLen]byte
 
 	// Set by the reader during login; read-only once loggedIn is set.
@@ -76,10 +77,13 @@ func (s *session) log() *slog.Logger {
 	return l
 }
 
-// run serves the connection until it ends.
-func (s *session) run(ctx context.Context) {
+// run serves the connection until it ends, then calls end. The login runs
+// on the calling goroutine; once the peer is logged in, the session moves
+// to a new goroutine whose stack is sized for reading frames rather than
+// for the login's cryptography, since an idle peer keeps that goroutine,
+// and its stack, for as long as it stays.
+func (s *session) run(ctx context.Context, end func()) {
 	s.srv.m.connections.Inc()
-	defer s.srv.m.connections.Dec()
 	s.touch()
 	s.timer = time.AfterFunc(s.srv.cfg.LoginTimeout, s.onTimer)
 	if _, err := rand.Read(s.nonce[:]); err != nil {
@@ -93,16 +97,44 @@ func (s *session) run(ctx context.Context) {
 			LoginTimeoutMillis:   uint32(s.srv.cfg.LoginTimeout.Milliseconds()),
 		}, true)
 	}
+	if s.readLoop(ctx, true) {
+		go func() {
+			s.readLoop(ctx, false)
+			s.finish(ctx)
+			end()
+		}()
+		return
+	}
+	s.finish(ctx)
+	end()
+}
+
+// readLoop reads and handles messages until the connection ends or, with
+// untilLogin, the peer has logged in (it then returns true).
+func (s *session) readLoop(ctx context.Context, untilLogin bool) bool {
+	// Reads are not bound to ctx: the server closes the connection when
+	// it stops, and a cancellable context would cost a registration per
+	// read.
+	rctx := context.WithoutCancel(ctx)
 	for !s.isClosing() {
-		typ, r, err := s.conn.Reader(ctx)
+		typ, r, err := s.conn.Reader(rctx)
 		if err != nil {
-			break
+			return false
 		}
 		s.touch()
 		if !s.readMessage(ctx, typ, r) {
-			break
+			return false
+		}
+		if untilLogin && s.loggedIn.Load() {
+			return true
 		}
 	}
+	return false
+}
+
+// finish ends the session: it waits for a final frame to go out, or drops
+// the connection, and unregisters the peer.
+func (s *session) finish(ctx context.Context) {
 	s.timer.Stop()
 	if s.isClosing() {
 		// A final frame is on its way: the flusher closes the
@@ -115,6 +147,7 @@ func (s *session) run(ctx context.Context) {
 		s.srv.hub.unregister(ctx, s)
 		s.log().Debug("peer left")
 	}
+	s.srv.m.connections.Dec()
 }
 
 func (s *session) touch() { s.lastRead.Store(s.srv.mono()) }
@@ -349,12 +382,12 @@ func (s *session) login(ctx context.Context, p []byte) bool {
 	}, true)
 	s.loggedIn.Store(true)
 	s.srv.hub.register(ctx, s)
+	s.srv.m.logins.WithLabelValues(LoginOK).Inc()
 	s.mu.Lock()
 	s.hold = false
 	s.startFlushLocked()
 	s.mu.Unlock()
 	s.timer.Reset(s.srv.cfg.IdleTimeout)
-	s.srv.m.logins.WithLabelValues(LoginOK).Inc()
 	s.log().Debug("peer logged in")
 	return true
 }

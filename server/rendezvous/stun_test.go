@@ -90,9 +90,7 @@ func TestSTUNBinding(t *testing.T) {
 	if err := ua.GetFrom(res); err != nil || len(ua) != 1 || ua[0] != stun.AttrChangeRequest {
 		t.Fatalf("UNKNOWN-ATTRIBUTES %v (%v)", ua, err)
 	}
-	if got := stunCount(s, STUNAnswered); got != 2 {
-		t.Fatalf("answered = %v", got)
-	}
+	waitCount(t, s, STUNAnswered, 2)
 }
 
 func TestSTUNRFC5780(t *testing.T) {
@@ -144,9 +142,7 @@ func TestSTUNRFC5780(t *testing.T) {
 			}
 		}
 	}
-	if got := stunCount(s, STUNChanged); got != 12 {
-		t.Fatalf("changed = %v, want 12", got)
-	}
+	waitCount(t, s, STUNChanged, 12)
 
 	// PADDING: the answer is padded but never larger than the request.
 	for _, pad := range []int{4, 100, 1500, 8000} {
@@ -218,9 +214,7 @@ func TestSTUNBadInput(t *testing.T) {
 		if res, _ := stunExchange(t, c, dst, d.pkt, 150*time.Millisecond); res != nil {
 			t.Fatalf("%s: answered with %v", d.name, res.Type)
 		}
-		if got := stunCount(s, d.disposition); got != before+1 {
-			t.Fatalf("%s: %s count %v, want %v", d.name, d.disposition, got, before+1)
-		}
+		waitCount(t, s, d.disposition, before+1)
 	}
 	// An unknown comprehension-required attribute gets 420 naming it; an
 	// unknown optional one is ignored.
@@ -378,7 +372,61 @@ func TestSTUNNatDiscovery(t *testing.T) {
 			}
 		}
 	}
-	if got := stunCount(s, STUNChanged); got < 2 { // filtering test II, twice
-		t.Fatalf("only %v answers from another socket", got)
+	waitCount(t, s, STUNChanged, 2) // filtering test II, twice
+}
+
+// waitCount waits until the server has counted want datagrams under
+// disposition: it counts after the send, which may come after the client
+// has the answer.
+func waitCount(t *testing.T, s *Server, disposition string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := stunCount(s, disposition)
+		if got == want {
+			return
+		}
+		if got > want || time.Now().After(deadline) {
+			t.Fatalf("%s count %v, want %v", disposition, got, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestSTUNDualStack: on a dual-stack wildcard socket, IPv4 clients (seen as
+// IPv4-mapped) get an IPv4 XOR-MAPPED-ADDRESS and IPv6 clients an IPv6 one.
+func TestSTUNDualStack(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 20*time.Second)
+	conn, err := net.ListenPacket("udp", "[::]:0")
+	if err != nil {
+		testutil.SkipOrFail(t, "no dual-stack UDP socket on this machine: %v", err)
+	}
+	s := newSTUNOnly(t, []net.PacketConn{conn})
+	port := s.STUNAddrs()[0].Port()
+	for _, tc := range []struct{ local, server string }{{"127.0.0.1:0", "127.0.0.1"}, {"[::1]:0", "::1"}} {
+		c, err := net.ListenPacket("udp", tc.local)
+		if err != nil {
+			t.Logf("skipping %s: %v", tc.local, err)
+			continue
+		}
+		local, _ := addrPort(c.LocalAddr())
+		res, _ := stunExchange(t, c, netip.AddrPortFrom(netip.MustParseAddr(tc.server), port), bindingRequest(t), 2*time.Second)
+		c.Close()
+		if res == nil {
+			t.Fatalf("%s: no answer", tc.local)
+		}
+		var xa stun.XORMappedAddress
+		if err := xa.GetFrom(res); err != nil {
+			t.Fatal(err)
+		}
+		got := netip.AddrPortFrom(netip.MustParseAddr(xa.IP.String()), uint16(xa.Port))
+		if got != local || (len(xa.IP.To4()) == net.IPv4len) != local.Addr().Is4() {
+			t.Fatalf("%s: XOR-MAPPED-ADDRESS %v, want %v", tc.local, got, local)
+		}
+		v, _ := res.Get(stun.AttrXORMappedAddress)
+		if fam := v[1]; (fam == 1) != local.Addr().Is4() {
+			t.Fatalf("%s: family %d", tc.local, fam)
+		}
 	}
 }

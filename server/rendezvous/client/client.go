@@ -211,6 +211,7 @@ func Dial(ctx context.Context, rawURL string, id *identity.Identity, opts ...Opt
 		tr.CloseIdleConnections()
 		return nil, err
 	}
+	c.attach(l)
 	c.wg.Add(1)
 	go c.run(l) //nolint:contextcheck // the client outlives Dial's ctx; Close ends it
 	return c, nil
@@ -519,7 +520,6 @@ func (c *Client) run(l *link) {
 		c.setState(StateClosed, err)
 	}()
 	for {
-		c.attach(l)
 		err := c.serve(l)
 		c.detach(l)
 		if l.terminalErr != nil {
@@ -545,6 +545,7 @@ func (c *Client) run(l *link) {
 		if err != nil {
 			return // closed while reconnecting
 		}
+		c.attach(l)
 	}
 }
 

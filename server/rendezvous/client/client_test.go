@@ -1,0 +1,221 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferrynet/ferry/internal/testutil"
+	"github.com/ferrynet/ferry/sdk/identity"
+	"github.com/ferrynet/ferry/server/rendezvous"
+	"github.com/ferrynet/ferry/server/rendezvous/client"
+	"github.com/ferrynet/ferry/wire"
+)
+
+func newID(t *testing.T) *identity.Identity {
+	t.Helper()
+	id, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func serve(t *testing.T, ln net.Listener) *rendezvous.Server {
+	t.Helper()
+	s, err := rendezvous.New(rendezvous.Config{Listener: ln, ServerNames: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+func TestDialUsageErrors(t *testing.T) {
+	ctx := context.Background()
+	for _, url := range []string{"", "http//x", "ftp://127.0.0.1", "wss://", "://"} {
+		if _, err := client.Dial(ctx, url, newID(t)); err == nil {
+			t.Errorf("Dial(%q) accepted", url)
+		}
+	}
+	if _, err := client.Dial(ctx, "ws://127.0.0.1:1", nil); err == nil {
+		t.Error("Dial without an identity accepted")
+	}
+	for _, opt := range []client.Option{
+		client.WithBackoff(0, time.Second), client.WithBackoff(2*time.Second, time.Second),
+		client.WithInbox(-1), client.WithPingInterval(0), client.WithCAFile("/nonexistent/ca.pem"),
+	} {
+		if _, err := client.Dial(ctx, "ws://127.0.0.1:1", newID(t), opt); err == nil {
+			t.Error("Dial accepted a bad option")
+		}
+	}
+}
+
+// TestDialWaitsForServer: Dial retries a server that is not up yet, within
+// its context, and gives up when the context ends.
+func TestDialWaitsForServer(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 30*time.Second)
+	ln := listen(t)
+	addr := ln.Addr().String()
+	ln.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	_, err := client.Dial(ctx, "ws://"+addr, newID(t), client.WithBackoff(20*time.Millisecond, 50*time.Millisecond))
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("no server: %v", err)
+	}
+
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		serve(t, ln)
+	}()
+	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, "ws://"+addr, newID(t), client.WithBackoff(20*time.Millisecond, 100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.State() != client.StateConnected || c.ServerID() == "" {
+		t.Fatalf("state %v, server %q", c.State(), c.ServerID())
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal("second Close:", err)
+	}
+	if !errors.Is(c.Err(), client.ErrClosed) || c.State() != client.StateClosed {
+		t.Fatalf("after Close: %v %v", c.Err(), c.State())
+	}
+	if _, err := c.Credentials(context.Background()); !errors.Is(err, client.ErrClosed) {
+		t.Fatalf("Credentials after Close: %v", err)
+	}
+}
+
+// TestLoginRefusedAtOnce: a refused login is not retried by Dial.
+func TestLoginRefusedAtOnce(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 30*time.Second)
+	s := serve(t, listen(t))
+	url := "ws://" + s.Addr().String()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for name, opt := range map[string]client.Option{
+		"server name": client.WithServerName("elsewhere.example"),
+		"clock":       client.WithClock(func() time.Time { return time.Now().Add(-time.Hour) }),
+	} {
+		start := time.Now()
+		_, err := client.Dial(ctx, url, newID(t), opt)
+		var se *client.ServerError
+		if !errors.Is(err, client.ErrLoginRefused) || !errors.As(err, &se) || se.Code != wire.SignalErrLoginFailed {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("%s: refused after %v", name, time.Since(start))
+		}
+	}
+}
+
+// TestHandlerAndClose: WithHandler receives the messages; closing a client
+// while it reconnects stops it without leaking.
+func TestHandlerAndClose(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 30*time.Second)
+	ln := listen(t)
+	s := serve(t, ln)
+	url := "ws://" + s.Addr().String()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	var got []client.Message
+	b, err := client.Dial(ctx, url, newID(t), client.WithHandler(func(m client.Message) {
+		mu.Lock()
+		got = append(got, m)
+		mu.Unlock()
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	a, err := client.Dial(ctx, url, newID(t), client.WithBackoff(10*time.Millisecond, 20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Bye(ctx, b.PeerID(), []byte("s"), "bye"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the handler got nothing")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got[0].From != a.PeerID() || got[0].Type != wire.TypeBye {
+		t.Fatalf("handler got %+v", got[0])
+	}
+	// Stop the server: a reconnects in a loop; Close ends that.
+	s.Close()
+	time.Sleep(100 * time.Millisecond)
+	if a.State() != client.StateReconnecting {
+		t.Fatalf("state %v", a.State())
+	}
+	sendCtx, sendCancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	if err := a.Offer(sendCtx, b.PeerID(), &wire.Offer{}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Send while reconnecting: %v", err)
+	}
+	sendCancel()
+	a.Close()
+	if _, ok := <-a.Messages(); ok {
+		t.Fatal("Messages not closed")
+	}
+	if _, err := a.Recv(ctx); !errors.Is(err, client.ErrClosed) {
+		t.Fatalf("Recv after Close: %v", err)
+	}
+}
+
+func TestServerErrorIs(t *testing.T) {
+	for code, want := range map[wire.SignalErrorCode]error{
+		wire.SignalErrPeerNotFound: client.ErrPeerNotFound,
+		wire.SignalErrBusy:         client.ErrBusy,
+		wire.SignalErrRateLimited:  client.ErrRateLimited,
+		wire.SignalErrUnavailable:  client.ErrUnavailable,
+		wire.SignalErrLoginFailed:  client.ErrLoginRefused,
+	} {
+		err := error(&client.ServerError{Code: code, Reason: "r"})
+		if !errors.Is(err, want) || errors.Is(err, client.ErrClosed) {
+			t.Errorf("%v does not match only %v", code, want)
+		}
+	}
+	if errors.Is(&client.ServerError{Code: wire.SignalErrMalformed}, client.ErrPeerNotFound) {
+		t.Error("malformed matches peer not found")
+	}
+	if client.StateReconnecting.String() != "reconnecting" || client.State(9).String() != "State(9)" {
+		t.Error("state names")
+	}
+}

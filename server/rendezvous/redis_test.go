@@ -1,0 +1,220 @@
+package rendezvous
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/ferrynet/ferry/internal/testutil"
+	"github.com/ferrynet/ferry/sdk/identity"
+	"github.com/ferrynet/ferry/server/rendezvous/client"
+	"github.com/ferrynet/ferry/wire"
+)
+
+// TestRedisReplicas is the multi-replica acceptance test: three replicas
+// share one real Redis; a peer on replica 1 and a peer on replica 3 (a
+// separate process) exchange the signaling of a session; a login at
+// replica 2 takes an identity over from replica 1; and killing replica 3
+// makes its peer "not found" within the registry TTL.
+func TestRedisReplicas(t *testing.T) {
+	addr := startRedis(t)
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 120*time.Second)
+	const ttl = 3 * time.Second
+	replica := func(id string) *Server {
+		return newServer(t, func(c *Config) {
+			c.Redis = newRedisClient(t, addr)
+			c.RegistryTTL = ttl
+			c.ReplicaID = id
+		})
+	}
+	r1, r2 := replica("r1"), replica("r2")
+	r3addr, r3 := startReplicaProcess(t, addr, "r3", ttl)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dialURL := func(url string, id *identity.Identity) *client.Client {
+		c, err := client.Dial(ctx, url, id, client.WithBackoff(50*time.Millisecond, 500*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	a := dial(t, r1)
+	c := dialURL("ws://"+r3addr+"/v1/signal", newIdentity(t))
+	if a.ServerID() != "r1" || c.ServerID() != "r3" {
+		t.Fatalf("replicas %q and %q", a.ServerID(), c.ServerID())
+	}
+	exchange(t, a, c)
+	exchange(t, c, a)
+	if got := counter(r1.m.routed.WithLabelValues(PathRemote)); got != 24 {
+		t.Fatalf("r1 delivered %v messages from r3, want 24", got)
+	}
+
+	// A second login of a's identity, at r2, takes it over: the login at
+	// r1 is told it was replaced, and messages go to r2.
+	aID := newIdentity(t)
+	a1 := dialAs(t, r1, aID)
+	a2 := dialAs(t, r2, aID)
+	select {
+	case <-a1.Done():
+		if !errors.Is(a1.Err(), client.ErrReplaced) {
+			t.Fatalf("replaced login: %v", a1.Err())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the login at r1 was not replaced")
+	}
+	exchange(t, c, a2)
+
+	// Kill r3 like a crashed process. Its peer's entry expires within the
+	// TTL without anyone touching it.
+	rdb := newRedisClient(t, addr)
+	key := r1.cfg.redisPrefix + "peer:" + c.PeerID().String()
+	if n, err := rdb.Exists(ctx, key).Result(); err != nil || n != 1 {
+		t.Fatalf("registry entry of c: %v %v", n, err)
+	}
+	if err := r3.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	for {
+		n, err := rdb.Exists(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Since(killed) > ttl+time.Second {
+			t.Fatalf("c's registry entry outlived its dead replica by %v (TTL %v)", time.Since(killed), ttl)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("entry gone %v after the kill (TTL %v)", time.Since(killed).Round(time.Millisecond), ttl)
+	err := a.Offer(ctx, c.PeerID(), &wire.Offer{Ufrag: "u", Pwd: "p"})
+	if !errors.Is(err, client.ErrPeerNotFound) {
+		t.Fatalf("offer to a peer of the dead replica: %v", err)
+	}
+}
+
+// TestRedisDeadReplicaFast: a message for a peer of a replica that died is
+// refused at once (nobody listens on its channel), even before the entry
+// expires.
+func TestRedisDeadReplicaFast(t *testing.T) {
+	addr := startRedis(t)
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 60*time.Second)
+	r1 := newServer(t, func(c *Config) { c.Redis = newRedisClient(t, addr); c.RegistryTTL = time.Minute })
+	r3addr, r3 := startReplicaProcess(t, addr, "r3", time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, "ws://"+r3addr+"/v1/signal", newIdentity(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a := dial(t, r1)
+	if err := a.Offer(ctx, c.PeerID(), &wire.Offer{Ufrag: "u", Pwd: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r3.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// The first attempts may race Redis noticing the dead connection;
+	// they end as unavailable (no answer from the replica), never hang.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		actx, acancel := context.WithTimeout(ctx, remoteTimeout+2*time.Second)
+		err := a.Offer(actx, c.PeerID(), &wire.Offer{Ufrag: "u", Pwd: "p"})
+		acancel()
+		if errors.Is(err, client.ErrPeerNotFound) {
+			break
+		}
+		if err != nil && !errors.Is(err, client.ErrUnavailable) {
+			t.Fatalf("after the kill: %v", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still routed to a dead replica: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRedisRefresh: entries are refreshed while the peer stays, re-created
+// if they vanish, and removed when it leaves.
+func TestRedisRefresh(t *testing.T) {
+	addr := startRedis(t)
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 60*time.Second)
+	const ttl = 3 * time.Second
+	s := newServer(t, func(c *Config) { c.Redis = newRedisClient(t, addr); c.RegistryTTL = ttl })
+	rdb := newRedisClient(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a := dial(t, s)
+	key := s.cfg.redisPrefix + "peer:" + a.PeerID().String()
+	time.Sleep(ttl + time.Second)
+	if pttl, err := rdb.PTTL(ctx, key).Result(); err != nil || pttl <= 0 {
+		t.Fatalf("entry after one TTL: %v %v", pttl, err)
+	}
+	if err := rdb.Del(ctx, key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(ttl)
+	for rdb.Exists(ctx, key).Val() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("deleted entry not re-created")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := s.Ready(); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	deadline = time.Now().Add(5 * time.Second)
+	for rdb.Exists(ctx, key).Val() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("entry of a peer that left remains")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRedisLostMessage: a replica that takes a message and never answers
+// (it died holding it) leaves the sender with "unavailable" after a bound,
+// never a hang.
+func TestRedisLostMessage(t *testing.T) {
+	addr := startRedis(t)
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 30*time.Second)
+	old := remoteTimeout
+	remoteTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { remoteTimeout = old })
+	s := newServer(t, func(c *Config) { c.Redis = newRedisClient(t, addr) })
+	rdb := newRedisClient(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// A "ghost" replica: subscribed, holding a peer, answering nothing.
+	ghost := rdb.Subscribe(ctx, s.cfg.redisPrefix+"replica:ghost")
+	defer ghost.Close()
+	if _, err := ghost.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	target := newIdentity(t).PeerID()
+	if err := rdb.Set(ctx, s.cfg.redisPrefix+"peer:"+target.String(), "ghost tok", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	a := dial(t, s)
+	start := time.Now()
+	err := a.Offer(ctx, target, &wire.Offer{Ufrag: "u", Pwd: "p"})
+	if !errors.Is(err, client.ErrUnavailable) {
+		t.Fatalf("offer into a ghost replica: %v", err)
+	}
+	if d := time.Since(start); d < remoteTimeout {
+		t.Fatalf("answered after %v, before the %v bound", d, remoteTimeout)
+	}
+	if m, err := ghost.ReceiveMessage(ctx); err != nil || m.Payload[0] != kindRoute {
+		t.Fatalf("the ghost got %v %v", m, err)
+	}
+}
