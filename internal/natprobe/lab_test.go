@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/netip"
@@ -26,6 +27,8 @@ import (
 	"github.com/ferrynet/ferry/internal/natprobe"
 	"github.com/ferrynet/ferry/internal/nattype"
 	"github.com/ferrynet/ferry/internal/testutil"
+	"github.com/ferrynet/ferry/server/relay"
+	"github.com/ferrynet/ferry/server/rendezvous"
 )
 
 // TestMain checks that the lab tests left no namespace behind.
@@ -56,7 +59,7 @@ type serverInfo struct {
 
 var stunServers = []stunServer{
 	{name: "coturn", start: startCoturn},
-	// {name: "ferry-rendezvous", start: startRendezvous}, // when server/rendezvous exists
+	{name: "ferry-rendezvous", start: startRendezvous},
 }
 
 func startCoturn(t *testing.T, lab *natlab.Lab) serverInfo {
@@ -77,6 +80,69 @@ func startCoturn(t *testing.T, lab *natlab.Lab) serverInfo {
 		turn: []string{
 			fmt.Sprintf("turn:%s:%d?transport=tcp", natlab.ServerAddr, coturn.Port),
 			fmt.Sprintf("turns:%s:%d", natlab.ServerAddr, coturn.TLSPort),
+		},
+		tls: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+	}
+}
+
+// startRendezvous runs Ferry's rendezvous server (STUN with RFC 5780 on the
+// server's two addresses and two ports) and, for the udp-blocked site's TURN
+// check, Ferry's relay over TCP and TLS, in the server host's namespace.
+func startRendezvous(t *testing.T, lab *natlab.Lab) serverInfo {
+	t.Helper()
+	srv := lab.Server()
+	var conns []net.PacketConn
+	for _, ap := range []netip.AddrPort{
+		netip.AddrPortFrom(natlab.ServerAddr, coturn.Port), netip.AddrPortFrom(natlab.ServerAddr, coturn.Port+1),
+		netip.AddrPortFrom(natlab.ServerAltAddr, coturn.Port), netip.AddrPortFrom(natlab.ServerAltAddr, coturn.Port+1),
+	} {
+		c, err := srv.ListenUDP("udp4", net.UDPAddrFromAddrPort(ap))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	rv, err := rendezvous.New(rendezvous.Config{STUNConns: conns, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rv.Close() })
+
+	dir := t.TempDir()
+	certFile, keyFile, pool := writeCert(t, dir, natlab.ServerAddr)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tcpAt := netip.AddrPortFrom(natlab.ServerAddr, coturn.Port)
+	tlsAt := netip.AddrPortFrom(natlab.ServerAddr, coturn.TLSPort)
+	tl, err := srv.Listen(ctx, "tcp4", tcpAt.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl, err := srv.Listen(ctx, "tcp4", tlsAt.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl, err := relay.New(relay.Config{
+		TCPListeners: []net.Listener{tl},
+		TLSListeners: []net.Listener{sl},
+		TLSConfig:    &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		Realm:        "natlab",
+		Users:        map[string]string{"natlab": "natlab"},
+		RelayIPs:     []netip.Addr{natlab.ServerAddr},
+		Logger:       slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rl.Close() })
+	return serverInfo{
+		stun: netip.AddrPortFrom(natlab.ServerAddr, coturn.Port).String(),
+		turn: []string{
+			fmt.Sprintf("turn:%s?transport=tcp", tcpAt),
+			fmt.Sprintf("turns:%s", tlsAt),
 		},
 		tls: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 	}

@@ -240,8 +240,9 @@ func (s *stunServer) handle(w *stunWorker, in int, pkt []byte, from netip.AddrPo
 		}
 	}
 	var (
-		flags   uint32
-		padding int
+		flags    uint32
+		padding  int
+		respPort uint16 // RESPONSE-PORT, 0 when absent
 	)
 	w.unknown = w.unknown[:0]
 	for _, a := range req.Attributes {
@@ -259,6 +260,23 @@ func (s *stunServer) handle(w *stunWorker, in int, pkt []byte, from netip.AddrPo
 			flags = binary.BigEndian.Uint32(a.Value)
 		case stun.AttrPadding:
 			padding = len(a.Value)
+		case stun.AttrResponsePort:
+			// RFC 5780 section 7.5: answer to this port of the source
+			// address (clients use it to measure binding lifetimes).
+			// Only with behaviour discovery on; otherwise it is an
+			// unknown comprehension-required attribute.
+			if len(a.Value) != 4 {
+				s.count(STUNMalformed)
+				return
+			}
+			if !s.layout.rfc5780 {
+				w.unknown = append(w.unknown, a.Type)
+			}
+			respPort = binary.BigEndian.Uint16(a.Value)
+			if respPort == 0 {
+				s.count(STUNMalformed)
+				return
+			}
 		case stun.AttrFingerprint, stun.AttrSoftware, stun.AttrUsername, stun.AttrMessageIntegrity,
 			stun.AttrMessageIntegritySHA256, stun.AttrUserhash, stun.AttrRealm, stun.AttrNonce,
 			stun.AttrPasswordAlgorithm, stun.AttrPriority, stun.AttrUseCandidate:
@@ -320,7 +338,11 @@ func (s *stunServer) handle(w *stunWorker, in int, pkt []byte, from netip.AddrPo
 	if out != in {
 		d = STUNChanged
 	}
-	s.send(out, res.Raw, from, d)
+	to := from
+	if respPort != 0 {
+		to = netip.AddrPortFrom(from.Addr(), respPort)
+	}
+	s.send(out, res.Raw, to, d)
 }
 
 var zeros [maxDatagram]byte

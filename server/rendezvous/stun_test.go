@@ -217,10 +217,11 @@ func TestSTUNBadInput(t *testing.T) {
 		waitCount(t, s, d.disposition, before+1)
 	}
 	// An unknown comprehension-required attribute gets 420 naming it; an
-	// unknown optional one is ignored.
+	// unknown optional one is ignored. (RESPONSE-PORT is understood here:
+	// TestSTUNResponsePort.)
 	res, _ := stunExchange(t, c, dst, bindingRequest(t,
 		stun.RawAttribute{Type: 0x7777, Value: []byte{1}},
-		stun.RawAttribute{Type: stun.AttrResponsePort, Value: []byte{0x12, 0x34, 0, 0}},
+		stun.RawAttribute{Type: 0x7778, Value: []byte{0x12, 0x34, 0, 0}},
 		stun.RawAttribute{Type: 0xC777, Value: []byte{1, 2}}), 2*time.Second)
 	if res == nil || res.Type != stun.BindingError {
 		t.Fatalf("unknown attribute: %v", res)
@@ -228,7 +229,7 @@ func TestSTUNBadInput(t *testing.T) {
 	var ec stun.ErrorCodeAttribute
 	var ua stun.UnknownAttributes
 	if ec.GetFrom(res) != nil || ec.Code != stun.CodeUnknownAttribute || ua.GetFrom(res) != nil ||
-		len(ua) != 2 || ua[0] != 0x7777 || ua[1] != stun.AttrResponsePort {
+		len(ua) != 2 || ua[0] != 0x7777 || ua[1] != 0x7778 {
 		t.Fatalf("420 answer: %v %v", ec, ua)
 	}
 	if res, _ := stunExchange(t, c, dst, bindingRequest(t, stun.RawAttribute{Type: 0xC777, Value: []byte{1}}), 2*time.Second); res == nil || res.Type != stun.BindingSuccess {
@@ -428,5 +429,54 @@ func TestSTUNDualStack(t *testing.T) {
 		if fam := v[1]; (fam == 1) != local.Addr().Is4() {
 			t.Fatalf("%s: family %d", tc.local, fam)
 		}
+	}
+}
+
+// RESPONSE-PORT (RFC 5780 section 7.5): with behaviour discovery on, the
+// answer goes to the given port of the source address; without, the
+// attribute is unknown and comprehension-required, so 420.
+func TestSTUNResponsePort(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 20*time.Second)
+	respPort := func(p uint16) stun.Setter {
+		return stun.RawAttribute{Type: stun.AttrResponsePort, Value: binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint16(nil, p), 0)}
+	}
+	s := newSTUNOnly(t, rfc5780Conns(t))
+	sender := listenUDP(t, "127.0.0.1:0")
+	defer sender.Close()
+	other := listenUDP(t, "127.0.0.1:0")
+	defer other.Close()
+	otherAP, _ := addrPort(other.LocalAddr())
+	req := bindingRequest(t, respPort(otherAP.Port()), stun.Fingerprint)
+	if _, err := sender.WriteTo(req, net.UDPAddrFromAddrPort(s.STUNAddrs()[0])); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1500)
+	_ = other.SetReadDeadline(time.Now().Add(2 * time.Second))
+	n, _, err := other.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("no answer on the RESPONSE-PORT: %v", err)
+	}
+	m := &stun.Message{Raw: buf[:n]}
+	if err := m.Decode(); err != nil || m.Type != stun.BindingSuccess {
+		t.Fatalf("answer %v %v", m.Type, err)
+	}
+	var xa stun.XORMappedAddress
+	if err := xa.GetFrom(m); err != nil {
+		t.Fatal(err)
+	}
+	if sent, _ := addrPort(sender.LocalAddr()); xa.Port != int(sent.Port()) {
+		t.Fatalf("mapped port %d, want the sender's %d", xa.Port, sent.Port())
+	}
+	// Port 0 is malformed: dropped.
+	if res, _ := stunExchange(t, sender, s.STUNAddrs()[0], bindingRequest(t, respPort(0)), 300*time.Millisecond); res != nil {
+		t.Fatalf("RESPONSE-PORT 0 answered: %v", res.Type)
+	}
+
+	basic := newSTUNOnly(t, []net.PacketConn{listenUDP(t, "127.0.0.1:0")})
+	res, _ := stunExchange(t, sender, basic.STUNAddrs()[0], bindingRequest(t, respPort(otherAP.Port())), 2*time.Second)
+	var code stun.ErrorCodeAttribute
+	if res == nil || res.Type != stun.BindingError || code.GetFrom(res) != nil || code.Code != stun.CodeUnknownAttribute {
+		t.Fatalf("basic server: %v, want 420", res)
 	}
 }
