@@ -8,6 +8,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,10 +25,11 @@ import (
 // Ports on the lab's server host: the rendezvous (signaling and STUN) on
 // the first address, the relay on the second.
 const (
-	SignalPort  = 8080
-	STUNPort    = 3478
-	RelayPort   = 3478
-	relaySecret = "ferry-lab-relay-secret"
+	SignalPort   = 8080
+	RelayTLSPort = 5349
+	STUNPort     = 3478
+	RelayPort    = 3478
+	relaySecret  = "ferry-lab-relay-secret"
 )
 
 // World is a lab with Ferry's servers running on its server host, inside
@@ -40,14 +42,34 @@ type World struct {
 
 	mu    sync.Mutex
 	relay *relay.Server
+	opts  worldOptions
+}
+
+type worldOptions struct {
+	relayCert *tls.Certificate
+}
+
+// A WorldOption changes how the servers run.
+type WorldOption func(*worldOptions)
+
+// WithRelayTLS makes the relay also serve TURN over TLS with cert (for the
+// relay's second address) and the rendezvous hand out turns: instead of
+// turn: over TCP, so peers without UDP reach the relay over TLS. Peers
+// must trust cert (pion's TURN client uses the system roots, which
+// SSL_CERT_FILE extends).
+func WithRelayTLS(cert tls.Certificate) WorldOption {
+	return func(o *worldOptions) { o.relayCert = &cert }
 }
 
 // NewWorld starts the servers on lab's server host.
-func NewWorld(ctx context.Context, lab *natlab.Lab, log *slog.Logger) (_ *World, err error) {
+func NewWorld(ctx context.Context, lab *natlab.Lab, log *slog.Logger, opts ...WorldOption) (_ *World, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	w := &World{Lab: lab, Log: log}
+	for _, o := range opts {
+		o(&w.opts)
+	}
 	defer func() { //nolint:contextcheck // cleanup of a failed start
 		if err != nil {
 			_ = w.Close()
@@ -69,16 +91,17 @@ func NewWorld(ctx context.Context, lab *natlab.Lab, log *slog.Logger) (_ *World,
 		return nil, err
 	}
 	relayHost := netip.AddrPortFrom(alt, RelayPort).String()
+	relayURLs := []string{"turn:" + relayHost + "?transport=udp", "turn:" + relayHost + "?transport=tcp"}
+	if w.opts.relayCert != nil {
+		relayURLs[1] = "turns:" + netip.AddrPortFrom(alt, RelayTLSPort).String() + "?transport=tcp"
+	}
 	w.rv, err = rendezvous.New(rendezvous.Config{
 		Listener:    ln,
 		STUNConns:   []net.PacketConn{stunPC},
 		ServerNames: []string{sig.String()},
 		RelaySecret: relaySecret,
-		RelayURLs: []string{
-			"turn:" + relayHost + "?transport=udp",
-			"turn:" + relayHost + "?transport=tcp",
-		},
-		Logger: log.With("server", "rendezvous"),
+		RelayURLs:   relayURLs,
+		Logger:      log.With("server", "rendezvous"),
 	})
 	if err != nil {
 		_ = ln.Close()
@@ -110,9 +133,25 @@ func (w *World) StartRelay(ctx context.Context) error {
 		_ = pc.Close()
 		return err
 	}
+	var (
+		tlsListeners []net.Listener
+		tlsConf      *tls.Config
+	)
+	if c := w.opts.relayCert; c != nil {
+		sl, lerr := srv.Listen(ctx, "tcp4", netip.AddrPortFrom(alt, RelayTLSPort).String())
+		if lerr != nil {
+			_ = pc.Close()
+			_ = tl.Close()
+			return lerr
+		}
+		tlsListeners = []net.Listener{sl}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{*c}, MinVersion: tls.VersionTLS12}
+	}
 	rl, err := relay.New(relay.Config{ //nolint:contextcheck // the relay outlives ctx; StopRelay ends it
 		PacketConns:  []net.PacketConn{pc},
 		TCPListeners: []net.Listener{tl},
+		TLSListeners: tlsListeners,
+		TLSConfig:    tlsConf,
 		Realm:        "ferry.lab",
 		AuthSecrets:  []string{relaySecret},
 		RelayIPs:     []netip.Addr{alt},

@@ -1,0 +1,93 @@
+package e2e
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ferrynet/ferry/internal/natlab"
+	"github.com/ferrynet/ferry/internal/nattype"
+	"github.com/ferrynet/ferry/internal/testutil"
+)
+
+// relayCert is the lab relay's TLS certificate, trusted through
+// SSL_CERT_FILE, which TestMain sets before anything reads the system
+// roots (pion's TURN-over-TLS client verifies against them).
+var relayCert tls.Certificate
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ferry-e2e-ca-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := func() int {
+		defer os.RemoveAll(dir)
+		cert, pemBytes, err := selfSigned(natlab.ServerAltAddr.AsSlice())
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		relayCert = cert
+		bundle := filepath.Join(dir, "roots.pem")
+		if err := os.WriteFile(bundle, pemBytes, 0o600); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		os.Setenv("SSL_CERT_FILE", bundle)
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+func selfSigned(ip net.IP) (tls.Certificate, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "ferry lab relay"},
+		IPAddresses: []net.IP{ip}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+}
+
+// A peer whose network blocks UDP reaches the relay over TLS (turns:), and
+// connects to a peer behind a port-restricted cone.
+func TestUDPBlockedRelayOverTLS(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 2*time.Minute)
+	lab := natlab.NewT(t, natlab.Config{Sites: []natlab.SiteConfig{
+		{Name: "blk", NAT: nattype.UDPBlocked},
+		{Name: "prc", NAT: nattype.PortRestrictedCone},
+	}})
+	ctx := t.Context()
+	w, err := NewWorld(ctx, lab, nil, WithRelayTLS(relayCert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	r := runPair(t, w, lab.Site("blk").Host(0), lab.Site("prc").Host(0), nattype.RelayTCP)
+	t.Logf("udp-blocked -> port-restricted over TLS: %s (%s | %s) in %v", r.got, r.local, r.remote, r.connect)
+	if r.local != "relay/prflx (tls)" && r.local != "relay/host (tls)" && r.local != "relay/srflx (tls)" {
+		t.Fatalf("the blocked side's path is %q, want a relay candidate reached over TLS", r.local)
+	}
+}
