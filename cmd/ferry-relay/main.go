@@ -34,16 +34,10 @@ var started func(*relay.Server, *opshttp.Server)
 // run is the whole program: it serves until ctx ends, then drains.
 func run(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
 	o := defaultOptions()
-	set := o.flags()
-	if err := set.Parse(args, env); err != nil {
-		if errors.Is(err, cliconf.ErrHelp) {
-			_, _ = io.WriteString(stdout, set.Usage())
-			return 0
-		}
-		_, _ = fmt.Fprintf(stderr, "ferry-relay: %v\n(see ferry-relay --help)\n", err)
-		return 2
+	if code, ok := o.flags().ParseMain(args, env, stdout, stderr); !ok {
+		return code
 	}
-	logger, err := o.logger(stderr)
+	logger, err := cliconf.Logger(stderr, o.LogLevel, o.LogFormat)
 	if err != nil {
 		_, _ = fmt.Fprintf(stderr, "ferry-relay: %v\n", err)
 		return 2
@@ -140,19 +134,4 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) (err error) {
 		logger.Info("drained")
 	}
 	return nil
-}
-
-func (o *options) logger(w io.Writer) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
-	}
-	hopts := &slog.HandlerOptions{Level: level}
-	switch o.LogFormat {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, hopts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, hopts)), nil
-	}
-	return nil, fmt.Errorf("--log-format: %q is not text or json", o.LogFormat)
 }

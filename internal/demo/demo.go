@@ -137,16 +137,23 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 
 const demoSecret = "ferry-demo-relay-secret"
 
+// closers stops what was started, last first.
+type closers []func() error
+
+func (c *closers) add(f func() error) { *c = append(*c, f) }
+
+func (c closers) close() error {
+	var errs []error
+	for i := len(c) - 1; i >= 0; i-- {
+		errs = append(errs, c[i]())
+	}
+	return errors.Join(errs...)
+}
+
 // onLoopback starts a rendezvous server, a relay and two nodes on 127.0.0.1.
 func onLoopback(ctx context.Context, o Options) (_, _ *sdk.Node, stop func() error, err error) {
-	var closers []func() error
-	stop = func() error {
-		var errs []error
-		for i := len(closers) - 1; i >= 0; i-- {
-			errs = append(errs, closers[i]())
-		}
-		return errors.Join(errs...)
-	}
+	var started closers
+	stop = func() error { return started.close() }
 	defer func() {
 		if err != nil {
 			_ = stop()
@@ -177,7 +184,7 @@ func onLoopback(ctx context.Context, o Options) (_, _ *sdk.Node, stop func() err
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("relay: %w", err)
 	}
-	closers = append(closers, rl.Close)
+	started.add(rl.Close)
 	ln, err := lc.Listen(ctx, "tcp4", "127.0.0.1:0")
 	if err != nil {
 		return nil, nil, nil, err
@@ -200,7 +207,7 @@ func onLoopback(ctx context.Context, o Options) (_, _ *sdk.Node, stop func() err
 		_ = stunPC.Close()
 		return nil, nil, nil, fmt.Errorf("rendezvous: %w", err)
 	}
-	closers = append(closers, rv.Close)
+	started.add(rv.Close)
 	url := "ws://" + rv.Addr().String() + "/v1/signal"
 	node := func() (*sdk.Node, error) {
 		id, gerr := sdk.GenerateIdentity()
@@ -215,12 +222,12 @@ func onLoopback(ctx context.Context, o Options) (_, _ *sdk.Node, stop func() err
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	closers = append(closers, na.Close)
+	started.add(na.Close)
 	nb, err := node()
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	closers = append(closers, nb.Close)
+	started.add(nb.Close)
 	return na, nb, stop, nil
 }
 
@@ -239,15 +246,8 @@ func inLab(ctx context.Context, o Options) (_, _ *sdk.Node, stop func() error, e
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	var closers []func() error
-	closers = append(closers, lab.Close)
-	stop = func() error {
-		var errs []error
-		for i := len(closers) - 1; i >= 0; i-- {
-			errs = append(errs, closers[i]())
-		}
-		return errors.Join(errs...)
-	}
+	started := closers{lab.Close}
+	stop = func() error { return started.close() }
 	defer func() {
 		if err != nil {
 			_ = stop()
@@ -257,17 +257,17 @@ func inLab(ctx context.Context, o Options) (_, _ *sdk.Node, stop func() error, e
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	closers = append(closers, w.Close)
+	started.add(w.Close)
 	na, err := w.Node(ctx, lab.Site("a").Host(0), sdk.WithRelayPolicy(o.Relay))
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	closers = append(closers, na.Close)
+	started.add(na.Close)
 	nb, err := w.Node(ctx, lab.Site("b").Host(0), sdk.WithRelayPolicy(o.Relay))
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	closers = append(closers, nb.Close)
+	started.add(nb.Close)
 	return na, nb, stop, nil
 }
 

@@ -79,16 +79,8 @@ func connectOnce(b *testing.B, w *World, ha, hb *natlab.Host) (time.Duration, na
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	na, err := w.Node(ctx, ha)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer na.Close()
-	nb, err := w.Node(ctx, hb)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nb.Close()
+	na, nb, stop := twoNodes(b, ctx, w, ha, hb)
+	defer stop()
 	got := make(chan *sdk.Conn, 1)
 	go func() {
 		c, aerr := nb.Accept(ctx)

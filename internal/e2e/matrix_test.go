@@ -90,16 +90,8 @@ func runPair(t *testing.T, w *World, ha, hb *natlab.Host, expected nattype.Path)
 	r := row{a: ha.Site().Name(), b: hb.Site().Name(), expected: expected}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	na, err := w.Node(ctx, ha)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer na.Close()
-	nb, err := w.Node(ctx, hb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nb.Close()
+	na, nb, stop := twoNodes(t, ctx, w, ha, hb)
+	defer stop()
 
 	accepted := make(chan *sdk.Conn, 1)
 	go func() {
@@ -151,6 +143,24 @@ func runPair(t *testing.T, w *World, ha, hb *natlab.Host, expected nattype.Path)
 		t.Errorf("%s -> %s: path %s (%s | %s), want %s", r.a, r.b, r.got, r.local, r.remote, expected)
 	}
 	return r
+}
+
+// twoNodes starts fresh nodes on ha and hb; stop closes them.
+func twoNodes(tb testing.TB, ctx context.Context, w *World, ha, hb *natlab.Host, opts ...sdk.Option) (na, nb *sdk.Node, stop func()) {
+	tb.Helper()
+	na, err := w.Node(ctx, ha, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	nb, err = w.Node(ctx, hb, opts...)
+	if err != nil {
+		_ = na.Close()
+		tb.Fatal(err)
+	}
+	return na, nb, func() {
+		_ = na.Close()
+		_ = nb.Close()
+	}
 }
 
 // exchange sends size bytes each way, in 16 KiB messages, and checks them.

@@ -28,16 +28,8 @@ func relayedPair(t *testing.T, w *World, ha, hb *natlab.Host, opts ...sdk.Option
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	na, err := w.Node(ctx, ha, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = na.Close() })
-	nb, err := w.Node(ctx, hb, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = nb.Close() })
+	na, nb, stop := twoNodes(t, ctx, w, ha, hb, opts...)
+	t.Cleanup(stop)
 	acc := make(chan *sdk.Conn, 1)
 	go func() {
 		c, aerr := nb.Accept(ctx)
