@@ -2,7 +2,7 @@
 // (`make bench-rendezvous`): STUN CPU per answer against coturn, signaling
 // capacity (resident memory per logged-in peer, with the peers in a separate
 // load-generator process), and offer/answer routing latency on one server
-// and across two replicas through Redis. See docs/BENCHMARKS-rendezvous.md.
+// and across two replicas through Redis. See docs/BENCHMARKS.md.
 package main
 
 import (
@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,6 +52,7 @@ type options struct {
 	stunClients          int
 	stunWindow           int
 	peers, sources       int
+	replicas             int
 	tls                  bool
 	routeRate            float64
 	routeDuration        time.Duration
@@ -70,6 +72,7 @@ func bench(ctx context.Context, args []string) error {
 	fs.IntVar(&o.stunWindow, "stun-window", 16, "STUN requests in flight per socket")
 	fs.IntVar(&o.peers, "peers", 20000, "peers for the capacity run")
 	fs.IntVar(&o.sources, "sources", 8, "source addresses 127.0.0.2.. for the capacity run")
+	fs.IntVar(&o.replicas, "replicas", 1, "capacity run: spread the peers over this many replicas sharing a redis-server, a load generator each")
 	fs.BoolVar(&o.tls, "tls", false, "capacity run over wss:// (self-signed certificate) instead of ws://")
 	fs.Float64Var(&o.routeRate, "route-rate", 2000, "routed messages per second (offers and answers)")
 	fs.DurationVar(&o.routeDuration, "route-duration", 10*time.Second, "length of a routing run")
@@ -268,17 +271,23 @@ func scrape(ctx context.Context, url, name string) float64 {
 	return -1
 }
 
-// benchCapacity logs many peers in from a separate load-generator process
-// and reports the server's resident memory per peer.
+// benchCapacity logs many peers in from separate load-generator processes
+// and reports the servers' resident memory per peer. With o.replicas > 1 the
+// peers are spread over that many replicas sharing one redis-server (one
+// load generator each), which is how 20,000 peers fit under an open-file
+// limit of 20,000 per process.
 func benchCapacity(ctx context.Context, o options) error {
+	n := max(o.replicas, 1)
+	per := o.peers / n
 	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && uint64(o.peers)+100 > max(lim.Max, fdLimit) {
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && uint64(per)+100 > max(lim.Max, fdLimit) {
 		capped := int(max(lim.Max, fdLimit)) - 100
-		fmt.Printf("NOTE: %d peers need about %d open files in the server and in the load generator, and the hard "+
-			"limit here is %d (raising it needs CAP_SYS_RESOURCE: ulimit -Hn, or --fd-limit as root): running %d peers\n",
-			o.peers, o.peers+100, lim.Max, capped)
-		o.peers = capped
+		fmt.Printf("NOTE: %d peers per server need about %d open files in the server and in the load generator, and the hard "+
+			"limit here is %d (raising it needs CAP_SYS_RESOURCE: ulimit -Hn, or --fd-limit as root; or use --replicas): "+
+			"running %d peers per server\n", per, per+100, lim.Max, capped)
+		per = capped
 	}
+	o.peers = per * n
 	var certFile string
 	if o.tls {
 		dir, err := os.MkdirTemp("", "rvbench-tls")
@@ -288,18 +297,59 @@ func benchCapacity(ctx context.Context, o options) error {
 		defer os.RemoveAll(dir)
 		certFile = dir + "/rv.pem"
 	}
-	srv, url, metrics, err := startFerryTLS(ctx, o.ferry, certFile)
-	if err != nil {
-		return err
+	var red *rvbench.Process
+	var extra []string
+	if n > 1 {
+		var redisURL string
+		var stop func()
+		var err error
+		red, redisURL, stop, err = startRedis(ctx, o.redis)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		extra = []string{"--redis=" + redisURL}
 	}
-	defer srv.Stop()
+	type replica struct {
+		srv                                     *rvbench.Process
+		url, metrics                            string
+		rss0, rss1                              int64
+		heap0, heap1, stack0, stack1, goroutine float64
+		line                                    string
+	}
+	rs := make([]*replica, n)
+	for i := range rs {
+		args := extra
+		if n > 1 {
+			args = append(slices.Clone(extra), "--replica-id=r"+strconv.Itoa(i+1))
+		}
+		cert := certFile
+		if cert != "" && i > 0 {
+			cert = certFile + strconv.Itoa(i)
+		}
+		srv, url, metrics, err := startFerryTLS(ctx, o.ferry, cert, args...)
+		if err != nil {
+			return err
+		}
+		defer srv.Stop()
+		rs[i] = &replica{srv: srv, url: url, metrics: metrics}
+	}
 	time.Sleep(time.Second)
-	rss0, err := rvbench.ProcRSS(srv.PID())
-	if err != nil {
-		return err
+	var redis0 int64
+	if red != nil {
+		var err error
+		if redis0, err = rvbench.ProcRSS(red.PID()); err != nil {
+			return err
+		}
 	}
-	heap0 := scrape(ctx, metrics, "go_memstats_heap_inuse_bytes")
-	stack := scrape(ctx, metrics, "go_memstats_stack_inuse_bytes")
+	for _, r := range rs {
+		var err error
+		if r.rss0, err = rvbench.ProcRSS(r.srv.PID()); err != nil {
+			return err
+		}
+		r.heap0 = scrape(ctx, r.metrics, "go_memstats_heap_inuse_bytes")
+		r.stack0 = scrape(ctx, r.metrics, "go_memstats_stack_inuse_bytes")
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -307,36 +357,83 @@ func benchCapacity(ctx context.Context, o options) error {
 	start := time.Now()
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	gen, line, err := rvbench.Start(lctx, "loadgen", "LOGGED-IN", self, "loadgen",
-		"--url", url, "--peers", strconv.Itoa(o.peers), "--sources", strconv.Itoa(o.sources), "--ca", certFile)
-	if err != nil {
-		return err
+	for i, r := range rs {
+		cert := certFile
+		if cert != "" && i > 0 {
+			cert = certFile + strconv.Itoa(i)
+		}
+		gen, line, err := rvbench.Start(lctx, "loadgen", "LOGGED-IN", self, "loadgen",
+			"--url", r.url, "--peers", strconv.Itoa(per), "--sources", strconv.Itoa(o.sources), "--ca", cert)
+		if err != nil {
+			return err
+		}
+		defer gen.Stop()
+		r.line = line
 	}
-	defer gen.Stop()
 	loginTime := time.Since(start)
-	time.Sleep(3 * time.Second) // let the server settle
-	rss1, err := rvbench.ProcRSS(srv.PID())
-	if err != nil {
-		return err
+	time.Sleep(3 * time.Second) // let the servers settle
+	var online, rssDelta float64
+	for _, r := range rs {
+		if r.rss1, err = rvbench.ProcRSS(r.srv.PID()); err != nil {
+			return err
+		}
+		online += scrape(ctx, r.metrics, "ferry_rendezvous_peers_online")
+		r.heap1 = scrape(ctx, r.metrics, "go_memstats_heap_inuse_bytes")
+		r.stack1 = scrape(ctx, r.metrics, "go_memstats_stack_inuse_bytes")
+		r.goroutine = scrape(ctx, r.metrics, "go_goroutines")
+		rssDelta += float64(r.rss1 - r.rss0)
 	}
-	online := scrape(ctx, metrics, "ferry_rendezvous_peers_online")
-	heap1 := scrape(ctx, metrics, "go_memstats_heap_inuse_bytes")
-	goroutines := scrape(ctx, metrics, "go_goroutines")
-	stack0, stack1 := stack, scrape(ctx, metrics, "go_memstats_stack_inuse_bytes")
-	cpu, _ := rvbench.ProcCPU(srv.PID())
-	fmt.Printf("loadgen: %s (%d peers over %d source addresses, %s, %v to log in)\n", line, o.peers, o.sources,
-		strings.SplitN(url, ":", 2)[0]+"://", loginTime.Round(time.Millisecond))
-	fmt.Printf("server: %.0f peers online, %.0f goroutines, %v CPU so far\n", online, goroutines, cpu)
-	fmt.Printf("server RSS: %.1f MiB before, %.1f MiB with the peers: %.1f KiB per peer (bar: <= 20 KB)\n",
-		float64(rss0)/(1<<20), float64(rss1)/(1<<20), float64(rss1-rss0)/float64(o.peers)/1024)
-	fmt.Printf("server Go heap in use: %.1f MiB before, %.1f MiB with the peers: %.1f KiB per peer\n",
-		heap0/(1<<20), heap1/(1<<20), (heap1-heap0)/float64(o.peers)/1024)
-	fmt.Printf("server goroutine stacks: %.1f MiB before, %.1f MiB with the peers: %.1f KiB per peer\n",
-		stack0/(1<<20), stack1/(1<<20), (stack1-stack0)/float64(o.peers)/1024)
+	scheme := strings.SplitN(rs[0].url, ":", 2)[0] + "://"
+	fmt.Printf("%d peers over %d source addresses, %s, %d server process(es), %v to log in\n", o.peers, o.sources, scheme, n,
+		loginTime.Round(time.Millisecond))
+	kib := func(b float64) float64 { return b / float64(per) / 1024 }
+	for i, r := range rs {
+		cpu, _ := rvbench.ProcCPU(r.srv.PID())
+		fmt.Printf("server %d: loadgen %s; %.0f goroutines, %v CPU so far\n", i+1, r.line, r.goroutine, cpu)
+		fmt.Printf("server %d RSS: %.1f MiB before, %.1f MiB with the peers: %.1f KiB per peer\n",
+			i+1, float64(r.rss0)/(1<<20), float64(r.rss1)/(1<<20), kib(float64(r.rss1-r.rss0)))
+		fmt.Printf("server %d Go heap in use: %.1f MiB before, %.1f MiB with the peers: %.1f KiB per peer\n",
+			i+1, r.heap0/(1<<20), r.heap1/(1<<20), kib(r.heap1-r.heap0))
+		fmt.Printf("server %d goroutine stacks: %.1f MiB before, %.1f MiB with the peers: %.1f KiB per peer\n",
+			i+1, r.stack0/(1<<20), r.stack1/(1<<20), kib(r.stack1-r.stack0))
+	}
+	fmt.Printf("peers online (all servers): %.0f\n", online)
+	fmt.Printf("server RSS per peer, all servers: %.1f KiB (bar: <= 20 KB)\n", rssDelta/float64(o.peers)/1024)
+	if red != nil {
+		redis1, err := rvbench.ProcRSS(red.PID())
+		if err != nil {
+			return err
+		}
+		fmt.Printf("redis-server RSS: %.1f MiB before, %.1f MiB with the peers: %.2f KiB per peer (the registry)\n",
+			float64(redis0)/(1<<20), float64(redis1)/(1<<20), float64(redis1-redis0)/float64(o.peers)/1024)
+	}
 	if int(online) != o.peers {
 		return fmt.Errorf("%v peers online, want %d", online, o.peers)
 	}
 	return nil
+}
+
+// startRedis starts a redis-server on a free loopback port, without
+// persistence, and returns it with its URL and a function that stops it and
+// removes its directory.
+func startRedis(ctx context.Context, bin string) (*rvbench.Process, string, func(), error) {
+	port, err := freePort(ctx, "tcp")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	dir, err := os.MkdirTemp("", "rvbench-redis")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	red, _, err := rvbench.Start(rctx, "redis", "Ready to accept connections", bin,
+		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, "", nil, err
+	}
+	return red, "redis://127.0.0.1:" + strconv.Itoa(port) + "/0", func() { red.Stop(); os.RemoveAll(dir) }, nil
 }
 
 // loadgen is the capacity run's load generator, a process of its own: it
@@ -410,24 +507,11 @@ func benchRoute(ctx context.Context, o options) error {
 	}
 	report("one server", res)
 
-	rport, err := freePort(ctx, "tcp")
+	_, redisURL, stopRedis, err := startRedis(ctx, o.redis)
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "rvbench-redis")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	red, _, err := rvbench.Start(rctx, "redis", "Ready to accept connections", o.redis,
-		"--port", strconv.Itoa(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
-	if err != nil {
-		return err
-	}
-	defer red.Stop()
-	redisURL := "redis://127.0.0.1:" + strconv.Itoa(rport) + "/0"
+	defer stopRedis()
 	r1, url1, _, err := startFerry(ctx, o.ferry, "--redis="+redisURL, "--replica-id=r1")
 	if err != nil {
 		return err
