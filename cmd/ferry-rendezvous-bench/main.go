@@ -362,10 +362,10 @@ func benchCapacity(ctx context.Context, o options) error {
 		if cert != "" && i > 0 {
 			cert = certFile + strconv.Itoa(i)
 		}
-		gen, line, err := rvbench.Start(lctx, "loadgen", "LOGGED-IN", self, "loadgen",
+		gen, line, gerr := rvbench.Start(lctx, "loadgen", "LOGGED-IN", self, "loadgen",
 			"--url", r.url, "--peers", strconv.Itoa(per), "--sources", strconv.Itoa(o.sources), "--ca", cert)
-		if err != nil {
-			return err
+		if gerr != nil {
+			return gerr
 		}
 		defer gen.Stop()
 		r.line = line

@@ -36,6 +36,7 @@ type options struct {
 	IPConnectRate             float64
 	IPConnectBurst            int
 	MaxConnsPerIP, MaxConns   int
+	TrustedProxies            []netip.Prefix
 	Redis                     string
 	RegistryTTL               time.Duration
 	ReplicaID                 string
@@ -165,11 +166,25 @@ func (o *options) flags() *cliconf.Set {
 	s.Int(&o.PeerBurst, "peer-burst", "N", "Burst allowed above --peer-rate.")
 	floatFlag(s, &o.IPConnectRate, "ip-connect-rate",
 		"New connections per second from one source IP (one /64 for IPv6); beyond it, HTTP 429 with Retry-After. "+
-			"Behind a proxy every client has the proxy's address: raise it. Negative means no limit.")
+			"Behind a proxy, list it with --trusted-proxy, or every client has the proxy's address. Negative means no limit.")
 	s.Int(&o.IPConnectBurst, "ip-connect-burst", "N", "Burst allowed above --ip-connect-rate.")
 	s.Int(&o.MaxConnsPerIP, "max-conns-per-ip", "N",
 		"Open connections from one source IP (one /64); negative means no cap. CGNAT puts many users behind one address.")
 	s.Int(&o.MaxConns, "max-conns", "N", "Open connections on this server; negative means no cap.")
+	s.FuncList("trusted-proxy", "CIDR", "",
+		"Address (IP or CIDR) of a proxy in front of the signaling listeners, such as a load balancer or ingress "+
+			"that terminates TLS. Requests from it are counted against the client that its X-Forwarded-For names "+
+			"(the rightmost address that is not a trusted proxy) for the per-IP limits and in logs. Repeatable. "+
+			"Default: none, and X-Forwarded-For is ignored, since any client can send it.",
+		func() { o.TrustedProxies = nil },
+		func(v string) error {
+			p, err := parsePrefix(v)
+			if err != nil {
+				return err
+			}
+			o.TrustedProxies = append(o.TrustedProxies, p)
+			return nil
+		})
 
 	// State.
 	s.Secret(&o.Redis, "redis", "URL",
@@ -218,4 +233,17 @@ func (o *options) flags() *cliconf.Set {
 func floatFlag(s *cliconf.Set, p *float64, name, help string) {
 	s.Func(name, "N", strconv.FormatFloat(*p, 'g', -1, 64), help,
 		func(v string) (err error) { *p, err = strconv.ParseFloat(v, 64); return err })
+}
+
+// parsePrefix reads a CIDR, or a single IP as its /32 or /128.
+func parsePrefix(v string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(v); err == nil {
+		return p.Masked(), nil
+	}
+	ip, err := netip.ParseAddr(v)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("not an IP address or CIDR: %q", v)
+	}
+	ip = ip.Unmap()
+	return netip.PrefixFrom(ip, ip.BitLen()), nil
 }

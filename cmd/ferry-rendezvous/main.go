@@ -114,6 +114,7 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) (err error) {
 		IPConnectBurst:  o.IPConnectBurst,
 		MaxConnsPerIP:   o.MaxConnsPerIP,
 		MaxConns:        o.MaxConns,
+		TrustedProxies:  o.TrustedProxies,
 		RegistryTTL:     o.RegistryTTL,
 		ReplicaID:       o.ReplicaID,
 		ShutdownGrace:   o.ShutdownGrace,

@@ -171,7 +171,7 @@ func TestHelp(t *testing.T) {
 		"--listen", "--insecure-listen", "--stun-addr", "--stun-alt-addr", "--relay-secret", "--relay",
 		"--credential-ttl", "--redis", "--acme-domain", "--acme-email", "--acme-ca", "--acme-storage",
 		"--tls-cert", "--tls-key", "--tls-self-signed", "--metrics-addr", "--server-name",
-		"FERRY_RENDEZVOUS_STUN_ALT_ADDR", "amplification",
+		"--trusted-proxy", "FERRY_RENDEZVOUS_STUN_ALT_ADDR", "amplification",
 	} {
 		if !strings.Contains(out, flag) {
 			t.Errorf("--help does not mention %s", flag)

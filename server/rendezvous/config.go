@@ -161,6 +161,15 @@ type Config struct {
 	// negative means no cap.
 	MaxConns int
 
+	// TrustedProxies are the addresses of proxies in front of the
+	// signaling listeners (a load balancer or ingress that terminates
+	// TLS). A request from one of them is attributed to the client its
+	// X-Forwarded-For header names: the rightmost address in it that is
+	// not itself a trusted proxy. Per-IP limits and logs use that address.
+	// Empty: X-Forwarded-For is ignored, and every request is its TCP
+	// peer's, since anybody can write the header.
+	TrustedProxies []netip.Prefix
+
 	// Redis, when set, holds the registry of which replica each peer is
 	// logged in at, and carries messages between replicas (pub/sub), so
 	// several replicas share one namespace of peers. The caller owns the

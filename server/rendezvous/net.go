@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 )
 
 // ListenSTUN opens the STUN sockets for Config.STUNConns: one socket on addr
@@ -67,22 +68,62 @@ func Listen(ctx context.Context, addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// remoteIP returns the address a connection came from, with IPv6 addresses
-// reduced to their /64, the unit per-IP limits count in.
-func remoteIP(remoteAddr string) (netip.Addr, error) {
-	ap, err := netip.ParseAddrPort(remoteAddr)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	ip := ap.Addr().Unmap()
+// limitKey reduces an address to the unit per-IP limits count in: the
+// address itself for IPv4, its /64 for IPv6.
+func limitKey(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap()
 	if ip.Is6() {
-		p, err := ip.Prefix(64)
-		if err != nil {
-			return netip.Addr{}, err
-		}
+		p, _ := ip.Prefix(64) // cannot fail for an IPv6 address
 		ip = p.Addr()
 	}
-	return ip, nil
+	return ip
+}
+
+// clientAddr returns the address a request is attributed to: its TCP
+// peer's, or, when that peer is a trusted proxy, the rightmost address in
+// X-Forwarded-For that is not a trusted proxy. A header that is malformed,
+// or names only trusted proxies, leaves the request with its TCP peer's
+// address. It returns the address as a string for logs, too.
+func clientAddr(remoteAddr string, forwarded []string, trusted []netip.Prefix) (netip.Addr, string, error) {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return netip.Addr{}, "", err
+	}
+	peer := ap.Addr().Unmap()
+	if !inPrefixes(peer, trusted) || len(forwarded) == 0 {
+		return peer, remoteAddr, nil
+	}
+	// Several headers are one list, in order.
+	var hops []string
+	for _, h := range forwarded {
+		for hop := range strings.SplitSeq(h, ",") {
+			hops = append(hops, strings.TrimSpace(hop))
+		}
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		ip, ok := parseHop(hops[i])
+		if !ok {
+			break // a hop we cannot read: nothing left of it can be trusted
+		}
+		if !inPrefixes(ip, trusted) {
+			return ip, ip.String() + " (via " + remoteAddr + ")", nil
+		}
+	}
+	return peer, remoteAddr, nil
+}
+
+func parseHop(s string) (netip.Addr, bool) {
+	ip, err := netip.ParseAddr(s)
+	return ip.Unmap(), err == nil
+}
+
+func inPrefixes(ip netip.Addr, ps []netip.Prefix) bool {
+	for _, p := range ps {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // hostPort joins a host (possibly an IPv6 literal) and a port.

@@ -189,11 +189,12 @@ func (srv *Server) serve(ln net.Listener, scheme string) {
 func (srv *Server) mono() int64 { return int64(time.Since(srv.epoch)) }
 
 func (srv *Server) handleSignal(w http.ResponseWriter, r *http.Request) {
-	ip, err := remoteIP(r.RemoteAddr)
+	client, remote, err := clientAddr(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), srv.cfg.TrustedProxies)
 	if err != nil {
 		http.Error(w, "bad remote address", http.StatusBadRequest)
 		return
 	}
+	ip := limitKey(client)
 	srv.mu.Lock()
 	draining := srv.draining
 	srv.mu.Unlock()
@@ -217,7 +218,7 @@ func (srv *Server) handleSignal(w http.ResponseWriter, r *http.Request) {
 	conn, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		srv.limits.release(ip)
-		srv.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
+		srv.log.Debug("websocket upgrade failed", "remote", remote, "err", err)
 		return
 	}
 	conn.SetReadLimit(int64(srv.cfg.maxPayload + wire.Overhead + 1))
@@ -225,7 +226,7 @@ func (srv *Server) handleSignal(w http.ResponseWriter, r *http.Request) {
 		srv:    srv,
 		conn:   conn,
 		ip:     ip,
-		remote: r.RemoteAddr,
+		remote: remote,
 		host:   r.Host,
 		secure: r.TLS != nil,
 		done:   make(chan struct{}),
