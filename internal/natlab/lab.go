@@ -111,6 +111,13 @@ func New(ctx context.Context, cfg Config) (lab *Lab, err error) {
 	if cfg.ReadyTimeout == 0 {
 		cfg.ReadyTimeout = 10 * time.Second
 	}
+	sweepOnce.Do(func() {
+		// Labs of processes killed with their reapers (a machine or
+		// container restart) would otherwise stay until `natlab sweep`.
+		if removed, serr := Sweep(); len(removed) > 0 || serr != nil {
+			cfg.Logger.Info("removed stale labs of dead processes", "namespaces", len(removed), "err", serr)
+		}
+	})
 	prefix := cfg.Prefix
 	if prefix == "" {
 		prefix = UniquePrefix()
@@ -148,6 +155,9 @@ func New(ctx context.Context, cfg Config) (lab *Lab, err error) {
 	l.log.Debug("lab built", "sites", len(cfg.Sites), "namespaces", len(l.namespaces), "took", time.Since(start))
 	return l, nil
 }
+
+// sweepOnce runs Sweep before a process's first lab.
+var sweepOnce sync.Once
 
 // UniquePrefix returns "natlab-<pid>-<4 random chars>-", the default
 // prefix: unique across processes and findable by Sweep once the process
