@@ -111,32 +111,24 @@ func (o *options) flags() *cliconf.Set {
 		})
 
 	// Relay addresses.
-	s.FuncList("relay-ip", "IP", "",
+	s.Addrs(&o.RelayIPs, "relay-ip", "IP",
 		"Local address relayed traffic uses, one IPv4 and/or one IPv6. Default: the address of a "+
-			"listener bound to a specific IP, else the host's first global address of each family.",
-		func() { o.RelayIPs = nil },
-		func(v string) error { return appendAddr(&o.RelayIPs, v) })
-	s.FuncList("external-ip", "IP", "",
+			"listener bound to a specific IP, else the host's first global address of each family.")
+	s.Addrs(&o.ExternalIPs, "external-ip", "IP",
 		"Address advertised to clients instead of --relay-ip, for a relay behind a 1:1 NAT (cloud VM public "+
-			"IP, Kubernetes hostNetwork node IP). One per family.",
-		func() { o.ExternalIPs = nil },
-		func(v string) error { return appendAddr(&o.ExternalIPs, v) })
+			"IP, Kubernetes hostNetwork node IP). One per family.")
 	s.Func("relay-ports", "MIN-MAX", fmt.Sprintf("%d-%d", relay.DefaultRelayPortMin, relay.DefaultRelayPortMax),
 		"Port range for relayed addresses; open it in the firewall (UDP, and TCP for RFC 6062).",
 		func(v string) (err error) { o.PortMin, o.PortMax, err = relay.ParsePortRange(v); return err })
 
 	// ACL.
-	s.FuncList("allow-peer", "CIDR", "",
+	s.Prefixes(&o.AllowPeers, "allow-peer", "CIDR",
 		"Allow relaying to this range although the default deny list covers it (for example your own "+
-			"10.0.0.0/8 media servers). Repeatable. --deny-peer still wins.",
-		func() { o.AllowPeers = nil },
-		func(v string) error { return appendPrefix(&o.AllowPeers, v) })
-	s.FuncList("deny-peer", "CIDR", "",
+			"10.0.0.0/8 media servers). Repeatable. --deny-peer still wins.")
+	s.Prefixes(&o.DenyPeers, "deny-peer", "CIDR",
 		"Deny relaying to this range; beats --allow-peer and the defaults. Repeatable. Always denied "+
 			"unless allowed: 0.0.0.0/8 10/8 100.64/10 127/8 169.254/16 172.16/12 192.0.0.0/24 192.168/16 "+
-			"198.18/15 224/4 240/4 ::/128 ::1/128 64:ff9b::/96 100::/64 fc00::/7 fe80::/10 ff00::/8.",
-		func() { o.DenyPeers = nil },
-		func(v string) error { return appendPrefix(&o.DenyPeers, v) })
+			"198.18/15 224/4 240/4 ::/128 ::1/128 64:ff9b::/96 100::/64 fc00::/7 fe80::/10 ff00::/8.")
 
 	// Quotas and limits.
 	s.Int(&o.MaxAllocsPerUser, "max-allocations-per-user", "N",
@@ -183,28 +175,6 @@ func (o *options) flags() *cliconf.Set {
 	s.String(&o.LogLevel, "log-level", "LEVEL", "debug, info, warn or error. ACL denials are logged at debug.")
 	s.String(&o.LogFormat, "log-format", "FORMAT", "text or json.")
 	return s
-}
-
-func appendAddr(dst *[]netip.Addr, v string) error {
-	ip, err := netip.ParseAddr(v)
-	if err != nil {
-		return fmt.Errorf("not an IP address: %q", v)
-	}
-	*dst = append(*dst, ip)
-	return nil
-}
-
-func appendPrefix(dst *[]netip.Prefix, v string) error {
-	p, err := netip.ParsePrefix(v)
-	if err != nil {
-		ip, aerr := netip.ParseAddr(v)
-		if aerr != nil {
-			return fmt.Errorf("not a CIDR prefix: %q", v)
-		}
-		p = netip.PrefixFrom(ip, ip.BitLen())
-	}
-	*dst = append(*dst, p)
-	return nil
 }
 
 func nonEmpty(in []string) []string {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"net/netip"
 	"strconv"
 	"time"
@@ -108,18 +107,9 @@ func (o *options) flags() *cliconf.Set {
 			"raises the amplification factor: answers grow from 40 to 76 bytes for a 20-byte request, and can "+
 			"leave from an address and port the request was not sent to, which makes a spoofed request a better "+
 			"reflection tool. It needs two IPs that reach clients directly (no NAT in between).")
-	s.FuncList("stun-external-ip", "IP", "",
+	s.Addrs(&o.STUNExternalIPs, "stun-external-ip", "IP",
 		"Public address advertised for --stun-addr's IP (and a second one for --stun-alt-addr's IP) when the "+
-			"host sits behind a 1:1 NAT (a cloud VM's public IP). Repeatable.",
-		func() { o.STUNExternalIPs = nil },
-		func(v string) error {
-			ip, err := netip.ParseAddr(v)
-			if err != nil {
-				return fmt.Errorf("not an IP address: %q", v)
-			}
-			o.STUNExternalIPs = append(o.STUNExternalIPs, ip)
-			return nil
-		})
+			"host sits behind a 1:1 NAT (a cloud VM's public IP). Repeatable.")
 
 	// Identity of this server.
 	s.Strings(&o.ServerNames, "server-name", "NAME",
@@ -171,20 +161,11 @@ func (o *options) flags() *cliconf.Set {
 	s.Int(&o.MaxConnsPerIP, "max-conns-per-ip", "N",
 		"Open connections from one source IP (one /64); negative means no cap. CGNAT puts many users behind one address.")
 	s.Int(&o.MaxConns, "max-conns", "N", "Open connections on this server; negative means no cap.")
-	s.FuncList("trusted-proxy", "CIDR", "",
+	s.Prefixes(&o.TrustedProxies, "trusted-proxy", "CIDR",
 		"Address (IP or CIDR) of a proxy in front of the signaling listeners, such as a load balancer or ingress "+
 			"that terminates TLS. Requests from it are counted against the client that its X-Forwarded-For names "+
 			"(the rightmost address that is not a trusted proxy) for the per-IP limits and in logs. Repeatable. "+
-			"Default: none, and X-Forwarded-For is ignored, since any client can send it.",
-		func() { o.TrustedProxies = nil },
-		func(v string) error {
-			p, err := parsePrefix(v)
-			if err != nil {
-				return err
-			}
-			o.TrustedProxies = append(o.TrustedProxies, p)
-			return nil
-		})
+			"Default: none, and X-Forwarded-For is ignored, since any client can send it.")
 
 	// State.
 	s.Secret(&o.Redis, "redis", "URL",
@@ -233,17 +214,4 @@ func (o *options) flags() *cliconf.Set {
 func floatFlag(s *cliconf.Set, p *float64, name, help string) {
 	s.Func(name, "N", strconv.FormatFloat(*p, 'g', -1, 64), help,
 		func(v string) (err error) { *p, err = strconv.ParseFloat(v, 64); return err })
-}
-
-// parsePrefix reads a CIDR, or a single IP as its /32 or /128.
-func parsePrefix(v string) (netip.Prefix, error) {
-	if p, err := netip.ParsePrefix(v); err == nil {
-		return p.Masked(), nil
-	}
-	ip, err := netip.ParseAddr(v)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("not an IP address or CIDR: %q", v)
-	}
-	ip = ip.Unmap()
-	return netip.PrefixFrom(ip, ip.BitLen()), nil
 }

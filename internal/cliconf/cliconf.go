@@ -24,6 +24,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"sort"
 	"strconv"
@@ -184,6 +185,36 @@ func (s *Set) Strings(p *[]string, name, metavar, help string) {
 		name: name, metavar: metavar, help: help, repeatable: true, def: strings.Join(*p, ","),
 		reset: func() { *p = nil },
 		set:   func(v string) error { *p = append(*p, v); return nil },
+	})
+}
+
+// Addrs registers a repeatable option of IP addresses.
+func (s *Set) Addrs(p *[]netip.Addr, name, metavar, help string) {
+	s.FuncList(name, metavar, "", help, func() { *p = nil }, func(v string) error {
+		ip, err := netip.ParseAddr(v)
+		if err != nil {
+			return fmt.Errorf("not an IP address: %q", v)
+		}
+		*p = append(*p, ip)
+		return nil
+	})
+}
+
+// Prefixes registers a repeatable option of CIDR prefixes; a bare IP is
+// its /32 or /128.
+func (s *Set) Prefixes(p *[]netip.Prefix, name, metavar, help string) {
+	s.FuncList(name, metavar, "", help, func() { *p = nil }, func(v string) error {
+		pfx, err := netip.ParsePrefix(v)
+		if err != nil {
+			ip, aerr := netip.ParseAddr(v)
+			if aerr != nil {
+				return fmt.Errorf("not an IP address or CIDR prefix: %q", v)
+			}
+			ip = ip.Unmap()
+			pfx = netip.PrefixFrom(ip, ip.BitLen())
+		}
+		*p = append(*p, pfx.Masked())
+		return nil
 	})
 }
 

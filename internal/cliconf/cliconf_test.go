@@ -2,6 +2,8 @@ package cliconf
 
 import (
 	"errors"
+	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -178,6 +180,37 @@ func TestParseSize(t *testing.T) {
 	for _, in := range []string{"", "x", "-5", "1T", "99999999999999999999G"} {
 		if _, err := ParseSize(in); err == nil {
 			t.Errorf("ParseSize(%q) succeeded", in)
+		}
+	}
+}
+
+// TestAddrsAndPrefixes: the typed list options parse each value, from flags
+// and from a comma-separated environment variable, and name a bad one.
+func TestAddrsAndPrefixes(t *testing.T) {
+	var ips []netip.Addr
+	var nets []netip.Prefix
+	newSet := func() *Set {
+		s := New("prog", "PROG", "test")
+		s.Addrs(&ips, "ip", "IP", "an address")
+		s.Prefixes(&nets, "net", "CIDR", "a range")
+		return s
+	}
+	if err := newSet().Parse([]string{"--ip", "192.0.2.1", "--ip=2001:db8::1", "--net", "10.1.2.3/8", "--net", "::ffff:192.0.2.9"}, envOf(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(ips) != "[192.0.2.1 2001:db8::1]" || fmt.Sprint(nets) != "[10.0.0.0/8 192.0.2.9/32]" {
+		t.Fatalf("got %v %v", ips, nets)
+	}
+	if err := newSet().Parse(nil, envOf(map[string]string{"PROG_NET": "198.51.100.0/24, 203.0.113.7"})); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(nets) != "[198.51.100.0/24 203.0.113.7/32]" {
+		t.Fatalf("from the environment: %v", nets)
+	}
+	for _, args := range [][]string{{"--ip", "nope"}, {"--ip", "10.0.0.0/8"}, {"--net", "10.0.0.0/33"}, {"--net", "x"}} {
+		err := newSet().Parse(args, envOf(nil))
+		if err == nil || !strings.Contains(err.Error(), args[1]) {
+			t.Errorf("%v: %v", args, err)
 		}
 	}
 }
