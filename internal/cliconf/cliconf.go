@@ -80,7 +80,8 @@ func New(program, envPrefix, summary string) *Set {
 		name:    configOption,
 		metavar: "FILE",
 		help: "Read options from this YAML file. Its top-level keys are the flag names " +
-			"(listen-udp: [\":3478\"]). Flags and environment variables override it.",
+			"without dashes (log-level: debug); a repeatable option takes a YAML list ([a, b]). Flags and " +
+			"environment variables override it.",
 		set: func(v string) error { s.config = v; return nil },
 	})
 	return s
