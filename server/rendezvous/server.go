@@ -48,6 +48,7 @@ type Server struct {
 	mu       sync.Mutex
 	conns    map[*session]struct{} // every open signaling connection
 	draining bool
+	closed   bool // sessions are being killed: admit no more
 
 	closing   atomic.Bool
 	closeOnce sync.Once
@@ -233,6 +234,14 @@ func (srv *Server) handleSignal(w http.ResponseWriter, r *http.Request) {
 	}
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
+	if srv.closed {
+		// Close has killed the sessions and is waiting for their
+		// goroutines: http.Server.Shutdown does not wait for a handler
+		// that is still upgrading, so this one arrived too late.
+		conn.CloseNow()
+		srv.limits.release(ip)
+		return
+	}
 	srv.conns[s] = struct{}{}
 	srv.wg.Add(1)
 	// The session runs on a goroutine of its own, and this handler
@@ -471,6 +480,7 @@ func (srv *Server) close(ctx context.Context) error {
 			cancel()
 		}
 		srv.mu.Lock()
+		srv.closed = true
 		for s := range srv.conns {
 			s.kill()
 		}

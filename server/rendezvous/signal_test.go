@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/sdk/identity"
 	"github.com/ferrynet/ferry/server/rendezvous/client"
@@ -363,4 +365,44 @@ func TestSignalReconnect(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	exchange(t, a, b)
+}
+
+// TestCloseDuringUpgrades closes the server right after a connection's
+// upgrade, while its handler may still be on the way to registering the
+// session: an upgrade that completes after Close has killed the sessions
+// must be turned away instead of starting a session nobody stops (the race
+// detector saw that as WaitGroup.Add racing Wait), and nothing leaks.
+func TestCloseDuringUpgrades(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 60*time.Second)
+	for range 200 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := New(Config{Listener: ln, ServerNames: []string{"127.0.0.1"}, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, _, err := websocket.Dial(ctx, wsURL(s), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read := make(chan struct{})
+		go func() { // a client that reads answers the server's close
+			defer close(read)
+			for {
+				if _, _, err := c.Read(ctx); err != nil {
+					return
+				}
+			}
+		}()
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+		<-read
+		cancel()
+		c.CloseNow()
+	}
 }
