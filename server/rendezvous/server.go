@@ -238,7 +238,7 @@ func (srv *Server) handleSignal(w http.ResponseWriter, r *http.Request) {
 		// Close has killed the sessions and is waiting for their
 		// goroutines: http.Server.Shutdown does not wait for a handler
 		// that is still upgrading, so this one arrived too late.
-		conn.CloseNow()
+		_ = conn.CloseNow()
 		srv.limits.release(ip)
 		return
 	}

@@ -385,7 +385,10 @@ func TestCloseDuringUpgrades(t *testing.T) {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		c, _, err := websocket.Dial(ctx, wsURL(s), nil)
+		c, resp, err := websocket.Dial(ctx, wsURL(s), nil)
+		if resp != nil && resp.Body != nil {
+			resp.Body.Close()
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
