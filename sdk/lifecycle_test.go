@@ -303,3 +303,33 @@ func TestAcceptorSeesReplacementEvents(t *testing.T) {
 		t.Fatalf("acceptor ran %d sessions, want 3", s)
 	}
 }
+
+// TestCloseWhileAccepting closes the accepting endpoint right after a dial
+// completes, while its side of the handshake may still be starting the
+// session: the session must either start before Close terminates it or not
+// start at all (the race detector once saw WaitGroup.Add racing Wait), and
+// nothing may leak.
+func TestCloseWhileAccepting(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 60*time.Second)
+	for range 100 {
+		a, err := NewEndpoint(listenUDP(t), newIdentity(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := NewEndpoint(listenUDP(t), newIdentity(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := ctxT(t, 10*time.Second)
+		if _, err := a.Dial(ctx, b.LocalAddr(), b.PeerID()); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

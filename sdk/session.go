@@ -66,10 +66,14 @@ type session struct {
 	err      error // why the session ended; set before stop closes
 	goaway   *wire.GoAway
 	running  atomic.Bool // the writer goroutine owns closing qc
-	wmu      sync.Mutex  // serialises handshake writes with terminate's GOAWAY
-	dirty    bool        // a write failed midway: no more frames; guarded by wmu
-	out      []byte      // frames to write; guarded by wmu
-	batch    [][]byte    // writer goroutine only
+	// life orders start against terminate: a session terminated first
+	// never starts its goroutines, so wait's WaitGroup.Wait cannot race
+	// start's Add.
+	life     sync.Mutex
+	wmu      sync.Mutex // serialises handshake writes with terminate's GOAWAY
+	dirty    bool       // a write failed midway: no more frames; guarded by wmu
+	out      []byte     // frames to write; guarded by wmu
+	batch    [][]byte   // writer goroutine only
 	wg       sync.WaitGroup
 	waitOnce sync.Once
 }
@@ -94,12 +98,15 @@ func newSession(cfg *config, qc *quic.Conn, ctrl *quic.Stream, p *path) *session
 // Conn sees. Only the first call counts.
 func (s *session) terminate(ga *wire.GoAway, cause error) {
 	s.termOnce.Do(func() {
+		s.life.Lock()
 		s.err = cause
 		s.goaway = ga
 		close(s.stop)
+		running := s.running.Load()
+		s.life.Unlock()
 		// Unblock a write stuck on flow control.
 		_ = s.ctrl.SetWriteDeadline(time.Now().Add(goAwayGrace))
-		if s.running.Load() {
+		if running {
 			// The writer goroutine says GOAWAY and closes qc.
 			return
 		}
@@ -427,7 +434,13 @@ func (c *Conn) adopt(s *session, deadline time.Time) error {
 	c.stats.Sessions++
 	c.mu.Unlock()
 
-	s.start()
+	if !s.start() {
+		err := s.err // set before stop closed, which start saw under s.life
+		if err == nil {
+			err = ErrClosed
+		}
+		return fail(err)
+	}
 	if s.path != nil && s.path.ice != nil {
 		_ = s.path.ice.OnPathChange(func(icepath.Info) { c.pathChanged(s) })
 	}
@@ -437,14 +450,24 @@ func (c *Conn) adopt(s *session, deadline time.Time) error {
 // errReplaced ends a session superseded by a newer one.
 var errReplaced = errors.New("sdk: session replaced by a newer one")
 
-// start launches the session's goroutines.
-func (s *session) start() {
+// start launches the session's goroutines. It returns false, starting
+// nothing, when the session was terminated first (its conn closed while the
+// handshake finished).
+func (s *session) start() bool {
+	s.life.Lock()
+	defer s.life.Unlock()
+	select {
+	case <-s.stop:
+		return false
+	default:
+	}
 	s.running.Store(true)
 	s.wg.Add(3)
 	go s.readLoop()
 	go s.writeLoop()
 	go s.acceptStreams()
 	signal(s.wake)
+	return true
 }
 
 func (s *session) readLoop() {
