@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -249,52 +250,25 @@ func onePerFamily(name string, ips []netip.Addr) error {
 }
 
 func (c *Config) portRange() (uint16, uint16) {
-	lo, hi := c.RelayPortMin, c.RelayPortMax
-	if lo == 0 {
-		lo = DefaultRelayPortMin
-	}
-	if hi == 0 {
-		hi = DefaultRelayPortMax
-	}
-	return lo, hi
+	return cmp.Or(c.RelayPortMin, DefaultRelayPortMin), cmp.Or(c.RelayPortMax, DefaultRelayPortMax)
 }
 
 func (c *Config) lifetimes() (def, lmin, lmax time.Duration) {
-	def, lmin, lmax = c.AllocationLifetime, c.MinAllocationLifetime, c.MaxAllocationLifetime
-	if def == 0 {
-		def = DefaultAllocationLifetime
-	}
-	if lmax == 0 {
-		lmax = DefaultMaxAllocationLifetime
-	}
-	return def, lmin, lmax
+	return cmp.Or(c.AllocationLifetime, DefaultAllocationLifetime), c.MinAllocationLifetime,
+		cmp.Or(c.MaxAllocationLifetime, DefaultMaxAllocationLifetime)
 }
 
 // withDefaults returns a copy with every zero field replaced by its default.
 func (c Config) withDefaults() Config {
-	if c.UDPSockets == 0 {
-		c.UDPSockets = runtime.GOMAXPROCS(0)
-	}
-	if c.Realm == "" {
-		c.Realm = DefaultRealm
-	}
-	if c.AuthSeparator == "" {
-		c.AuthSeparator = DefaultAuthSeparator
-	}
+	c.UDPSockets = cmp.Or(c.UDPSockets, runtime.GOMAXPROCS(0))
+	c.Realm = cmp.Or(c.Realm, DefaultRealm)
+	c.AuthSeparator = cmp.Or(c.AuthSeparator, DefaultAuthSeparator)
 	c.RelayPortMin, c.RelayPortMax = c.portRange()
 	c.AllocationLifetime, c.MinAllocationLifetime, c.MaxAllocationLifetime = c.lifetimes()
-	if c.MaxAllocationsPerUser == 0 {
-		c.MaxAllocationsPerUser = DefaultMaxAllocationsPerUser
-	}
-	if c.UnauthRepliesPerIP == 0 {
-		c.UnauthRepliesPerIP = DefaultUnauthRepliesPerIP
-	}
-	if c.FirstMessageTimeout == 0 {
-		c.FirstMessageTimeout = DefaultFirstMessageTimeout
-	}
-	if c.MaxTCPConnections == 0 {
-		c.MaxTCPConnections = DefaultMaxTCPConnections
-	}
+	c.MaxAllocationsPerUser = cmp.Or(c.MaxAllocationsPerUser, DefaultMaxAllocationsPerUser)
+	c.UnauthRepliesPerIP = cmp.Or(c.UnauthRepliesPerIP, DefaultUnauthRepliesPerIP)
+	c.FirstMessageTimeout = cmp.Or(c.FirstMessageTimeout, DefaultFirstMessageTimeout)
+	c.MaxTCPConnections = cmp.Or(c.MaxTCPConnections, DefaultMaxTCPConnections)
 	if c.RelayNet == nil {
 		c.RelayNet = OSRelayNet{}
 	}

@@ -1,6 +1,7 @@
 package rendezvous
 
 import (
+	"cmp"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -339,44 +340,22 @@ type settings struct {
 
 func (c *Config) withDefaults() settings {
 	s := settings{Config: *c}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	def(&s.CredentialTTL, DefaultCredentialTTL)
-	def(&s.LoginTimeout, DefaultLoginTimeout)
-	def(&s.IdleTimeout, DefaultIdleTimeout)
-	def(&s.ClockSkew, DefaultClockSkew)
-	def(&s.WriteTimeout, DefaultWriteTimeout)
-	def(&s.RegistryTTL, DefaultRegistryTTL)
-	def(&s.ShutdownGrace, DefaultShutdownGrace)
-	def(&s.ShutdownRetry, DefaultShutdownRetry)
-	s.maxPayload = c.MaxPayload
-	if s.maxPayload == 0 {
-		s.maxPayload = DefaultMaxPayload
-	}
-	if s.QueueSize == 0 {
-		s.QueueSize = DefaultQueueSize
-	}
-	if s.PeerRate == 0 {
-		s.PeerRate = DefaultPeerRate
-	}
-	if s.PeerBurst == 0 {
-		s.PeerBurst = DefaultPeerBurst
-	}
-	if s.IPConnectRate == 0 {
-		s.IPConnectRate = DefaultIPConnectRate
-	}
-	if s.IPConnectBurst == 0 {
-		s.IPConnectBurst = DefaultIPConnectBurst
-	}
-	if s.MaxConnsPerIP == 0 {
-		s.MaxConnsPerIP = DefaultMaxConnsPerIP
-	}
-	if s.MaxConns == 0 {
-		s.MaxConns = DefaultMaxConns
-	}
+	s.CredentialTTL = cmp.Or(s.CredentialTTL, DefaultCredentialTTL)
+	s.LoginTimeout = cmp.Or(s.LoginTimeout, DefaultLoginTimeout)
+	s.IdleTimeout = cmp.Or(s.IdleTimeout, DefaultIdleTimeout)
+	s.ClockSkew = cmp.Or(s.ClockSkew, DefaultClockSkew)
+	s.WriteTimeout = cmp.Or(s.WriteTimeout, DefaultWriteTimeout)
+	s.RegistryTTL = cmp.Or(s.RegistryTTL, DefaultRegistryTTL)
+	s.ShutdownGrace = cmp.Or(s.ShutdownGrace, DefaultShutdownGrace)
+	s.ShutdownRetry = cmp.Or(s.ShutdownRetry, DefaultShutdownRetry)
+	s.maxPayload = cmp.Or(c.MaxPayload, DefaultMaxPayload)
+	s.QueueSize = cmp.Or(s.QueueSize, DefaultQueueSize)
+	s.PeerRate = cmp.Or(s.PeerRate, DefaultPeerRate)
+	s.PeerBurst = cmp.Or(s.PeerBurst, DefaultPeerBurst)
+	s.IPConnectRate = cmp.Or(s.IPConnectRate, DefaultIPConnectRate)
+	s.IPConnectBurst = cmp.Or(s.IPConnectBurst, DefaultIPConnectBurst)
+	s.MaxConnsPerIP = cmp.Or(s.MaxConnsPerIP, DefaultMaxConnsPerIP)
+	s.MaxConns = cmp.Or(s.MaxConns, DefaultMaxConns)
 	s.bootPeers = c.BootstrapPeers
 	switch {
 	case s.bootPeers == 0:
@@ -384,10 +363,7 @@ func (c *Config) withDefaults() settings {
 	case s.bootPeers < 0:
 		s.bootPeers = 0
 	}
-	s.redisPrefix = c.RedisPrefix
-	if s.redisPrefix == "" {
-		s.redisPrefix = "ferry:rv:"
-	}
+	s.redisPrefix = cmp.Or(c.RedisPrefix, "ferry:rv:")
 	s.replicaID = c.ReplicaID
 	if s.now == nil {
 		s.now = time.Now
