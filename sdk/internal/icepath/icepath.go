@@ -20,6 +20,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -153,6 +154,7 @@ type Agent struct {
 	cfg         Config
 	controlling bool
 	a           *ice.Agent
+	ready       atomic.Bool // a is set (the renomination gate may run before)
 	log         *slog.Logger
 
 	mu       sync.Mutex
@@ -228,8 +230,13 @@ func New(cfg Config, controlling bool) (*Agent, error) {
 	// Renomination: when a better pair (direct) becomes valid after a
 	// worse one (relay) was selected, the controlling side moves the path
 	// to it; the PacketConn above follows without noticing. Both sides
-	// must speak it.
-	opts = append(opts, ice.WithRenomination(ice.DefaultNominationValueGenerator()))
+	// must speak it. pion's automatic renomination scores pairs by
+	// candidate type and RTT, and would also move a working direct path
+	// to a relay (a host/relay pair outscores a srflx/prflx one, and a
+	// relay's RTT sample can beat a direct one's by 10 ms): the gate keeps
+	// a direct path where it is.
+	ag := &Agent{cfg: cfg, controlling: controlling, log: cfg.Logger}
+	opts = append(opts, ice.WithRenomination(renominationGate(ag.selectedRelayed)))
 	if controlling {
 		opts = append(opts, ice.WithAutomaticRenomination(t.RenominateAfter))
 	}
@@ -237,7 +244,44 @@ func New(cfg Config, controlling bool) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("icepath: %w", err)
 	}
-	return &Agent{cfg: cfg, controlling: controlling, a: a, log: cfg.Logger}, nil
+	ag.a = a
+	ag.ready.Store(true)
+	return ag, nil
+}
+
+// renominationGate returns pion's nomination value generator, which the
+// controlling agent calls (inside its event loop) each time it renominates,
+// just before it sends the request. While the selected pair is relayed it
+// returns increasing values, so the renomination takes effect on both
+// sides. While the selected pair is direct it returns 0: the request then
+// goes out without a nomination value, which neither side acts on (the
+// controlling side keeps its selected pair, and the controlled side only
+// switches to a pair of higher priority, which a pair with a relayed
+// candidate never is). The result: relay to direct, or relay to a better
+// relay, but never away from a direct path. A direct path that dies is
+// the reconnect's business, with a fresh agent.
+func renominationGate(relayed func() bool) ice.NominationValueGenerator {
+	var n uint32
+	return func() uint32 {
+		if !relayed() {
+			return 0
+		}
+		n++ // only ever called from the agent's event loop
+		return n
+	}
+}
+
+// selectedRelayed reports whether the selected pair, if any, is relayed. No
+// selected pair counts as relayed: renominating then is harmless.
+func (ag *Agent) selectedRelayed() bool {
+	if !ag.ready.Load() {
+		return true
+	}
+	p, err := ag.a.GetSelectedCandidatePair()
+	if err != nil || p == nil {
+		return true
+	}
+	return p.Local.Type() == ice.CandidateTypeRelay || p.Remote.Type() == ice.CandidateTypeRelay
 }
 
 // Credentials returns the local ICE username fragment and password, to send

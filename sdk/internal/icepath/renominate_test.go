@@ -1,0 +1,194 @@
+package icepath
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/transport/v5/vnet"
+
+	"github.com/ferrynet/ferry/internal/testutil"
+)
+
+func TestRenominationGate(t *testing.T) {
+	relayed := true
+	gen := renominationGate(func() bool { return relayed })
+	for _, c := range []struct {
+		relayed bool
+		want    uint32
+	}{{true, 1}, {true, 2}, {false, 0}, {false, 0}, {true, 3}} {
+		relayed = c.relayed
+		if got := gen(); got != c.want {
+			t.Errorf("relayed %v: nomination value %d, want %d", c.relayed, got, c.want)
+		}
+	}
+}
+
+// pathLog records an agent's path changes.
+type pathLog struct {
+	mu      sync.Mutex
+	changes []Info
+}
+
+func watchPath(t *testing.T, ag *Agent) *pathLog {
+	t.Helper()
+	l := &pathLog{}
+	if err := ag.OnPathChange(func(i Info) {
+		l.mu.Lock()
+		l.changes = append(l.changes, i)
+		l.mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func (l *pathLog) snapshot() []Info {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]Info(nil), l.changes...)
+}
+
+func (l *pathLog) String() string {
+	var b strings.Builder
+	for _, i := range l.snapshot() {
+		b.WriteString("\n  " + i.LocalType + " " + i.LocalAddr + " -> " + i.RemoteType + " " + i.RemoteAddr)
+	}
+	return b.String()
+}
+
+// A direct path is never renominated, even where pion's automatic
+// renomination scores another pair higher. Behind an address-restricted
+// cone facing a symmetric NAT, the dialer's first direct pair is often
+// srflx/prflx, which pion's scoring ranks below host/relay (and below
+// host/prflx), more so once the selected pair has carried only data for
+// 5 s and lost its "stability bonus": without the gate the path moved
+// here (to host/prflx) and in the NAT lab to the relay, under a working
+// direct path.
+func TestDirectPathStaysPut(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 2*time.Minute)
+	restricted := &vnet.NATType{MappingBehavior: vnet.EndpointIndependent, FilteringBehavior: vnet.EndpointAddrDependent}
+	for range 2 {
+		l := newLab(t, restricted, symmetric)
+		cfg := l.config(l.NetA, PolicyAuto)
+		cfg.Timing.RenominateAfter = 100 * time.Millisecond
+		a := newAgent(t, cfg, true)
+		b := newAgent(t, l.config(l.NetB, PolicyAuto), false)
+		log := watchPath(t, a)
+		pa, pb, err := connectPair(t, a, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Traffic for longer than pion's 5 s "stability bonus" lasts on a
+		// pair that only carries data (no STUN responses): the selected
+		// pair then loses to any pair still being checked.
+		for range 65 {
+			exchange(t, pa, pb)
+			time.Sleep(100 * time.Millisecond)
+		}
+		if ch := log.snapshot(); len(ch) != 1 || ch[0].Relayed {
+			t.Fatalf("path changes: want one, direct; got%s", log)
+		}
+		_ = pa.Close()
+		_ = pb.Close()
+	}
+}
+
+// A path that starts on the relay moves to a direct pair that becomes valid
+// later, under the same PacketConn, and then stays there. The peers' direct
+// candidates are held back until the relayed pair is selected.
+func TestRelayedPathMovesToDirect(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, time.Minute)
+	l := newLab(t, fullCone, fullCone)
+	cfg := func(n *vnet.Net) Config {
+		c := l.config(n, PolicyAuto)
+		c.Timing.RelayWait = time.Millisecond
+		c.Timing.RenominateAfter = 100 * time.Millisecond
+		return c
+	}
+	a := newAgent(t, cfg(l.NetA), true)
+	b := newAgent(t, cfg(l.NetB), false)
+	log := watchPath(t, a)
+	release := make(chan struct{})
+	var held sync.WaitGroup
+	trickle := func(from, to *Agent) {
+		if err := from.Gather(func(c string) {
+			if c == "" {
+				return
+			}
+			add := func() {
+				if err := to.AddRemote(c); err != nil {
+					t.Errorf("add remote: %v", err)
+				}
+			}
+			if strings.Contains(c, "typ relay") {
+				add()
+				return
+			}
+			held.Add(1)
+			go func() {
+				defer held.Done()
+				<-release
+				add()
+			}()
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ua, pwa, err := a.Credentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ub, pwb, err := b.Credentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	trickle(a, b)
+	trickle(b, a)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	type res struct {
+		pc  *PacketConn
+		err error
+	}
+	accepted := make(chan res, 1)
+	go func() {
+		pc, err := b.Connect(ctx, ua, pwa)
+		accepted <- res{pc, err}
+	}()
+	pa, err := a.Connect(ctx, ub, pwb)
+	rb := <-accepted
+	if err != nil || rb.err != nil {
+		close(release)
+		held.Wait()
+		t.Fatal(err, rb.err)
+	}
+	pb := rb.pc
+	if info, _ := a.Path(); !info.Relayed {
+		t.Fatalf("first path %s -> %s is not relayed", info.LocalType, info.RemoteType)
+	}
+	exchange(t, pa, pb)
+	close(release)
+	held.Wait()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if info, _ := a.Path(); !info.Relayed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still relayed 10 s after the direct candidates arrived; path changes:%s", log)
+		}
+	}
+	exchange(t, pa, pb)
+	time.Sleep(time.Second) // ten renomination intervals
+	exchange(t, pa, pb)
+	if info, _ := a.Path(); info.Relayed {
+		t.Fatalf("moved back to the relay; path changes:%s", log)
+	}
+	t.Logf("path changes:%s", log)
+	_ = pa.Close()
+	_ = pb.Close()
+}
