@@ -98,9 +98,10 @@ type Timing struct {
 	DisconnectedTimeout, FailedTimeout time.Duration
 	// KeepaliveInterval (default 1 s) keeps NAT bindings open.
 	KeepaliveInterval time.Duration
-	// RenominateAfter is how long after selecting a pair the controlling
-	// side starts looking for a better one (default 1 s).
-	RenominateAfter time.Duration
+	// UpgradeCheck is how often the controlling side, while the path is
+	// relayed, looks for a direct pair to move it to (default 250 ms; every
+	// second at most once the path is 10 s old).
+	UpgradeCheck time.Duration
 }
 
 func (t Timing) withDefaults() Timing {
@@ -116,7 +117,7 @@ func (t Timing) withDefaults() Timing {
 	def(&t.DisconnectedTimeout, 3*time.Second)
 	def(&t.FailedTimeout, 10*time.Second)
 	def(&t.KeepaliveInterval, time.Second)
-	def(&t.RenominateAfter, time.Second)
+	def(&t.UpgradeCheck, 250*time.Millisecond)
 	return t
 }
 
@@ -154,8 +155,11 @@ type Agent struct {
 	cfg         Config
 	controlling bool
 	a           *ice.Agent
-	ready       atomic.Bool // a is set (the renomination gate may run before)
 	log         *slog.Logger
+
+	upgradeTo atomic.Pointer[pairRef] // a renomination for the event loop to send
+	done      chan struct{}           // closed by Close
+	wg        sync.WaitGroup          // upgrade
 
 	mu       sync.Mutex
 	gathered []string
@@ -227,61 +231,126 @@ func New(cfg Config, controlling bool) (*Agent, error) {
 	if cfg.IPFilter != nil {
 		opts = append(opts, ice.WithIPFilter(cfg.IPFilter))
 	}
-	// Renomination: when a better pair (direct) becomes valid after a
-	// worse one (relay) was selected, the controlling side moves the path
-	// to it; the PacketConn above follows without noticing. Both sides
-	// must speak it. pion's automatic renomination scores pairs by
-	// candidate type and RTT, and would also move a working direct path
-	// to a relay (a host/relay pair outscores a srflx/prflx one, and a
-	// relay's RTT sample can beat a direct one's by 10 ms): the gate keeps
-	// a direct path where it is.
-	ag := &Agent{cfg: cfg, controlling: controlling, log: cfg.Logger}
-	opts = append(opts, ice.WithRenomination(renominationGate(ag.selectedRelayed)))
+	// Renomination (both sides must speak it): when a direct pair becomes
+	// valid after a relayed one was selected, the controlling side moves
+	// the path to it, and the PacketConn above follows without noticing.
+	// pion's automatic renomination is on for one thing only: after a pair
+	// is selected it keeps checking all the others, which a direct pair
+	// that comes up late needs. Its own choice of target is switched off
+	// (an interval no connection reaches): it scores pairs by candidate
+	// type and RTT, so it would move a working direct path to a relay (a
+	// host/relay pair outscores a srflx/prflx one) and would not move a
+	// host/relay path to a srflx/prflx direct one. upgrade chooses.
+	ag := &Agent{cfg: cfg, controlling: controlling, log: cfg.Logger, done: make(chan struct{})}
+	opts = append(opts, ice.WithRenomination(ice.DefaultNominationValueGenerator()))
 	if controlling {
-		opts = append(opts, ice.WithAutomaticRenomination(t.RenominateAfter))
+		opts = append(opts,
+			ice.WithAutomaticRenomination(pionRenominationOff),
+			ice.WithBindingRequestHandler(ag.onBindingRequest))
 	}
 	a, err := ice.NewAgentWithOptions(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("icepath: %w", err)
 	}
 	ag.a = a
-	ag.ready.Store(true)
 	return ag, nil
 }
 
-// renominationGate returns pion's nomination value generator, which the
-// controlling agent calls (inside its event loop) each time it renominates,
-// just before it sends the request. While the selected pair is relayed it
-// returns increasing values, so the renomination takes effect on both
-// sides. While the selected pair is direct it returns 0: the request then
-// goes out without a nomination value, which neither side acts on (the
-// controlling side keeps its selected pair, and the controlled side only
-// switches to a pair of higher priority, which a pair with a relayed
-// candidate never is). The result: relay to direct, or relay to a better
-// relay, but never away from a direct path. A direct path that dies is
-// the reconnect's business, with a fresh agent.
-func renominationGate(relayed func() bool) ice.NominationValueGenerator {
-	var n uint32
-	return func() uint32 {
-		if !relayed() {
-			return 0
+// pionRenominationOff is the interval given to pion's automatic
+// renomination: it never decides by itself within a connection's life.
+const pionRenominationOff = 100 * 365 * 24 * time.Hour
+
+// pairRef names a candidate pair to renominate.
+type pairRef struct{ local, remote ice.Candidate }
+
+// onBindingRequest runs inside the controlling agent's event loop for
+// every Binding request the peer sends (its keepalives on the selected
+// pair come every KeepaliveInterval). pion's RenominateCandidate must run
+// in that loop, so a renomination that upgrade decided is sent from here.
+func (ag *Agent) onBindingRequest(_ *stun.Message, _, _ ice.Candidate, _ *ice.CandidatePair) bool {
+	if t := ag.upgradeTo.Swap(nil); t != nil {
+		if err := ag.a.RenominateCandidate(t.local, t.remote); err != nil {
+			ag.log.Debug("icepath: renomination failed", "err", err)
 		}
-		n++ // only ever called from the agent's event loop
-		return n
+	}
+	return false // never select a pair because of a request
+}
+
+// upgrade runs on the controlling side while the selected pair is relayed:
+// it looks for a direct pair that has answered a check lately and, when
+// there is one, has it renominated (the best by ICE pair priority). It
+// returns once the path is direct, or when the agent closes. A direct
+// path is never renominated: if it dies, reconnecting is the caller's
+// business, with a fresh agent.
+func (ag *Agent) upgrade() {
+	defer ag.wg.Done()
+	start := time.Now()
+	for {
+		interval := ag.cfg.Timing.UpgradeCheck
+		if time.Since(start) > 10*time.Second {
+			interval = max(interval, time.Second)
+		}
+		select {
+		case <-ag.done:
+			return
+		case <-time.After(interval):
+		}
+		if info, ok := ag.Path(); !ok || !info.Relayed {
+			return
+		}
+		if t := ag.bestDirectPair(); t != nil {
+			ag.upgradeTo.Store(t)
+		}
 	}
 }
 
-// selectedRelayed reports whether the selected pair, if any, is relayed. No
-// selected pair counts as relayed: renominating then is harmless.
-func (ag *Agent) selectedRelayed() bool {
-	if !ag.ready.Load() {
-		return true
+// bestDirectPair returns the succeeded pair of two non-relayed candidates
+// with the highest priority that answered a check in the last few
+// seconds, or nil.
+func (ag *Agent) bestDirectPair() *pairRef {
+	locals, err := ag.a.GetLocalCandidates()
+	if err != nil {
+		return nil
 	}
-	p, err := ag.a.GetSelectedCandidatePair()
-	if err != nil || p == nil {
-		return true
+	remotes, err := ag.a.GetRemoteCandidates()
+	if err != nil {
+		return nil
 	}
-	return p.Local.Type() == ice.CandidateTypeRelay || p.Remote.Type() == ice.CandidateTypeRelay
+	byID := func(cs []ice.Candidate, id string) ice.Candidate {
+		for _, c := range cs {
+			if c.ID() == id {
+				return c
+			}
+		}
+		return nil
+	}
+	var (
+		best     *pairRef
+		bestPrio uint64
+	)
+	for _, st := range ag.a.GetCandidatePairsStats() {
+		if st.State != ice.CandidatePairStateSucceeded || time.Since(st.LastResponseTimestamp) > 3*time.Second {
+			continue
+		}
+		l, r := byID(locals, st.LocalCandidateID), byID(remotes, st.RemoteCandidateID)
+		if l == nil || r == nil || l.Type() == ice.CandidateTypeRelay || r.Type() == ice.CandidateTypeRelay {
+			continue
+		}
+		if p := pairPriority(l.Priority(), r.Priority()); best == nil || p > bestPrio {
+			best, bestPrio = &pairRef{l, r}, p
+		}
+	}
+	return best
+}
+
+// pairPriority is RFC 8445's pair priority, seen from the controlling side
+// (g: the local candidate's priority, d: the remote's).
+func pairPriority(g, d uint32) uint64 {
+	p := uint64(min(g, d))<<32 + 2*uint64(max(g, d))
+	if g > d {
+		p++
+	}
+	return p
 }
 
 // Credentials returns the local ICE username fragment and password, to send
@@ -379,6 +448,14 @@ func (ag *Agent) Connect(ctx context.Context, remoteUfrag, remotePwd string) (*P
 			err = perr
 		}
 		return nil, fmt.Errorf("icepath: %w (%s)", err, ag.Diagnose())
+	}
+	if ag.controlling && ag.cfg.Policy == PolicyAuto {
+		ag.mu.Lock()
+		if !ag.closed {
+			ag.wg.Add(1)
+			go ag.upgrade()
+		}
+		ag.mu.Unlock()
 	}
 	return newPacketConn(c, ag), nil
 }
@@ -493,7 +570,10 @@ func (ag *Agent) Close() error {
 	}
 	ag.closed = true
 	ag.mu.Unlock()
-	return ag.a.Close()
+	close(ag.done)
+	err := ag.a.Close()
+	ag.wg.Wait()
+	return err
 }
 
 // slogFactory routes pion's logs to slog at debug level.
