@@ -25,10 +25,14 @@ type hub struct {
 // directory is the registry shared by replicas (see redis.go).
 type directory interface {
 	// claim records that this replica holds peer (with a token naming the
-	// login), and kicks the peer's previous login at another replica.
-	claim(ctx context.Context, peer identity.PeerID, token string) error
+	// login, and whether it offers itself as a DHT node), and kicks the
+	// peer's previous login at another replica.
+	claim(ctx context.Context, peer identity.PeerID, token string, dht bool) error
 	// release forgets peer if the token still holds it.
-	release(ctx context.Context, peer identity.PeerID, token string)
+	release(ctx context.Context, peer identity.PeerID, token string, dht bool)
+	// dhtPeers returns up to n DHT-capable peers other than self, from
+	// all replicas, in random order.
+	dhtPeers(ctx context.Context, self identity.PeerID, n int) ([]identity.PeerID, error)
 	// forward sends a routed frame to the replica holding target. It
 	// returns errPeerNotFound when no live replica does; the outcome comes
 	// back later through hub.result.
@@ -65,7 +69,7 @@ func (h *hub) register(ctx context.Context, s *session) {
 		old.replaced()
 	}
 	if h.dir != nil {
-		if err := h.dir.claim(ctx, s.peer, s.token); err != nil {
+		if err := h.dir.claim(ctx, s.peer, s.token, s.dht); err != nil {
 			// The local login stands; the refresh loop claims it again.
 			h.srv.log.Warn("registry: claim failed", "peer", s.peer.Short(), "err", err)
 		}
@@ -87,7 +91,7 @@ func (h *hub) unregister(ctx context.Context, s *session) {
 	}
 	h.srv.m.peersOnline.Set(float64(n))
 	if h.dir != nil {
-		h.dir.release(ctx, s.peer, s.token)
+		h.dir.release(ctx, s.peer, s.token, s.dht)
 	}
 }
 
@@ -115,8 +119,20 @@ func (h *hub) count() int {
 	return len(h.peers)
 }
 
-// dhtPeers returns up to n DHT-capable peers other than self.
-func (h *hub) dhtPeers(self identity.PeerID, n int) [][wire.PeerIDLen]byte {
+// dhtPeers returns up to n DHT-capable peers other than self: from every
+// replica with a directory (this replica's alone if the directory fails).
+func (h *hub) dhtPeers(ctx context.Context, self identity.PeerID, n int) [][wire.PeerIDLen]byte {
+	if h.dir != nil && n > 0 {
+		ps, err := h.dir.dhtPeers(ctx, self, n)
+		if err == nil {
+			out := make([][wire.PeerIDLen]byte, len(ps))
+			for i, p := range ps {
+				out[i] = p
+			}
+			return out
+		}
+		h.srv.log.Warn("registry: DHT peers from the directory failed; answering with this replica's", "err", err)
+	}
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	var out [][wire.PeerIDLen]byte

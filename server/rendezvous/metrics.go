@@ -104,7 +104,7 @@ func newMetrics() *metrics {
 		}, []string{"disposition"}),
 		redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ferry_rendezvous_redis_errors_total",
-			Help: "Failed Redis operations, by operation (register, refresh, unregister, lookup, publish, subscribe, ping).",
+			Help: "Failed Redis operations, by operation (register, refresh, unregister, lookup, publish, subscribe, ping, dht).",
 		}, []string{"op"}),
 		credentials: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ferry_rendezvous_credentials_issued_total",

@@ -25,6 +25,13 @@ import (
 // a message for them is refused sooner still, since no one listens on
 // the dead replica's channel any more.
 //
+// DHT nodes: the sorted set PREFIX+"dht" holds the DHT-capable peers of
+// all replicas (members: the 32-byte PeerIDs), each scored with the Unix
+// time in milliseconds at which its entry lapses; the replica holding the
+// peer pushes that forward with every refresh, and each replica's refresh
+// also trims the lapsed entries, so a dead replica's nodes leave within
+// the TTL, as its registry entries do. Bootstrap answers draw from it.
+//
 // Messages: every replica subscribes to PREFIX+"replica:"+REPLICA. A
 // routed frame for a peer at another replica is published there; that
 // replica queues it and publishes the outcome (the receipt, or why not)
@@ -130,6 +137,13 @@ func newRedisDirectory(ctx context.Context, srv *Server, rdb redis.UniversalClie
 }
 
 func (d *redisDirectory) key(p identity.PeerID) string { return d.prefix + "peer:" + p.String() }
+func (d *redisDirectory) dhtKey() string               { return d.prefix + "dht" }
+
+// dhtEntry is peer's entry in the DHT set, lapsing a TTL from now.
+func (d *redisDirectory) dhtEntry(peer identity.PeerID) redis.Z {
+	return redis.Z{Score: float64(time.Now().Add(d.ttl).UnixMilli()), Member: string(peer[:])}
+}
+
 func (d *redisDirectory) channel(replica string) string {
 	return d.prefix + "replica:" + replica
 }
@@ -141,12 +155,23 @@ func opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
 }
 
-func (d *redisDirectory) claim(ctx context.Context, peer identity.PeerID, token string) error {
+func (d *redisDirectory) claim(ctx context.Context, peer identity.PeerID, token string, dht bool) error {
 	ctx, cancel := opCtx(ctx)
 	defer cancel()
-	old, err := d.rdb.SetArgs(ctx, d.key(peer), d.value(token), redis.SetArgs{Get: true, TTL: d.ttl}).Result()
+	pipe := d.rdb.Pipeline()
+	set := pipe.SetArgs(ctx, d.key(peer), d.value(token), redis.SetArgs{Get: true, TTL: d.ttl})
+	var node redis.Cmder
+	if dht {
+		node = pipe.ZAdd(ctx, d.dhtKey(), d.dhtEntry(peer))
+	} else {
+		// The previous login may have been a DHT node; this one is not.
+		node = pipe.ZRem(ctx, d.dhtKey(), string(peer[:]))
+	}
+	_, _ = pipe.Exec(ctx) // each command's error is read below
+	d.errs.count("dht", node.Err())
+	old, err := set.Result()
 	if errors.Is(err, redis.Nil) {
-		return nil
+		return node.Err()
 	}
 	d.errs.count("register", err)
 	if err != nil {
@@ -163,11 +188,45 @@ func (d *redisDirectory) claim(ctx context.Context, peer identity.PeerID, token 
 	return err
 }
 
-func (d *redisDirectory) release(ctx context.Context, peer identity.PeerID, token string) {
+func (d *redisDirectory) release(ctx context.Context, peer identity.PeerID, token string, dht bool) {
 	ctx, cancel := opCtx(ctx)
 	defer cancel()
-	err := releaseScript.Run(ctx, d.rdb, []string{d.key(peer)}, d.value(token)).Err()
+	d.releaseEntry(ctx, peer, d.value(token), dht)
+}
+
+// releaseEntry deletes peer's registry entry if it still holds value, and
+// then (for a DHT node) its DHT entry. Two commands rather than one
+// script, so that the keys need not share a Redis Cluster slot.
+func (d *redisDirectory) releaseEntry(ctx context.Context, peer identity.PeerID, value string, dht bool) {
+	n, err := releaseScript.Run(ctx, d.rdb, []string{d.key(peer)}, value).Int()
 	d.errs.count("unregister", err)
+	if err == nil && n == 1 && dht {
+		d.errs.count("dht", d.rdb.ZRem(ctx, d.dhtKey(), string(peer[:])).Err())
+	}
+}
+
+func (d *redisDirectory) dhtPeers(ctx context.Context, self identity.PeerID, n int) ([]identity.PeerID, error) {
+	ctx, cancel := opCtx(ctx)
+	defer cancel()
+	// Lapsed entries are trimmed by the refreshes, but one may still be
+	// there: draw a few more than needed and skip them.
+	zs, err := d.rdb.ZRandMemberWithScores(ctx, d.dhtKey(), 2*n+1).Result()
+	d.errs.count("dht", err)
+	if err != nil {
+		return nil, err
+	}
+	now := float64(time.Now().UnixMilli())
+	out := make([]identity.PeerID, 0, n)
+	for _, z := range zs {
+		m, ok := z.Member.(string)
+		if !ok || len(m) != wire.PeerIDLen || z.Score < now {
+			continue
+		}
+		if p := identity.PeerID([]byte(m)); p != self && len(out) < n {
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
 func (d *redisDirectory) forward(ctx context.Context, from, target identity.PeerID, id uint64, frame []byte) error {
@@ -221,8 +280,7 @@ func (d *redisDirectory) forward(ctx context.Context, from, target identity.Peer
 	if n == 0 {
 		// Nobody listens for that replica: it is dead. Its entries would
 		// expire within the TTL; this one goes now.
-		err := releaseScript.Run(ctx, d.rdb, []string{d.key(target)}, v).Err()
-		d.errs.count("unregister", err)
+		d.releaseEntry(ctx, target, v, true)
 		return errPeerNotFound
 	}
 	return nil
@@ -339,6 +397,7 @@ func (d *redisDirectory) refresh() {
 			return
 		case <-t.C:
 		}
+		d.trimDHT()
 		sessions := d.srv.hub.sessions()
 		const batch = 1000
 		for len(sessions) > 0 {
@@ -357,6 +416,9 @@ func (d *redisDirectory) refreshBatch(ss []*session) {
 	ttl := d.ttl.Milliseconds()
 	for i, s := range ss {
 		cmds[i] = refreshScript.EvalSha(ctx, pipe, []string{d.key(s.peer)}, d.value(s.token), ttl)
+		if s.dht {
+			pipe.ZAdd(ctx, d.dhtKey(), d.dhtEntry(s.peer))
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && isNoScript(err) {
 		// First use on this Redis: load the script, then retry once.
@@ -376,6 +438,14 @@ func (d *redisDirectory) refreshBatch(ss []*session) {
 			d.srv.hub.kick(ss[i].peer, ss[i].token)
 		}
 	}
+}
+
+// trimDHT removes the lapsed entries of the DHT set.
+func (d *redisDirectory) trimDHT() {
+	ctx, cancel := context.WithTimeout(d.ctx, d.ttl/3)
+	defer cancel()
+	err := d.rdb.ZRemRangeByScore(ctx, d.dhtKey(), "-inf", fmt.Sprint(time.Now().UnixMilli())).Err()
+	d.errs.count("dht", err)
 }
 
 func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }

@@ -3,8 +3,11 @@ package rendezvous
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/sdk/identity"
@@ -216,5 +219,85 @@ func TestRedisLostMessage(t *testing.T) {
 	}
 	if m, err := ghost.ReceiveMessage(ctx); err != nil || m.Payload[0] != kindRoute {
 		t.Fatalf("the ghost got %v %v", m, err)
+	}
+}
+
+// TestRedisBootstrap: a bootstrap answer draws the DHT-capable peers of
+// every replica, never the requester, a peer that left, a peer whose new
+// login is no DHT node, or an entry that lapsed (which the refreshes trim).
+func TestRedisBootstrap(t *testing.T) {
+	addr := startRedis(t)
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 60*time.Second)
+	const ttl = 3 * time.Second
+	replica := func(id string) *Server {
+		return newServer(t, func(c *Config) {
+			c.Redis = newRedisClient(t, addr)
+			c.RegistryTTL = ttl
+			c.ReplicaID = id
+			c.BootstrapPeers = 8
+		})
+	}
+	r1, r2 := replica("r1"), replica("r2")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dht := client.WithCapabilities("dht")
+	nodeIDs := []*identity.Identity{newIdentity(t), newIdentity(t), newIdentity(t)}
+	var nodes []*client.Client
+	for _, id := range nodeIDs {
+		nodes = append(nodes, dialAs(t, r1, id, dht))
+	}
+	dial(t, r1) // not a DHT node
+	asker := dial(t, r2, dht)
+
+	peers := func() []identity.PeerID {
+		t.Helper()
+		bs, err := asker.Bootstrap(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bs.Peers
+	}
+	same := func(got []identity.PeerID, want ...identity.PeerID) bool {
+		return len(got) == len(want) && !slices.ContainsFunc(want, func(p identity.PeerID) bool { return !slices.Contains(got, p) })
+	}
+	if got := peers(); !same(got, nodes[0].PeerID(), nodes[1].PeerID(), nodes[2].PeerID()) {
+		t.Fatalf("bootstrap peers at r2: %v, want r1's three DHT nodes", got)
+	}
+
+	// A lapsed entry (its replica died long ago) is never offered, and the
+	// next refresh removes it.
+	rdb := newRedisClient(t, addr)
+	ghost := newIdentity(t).PeerID()
+	key := r1.cfg.redisPrefix + "dht"
+	if err := rdb.ZAdd(ctx, key, redis.Z{Score: float64(time.Now().Add(-time.Second).UnixMilli()), Member: string(ghost[:])}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := peers(); slices.Contains(got, ghost) {
+		t.Fatalf("a lapsed entry was offered: %v", got)
+	}
+
+	// One node leaves; another logs in again, at r2, without the
+	// capability.
+	nodes[0].Close()
+	dialAs(t, r2, nodeIDs[1])
+	want := []identity.PeerID{nodes[2].PeerID()}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		got := peers()
+		if same(got, want...) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bootstrap peers %v, want only %v", got, want)
+		}
+	}
+	for deadline := time.Now().Add(2 * ttl); ; time.Sleep(50 * time.Millisecond) {
+		err := rdb.ZScore(ctx, key, string(ghost[:])).Err()
+		if errors.Is(err, redis.Nil) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lapsed entry is still there after two TTLs: %v", err)
+		}
 	}
 }

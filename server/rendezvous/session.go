@@ -258,7 +258,7 @@ func (s *session) handleFrame(ctx context.Context, f wire.Frame) bool {
 			s.protocolError(err.Error())
 			return false
 		}
-		s.sendBootstrap(m.ID)
+		s.sendBootstrap(ctx, m.ID)
 	case f.Type == wire.TypeGoAway:
 		s.closeAfter(websocket.StatusNormalClosure, "goodbye")
 		return false
@@ -320,13 +320,13 @@ func (s *session) sendCredentials(id uint64) {
 	s.sendMessage(c, true)
 }
 
-func (s *session) sendBootstrap(id uint64) {
+func (s *session) sendBootstrap(ctx context.Context, id uint64) {
 	seeds := append([]string{s.srv.publicURL(s)}, s.srv.cfg.BootstrapSeeds...)
 	s.srv.m.bootstrap.Inc()
 	s.sendMessage(&wire.Bootstrap{
 		ID:    id,
 		Seeds: seeds,
-		Peers: s.srv.hub.dhtPeers(s.peer, s.srv.cfg.bootPeers),
+		Peers: s.srv.hub.dhtPeers(ctx, s.peer, s.srv.cfg.bootPeers),
 	}, true)
 }
 

@@ -306,7 +306,10 @@ func (ag *Agent) upgrade() {
 
 // bestDirectPair returns the succeeded pair of two non-relayed candidates
 // with the highest priority that answered a check in the last few
-// seconds, or nil.
+// seconds, or nil. A peer-reflexive remote candidate at the address of one
+// of the peer's relayed candidates (learnt from a check that came through
+// the relay before the candidate itself came through signaling) counts as
+// relayed.
 func (ag *Agent) bestDirectPair() *pairRef {
 	locals, err := ag.a.GetLocalCandidates()
 	if err != nil {
@@ -324,6 +327,12 @@ func (ag *Agent) bestDirectPair() *pairRef {
 		}
 		return nil
 	}
+	relayAddrs := map[string]bool{}
+	for _, r := range remotes {
+		if r.Type() == ice.CandidateTypeRelay {
+			relayAddrs[r.Address()+" "+fmt.Sprint(r.Port())] = true
+		}
+	}
 	var (
 		best     *pairRef
 		bestPrio uint64
@@ -333,7 +342,8 @@ func (ag *Agent) bestDirectPair() *pairRef {
 			continue
 		}
 		l, r := byID(locals, st.LocalCandidateID), byID(remotes, st.RemoteCandidateID)
-		if l == nil || r == nil || l.Type() == ice.CandidateTypeRelay || r.Type() == ice.CandidateTypeRelay {
+		if l == nil || r == nil || l.Type() == ice.CandidateTypeRelay || r.Type() == ice.CandidateTypeRelay ||
+			relayAddrs[r.Address()+" "+fmt.Sprint(r.Port())] {
 			continue
 		}
 		if p := pairPriority(l.Priority(), r.Priority()); best == nil || p > bestPrio {

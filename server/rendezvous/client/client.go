@@ -90,7 +90,8 @@ type Bootstrap struct {
 	// Seeds are signaling URLs of rendezvous servers that seed the DHT,
 	// this one first.
 	Seeds []string
-	// Peers are DHT-capable peers online at this server.
+	// Peers are DHT-capable peers online at this server (at any of its
+	// replicas, with Redis).
 	Peers []identity.PeerID
 }
 
