@@ -161,11 +161,12 @@ type Agent struct {
 	done      chan struct{}           // closed by Close
 	wg        sync.WaitGroup          // upgrade
 
-	mu       sync.Mutex
-	gathered []string
-	remote   []string
-	pairs    []ice.CandidatePairStats // last snapshot while connecting
-	closed   bool
+	mu           sync.Mutex
+	gathered     []string
+	remote       []string
+	remoteRelays map[string]bool          // addresses of the peer's relayed candidates
+	pairs        []ice.CandidatePairStats // last snapshot while connecting
+	closed       bool
 }
 
 // New creates an agent. controlling is true on the dialing side.
@@ -327,12 +328,6 @@ func (ag *Agent) bestDirectPair() *pairRef {
 		}
 		return nil
 	}
-	relayAddrs := map[string]bool{}
-	for _, r := range remotes {
-		if r.Type() == ice.CandidateTypeRelay {
-			relayAddrs[r.Address()+" "+fmt.Sprint(r.Port())] = true
-		}
-	}
 	var (
 		best     *pairRef
 		bestPrio uint64
@@ -342,8 +337,7 @@ func (ag *Agent) bestDirectPair() *pairRef {
 			continue
 		}
 		l, r := byID(locals, st.LocalCandidateID), byID(remotes, st.RemoteCandidateID)
-		if l == nil || r == nil || l.Type() == ice.CandidateTypeRelay || r.Type() == ice.CandidateTypeRelay ||
-			relayAddrs[r.Address()+" "+fmt.Sprint(r.Port())] {
+		if l == nil || r == nil || l.Type() == ice.CandidateTypeRelay || r.Type() == ice.CandidateTypeRelay || ag.remoteRelay(r) {
 			continue
 		}
 		if p := pairPriority(l.Priority(), r.Priority()); best == nil || p > bestPrio {
@@ -398,6 +392,12 @@ func (ag *Agent) AddRemote(cand string) error {
 	}
 	ag.mu.Lock()
 	ag.remote = append(ag.remote, cand)
+	if c.Type() == ice.CandidateTypeRelay {
+		if ag.remoteRelays == nil {
+			ag.remoteRelays = map[string]bool{}
+		}
+		ag.remoteRelays[candAddr(c)] = true
+	}
 	ag.mu.Unlock()
 	return ag.a.AddRemoteCandidate(c)
 }
@@ -490,10 +490,15 @@ func (ag *Agent) Path() (Info, bool) {
 	if err != nil || p == nil {
 		return Info{}, false
 	}
-	return pairInfo(p.Local, p.Remote), true
+	return ag.pairInfo(p.Local, p.Remote), true
 }
 
-func pairInfo(l, r ice.Candidate) Info {
+// pairInfo describes a pair. A peer-reflexive remote candidate at the
+// address of one of the peer's relayed candidates is the relay: pion
+// learnt it from a check that came through the relay before the relayed
+// candidate itself came through signaling, and a pair selected by then
+// keeps the peer-reflexive candidate.
+func (ag *Agent) pairInfo(l, r ice.Candidate) Info {
 	inf := Info{
 		LocalType:     l.Type().String(),
 		RemoteType:    r.Type().String(),
@@ -512,15 +517,26 @@ func pairInfo(l, r ice.Candidate) Info {
 			inf.RelayAddr = net.JoinHostPort(ra.Address, fmt.Sprint(ra.Port))
 		}
 	}
-	if r.Type() == ice.CandidateTypeRelay {
-		inf.Relayed = true
+	if r.Type() == ice.CandidateTypeRelay || r.Type() == ice.CandidateTypePeerReflexive && ag.remoteRelay(r) {
+		inf.Relayed, inf.RemoteRelayed = true, true
+		inf.RemoteType = ice.CandidateTypeRelay.String()
 	}
 	return inf
 }
 
+// remoteRelay reports whether c is at the address of a relayed candidate
+// the peer signaled.
+func (ag *Agent) remoteRelay(c ice.Candidate) bool {
+	ag.mu.Lock()
+	defer ag.mu.Unlock()
+	return ag.remoteRelays[candAddr(c)]
+}
+
+func candAddr(c ice.Candidate) string { return net.JoinHostPort(c.Address(), fmt.Sprint(c.Port())) }
+
 // OnPathChange calls f whenever the selected pair changes.
 func (ag *Agent) OnPathChange(f func(Info)) error {
-	return ag.a.OnSelectedCandidatePairChange(func(l, r ice.Candidate) { f(pairInfo(l, r)) })
+	return ag.a.OnSelectedCandidatePairChange(func(l, r ice.Candidate) { f(ag.pairInfo(l, r)) })
 }
 
 // Diagnose describes what the agent gathered and tried, for errors.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/transport/v5/vnet"
 
 	"github.com/ferrynet/ferry/internal/testutil"
@@ -198,4 +199,37 @@ func TestRelayedPathMovesToDirect(t *testing.T) {
 	t.Logf("path changes:%s", log)
 	_ = pa.Close()
 	_ = pb.Close()
+}
+
+// A pair whose remote candidate is peer-reflexive at the address of one of
+// the peer's relayed candidates is reported as relayed: the check that
+// taught pion the candidate came through the relay, ahead of signaling
+// (the NAT matrix showed such a pair as "host/prflx", direct, on the side
+// facing a udp-blocked peer).
+func TestPeerReflexiveRelayIsRelayed(t *testing.T) {
+	ag, err := New(Config{}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ag.Close()
+	if err := ag.AddRemote("candidate:1 1 udp 16777215 203.0.113.10 50000 typ relay raddr 198.51.100.2 rport 4000"); err != nil {
+		t.Fatal(err)
+	}
+	host, err := ice.NewCandidateHost(&ice.CandidateHostConfig{Network: "udp", Address: "10.1.0.2", Port: 4000, Component: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prflx := func(addr string, port int) ice.Candidate {
+		c, err := ice.NewCandidatePeerReflexive(&ice.CandidatePeerReflexiveConfig{Network: "udp", Address: addr, Port: port, Component: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if inf := ag.pairInfo(host, prflx("203.0.113.10", 50000)); !inf.Relayed || !inf.RemoteRelayed || inf.RemoteType != "relay" {
+		t.Errorf("prflx at the peer's relay address: %+v, want relayed", inf)
+	}
+	if inf := ag.pairInfo(host, prflx("198.51.100.2", 50001)); inf.Relayed || inf.RemoteType != "prflx" {
+		t.Errorf("prflx elsewhere: %+v, want direct", inf)
+	}
 }
