@@ -54,6 +54,7 @@ type options struct {
 	peers, sources       int
 	replicas             int
 	tls                  bool
+	settle               time.Duration
 	routeRate            float64
 	routeDuration        time.Duration
 	routePairs           int
@@ -74,6 +75,8 @@ func bench(ctx context.Context, args []string) error {
 	fs.IntVar(&o.sources, "sources", 8, "source addresses 127.0.0.2.. for the capacity run")
 	fs.IntVar(&o.replicas, "replicas", 1, "capacity run: spread the peers over this many replicas sharing a redis-server, a load generator each")
 	fs.BoolVar(&o.tls, "tls", false, "capacity run over wss:// (self-signed certificate) instead of ws://")
+	fs.DurationVar(&o.settle, "settle", 3*time.Second, "capacity run: how long after the last login the servers' memory is read "+
+		"(right after a login storm their heaps still hold its garbage; the peers ping every 30 s)")
 	fs.Float64Var(&o.routeRate, "route-rate", 2000, "routed messages per second (offers and answers)")
 	fs.DurationVar(&o.routeDuration, "route-duration", 10*time.Second, "length of a routing run")
 	fs.IntVar(&o.routePairs, "route-pairs", 50, "sender/receiver pairs for the routing runs")
@@ -371,7 +374,7 @@ func benchCapacity(ctx context.Context, o options) error {
 		r.line = line
 	}
 	loginTime := time.Since(start)
-	time.Sleep(3 * time.Second) // let the servers settle
+	time.Sleep(o.settle)
 	var online, rssDelta float64
 	for _, r := range rs {
 		if r.rss1, err = rvbench.ProcRSS(r.srv.PID()); err != nil {
@@ -384,8 +387,8 @@ func benchCapacity(ctx context.Context, o options) error {
 		rssDelta += float64(r.rss1 - r.rss0)
 	}
 	scheme := strings.SplitN(rs[0].url, ":", 2)[0] + "://"
-	fmt.Printf("%d peers over %d source addresses, %s, %d server process(es), %v to log in\n", o.peers, o.sources, scheme, n,
-		loginTime.Round(time.Millisecond))
+	fmt.Printf("%d peers over %d source addresses, %s, %d server process(es), %v to log in, memory read %v after\n", o.peers, o.sources, scheme, n,
+		loginTime.Round(time.Millisecond), o.settle)
 	kib := func(b float64) float64 { return b / float64(per) / 1024 }
 	for i, r := range rs {
 		cpu, _ := rvbench.ProcCPU(r.srv.PID())
