@@ -178,9 +178,17 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 
 func (c *Conn) handshake(ctx context.Context) error {
 	kl := &keyLog{}
-	cfg := c.cfg.Clone()
-	cfg.SessionTicketsDisabled = true
-	cfg.KeyLogWriter = kl
+	cfg := forHandover(c.cfg, kl)
+	if get := cfg.GetConfigForClient; get != nil {
+		// A configuration chosen per client needs the same changes.
+		cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			chosen, err := get(hello)
+			if chosen == nil || err != nil {
+				return chosen, err
+			}
+			return forHandover(chosen, kl), nil
+		}
+	}
 	br := &recordBounded{Conn: c.raw}
 	tc := tls.Server(br, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
@@ -205,6 +213,17 @@ func (c *Conn) handshake(ctx context.Context) error {
 		return err
 	}
 	return c.out.init(st.CipherSuite, serverSecret)
+}
+
+// forHandover returns a copy of cfg whose TLS 1.3 connections can be
+// handed over after the handshake: no session tickets (one would be sent
+// under the application keys before the handover), and the key log going
+// to kl.
+func forHandover(cfg *tls.Config, kl *keyLog) *tls.Config {
+	cfg = cfg.Clone()
+	cfg.SessionTicketsDisabled = true
+	cfg.KeyLogWriter = kl
+	return cfg
 }
 
 // connState is what a TLS 1.3 Conn keeps of the handshake.

@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,7 +173,9 @@ func TestTLS12Fallback(t *testing.T) {
 	conns := echoServer(t, l)
 	c := dialTLS(t, l.Addr().String(), pool, tls.VersionTLS12)
 	echo(t, c, 1, 70_000)
-	if sc := <-conns; sc.fallback == nil || sc.ConnectionState().Version != tls.VersionTLS12 {
+	// ConnectionState's atomic load orders the read of fallback after the
+	// handshake that set it.
+	if sc := <-conns; sc.ConnectionState().Version != tls.VersionTLS12 || sc.fallback == nil {
 		t.Fatal("a TLS 1.2 connection is not on crypto/tls's record layer")
 	}
 }
@@ -379,4 +382,23 @@ func (h *holdConn) Write(p []byte) (int, error) {
 		return h.held.Write(p)
 	}
 	return h.Conn.Write(p)
+}
+
+// A configuration chosen per client (GetConfigForClient) is handed over
+// too.
+func TestConfigForClient(t *testing.T) {
+	testutil.CheckLeaks(t)
+	cfg, pool := testPKI(t)
+	var chosen atomic.Int32
+	outer := &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		chosen.Add(1)
+		return cfg, nil
+	}}
+	l := listen(t, outer)
+	conns := echoServer(t, l)
+	c := dialTLS(t, l.Addr().String(), pool, 0)
+	echo(t, c, 10, 20_000)
+	if sc := <-conns; sc.ConnectionState().Version != tls.VersionTLS13 || sc.fallback != nil || chosen.Load() != 1 {
+		t.Fatalf("fallback %v, configurations chosen %d", sc.fallback != nil, chosen.Load())
+	}
 }
