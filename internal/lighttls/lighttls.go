@@ -636,13 +636,19 @@ func (h *halfConn) nonce() ([12]byte, error) {
 	return n, nil
 }
 
-// open decrypts rec in place.
-func (h *halfConn) open(rec, header []byte) ([]byte, error) {
+// next returns the AEAD and the nonce for the next record.
+func (h *halfConn) next() (cipher.AEAD, [12]byte, error) {
 	aead, err := h.aead()
 	if err != nil {
-		return nil, err
+		return nil, [12]byte{}, err
 	}
 	n, err := h.nonce()
+	return aead, n, err
+}
+
+// open decrypts rec in place.
+func (h *halfConn) open(rec, header []byte) ([]byte, error) {
+	aead, n, err := h.next()
 	if err != nil {
 		return nil, err
 	}
@@ -655,11 +661,7 @@ func (h *halfConn) open(rec, header []byte) ([]byte, error) {
 
 // seal encrypts pt in place; pt's buffer must have room for the tag.
 func (h *halfConn) seal(pt, header []byte) ([]byte, error) {
-	aead, err := h.aead()
-	if err != nil {
-		return nil, err
-	}
-	n, err := h.nonce()
+	aead, n, err := h.next()
 	if err != nil {
 		return nil, err
 	}

@@ -25,14 +25,7 @@ func TestRedisReplicas(t *testing.T) {
 	testutil.CheckLeaks(t)
 	testutil.Deadline(t, 120*time.Second)
 	const ttl = 3 * time.Second
-	replica := func(id string) *Server {
-		return newServer(t, func(c *Config) {
-			c.Redis = newRedisClient(t, addr)
-			c.RegistryTTL = ttl
-			c.ReplicaID = id
-		})
-	}
-	r1, r2 := replica("r1"), replica("r2")
+	r1, r2 := redisReplica(t, addr, "r1", ttl, nil), redisReplica(t, addr, "r2", ttl, nil)
 	r3addr, r3 := startReplicaProcess(t, addr, "r3", ttl)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -230,15 +223,8 @@ func TestRedisBootstrap(t *testing.T) {
 	testutil.CheckLeaks(t)
 	testutil.Deadline(t, 60*time.Second)
 	const ttl = 3 * time.Second
-	replica := func(id string) *Server {
-		return newServer(t, func(c *Config) {
-			c.Redis = newRedisClient(t, addr)
-			c.RegistryTTL = ttl
-			c.ReplicaID = id
-			c.BootstrapPeers = 8
-		})
-	}
-	r1, r2 := replica("r1"), replica("r2")
+	more := func(c *Config) { c.BootstrapPeers = 8 }
+	r1, r2 := redisReplica(t, addr, "r1", ttl, more), redisReplica(t, addr, "r2", ttl, more)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dht := client.WithCapabilities("dht")
@@ -300,4 +286,19 @@ func TestRedisBootstrap(t *testing.T) {
 			t.Fatalf("the lapsed entry is still there after two TTLs: %v", err)
 		}
 	}
+}
+
+// redisReplica starts an in-process replica named id on the redis-server at
+// addr, with registry TTL ttl; more, if set, changes the rest of the
+// configuration.
+func redisReplica(t *testing.T, addr, id string, ttl time.Duration, more func(*Config)) *Server {
+	t.Helper()
+	return newServer(t, func(c *Config) {
+		c.Redis = newRedisClient(t, addr)
+		c.RegistryTTL = ttl
+		c.ReplicaID = id
+		if more != nil {
+			more(c)
+		}
+	})
 }

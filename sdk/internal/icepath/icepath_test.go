@@ -52,6 +52,17 @@ func (l *lab) config(n *vnet.Net, policy Policy) Config {
 // paths, or the dialer's error.
 func connectPair(t *testing.T, a, b *Agent) (*PacketConn, *PacketConn, error) {
 	t.Helper()
+	return connectPairVia(t, a, b, func(to *Agent, cand string) {
+		if err := to.AddRemote(cand); err != nil {
+			t.Errorf("add remote: %v", err)
+		}
+	})
+}
+
+// connectPairVia is connectPair with signaling that hands each candidate to
+// deliver, which passes it to the other agent (or holds it back).
+func connectPairVia(t *testing.T, a, b *Agent, deliver func(to *Agent, cand string)) (*PacketConn, *PacketConn, error) {
+	t.Helper()
 	ua, pa, err := a.Credentials()
 	if err != nil {
 		t.Fatal(err)
@@ -63,9 +74,7 @@ func connectPair(t *testing.T, a, b *Agent) (*PacketConn, *PacketConn, error) {
 	trickle := func(from, to *Agent) {
 		if err := from.Gather(func(c string) {
 			if c != "" {
-				if err := to.AddRemote(c); err != nil {
-					t.Errorf("add remote: %v", err)
-				}
+				deliver(to, c)
 			}
 		}); err != nil {
 			t.Fatal(err)

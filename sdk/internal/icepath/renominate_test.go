@@ -1,7 +1,6 @@
 package icepath
 
 import (
-	"context"
 	"slices"
 	"strings"
 	"sync"
@@ -123,59 +122,26 @@ func TestRelayedPathMovesToDirect(t *testing.T) {
 	log := watchPath(t, a)
 	release := make(chan struct{})
 	var held sync.WaitGroup
-	trickle := func(from, to *Agent) {
-		if err := from.Gather(func(c string) {
-			if c == "" {
-				return
+	pa, pb, err := connectPairVia(t, a, b, func(to *Agent, c string) {
+		add := func() {
+			if err := to.AddRemote(c); err != nil {
+				t.Errorf("add remote: %v", err)
 			}
-			add := func() {
-				if err := to.AddRemote(c); err != nil {
-					t.Errorf("add remote: %v", err)
-				}
-			}
-			if strings.Contains(c, "typ relay") {
-				add()
-				return
-			}
-			held.Add(1)
-			go func() {
-				defer held.Done()
-				<-release
-				add()
-			}()
-		}); err != nil {
-			t.Fatal(err)
 		}
-	}
-	ua, pwa, err := a.Credentials()
+		if strings.Contains(c, "typ relay") {
+			add()
+			return
+		}
+		held.Go(func() {
+			<-release
+			add()
+		})
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	ub, pwb, err := b.Credentials()
-	if err != nil {
-		t.Fatal(err)
-	}
-	trickle(a, b)
-	trickle(b, a)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	type res struct {
-		pc  *PacketConn
-		err error
-	}
-	accepted := make(chan res, 1)
-	go func() {
-		pc, err := b.Connect(ctx, ua, pwa)
-		accepted <- res{pc, err}
-	}()
-	pa, err := a.Connect(ctx, ub, pwb)
-	rb := <-accepted
-	if err != nil || rb.err != nil {
 		close(release)
 		held.Wait()
-		t.Fatal(err, rb.err)
+		t.Fatal(err)
 	}
-	pb := rb.pc
 	if info, _ := a.Path(); !info.Relayed {
 		t.Fatalf("first path %s -> %s is not relayed", info.LocalType, info.RemoteType)
 	}
