@@ -10,6 +10,7 @@ package testutil
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"runtime/pprof"
@@ -81,9 +82,13 @@ func Deadline(t testing.TB, d time.Duration) (stop func()) {
 		}
 		var buf bytes.Buffer
 		_ = pprof.Lookup("goroutine").WriteTo(&buf, 2)
-		t.Errorf("test %s exceeded its %v deadline; goroutines:\n%s", t.Name(), d, trimStacks(buf.String()))
+		msg := fmt.Sprintf("test %s exceeded its %v deadline; goroutines:\n%s", t.Name(), d, trimStacks(buf.String()))
+		t.Error(msg)
 		// Errorf does not stop the test; a hung test is better killed
 		// with its stacks on record than left to the global -timeout.
+		// Without -v the test's log is printed only when it ends, which
+		// the panic prevents: the stacks go to stderr as well.
+		fmt.Fprintln(os.Stderr, msg)
 		panicOnDeadline(t.Name(), d)
 	})
 	var once bool
