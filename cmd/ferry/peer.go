@@ -10,6 +10,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/ferrynet/ferry/internal/demo"
 	"github.com/ferrynet/ferry/sdk"
 )
 
@@ -94,16 +95,10 @@ func echo(ctx context.Context, c *sdk.Conn) {
 }
 
 type pingReport struct {
-	Peer            string  `json:"peer"`
-	Path            string  `json:"path"`
-	LocalCandidate  string  `json:"local_candidate"`
-	RemoteCandidate string  `json:"remote_candidate"`
-	LocalAddr       string  `json:"local_addr"`
-	RemoteAddr      string  `json:"remote_addr"`
-	Relay           string  `json:"relay,omitempty"`
-	ConnectMs       float64 `json:"connect_ms"`
-	RTTMs           float64 `json:"rtt_ms"`
-	Pings           int     `json:"pings"`
+	Peer string `json:"peer"`
+	demo.PathReport
+	RTTMs float64 `json:"rtt_ms"`
+	Pings int     `json:"pings"`
 }
 
 func cmdPing(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -157,12 +152,7 @@ func cmdPing(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	sort.Slice(rtts, func(i, j int) bool { return rtts[i] < rtts[j] })
-	p := c.Path()
-	rep := pingReport{
-		Peer: peer.String(), Path: p.Kind(), LocalCandidate: p.LocalCandidate, RemoteCandidate: p.RemoteCandidate,
-		LocalAddr: p.LocalAddr, RemoteAddr: p.RemoteAddr, Relay: p.Relay,
-		ConnectMs: ms(p.ConnectTime), RTTMs: ms(rtts[len(rtts)/2]), Pings: len(rtts),
-	}
+	rep := pingReport{Peer: peer.String(), PathReport: demo.NewPathReport(c.Path()), RTTMs: ms(rtts[len(rtts)/2]), Pings: len(rtts)}
 	if *asJSON {
 		return printJSON(stdout, stderr, rep)
 	}

@@ -47,17 +47,11 @@ type Options struct {
 
 // Report is what the demo measured.
 type Report struct {
-	PeerA            string  `json:"peer_a"`
-	PeerB            string  `json:"peer_b"`
-	NATA             string  `json:"nat_a,omitempty"`
-	NATB             string  `json:"nat_b,omitempty"`
-	Path             string  `json:"path"`
-	LocalCandidate   string  `json:"local_candidate"`
-	RemoteCandidate  string  `json:"remote_candidate"`
-	LocalAddr        string  `json:"local_addr"`
-	RemoteAddr       string  `json:"remote_addr"`
-	Relay            string  `json:"relay,omitempty"`
-	ConnectMs        float64 `json:"connect_ms"`
+	PeerA string `json:"peer_a"`
+	PeerB string `json:"peer_b"`
+	NATA  string `json:"nat_a,omitempty"`
+	NATB  string `json:"nat_b,omitempty"`
+	PathReport
 	RTTMs            float64 `json:"rtt_ms"`
 	MessagesSent     int     `json:"messages_sent"`
 	MessagesReceived int     `json:"messages_received"`
@@ -127,10 +121,7 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	for ca.RTT() == 0 && ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
 	}
-	p := ca.Path()
-	rep.Path, rep.LocalCandidate, rep.RemoteCandidate = p.Kind(), p.LocalCandidate, p.RemoteCandidate
-	rep.LocalAddr, rep.RemoteAddr, rep.Relay = p.LocalAddr, p.RemoteAddr, p.Relay
-	rep.ConnectMs = ms(p.ConnectTime)
+	rep.PathReport = NewPathReport(ca.Path())
 	rep.RTTMs = ms(ca.RTT())
 	return rep, ctx.Err()
 }
@@ -349,3 +340,23 @@ func stream(ctx context.Context, ca, cb *sdk.Conn, size int) (int64, float64, st
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// PathReport is a connection's path in the JSON that `ferry demo` and
+// `ferry ping` print.
+type PathReport struct {
+	Path            string  `json:"path"`
+	LocalCandidate  string  `json:"local_candidate"`
+	RemoteCandidate string  `json:"remote_candidate"`
+	LocalAddr       string  `json:"local_addr"`
+	RemoteAddr      string  `json:"remote_addr"`
+	Relay           string  `json:"relay,omitempty"`
+	ConnectMs       float64 `json:"connect_ms"`
+}
+
+// NewPathReport describes p.
+func NewPathReport(p sdk.Path) PathReport {
+	return PathReport{
+		Path: p.Kind(), LocalCandidate: p.LocalCandidate, RemoteCandidate: p.RemoteCandidate,
+		LocalAddr: p.LocalAddr, RemoteAddr: p.RemoteAddr, Relay: p.Relay, ConnectMs: ms(p.ConnectTime),
+	}
+}
