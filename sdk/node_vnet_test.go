@@ -35,41 +35,8 @@ func TestNodeOnVirtualNATs(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			l, err := vnetlab.New(c.natA, c.natB, vnetlab.Auth{RESTSecret: secret})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = l.Close() })
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Signaling runs on real loopback; the STUN and TURN servers
-			// it names live in the virtual network.
-			rv, err := rendezvous.New(rendezvous.Config{
-				Listener:    ln,
-				ServerNames: []string{"127.0.0.1"},
-				STUNURLs:    []string{vnetlab.STUNURL()},
-				RelaySecret: secret,
-				RelayURLs:   []string{vnetlab.TURNURL()},
-				Logger:      slog.New(slog.DiscardHandler),
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = rv.Close() })
-			url := "ws://" + rv.Addr().String() + "/v1/signal"
-			var d net.Dialer
-			node := func(n *vnet.Net) *Node {
-				ctx := ctxT(t, 10*time.Second)
-				nd, err := New(ctx, WithIdentity(newIdentity(t)), WithRendezvous(url), WithNetwork(n, d.DialContext))
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { _ = nd.Close() })
-				return nd
-			}
-			a, b := node(l.NetA), node(l.NetB)
+			l, url := vnetWorld(t, c.natA, c.natB, secret, true)
+			a, b := vnetNode(t, url, l.NetA), vnetNode(t, url, l.NetB)
 			ca, cb := nodePair(t, a, b)
 			p := ca.Path()
 			t.Logf("%s: %s %s -> %s %s", p.Kind(), p.LocalCandidate, p.LocalAddr, p.RemoteCandidate, p.RemoteAddr)
@@ -94,30 +61,9 @@ func TestNodeOnVirtualNATs(t *testing.T) {
 func TestNodeDialCancelAndNoPath(t *testing.T) {
 	testutil.CheckLeaks(t)
 	testutil.Deadline(t, time.Minute)
-	l, err := vnetlab.New(vnetlab.Symmetric, vnetlab.Symmetric, vnetlab.Auth{RESTSecret: "s"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.Close() })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rv, err := rendezvous.New(rendezvous.Config{Listener: ln, ServerNames: []string{"127.0.0.1"}, STUNURLs: []string{vnetlab.STUNURL()}, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rv.Close() })
-	url := "ws://" + rv.Addr().String() + "/v1/signal"
-	var d net.Dialer
+	l, url := vnetWorld(t, vnetlab.Symmetric, vnetlab.Symmetric, "s", false)
 	node := func(n *vnet.Net) *Node {
-		nd, err := New(ctxT(t, 10*time.Second), WithIdentity(newIdentity(t)), WithRendezvous(url),
-			WithNetwork(n, d.DialContext), WithRelayPolicy(RelayNever), WithICETiming(ICETiming{FailedTimeout: 2 * time.Second}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = nd.Close() })
-		return nd
+		return vnetNode(t, url, n, WithRelayPolicy(RelayNever), WithICETiming(ICETiming{FailedTimeout: 2 * time.Second}))
 	}
 	a, b := node(l.NetA), node(l.NetB)
 	go func() {
@@ -130,7 +76,7 @@ func TestNodeDialCancelAndNoPath(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err = a.Dial(ctx, b.PeerID())
+	_, err := a.Dial(ctx, b.PeerID())
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
 		t.Fatalf("Dial with a 300ms ctx: %v after %v", err, time.Since(start))
 	}
@@ -139,4 +85,49 @@ func TestNodeDialCancelAndNoPath(t *testing.T) {
 		t.Fatalf("symmetric x symmetric without relays: %v", err)
 	}
 	t.Logf("no path: %v", err)
+}
+
+// vnetWorld builds a virtual NAT lab and a rendezvous server for it:
+// signaling runs on real loopback, and the STUN server it names (and, with
+// relays, the TURN server, which takes REST credentials made with secret)
+// lives in the virtual network. It returns the lab and the signaling URL.
+func vnetWorld(t *testing.T, natA, natB *vnet.NATType, secret string, relays bool) (*vnetlab.Lab, string) {
+	t.Helper()
+	l, err := vnetlab.New(natA, natB, vnetlab.Auth{RESTSecret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := rendezvous.Config{
+		Listener:    ln,
+		ServerNames: []string{"127.0.0.1"},
+		STUNURLs:    []string{vnetlab.STUNURL()},
+		Logger:      slog.New(slog.DiscardHandler),
+	}
+	if relays {
+		cfg.RelaySecret, cfg.RelayURLs = secret, []string{vnetlab.TURNURL()}
+	}
+	rv, err := rendezvous.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rv.Close() })
+	return l, "ws://" + rv.Addr().String() + "/v1/signal"
+}
+
+// vnetNode starts a node on n that signals through url, closed at cleanup.
+func vnetNode(t *testing.T, url string, n *vnet.Net, opts ...Option) *Node {
+	t.Helper()
+	var d net.Dialer
+	opts = append([]Option{WithIdentity(newIdentity(t)), WithRendezvous(url), WithNetwork(n, d.DialContext)}, opts...)
+	nd, err := New(ctxT(t, 10*time.Second), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nd.Close() })
+	return nd
 }
