@@ -57,7 +57,8 @@ type session struct {
 	reason   string
 	hold     bool          // queue without flushing (during login)
 	dead     bool          // closed, or closing in the flusher
-	done     chan struct{} // closed when dead is set
+	done     chan struct{} // closed once the connection is closed (after the close handshake, if any)
+	doneSet  bool          // done is closed
 }
 
 // controlReserve is how many frames beyond QueueSize a queue accepts for
@@ -522,10 +523,16 @@ func (s *session) flush() {
 				s.mu.Unlock()
 				return
 			}
-			s.markDeadLocked()
+			// No more frames; done waits for the close handshake, so
+			// that a Shutdown waiting on it does not kill the
+			// connection before the close frame is out.
+			s.dead = true
 			status, reason := s.status, s.reason
 			s.mu.Unlock()
 			_ = s.conn.Close(status, reason)
+			s.mu.Lock()
+			s.closeDoneLocked()
+			s.mu.Unlock()
 			return
 		}
 		batch := s.queue
@@ -555,8 +562,13 @@ func (s *session) flush() {
 }
 
 func (s *session) markDeadLocked() {
-	if !s.dead {
-		s.dead = true
+	s.dead = true
+	s.closeDoneLocked()
+}
+
+func (s *session) closeDoneLocked() {
+	if !s.doneSet {
+		s.doneSet = true
 		close(s.done)
 	}
 }
