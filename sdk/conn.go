@@ -250,8 +250,8 @@ func (c *Conn) setState(s State, err error) {
 	c.setStateLocked(s, err)
 }
 
-// signal does a non-blocking send on a capacity-1 channel.
-func signal(ch chan struct{}) {
+// poke does a non-blocking send on a capacity-1 channel.
+func poke(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:
 	default:
@@ -297,11 +297,11 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 	s := c.sess
 	// Pass the baton: another sender may fit too.
 	if c.unackedBytes < c.sendLimit {
-		signal(c.sendReady)
+		poke(c.sendReady)
 	}
 	c.mu.Unlock()
 	if s != nil {
-		signal(s.wake)
+		poke(s.wake)
 	}
 	return nil
 }
@@ -340,11 +340,11 @@ func (c *Conn) Recv(ctx context.Context) ([]byte, error) {
 		}
 	}
 	if c.inbox.len() > 0 {
-		signal(c.recvReady)
+		poke(c.recvReady)
 	}
 	c.mu.Unlock()
 	if wake != nil {
-		signal(wake.wake)
+		poke(wake.wake)
 	}
 	return msg, nil
 }
@@ -393,7 +393,7 @@ func (c *Conn) ackThroughLocked(seq uint64) {
 		putFrame(f)
 		c.ackBase++
 	}
-	signal(c.sendReady)
+	poke(c.sendReady)
 	if c.flushWaiters > 0 {
 		close(c.ackedCh)
 		c.ackedCh = make(chan struct{})

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrynet/ferry/identity"
 	"github.com/ferrynet/ferry/internal/testutil"
-	"github.com/ferrynet/ferry/sdk/identity"
 	"github.com/ferrynet/ferry/wire"
 )
 

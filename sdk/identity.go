@@ -1,6 +1,6 @@
 package sdk
 
-import "github.com/ferrynet/ferry/sdk/identity"
+import "github.com/ferrynet/ferry/identity"
 
 // Identity is a node's Ed25519 key pair; see package identity.
 type Identity = identity.Identity

@@ -16,7 +16,7 @@ import (
 
 	"github.com/ferrynet/ferry/sdk/internal/icepath"
 	"github.com/ferrynet/ferry/sdk/internal/secure"
-	"github.com/ferrynet/ferry/server/rendezvous/client"
+	"github.com/ferrynet/ferry/signal"
 	"github.com/ferrynet/ferry/wire"
 )
 
@@ -117,12 +117,12 @@ func WithCandidateFilter(keep func(net.IP) bool) Option {
 type Node struct {
 	*router
 	cfg       config
-	rv        *client.Client
+	rv        *signal.Client
 	serverTLS *tls.Config
 	log       *slog.Logger
 
 	mu       sync.Mutex
-	creds    *client.Credentials
+	creds    *signal.Credentials
 	udp      udpState
 	dialing  map[string]*attempt  // by session ID: our offers awaiting answers
 	incoming map[string]*incoming // by peer + session ID: offers being answered
@@ -185,19 +185,19 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 			n.cancel()
 		}
 	}()
-	copts := []client.Option{client.WithLogger(cfg.logger), client.WithHandler(n.onSignal)}
+	copts := []signal.Option{signal.WithLogger(cfg.logger), signal.WithHandler(n.onSignal)}
 	if nc.rendezvousCA != "" {
-		copts = append(copts, client.WithCAFile(nc.rendezvousCA))
+		copts = append(copts, signal.WithCAFile(nc.rendezvousCA))
 	}
 	if nc.rvTLS != nil {
-		copts = append(copts, client.WithTLSConfig(nc.rvTLS))
+		copts = append(copts, signal.WithTLSConfig(nc.rvTLS))
 	}
 	if nc.dialTCP != nil {
-		copts = append(copts, client.WithDialer(nc.dialTCP))
+		copts = append(copts, signal.WithDialer(nc.dialTCP))
 	}
 	var errs []error
 	for _, u := range nc.rendezvous {
-		n.rv, err = client.Dial(ctx, u, id, copts...)
+		n.rv, err = signal.Dial(ctx, u, id, copts...)
 		if err == nil {
 			// Learn early whether UDP gets out, so the first Dial knows
 			// how to reach the relays.
@@ -258,7 +258,7 @@ func (n *Node) Dial(ctx context.Context, peer PeerID, opts ...Option) (*Conn, er
 
 // credentials returns TURN credentials, fetching new ones when those held
 // expire within a minute.
-func (n *Node) credentials(ctx context.Context) (*client.Credentials, error) {
+func (n *Node) credentials(ctx context.Context) (*signal.Credentials, error) {
 	n.mu.Lock()
 	cr := n.creds
 	n.mu.Unlock()
@@ -275,7 +275,7 @@ func (n *Node) credentials(ctx context.Context) (*client.Credentials, error) {
 	return cr, nil
 }
 
-func (n *Node) iceConfig(cr *client.Credentials) icepath.Config {
+func (n *Node) iceConfig(cr *signal.Credentials) icepath.Config {
 	ic := icepath.Config{
 		STUN:            cr.STUNURLs,
 		Policy:          n.cfg.node.policy,
@@ -349,7 +349,7 @@ func (n *Node) dialPath(ctx context.Context, cfg *config, peer PeerID) (*session
 		return nil, err
 	}
 	if err = n.rv.Offer(ctx, peer, &wire.Offer{RouteHeader: wire.RouteHeader{SessionID: sid}, Ufrag: ufrag, Pwd: pwd}); err != nil {
-		if errors.Is(err, client.ErrPeerNotFound) {
+		if errors.Is(err, signal.ErrPeerNotFound) {
 			return nil, fmt.Errorf("%w: %w", ErrPeerNotFound, err)
 		}
 		return nil, fmt.Errorf("sdk: offer: %w", err)
@@ -434,7 +434,7 @@ const maxIncomingOffers = 64
 
 // onSignal handles a routed message from the rendezvous (on the client's
 // goroutine: it must not block).
-func (n *Node) onSignal(m client.Message) {
+func (n *Node) onSignal(m signal.Message) {
 	if m.Err != nil {
 		n.log.Debug("rendezvous refused a message", "peer", m.From.Short(), "err", m.Err)
 		return

@@ -466,7 +466,7 @@ func (s *session) start() bool {
 	go s.readLoop()
 	go s.writeLoop()
 	go s.acceptStreams()
-	signal(s.wake)
+	poke(s.wake)
 	return true
 }
 
@@ -530,7 +530,7 @@ func (s *session) handle(f wire.Frame) error {
 		}
 		s.pongs = append(s.pongs, wire.Pong(p))
 		c.mu.Unlock()
-		signal(s.wake)
+		poke(s.wake)
 	case wire.TypePong:
 		var p wire.Pong
 		if err := p.Unmarshal(f.Payload); err != nil {
@@ -588,7 +588,7 @@ func (s *session) deliver(seq uint64, payload []byte) error {
 	c.lastReceived = seq
 	c.stats.MessagesReceived++
 	c.mu.Unlock()
-	signal(c.recvReady)
+	poke(c.recvReady)
 	return nil
 }
 

@@ -7,7 +7,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/ferrynet/ferry/sdk/identity"
+	"github.com/ferrynet/ferry/identity"
 )
 
 // Reconnect backoff bounds for the dialing side.

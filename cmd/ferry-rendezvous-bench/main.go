@@ -16,7 +16,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/signal"
+	ossignal "os/signal"
 	"runtime"
 	"slices"
 	"strconv"
@@ -25,11 +25,11 @@ import (
 	"time"
 
 	"github.com/ferrynet/ferry/internal/rvbench"
-	"github.com/ferrynet/ferry/server/rendezvous/client"
+	"github.com/ferrynet/ferry/signal"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := ossignal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) > 1 && os.Args[1] == "loadgen" {
 		if err := loadgen(ctx, os.Args[2:]); err != nil {
@@ -454,9 +454,9 @@ func loadgen(ctx context.Context, args []string) error {
 		return err
 	}
 	start := time.Now()
-	opts := []client.Option{client.WithInbox(1)}
+	opts := []signal.Option{signal.WithInbox(1)}
 	if *ca != "" {
-		opts = append(opts, client.WithCAFile(*ca))
+		opts = append(opts, signal.WithCAFile(*ca))
 	}
 	peers, err := rvbench.LoginPeers(ctx, *url, *n, *sources, 128, opts...)
 	if err != nil {
@@ -476,12 +476,12 @@ func benchRoute(ctx context.Context, o options) error {
 		fmt.Printf("| %s | %d | %.0f/s | %.2f ms | %.2f ms | %.2f ms | %.2f ms |\n", name, len(r.Latencies),
 			float64(r.Sent)/r.Elapsed.Seconds(), ms(r.Percentile(50)), ms(r.Percentile(99)), ms(r.Percentile(99.9)), ms(r.Latencies[len(r.Latencies)-1]))
 	}
-	pairs := func(fromURL, toURL string) ([]*client.Client, []*client.Client, error) {
-		from, err := rvbench.LoginPeers(ctx, fromURL, o.routePairs, 1, 16, client.WithInbox(1024))
+	pairs := func(fromURL, toURL string) ([]*signal.Client, []*signal.Client, error) {
+		from, err := rvbench.LoginPeers(ctx, fromURL, o.routePairs, 1, 16, signal.WithInbox(1024))
 		if err != nil {
 			return nil, nil, err
 		}
-		to, err := rvbench.LoginPeers(ctx, toURL, o.routePairs, 1, 16, client.WithInbox(1024))
+		to, err := rvbench.LoginPeers(ctx, toURL, o.routePairs, 1, 16, signal.WithInbox(1024))
 		if err != nil {
 			rvbench.ClosePeers(from)
 			return nil, nil, err

@@ -22,12 +22,12 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/ferrynet/ferry/identity"
 	"github.com/ferrynet/ferry/internal/acmetest"
 	"github.com/ferrynet/ferry/internal/opshttp"
 	"github.com/ferrynet/ferry/internal/testutil"
-	"github.com/ferrynet/ferry/sdk/identity"
 	"github.com/ferrynet/ferry/server/rendezvous"
-	"github.com/ferrynet/ferry/server/rendezvous/client"
+	"github.com/ferrynet/ferry/signal"
 	"github.com/ferrynet/ferry/wire"
 )
 
@@ -107,7 +107,7 @@ func runOnce(args ...string) (int, string) {
 	return code, out.String()
 }
 
-func dial(t *testing.T, url string, opts ...client.Option) *client.Client {
+func dial(t *testing.T, url string, opts ...signal.Option) *signal.Client {
 	t.Helper()
 	id, err := identity.Generate()
 	if err != nil {
@@ -115,7 +115,7 @@ func dial(t *testing.T, url string, opts ...client.Option) *client.Client {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, url, id, opts...)
+	c, err := signal.Dial(ctx, url, id, opts...)
 	if err != nil {
 		t.Fatalf("dial %s: %v", url, err)
 	}
@@ -124,7 +124,7 @@ func dial(t *testing.T, url string, opts ...client.Option) *client.Client {
 }
 
 // offerAnswer runs an offer and an answer between a and b.
-func offerAnswer(t *testing.T, a, b *client.Client) {
+func offerAnswer(t *testing.T, a, b *signal.Client) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -248,15 +248,15 @@ func TestInsecureOpsAndShutdown(t *testing.T) {
 		}
 	}
 
-	states := make(chan client.State, 8)
-	c := dial(t, url, client.WithStateHook(func(s client.State, _ error) { states <- s }))
+	states := make(chan signal.State, 8)
+	c := dial(t, url, signal.WithStateHook(func(s signal.State, _ error) { states <- s }))
 	<-states // connected
 	if code := r.stop(); code != 0 {
 		t.Fatalf("exit %d:\n%s", code, r.logs)
 	}
 	select {
 	case s := <-states:
-		if s != client.StateReconnecting {
+		if s != signal.StateReconnecting {
 			t.Fatalf("after SIGTERM the client is %v", s)
 		}
 	case <-time.After(10 * time.Second):
@@ -280,8 +280,8 @@ func TestSelfSignedTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	url := "wss://127.0.0.1:" + strconv.Itoa(r.srv.Addr().(*net.TCPAddr).Port)
-	a := dial(t, url, client.WithCAFile(certFile))
-	b := dial(t, strings.Replace(url, "127.0.0.1", "localhost", 1), client.WithCAFile(certFile))
+	a := dial(t, url, signal.WithCAFile(certFile))
+	b := dial(t, strings.Replace(url, "127.0.0.1", "localhost", 1), signal.WithCAFile(certFile))
 	offerAnswer(t, a, b)
 }
 
@@ -340,19 +340,19 @@ func TestACME(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	// The clients resolve the test domain to the server themselves.
-	toServer := client.WithDialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
+	toServer := signal.WithDialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, network, r.srv.Addr().String())
 	})
 	url := "wss://" + domain + ":" + strconv.Itoa(port)
-	a := dial(t, url, toServer, client.WithTLSConfig(tlsCfg))
-	b := dial(t, url, toServer, client.WithTLSConfig(tlsCfg))
+	a := dial(t, url, toServer, signal.WithTLSConfig(tlsCfg))
+	b := dial(t, url, toServer, signal.WithTLSConfig(tlsCfg))
 	offerAnswer(t, a, b)
 	// A client that does not trust Pebble is refused at once.
 	id, _ := identity.Generate()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := client.Dial(ctx, url, id, toServer); err == nil {
+	if _, err := signal.Dial(ctx, url, id, toServer); err == nil {
 		t.Fatal("a client without Pebble's root connected")
 	}
 	if code := r.stop(); code != 0 {

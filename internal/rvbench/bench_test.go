@@ -6,7 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/signal"
+	ossignal "os/signal"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,7 +17,7 @@ import (
 
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/server/rendezvous"
-	"github.com/ferrynet/ferry/server/rendezvous/client"
+	"github.com/ferrynet/ferry/signal"
 )
 
 // The servers measured by CPU or memory run in a child process (this test
@@ -62,7 +62,7 @@ func child(mode string) int {
 	} else {
 		fmt.Println("READY", s.Addr())
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := ossignal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	<-ctx.Done()
 	stop()
 	_ = s.Close()
@@ -159,7 +159,7 @@ func BenchmarkLoggedInPeers(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
-	peers, err := LoginPeers(context.Background(), "ws://"+addr, b.N, 8, 64, client.WithInbox(1))
+	peers, err := LoginPeers(context.Background(), "ws://"+addr, b.N, 8, 64, signal.WithInbox(1))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -177,12 +177,12 @@ func BenchmarkLoggedInPeers(b *testing.B) {
 // up to rate messages per second, and reports latency percentiles.
 func routeBench(b *testing.B, fromURL, toURL string) {
 	ctx := context.Background()
-	from, err := LoginPeers(ctx, fromURL, 10, 1, 10, client.WithInbox(1024))
+	from, err := LoginPeers(ctx, fromURL, 10, 1, 10, signal.WithInbox(1024))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer ClosePeers(from)
-	to, err := LoginPeers(ctx, toURL, 10, 1, 10, client.WithInbox(1024))
+	to, err := LoginPeers(ctx, toURL, 10, 1, 10, signal.WithInbox(1024))
 	if err != nil {
 		b.Fatal(err)
 	}

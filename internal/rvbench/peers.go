@@ -7,8 +7,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ferrynet/ferry/sdk/identity"
-	"github.com/ferrynet/ferry/server/rendezvous/client"
+	"github.com/ferrynet/ferry/identity"
+	"github.com/ferrynet/ferry/signal"
 )
 
 // LoginPeers logs n peers in at url with new identities, spreading their
@@ -16,14 +16,14 @@ import (
 // (each source address has its own range of ephemeral ports). At most
 // parallel logins run at once. On error the peers logged in so far are
 // closed.
-func LoginPeers(ctx context.Context, url string, n, sources, parallel int, opts ...client.Option) ([]*client.Client, error) {
+func LoginPeers(ctx context.Context, url string, n, sources, parallel int, opts ...signal.Option) ([]*signal.Client, error) {
 	if sources < 1 {
 		sources = 1
 	}
 	if parallel < 1 {
 		parallel = 64
 	}
-	out := make([]*client.Client, n)
+	out := make([]*signal.Client, n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, parallel)
 	errs := make(chan error, n)
@@ -40,7 +40,7 @@ func LoginPeers(ctx context.Context, url string, n, sources, parallel int, opts 
 				return
 			}
 			d := &net.Dialer{LocalAddr: src, Timeout: 10 * time.Second}
-			c, err := client.Dial(ctx, url, id, append([]client.Option{client.WithDialer(d.DialContext)}, opts...)...)
+			c, err := signal.Dial(ctx, url, id, append([]signal.Option{signal.WithDialer(d.DialContext)}, opts...)...)
 			if err != nil {
 				errs <- fmt.Errorf("peer %d from %v: %w", i, src.IP, err)
 				return
@@ -61,7 +61,7 @@ func LoginPeers(ctx context.Context, url string, n, sources, parallel int, opts 
 }
 
 // ClosePeers closes every client, in parallel.
-func ClosePeers(cs []*client.Client) {
+func ClosePeers(cs []*signal.Client) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 256)
 	for _, c := range cs {

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ferrynet/ferry/server/rendezvous/client"
+	"github.com/ferrynet/ferry/signal"
 	"github.com/ferrynet/ferry/wire"
 )
 
@@ -19,7 +19,7 @@ import (
 // the same clock (all peers are in this process). Every offer is answered,
 // so half the messages are offers and half answers.
 type RouteLoad struct {
-	From, To []*client.Client
+	From, To []*signal.Client
 	Rate     float64 // messages per second, offers and answers together
 }
 
@@ -51,7 +51,7 @@ func (l RouteLoad) Run(ctx context.Context, n int) (RouteResult, error) {
 		errN int
 		got  = make(chan struct{}, 2*n)
 	)
-	record := func(m client.Message) {
+	record := func(m signal.Message) {
 		var meta []byte
 		switch msg := m.Msg.(type) {
 		case *wire.Offer:

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/ferrynet/ferry/sdk/identity"
+	"github.com/ferrynet/ferry/identity"
 )
 
 // TURNCredentials returns coturn REST-API credentials (coturn's

@@ -15,6 +15,6 @@
 //
 // The network is passed in (Config.STUNConns, Config.Listener; ListenSTUN
 // and Listen open the usual ones). The peers' side of the protocol is
-// package rendezvous/client. README.md in this directory is the design
+// package signal (the top-level signal/). README.md in this directory is the design
 // note; cmd/ferry-rendezvous is the binary.
 package rendezvous

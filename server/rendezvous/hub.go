@@ -5,7 +5,7 @@ import (
 	"errors"
 	"sync"
 
-	"github.com/ferrynet/ferry/sdk/identity"
+	"github.com/ferrynet/ferry/identity"
 	"github.com/ferrynet/ferry/wire"
 )
 

@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/ferrynet/ferry/sdk/identity"
+	"github.com/ferrynet/ferry/identity"
 	"github.com/ferrynet/ferry/wire"
 )
 

@@ -9,9 +9,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ferrynet/ferry/identity"
 	"github.com/ferrynet/ferry/internal/testutil"
-	"github.com/ferrynet/ferry/sdk/identity"
-	"github.com/ferrynet/ferry/server/rendezvous/client"
+	"github.com/ferrynet/ferry/signal"
 	"github.com/ferrynet/ferry/wire"
 )
 
@@ -29,8 +29,8 @@ func TestRedisReplicas(t *testing.T) {
 	r3addr, r3 := startReplicaProcess(t, addr, "r3", ttl)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	dialURL := func(url string, id *identity.Identity) *client.Client {
-		c, err := client.Dial(ctx, url, id, client.WithBackoff(50*time.Millisecond, 500*time.Millisecond))
+	dialURL := func(url string, id *identity.Identity) *signal.Client {
+		c, err := signal.Dial(ctx, url, id, signal.WithBackoff(50*time.Millisecond, 500*time.Millisecond))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -55,7 +55,7 @@ func TestRedisReplicas(t *testing.T) {
 	a2 := dialAs(t, r2, aID)
 	select {
 	case <-a1.Done():
-		if !errors.Is(a1.Err(), client.ErrReplaced) {
+		if !errors.Is(a1.Err(), signal.ErrReplaced) {
 			t.Fatalf("replaced login: %v", a1.Err())
 		}
 	case <-time.After(10 * time.Second):
@@ -89,7 +89,7 @@ func TestRedisReplicas(t *testing.T) {
 	}
 	t.Logf("entry gone %v after the kill (TTL %v)", time.Since(killed).Round(time.Millisecond), ttl)
 	err := a.Offer(ctx, c.PeerID(), &wire.Offer{Ufrag: "u", Pwd: "p"})
-	if !errors.Is(err, client.ErrPeerNotFound) {
+	if !errors.Is(err, signal.ErrPeerNotFound) {
 		t.Fatalf("offer to a peer of the dead replica: %v", err)
 	}
 }
@@ -105,7 +105,7 @@ func TestRedisDeadReplicaFast(t *testing.T) {
 	r3addr, r3 := startReplicaProcess(t, addr, "r3", time.Minute)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, "ws://"+r3addr+"/v1/signal", newIdentity(t))
+	c, err := signal.Dial(ctx, "ws://"+r3addr+"/v1/signal", newIdentity(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,10 +124,10 @@ func TestRedisDeadReplicaFast(t *testing.T) {
 		actx, acancel := context.WithTimeout(ctx, remoteTimeout+2*time.Second)
 		err := a.Offer(actx, c.PeerID(), &wire.Offer{Ufrag: "u", Pwd: "p"})
 		acancel()
-		if errors.Is(err, client.ErrPeerNotFound) {
+		if errors.Is(err, signal.ErrPeerNotFound) {
 			break
 		}
-		if err != nil && !errors.Is(err, client.ErrUnavailable) {
+		if err != nil && !errors.Is(err, signal.ErrUnavailable) {
 			t.Fatalf("after the kill: %v", err)
 		}
 		if time.Now().After(deadline) {
@@ -204,7 +204,7 @@ func TestRedisLostMessage(t *testing.T) {
 	a := dial(t, s)
 	start := time.Now()
 	err := a.Offer(ctx, target, &wire.Offer{Ufrag: "u", Pwd: "p"})
-	if !errors.Is(err, client.ErrUnavailable) {
+	if !errors.Is(err, signal.ErrUnavailable) {
 		t.Fatalf("offer into a ghost replica: %v", err)
 	}
 	if d := time.Since(start); d < remoteTimeout {
@@ -227,9 +227,9 @@ func TestRedisBootstrap(t *testing.T) {
 	r1, r2 := redisReplica(t, addr, "r1", ttl, more), redisReplica(t, addr, "r2", ttl, more)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	dht := client.WithCapabilities("dht")
+	dht := signal.WithCapabilities("dht")
 	nodeIDs := []*identity.Identity{newIdentity(t), newIdentity(t), newIdentity(t)}
-	var nodes []*client.Client
+	var nodes []*signal.Client
 	for _, id := range nodeIDs {
 		nodes = append(nodes, dialAs(t, r1, id, dht))
 	}

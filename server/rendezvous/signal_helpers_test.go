@@ -10,8 +10,8 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/ferrynet/ferry/sdk/identity"
-	"github.com/ferrynet/ferry/server/rendezvous/client"
+	"github.com/ferrynet/ferry/identity"
+	"github.com/ferrynet/ferry/signal"
 	"github.com/ferrynet/ferry/wire"
 )
 
@@ -55,16 +55,16 @@ func newIdentity(t testing.TB) *identity.Identity {
 }
 
 // dial logs a new identity in with the Go client, closed at cleanup.
-func dial(t testing.TB, s *Server, opts ...client.Option) *client.Client {
+func dial(t testing.TB, s *Server, opts ...signal.Option) *signal.Client {
 	t.Helper()
 	return dialAs(t, s, newIdentity(t), opts...)
 }
 
-func dialAs(t testing.TB, s *Server, id *identity.Identity, opts ...client.Option) *client.Client {
+func dialAs(t testing.TB, s *Server, id *identity.Identity, opts ...signal.Option) *signal.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, wsURL(s), id, opts...)
+	c, err := signal.Dial(ctx, wsURL(s), id, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func dialAs(t testing.TB, s *Server, id *identity.Identity, opts ...client.Optio
 }
 
 // recv returns the next message of c, failing the test after a while.
-func recv(t testing.TB, c *client.Client) client.Message {
+func recv(t testing.TB, c *signal.Client) signal.Message {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

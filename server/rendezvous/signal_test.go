@@ -18,15 +18,15 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/ferrynet/ferry/identity"
 	"github.com/ferrynet/ferry/internal/testutil"
-	"github.com/ferrynet/ferry/sdk/identity"
-	"github.com/ferrynet/ferry/server/rendezvous/client"
+	"github.com/ferrynet/ferry/signal"
 	"github.com/ferrynet/ferry/wire"
 )
 
 // exchange runs the signaling of one ICE session between a and b: offer,
 // answer, trickled candidates both ways, end of candidates, bye.
-func exchange(t *testing.T, a, b *client.Client) {
+func exchange(t *testing.T, a, b *signal.Client) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -70,7 +70,7 @@ func exchange(t *testing.T, a, b *client.Client) {
 		t.Fatal(err)
 	}
 	for _, side := range []struct {
-		c    *client.Client
+		c    *signal.Client
 		from identity.PeerID
 		port int
 		eoc  bool
@@ -123,10 +123,10 @@ func TestSignalPeerNotFound(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	err := a.Offer(ctx, nobody, &wire.Offer{Ufrag: "u", Pwd: "p"})
-	if !errors.Is(err, client.ErrPeerNotFound) {
+	if !errors.Is(err, signal.ErrPeerNotFound) {
 		t.Fatalf("offer to an offline peer: %v", err)
 	}
-	var se *client.ServerError
+	var se *signal.ServerError
 	if !errors.As(err, &se) || se.Fatal || !strings.Contains(se.Reason, nobody.String()) {
 		t.Fatalf("error %+v", se)
 	}
@@ -136,7 +136,7 @@ func TestSignalPeerNotFound(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := recv(t, a)
-	if m.Err == nil || !errors.Is(m.Err, client.ErrPeerNotFound) || m.From != nobody || m.Type != wire.TypeSignalError {
+	if m.Err == nil || !errors.Is(m.Err, signal.ErrPeerNotFound) || m.From != nobody || m.Type != wire.TypeSignalError {
 		t.Fatalf("posted to an offline peer: %+v", m)
 	}
 	// The connection goes on.
@@ -157,7 +157,7 @@ func TestSignalBusy(t *testing.T) {
 	// b never reads: its inbox holds 1 message, after which the client
 	// stops reading the socket, then the socket buffers fill, then the
 	// server's queue.
-	b := dial(t, s, client.WithInbox(1))
+	b := dial(t, s, signal.WithInbox(1))
 	big := &wire.Offer{Ufrag: "u", Pwd: "p", Metadata: bytes.Repeat([]byte{'x'}, wire.MaxMetadataLen)}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -167,7 +167,7 @@ func TestSignalBusy(t *testing.T) {
 		switch {
 		case err == nil:
 			sent++
-		case errors.Is(err, client.ErrBusy):
+		case errors.Is(err, signal.ErrBusy):
 			busy++
 		default:
 			t.Fatalf("after %d offers: %v", sent, err)
@@ -199,8 +199,8 @@ func TestSignalReplace(t *testing.T) {
 	s := newServer(t, nil)
 	id := newIdentity(t)
 	var mu sync.Mutex
-	var states []client.State
-	first := dialAs(t, s, id, client.WithStateHook(func(st client.State, _ error) {
+	var states []signal.State
+	first := dialAs(t, s, id, signal.WithStateHook(func(st signal.State, _ error) {
 		mu.Lock()
 		states = append(states, st)
 		mu.Unlock()
@@ -211,11 +211,11 @@ func TestSignalReplace(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the replaced client is still running")
 	}
-	if !errors.Is(first.Err(), client.ErrReplaced) {
+	if !errors.Is(first.Err(), signal.ErrReplaced) {
 		t.Fatalf("replaced client: %v", first.Err())
 	}
 	mu.Lock()
-	if states[len(states)-1] != client.StateClosed || slices.Contains(states, client.StateReconnecting) {
+	if states[len(states)-1] != signal.StateClosed || slices.Contains(states, signal.StateReconnecting) {
 		t.Fatalf("states %v: a replaced client must stop, not reconnect", states)
 	}
 	mu.Unlock()
@@ -238,7 +238,7 @@ func TestSignalCredentials(t *testing.T) {
 		c.STUNConns = []net.PacketConn{stun}
 		c.now = func() time.Time { return now }
 	})
-	a := dial(t, s, client.WithClock(func() time.Time { return now }))
+	a := dial(t, s, signal.WithClock(func() time.Time { return now }))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cr, err := a.Credentials(ctx)
@@ -277,10 +277,10 @@ func TestSignalBootstrap(t *testing.T) {
 		c.BootstrapSeeds = []string{"wss://seed.example.com/v1/signal"}
 		c.BootstrapPeers = 2
 	})
-	a := dial(t, s, client.WithCapabilities("dht"))
+	a := dial(t, s, signal.WithCapabilities("dht"))
 	var dhtPeers []identity.PeerID
 	for range 3 {
-		dhtPeers = append(dhtPeers, dial(t, s, client.WithCapabilities("dht")).PeerID())
+		dhtPeers = append(dhtPeers, dial(t, s, signal.WithCapabilities("dht")).PeerID())
 	}
 	dial(t, s) // not DHT-capable
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -322,18 +322,18 @@ func TestSignalReconnect(t *testing.T) {
 		return s
 	}
 	s1 := start(ln)
-	states := make(chan client.State, 16)
-	hook := client.WithStateHook(func(st client.State, _ error) { states <- st })
-	a := dialAs(t, s1, newIdentity(t), hook, client.WithBackoff(50*time.Millisecond, 200*time.Millisecond))
-	b := dialAs(t, s1, newIdentity(t), client.WithBackoff(50*time.Millisecond, 200*time.Millisecond))
-	if st := <-states; st != client.StateConnected {
+	states := make(chan signal.State, 16)
+	hook := signal.WithStateHook(func(st signal.State, _ error) { states <- st })
+	a := dialAs(t, s1, newIdentity(t), hook, signal.WithBackoff(50*time.Millisecond, 200*time.Millisecond))
+	b := dialAs(t, s1, newIdentity(t), signal.WithBackoff(50*time.Millisecond, 200*time.Millisecond))
+	if st := <-states; st != signal.StateConnected {
 		t.Fatalf("state %v", st)
 	}
 	firstID := a.ServerID()
 	if err := s1.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if st := <-states; st != client.StateReconnecting {
+	if st := <-states; st != signal.StateReconnecting {
 		t.Fatalf("after the restart: %v", st)
 	}
 	var ln2 net.Listener
@@ -350,7 +350,7 @@ func TestSignalReconnect(t *testing.T) {
 	defer s2.Close()
 	select {
 	case st := <-states:
-		if st != client.StateConnected {
+		if st != signal.StateConnected {
 			t.Fatalf("state %v", st)
 		}
 	case <-time.After(20 * time.Second):

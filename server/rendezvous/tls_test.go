@@ -13,7 +13,7 @@ import (
 
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/internal/tlsconf"
-	"github.com/ferrynet/ferry/server/rendezvous/client"
+	"github.com/ferrynet/ferry/signal"
 )
 
 // TestSignalOverTLS: two peers logged in over wss with a self-signed
@@ -45,9 +45,9 @@ func TestSignalOverTLS(t *testing.T) {
 	port := strconv.Itoa(s.Addr().(*net.TCPAddr).Port)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var cs []*client.Client
+	var cs []*signal.Client
 	for _, url := range []string{"wss://localhost:" + port, "wss://127.0.0.1:" + port + "/v1/signal"} {
-		c, err := client.Dial(ctx, url, newIdentity(t), client.WithCAFile(certFile))
+		c, err := signal.Dial(ctx, url, newIdentity(t), signal.WithCAFile(certFile))
 		if err != nil {
 			t.Fatalf("%s: %v", url, err)
 		}
@@ -62,7 +62,7 @@ func TestSignalOverTLS(t *testing.T) {
 
 	// Without the CA: a certificate error at once, not a retry loop.
 	start := time.Now()
-	_, err = client.Dial(ctx, "wss://localhost:"+port, newIdentity(t))
+	_, err = signal.Dial(ctx, "wss://localhost:"+port, newIdentity(t))
 	var cv *tls.CertificateVerificationError
 	if !errors.As(err, &cv) || time.Since(start) > 5*time.Second {
 		t.Fatalf("untrusted server: %v after %v", err, time.Since(start))
@@ -72,11 +72,11 @@ func TestSignalOverTLS(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("nope"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := client.Dial(ctx, "wss://localhost:"+port, newIdentity(t), client.WithCAFile(bad)); err == nil {
+	if _, err := signal.Dial(ctx, "wss://localhost:"+port, newIdentity(t), signal.WithCAFile(bad)); err == nil {
 		t.Fatal("a CA file without certificates was accepted")
 	}
 	// The plain listener.
-	c3, err := client.Dial(ctx, "ws://"+s.InsecureAddr().String(), newIdentity(t))
+	c3, err := signal.Dial(ctx, "ws://"+s.InsecureAddr().String(), newIdentity(t))
 	if err != nil {
 		t.Fatal(err)
 	}

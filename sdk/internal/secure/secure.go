@@ -25,7 +25,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ferrynet/ferry/sdk/identity"
+	"github.com/ferrynet/ferry/identity"
 )
 
 // ALPN is the application protocol Ferry sessions negotiate.

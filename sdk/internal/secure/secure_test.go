@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrynet/ferry/sdk/identity"
+	"github.com/ferrynet/ferry/identity"
 )
 
 func TestCertificateCarriesIdentity(t *testing.T) {

@@ -1,4 +1,4 @@
-package client_test
+package signal_test
 
 import (
 	"context"
@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrynet/ferry/identity"
 	"github.com/ferrynet/ferry/internal/testutil"
-	"github.com/ferrynet/ferry/sdk/identity"
 	"github.com/ferrynet/ferry/server/rendezvous"
-	"github.com/ferrynet/ferry/server/rendezvous/client"
+	"github.com/ferrynet/ferry/signal"
 	"github.com/ferrynet/ferry/wire"
 )
 
@@ -46,18 +46,18 @@ func listen(t *testing.T) net.Listener {
 func TestDialUsageErrors(t *testing.T) {
 	ctx := context.Background()
 	for _, url := range []string{"", "http//x", "ftp://127.0.0.1", "wss://", "://"} {
-		if _, err := client.Dial(ctx, url, newID(t)); err == nil {
+		if _, err := signal.Dial(ctx, url, newID(t)); err == nil {
 			t.Errorf("Dial(%q) accepted", url)
 		}
 	}
-	if _, err := client.Dial(ctx, "ws://127.0.0.1:1", nil); err == nil {
+	if _, err := signal.Dial(ctx, "ws://127.0.0.1:1", nil); err == nil {
 		t.Error("Dial without an identity accepted")
 	}
-	for _, opt := range []client.Option{
-		client.WithBackoff(0, time.Second), client.WithBackoff(2*time.Second, time.Second),
-		client.WithInbox(-1), client.WithPingInterval(0), client.WithCAFile("/nonexistent/ca.pem"),
+	for _, opt := range []signal.Option{
+		signal.WithBackoff(0, time.Second), signal.WithBackoff(2*time.Second, time.Second),
+		signal.WithInbox(-1), signal.WithPingInterval(0), signal.WithCAFile("/nonexistent/ca.pem"),
 	} {
-		if _, err := client.Dial(ctx, "ws://127.0.0.1:1", newID(t), opt); err == nil {
+		if _, err := signal.Dial(ctx, "ws://127.0.0.1:1", newID(t), opt); err == nil {
 			t.Error("Dial accepted a bad option")
 		}
 	}
@@ -73,7 +73,7 @@ func TestDialWaitsForServer(t *testing.T) {
 	ln.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	_, err := client.Dial(ctx, "ws://"+addr, newID(t), client.WithBackoff(20*time.Millisecond, 50*time.Millisecond))
+	_, err := signal.Dial(ctx, "ws://"+addr, newID(t), signal.WithBackoff(20*time.Millisecond, 50*time.Millisecond))
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("no server: %v", err)
@@ -90,11 +90,11 @@ func TestDialWaitsForServer(t *testing.T) {
 	}()
 	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, "ws://"+addr, newID(t), client.WithBackoff(20*time.Millisecond, 100*time.Millisecond))
+	c, err := signal.Dial(ctx, "ws://"+addr, newID(t), signal.WithBackoff(20*time.Millisecond, 100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.State() != client.StateConnected || c.ServerID() == "" {
+	if c.State() != signal.StateConnected || c.ServerID() == "" {
 		t.Fatalf("state %v, server %q", c.State(), c.ServerID())
 	}
 	if err := c.Close(); err != nil {
@@ -103,10 +103,10 @@ func TestDialWaitsForServer(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal("second Close:", err)
 	}
-	if !errors.Is(c.Err(), client.ErrClosed) || c.State() != client.StateClosed {
+	if !errors.Is(c.Err(), signal.ErrClosed) || c.State() != signal.StateClosed {
 		t.Fatalf("after Close: %v %v", c.Err(), c.State())
 	}
-	if _, err := c.Credentials(context.Background()); !errors.Is(err, client.ErrClosed) {
+	if _, err := c.Credentials(context.Background()); !errors.Is(err, signal.ErrClosed) {
 		t.Fatalf("Credentials after Close: %v", err)
 	}
 }
@@ -119,14 +119,14 @@ func TestLoginRefusedAtOnce(t *testing.T) {
 	url := "ws://" + s.Addr().String()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	for name, opt := range map[string]client.Option{
-		"server name": client.WithServerName("elsewhere.example"),
-		"clock":       client.WithClock(func() time.Time { return time.Now().Add(-time.Hour) }),
+	for name, opt := range map[string]signal.Option{
+		"server name": signal.WithServerName("elsewhere.example"),
+		"clock":       signal.WithClock(func() time.Time { return time.Now().Add(-time.Hour) }),
 	} {
 		start := time.Now()
-		_, err := client.Dial(ctx, url, newID(t), opt)
-		var se *client.ServerError
-		if !errors.Is(err, client.ErrLoginRefused) || !errors.As(err, &se) || se.Code != wire.SignalErrLoginFailed {
+		_, err := signal.Dial(ctx, url, newID(t), opt)
+		var se *signal.ServerError
+		if !errors.Is(err, signal.ErrLoginRefused) || !errors.As(err, &se) || se.Code != wire.SignalErrLoginFailed {
 			t.Fatalf("%s: %v", name, err)
 		}
 		if time.Since(start) > 5*time.Second {
@@ -146,8 +146,8 @@ func TestHandlerAndClose(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var mu sync.Mutex
-	var got []client.Message
-	b, err := client.Dial(ctx, url, newID(t), client.WithHandler(func(m client.Message) {
+	var got []signal.Message
+	b, err := signal.Dial(ctx, url, newID(t), signal.WithHandler(func(m signal.Message) {
 		mu.Lock()
 		got = append(got, m)
 		mu.Unlock()
@@ -156,7 +156,7 @@ func TestHandlerAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	a, err := client.Dial(ctx, url, newID(t), client.WithBackoff(10*time.Millisecond, 20*time.Millisecond))
+	a, err := signal.Dial(ctx, url, newID(t), signal.WithBackoff(10*time.Millisecond, 20*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestHandlerAndClose(t *testing.T) {
 	// Stop the server: a reconnects in a loop; Close ends that.
 	s.Close()
 	time.Sleep(100 * time.Millisecond)
-	if a.State() != client.StateReconnecting {
+	if a.State() != signal.StateReconnecting {
 		t.Fatalf("state %v", a.State())
 	}
 	sendCtx, sendCancel := context.WithTimeout(ctx, 100*time.Millisecond)
@@ -194,28 +194,28 @@ func TestHandlerAndClose(t *testing.T) {
 	if _, ok := <-a.Messages(); ok {
 		t.Fatal("Messages not closed")
 	}
-	if _, err := a.Recv(ctx); !errors.Is(err, client.ErrClosed) {
+	if _, err := a.Recv(ctx); !errors.Is(err, signal.ErrClosed) {
 		t.Fatalf("Recv after Close: %v", err)
 	}
 }
 
 func TestServerErrorIs(t *testing.T) {
 	for code, want := range map[wire.SignalErrorCode]error{
-		wire.SignalErrPeerNotFound: client.ErrPeerNotFound,
-		wire.SignalErrBusy:         client.ErrBusy,
-		wire.SignalErrRateLimited:  client.ErrRateLimited,
-		wire.SignalErrUnavailable:  client.ErrUnavailable,
-		wire.SignalErrLoginFailed:  client.ErrLoginRefused,
+		wire.SignalErrPeerNotFound: signal.ErrPeerNotFound,
+		wire.SignalErrBusy:         signal.ErrBusy,
+		wire.SignalErrRateLimited:  signal.ErrRateLimited,
+		wire.SignalErrUnavailable:  signal.ErrUnavailable,
+		wire.SignalErrLoginFailed:  signal.ErrLoginRefused,
 	} {
-		err := error(&client.ServerError{Code: code, Reason: "r"})
-		if !errors.Is(err, want) || errors.Is(err, client.ErrClosed) {
+		err := error(&signal.ServerError{Code: code, Reason: "r"})
+		if !errors.Is(err, want) || errors.Is(err, signal.ErrClosed) {
 			t.Errorf("%v does not match only %v", code, want)
 		}
 	}
-	if errors.Is(&client.ServerError{Code: wire.SignalErrMalformed}, client.ErrPeerNotFound) {
+	if errors.Is(&signal.ServerError{Code: wire.SignalErrMalformed}, signal.ErrPeerNotFound) {
 		t.Error("malformed matches peer not found")
 	}
-	if client.StateReconnecting.String() != "reconnecting" || client.State(9).String() != "State(9)" {
+	if signal.StateReconnecting.String() != "reconnecting" || signal.State(9).String() != "State(9)" {
 		t.Error("state names")
 	}
 }

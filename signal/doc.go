@@ -1,4 +1,4 @@
-// Package client is the peers' side of Ferry's rendezvous signaling
+// Package signal is the peers' side of Ferry's rendezvous signaling
 // protocol (wire/SPEC.md, section 7): the SDK uses it to reach other peers
 // by PeerID before any direct path exists.
 //
@@ -8,7 +8,7 @@
 // when the connection drops or the server restarts it reconnects with
 // backoff and logs in again.
 //
-//	c, err := client.Dial(ctx, "wss://rendezvous.example.com", id)
+//	c, err := signal.Dial(ctx, "wss://rendezvous.example.com", id)
 //	err = c.Offer(ctx, peer, &wire.Offer{RouteHeader: wire.RouteHeader{SessionID: sid}, Ufrag: u, Pwd: p})
 //	for m := range c.Messages() { ... m.Msg.(*wire.Answer) ... }
 //
@@ -17,4 +17,4 @@
 // EndOfCandidates) does not wait, for trickling. Credentials returns
 // short-lived TURN credentials with the relay and STUN URLs for ICE, and
 // Bootstrap the DHT seeds.
-package client
+package signal

@@ -1,4 +1,4 @@
-package client
+package signal
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/ferrynet/ferry/sdk/identity"
+	"github.com/ferrynet/ferry/identity"
 	"github.com/ferrynet/ferry/wire"
 )
 
