@@ -111,3 +111,19 @@ func trimStacks(s string) string {
 	}
 	return strings.TrimSpace(s)
 }
+
+// WaitFor polls cond until it returns true and fails t (Fatalf, naming what)
+// if that has not happened within timeout. It is the one way Ferry's tests
+// wait for a state they cannot be told about: never a fixed sleep that
+// stands in for an assertion. The poll interval starts at 1 ms and grows to
+// 50 ms, so a fast condition is seen at once and a slow one costs little CPU.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for interval := time.Millisecond; !cond(); interval = min(2*interval, 50*time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(interval)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/ferrynet/ferry/internal/pionlog"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -151,7 +152,7 @@ func New(cfg Config) (_ *Server, err error) {
 
 	sc := turn.ServerConfig{
 		Realm:              c.Realm,
-		LoggerFactory:      pionLogs{s.log},
+		LoggerFactory:      pionlog.Factory{L: s.log},
 		AuthHandler:        s.authHandle,
 		QuotaHandler:       s.quotaHandle,
 		AllocationLifetime: c.AllocationLifetime,

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ferrynet/ferry/internal/pionlog"
 	"log/slog"
 	"net"
 	"strings"
@@ -24,7 +25,6 @@ import (
 	"time"
 
 	"github.com/pion/ice/v4"
-	"github.com/pion/logging"
 	"github.com/pion/stun/v4"
 	"github.com/pion/transport/v5"
 )
@@ -217,7 +217,7 @@ func New(cfg Config, controlling bool) (*Agent, error) {
 		ice.WithDisconnectedTimeout(t.DisconnectedTimeout),
 		ice.WithFailedTimeout(t.FailedTimeout),
 		ice.WithKeepaliveInterval(t.KeepaliveInterval),
-		ice.WithLoggerFactory(slogFactory{cfg.Logger}),
+		ice.WithLoggerFactory(pionlog.Factory{L: cfg.Logger}),
 	}
 	// TURN clients speak UDP, TCP or TLS to the relay as each URL says
 	// (pion's default when no TURN transport is configured). A turns:
@@ -601,26 +601,6 @@ func (ag *Agent) Close() error {
 	ag.wg.Wait()
 	return err
 }
-
-// slogFactory routes pion's logs to slog at debug level.
-type slogFactory struct{ l *slog.Logger }
-
-func (f slogFactory) NewLogger(scope string) logging.LeveledLogger {
-	return slogLogger{f.l.With("component", "ice/"+scope)}
-}
-
-type slogLogger struct{ l *slog.Logger }
-
-func (s slogLogger) Trace(string)                 {}
-func (s slogLogger) Tracef(string, ...any)        {}
-func (s slogLogger) Debug(msg string)             { s.l.Debug(msg) }
-func (s slogLogger) Debugf(f string, args ...any) { s.l.Debug(fmt.Sprintf(f, args...)) }
-func (s slogLogger) Info(msg string)              { s.l.Debug(msg) }
-func (s slogLogger) Infof(f string, args ...any)  { s.l.Debug(fmt.Sprintf(f, args...)) }
-func (s slogLogger) Warn(msg string)              { s.l.Debug(msg) }
-func (s slogLogger) Warnf(f string, args ...any)  { s.l.Debug(fmt.Sprintf(f, args...)) }
-func (s slogLogger) Error(msg string)             { s.l.Debug(msg) }
-func (s slogLogger) Errorf(f string, args ...any) { s.l.Debug(fmt.Sprintf(f, args...)) }
 
 // PacketConn is the selected ICE path as a net.PacketConn: every write goes
 // to the current pair, every read comes from it. The peer appears at one
