@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/ferrynet/ferry/internal/natlab"
+	"github.com/ferrynet/ferry/internal/natlab/labworld"
+	"github.com/ferrynet/ferry/internal/natlab/natlabtest"
 	"github.com/ferrynet/ferry/internal/nattype"
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/sdk"
@@ -32,10 +34,10 @@ func matrixLab(t *testing.T) *natlab.Lab {
 		}
 	}
 	sites = append(sites, natlab.SiteConfig{Name: "lan", NAT: nattype.PortRestrictedCone, Hosts: 2, DelayStage: true})
-	return natlab.NewT(t, natlab.Config{Sites: sites})
+	return natlabtest.New(t, natlab.Config{Sites: sites})
 }
 
-func newWorld(t *testing.T, lab *natlab.Lab) *World {
+func newWorld(t *testing.T, lab *natlab.Lab) *labworld.World {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -47,7 +49,7 @@ func newWorld(t *testing.T, lab *natlab.Lab) *World {
 	default:
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	w, err := NewWorld(ctx, lab, log)
+	w, err := labworld.New(ctx, lab, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +87,7 @@ func classify(pa, pb sdk.Path) nattype.Path {
 
 // runPair connects a node on ha to a node on hb, moves 1 MiB each way and
 // reports the path.
-func runPair(t *testing.T, w *World, ha, hb *natlab.Host, expected nattype.Path) row {
+func runPair(t *testing.T, w *labworld.World, ha, hb *natlab.Host, expected nattype.Path) row {
 	t.Helper()
 	r := row{a: ha.Site().Name(), b: hb.Site().Name(), expected: expected}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -146,7 +148,7 @@ func runPair(t *testing.T, w *World, ha, hb *natlab.Host, expected nattype.Path)
 }
 
 // twoNodes starts fresh nodes on ha and hb; stop closes them.
-func twoNodes(tb testing.TB, ctx context.Context, w *World, ha, hb *natlab.Host, opts ...sdk.Option) (na, nb *sdk.Node, stop func()) {
+func twoNodes(tb testing.TB, ctx context.Context, w *labworld.World, ha, hb *natlab.Host, opts ...sdk.Option) (na, nb *sdk.Node, stop func()) {
 	tb.Helper()
 	na, err := w.Node(ctx, ha, opts...)
 	if err != nil {
@@ -214,7 +216,7 @@ const matrixParallel = 4
 
 // runMatrix runs every ordered pair of NAT types, and two hosts behind one
 // NAT, as parallel subtests.
-func runMatrix(t *testing.T, w *World) []row {
+func runMatrix(t *testing.T, w *labworld.World) []row {
 	var (
 		mu   sync.Mutex
 		rows []row

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/ferrynet/ferry/internal/natlab"
+	"github.com/ferrynet/ferry/internal/natlab/labworld"
+	"github.com/ferrynet/ferry/internal/natlab/natlabtest"
 	"github.com/ferrynet/ferry/internal/nattype"
 	"github.com/ferrynet/ferry/internal/testutil"
 )
@@ -75,12 +77,12 @@ func TestUDPBlockedRelayOverTLS(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.CheckLeaks(t)
 	testutil.Deadline(t, 2*time.Minute)
-	lab := natlab.NewT(t, natlab.Config{Sites: []natlab.SiteConfig{
+	lab := natlabtest.New(t, natlab.Config{Sites: []natlab.SiteConfig{
 		{Name: "blk", NAT: nattype.UDPBlocked},
 		{Name: "prc", NAT: nattype.PortRestrictedCone},
 	}})
 	ctx := t.Context()
-	w, err := NewWorld(ctx, lab, nil, WithRelayTLS(relayCert))
+	w, err := labworld.New(ctx, lab, nil, labworld.WithRelayTLS(relayCert))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ferrynet/ferry/internal/natlab"
+	"github.com/ferrynet/ferry/internal/natlab/natlabtest"
 	"github.com/ferrynet/ferry/internal/testutil"
 )
 
@@ -30,7 +31,7 @@ func TestHelperDeliberateFailure(t *testing.T) {
 	if mode == "" {
 		t.Skip("helper for TestCleanupAfterFailure; runs only in its child process")
 	}
-	lab := natlab.NewT(t, natlab.Config{Sites: []natlab.SiteConfig{
+	lab := natlabtest.New(t, natlab.Config{Sites: []natlab.SiteConfig{
 		{Name: "a", NAT: natlab.Symmetric, WAN: natlab.Link{Delay: time.Millisecond}},
 	}})
 	p, err := lab.Site("a").Host(0).Start(context.Background(), "sleep", "300")

@@ -25,7 +25,7 @@ var (
 	firstPublicHost = 10                                 // 203.0.113.10 onwards: site WANs and public hosts
 )
 
-// Lab is a running topology. Build it with New (or NewT in tests), add
+// Lab is a running topology. Build it with New (or natlabtest.New in tests), add
 // sites with AddSites, and remove everything with Close.
 type Lab struct {
 	cfg    Config

@@ -24,6 +24,7 @@ import (
 
 	"github.com/ferrynet/ferry/internal/natlab"
 	"github.com/ferrynet/ferry/internal/natlab/coturn"
+	"github.com/ferrynet/ferry/internal/natlab/natlabtest"
 	"github.com/ferrynet/ferry/internal/natprobe"
 	"github.com/ferrynet/ferry/internal/nattype"
 	"github.com/ferrynet/ferry/internal/testutil"
@@ -244,7 +245,7 @@ func testNATProbeAgainst(t *testing.T, server stunServer) {
 	for _, s := range sites {
 		cfgs = append(cfgs, s.cfg)
 	}
-	lab := natlab.NewT(t, natlab.Config{Sites: cfgs})
+	lab := natlabtest.New(t, natlab.Config{Sites: cfgs})
 	info := server.start(t, lab)
 	ctx := context.Background()
 
@@ -416,7 +417,7 @@ func TestBasicModeInLab(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireBinary(t, "turnserver", "coturn")
 	testutil.Deadline(t, time.Minute)
-	lab := natlab.NewT(t, natlab.Config{Sites: []natlab.SiteConfig{
+	lab := natlabtest.New(t, natlab.Config{Sites: []natlab.SiteConfig{
 		{Name: "a", NAT: natlab.PortRestrictedCone, Hairpin: true},
 	}})
 	srv, err := coturn.Start(context.Background(), coturn.ServerConfig{Host: lab.Server(), Dir: t.TempDir(), NoRFC5780: true})
