@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -20,6 +21,11 @@ import (
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/sdk"
 )
+
+// update makes a complete TestNATMatrix run rewrite docs/MATRIX.md (`make
+// matrix`); without it the test only logs the table, so a plain
+// `go test ./...` leaves the work tree clean.
+var update = flag.Bool("update", false, "rewrite docs/MATRIX.md from a complete TestNATMatrix run")
 
 // matrixLab builds the matrix's lab: two sites per NAT type (a<type> and
 // b<type>, so a type facing itself still crosses two NATs), each with a
@@ -269,7 +275,7 @@ func runMatrix(t *testing.T, w *labworld.World) []row {
 // of the lab's six NAT types connects, gets the path it must (direct,
 // relay, or relay over TCP when a side has no UDP), and moves 1 MiB each
 // way; then the same again with 20 ms RTT and 2% loss on every WAN link.
-// It writes docs/MATRIX.md.
+// It logs the grid, and with -update writes it to docs/MATRIX.md.
 func TestNATMatrix(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.CheckLeaks(t)
@@ -308,7 +314,7 @@ func writeMatrix(t *testing.T, clean, shaped []row) {
 Written by ` + "`TestNATMatrix`" + ` (internal/e2e) on ` + time.Now().UTC().Format("2006-01-02") + `: every ordered pair of the NAT lab's six NAT
 types, peer A (site a…) dialing peer B (site b…) through the rendezvous, each moving 1 MiB each way.
 "Candidates" are each side's selected pair as local/remote candidate types. Connect time runs from
-` + "`Dial`" + ` to an established, authenticated session. Command: ` + "`go test -race -run TestNATMatrix ./internal/e2e/`" + ` (root).
+` + "`Dial`" + ` to an established, authenticated session. Command: ` + "`make matrix`" + ` (root), which runs ` + "`TestNATMatrix`" + ` with ` + "`-update`" + `.
 
 `)
 	for _, part := range []struct {
@@ -331,6 +337,10 @@ types, peer A (site a…) dialing peer B (site b…) through the rendezvous, eac
 		b.WriteString("\n")
 	}
 	t.Log("\n" + b.String())
+	if !*update {
+		t.Log("docs/MATRIX.md left as it is (run with -update, or make matrix, to rewrite it)")
+		return
+	}
 	if err := os.WriteFile("../../docs/MATRIX.md", []byte(b.String()), 0o644); err != nil {
 		t.Errorf("write docs/MATRIX.md: %v", err)
 	}
