@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
+
+	"github.com/ferrynet/ferry/internal/benchproc"
 )
 
 // STUNLoad drives a STUN server with Binding requests in a closed loop:
@@ -66,7 +68,7 @@ func (l STUNLoad) Run(ctx context.Context, pid int, n int64) (STUNResult, error)
 	var cpu0 time.Duration
 	if pid != 0 {
 		var err error
-		if cpu0, err = ProcCPU(pid); err != nil {
+		if cpu0, err = benchproc.CPU(pid); err != nil {
 			return STUNResult{}, err
 		}
 	}
@@ -87,7 +89,7 @@ func (l STUNLoad) Run(ctx context.Context, pid int, n int64) (STUNResult, error)
 	elapsed := time.Since(start)
 	res := STUNResult{Responses: count.Load(), Elapsed: elapsed}
 	if pid != 0 {
-		cpu1, err := ProcCPU(pid)
+		cpu1, err := benchproc.CPU(pid)
 		if err != nil {
 			return res, err
 		}
