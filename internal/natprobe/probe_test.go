@@ -23,6 +23,7 @@ import (
 	"github.com/pion/stun/v4"
 
 	"github.com/ferrynet/ferry/internal/nattype"
+	"github.com/ferrynet/ferry/internal/stunclient"
 	"github.com/ferrynet/ferry/internal/testutil"
 )
 
@@ -140,7 +141,10 @@ func TestProbeBadServers(t *testing.T) {
 			if !strings.Contains(res.Tests[0].Detail, tc.detail) {
 				t.Errorf("test I detail %q lacks %q", res.Tests[0].Detail, tc.detail)
 			}
-			if tc.mode != "short-xor" && tc.mode != "error" && f.requests() < 3 {
+			// At least one retransmission (the schedule itself is tested in
+			// internal/stunclient; how many fit in the timeout depends on
+			// how busy the machine is).
+			if tc.mode != "short-xor" && tc.mode != "error" && f.requests() < 2 {
 				t.Errorf("server saw %d requests: no retransmissions", f.requests())
 			}
 		})
@@ -486,7 +490,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte("garbage"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		r, kind, err := decode(raw, txid)
-		if kind != outResponse || err != nil {
+		if kind != stunclient.Answer || err != nil {
 			return
 		}
 		if !r.xorMapped.IsValid() {
@@ -498,7 +502,7 @@ func FuzzDecode(f *testing.F) {
 			t.Fatal(berr)
 		}
 		r2, kind2, err2 := decode(m.Raw, txid)
-		if kind2 != outResponse || err2 != nil || r2.xorMapped != r.xorMapped {
+		if kind2 != stunclient.Answer || err2 != nil || r2.xorMapped != r.xorMapped {
 			t.Fatalf("round trip: %v %v %v != %v", kind2, err2, r2.xorMapped, r.xorMapped)
 		}
 	})

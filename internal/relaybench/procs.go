@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferrynet/ferry/internal/benchproc"
+	"github.com/ferrynet/ferry/internal/stunclient"
 )
 
 // Server is a relay process under test.
@@ -76,22 +79,50 @@ func Start(ctx context.Context, name, bin string, args []string, addr string, en
 		return nil, err
 	}
 	s := &Server{Name: name, Addr: addr, Args: append([]string{bin}, args...), proc: p}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if bindingAnswers(ctx, addr) {
-			return s, nil
+	if err := waitReady(ctx, p, addr); err != nil {
+		_ = s.Stop()
+		if errors.Is(err, errExited) {
+			return nil, fmt.Errorf("%s exited: %w\n%s", name, p.Err(), p.Output())
 		}
+		return nil, fmt.Errorf("%s did not answer on %s: %w\n%s", name, addr, err, p.Output())
+	}
+	return s, nil
+}
+
+var errExited = errors.New("exited")
+
+// waitReady waits up to 15 s until the server at addr answers STUN, or
+// fails early if its process p exits.
+func waitReady(ctx context.Context, p *benchproc.Process, addr string) error {
+	to, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, 15*time.Second, errors.New("no answer in 15s"))
+	defer cancel()
+	var exited atomic.Bool
+	go func() {
 		select {
 		case <-p.Done():
-			return nil, fmt.Errorf("%s exited: %w\n%s", name, p.Err(), p.Output())
-		default:
+			exited.Store(true)
+			cancel()
+		case <-ctx.Done():
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			_ = s.Stop()
-			return nil, fmt.Errorf("%s did not answer on %s\n%s", name, addr, p.Output())
-		}
-		time.Sleep(50 * time.Millisecond)
+	}()
+	var lc net.ListenConfig
+	pc, err := lc.ListenPacket(ctx, "udp4", "127.0.0.1:0")
+	if err != nil {
+		return err
 	}
+	defer pc.Close()
+	err = stunclient.Poll(ctx, pc, to, 100*time.Millisecond)
+	if exited.Load() {
+		return errExited
+	}
+	if err != nil && ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return err
 }
 
 // Stop ends the process (SIGKILL: nothing to drain in a benchmark).
@@ -106,21 +137,3 @@ func (s *Server) Stop() error {
 
 // Log returns the tail of the process's output.
 func (s *Server) Log() string { return s.proc.Output() }
-
-func bindingAnswers(ctx context.Context, addr string) bool {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "udp", addr)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	// A STUN Binding request with a fixed transaction ID.
-	req := []byte{0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
-	if _, err = c.Write(req); err != nil {
-		return false
-	}
-	_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-	buf := make([]byte, 512)
-	n, err := c.Read(buf)
-	return err == nil && n >= 20 && buf[0] == 0x01 && buf[1] == 0x01
-}

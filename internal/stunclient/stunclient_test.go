@@ -411,3 +411,30 @@ func FuzzClassify(f *testing.F) {
 		}
 	})
 }
+
+func TestPoll(t *testing.T) {
+	testutil.CheckLeaks(t)
+	// The server is "starting": it ignores the first three requests.
+	s := newServer(t, func(n int, req *stun.Message) [][]byte {
+		if n <= 3 {
+			return nil
+		}
+		return [][]byte{success(t, req)}
+	})
+	if err := Poll(t.Context(), client(t), s.addr(), ms); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.requests.Load(); n < 4 {
+		t.Errorf("answered after %d requests, want 4", n)
+	}
+	// A server that never answers: Poll ends with its context.
+	mute := newServer(t, func(int, *stun.Message) [][]byte { return nil })
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		testutil.WaitFor(t, 5*time.Second, "two requests", func() bool { return mute.requests.Load() >= 2 })
+		cancel()
+	}()
+	if err := Poll(ctx, client(t), mute.addr(), ms); !errors.Is(err, context.Canceled) {
+		t.Errorf("Poll of a mute server: %v, want context.Canceled", err)
+	}
+}

@@ -2,6 +2,7 @@ package stunclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -146,4 +147,37 @@ func Resend(ctx context.Context, pc net.PacketConn, to netip.AddrPort, req *stun
 		}
 	}
 	return sent, err
+}
+
+// Poll waits for a STUN server that is starting: it sends a fresh Binding
+// request over pc to to every interval, each its own transaction on the
+// schedule {RTO: interval, Rc: 1, Rm: 1}, until one is answered (nil) or
+// ctx ends (its error). Retransmitting one transaction with doubling waits
+// would only delay noticing a server that has come up.
+func Poll(ctx context.Context, pc net.PacketConn, to netip.AddrPort, interval time.Duration) error {
+	s := Schedule{RTO: interval, Rc: 1, Rm: 1}
+	for {
+		req, err := stun.Build(stun.TransactionID, stun.BindingRequest)
+		if err != nil {
+			return err
+		}
+		_, _, err = Do(ctx, pc, to, req, s, nil)
+		var se *SendError
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, ErrTimeout):
+		case errors.As(err, &se):
+			// Not up yet (no route, refused): wait out the interval.
+			t := time.NewTimer(interval)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+		default:
+			return err
+		}
+	}
 }
