@@ -132,13 +132,13 @@ func runPair(t *testing.T, w *labworld.World, ha, hb *natlab.Host, expected natt
 	}
 	// A relayed start may be renominated to a direct pair that became
 	// valid later; give it the renomination delay and a little more.
-	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	// Running out of time is a result here (the row records the path
+	// got), not a failure of the wait.
+	testutil.Poll(3*time.Second, func() bool {
 		pa, pb = ca.Path(), cb.Path()
 		r.got = classify(pa, pb)
-		if r.got == expected || time.Now().After(deadline) {
-			break
-		}
-	}
+		return r.got == expected
+	})
 	r.local = pa.LocalCandidate + "/" + pa.RemoteCandidate
 	r.remote = pb.LocalCandidate + "/" + pb.RemoteCandidate
 	if pa.RelayProtocol != "" && pa.LocalCandidate == "relay" {

@@ -85,8 +85,9 @@ func TestRelayRestartDuringTransfer(t *testing.T) {
 	restarted := make(chan error, 1)
 	go func() {
 		// Stop the relay a third of the way in, keep it down for 3 s.
-		for cb.Stats().MessagesReceived < n/3 {
-			time.Sleep(5 * time.Millisecond)
+		if !testutil.Poll(time.Minute, func() bool { return cb.Stats().MessagesReceived >= n/3 }) {
+			restarted <- fmt.Errorf("%d of %d messages arrived in a minute", cb.Stats().MessagesReceived, n)
+			return
 		}
 		if err := w.StopRelay(); err != nil {
 			restarted <- err
