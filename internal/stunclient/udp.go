@@ -143,7 +143,7 @@ func Resend(ctx context.Context, pc net.PacketConn, to netip.AddrPort, req *stun
 		}
 		tl.sent(now)
 		if tl.next != nil {
-			timer.Reset(tl.next.Sub(time.Now()))
+			timer.Reset(time.Until(*tl.next))
 		}
 	}
 	return sent, err
