@@ -1,16 +1,8 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -21,6 +13,7 @@ import (
 	"github.com/ferrynet/ferry/internal/natlab/natlabtest"
 	"github.com/ferrynet/ferry/internal/nattype"
 	"github.com/ferrynet/ferry/internal/testutil"
+	"github.com/ferrynet/ferry/internal/tlsconf"
 )
 
 // relayCert is the lab relay's TLS certificate, trusted through
@@ -36,7 +29,7 @@ func TestMain(m *testing.M) {
 	}
 	code := func() int {
 		defer os.RemoveAll(dir)
-		cert, pemBytes, err := selfSigned(natlab.ServerAltAddr.AsSlice())
+		cert, pemBytes, err := tlsconf.SelfSigned([]string{natlab.ServerAltAddr.String()}, 24*time.Hour)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -51,24 +44,6 @@ func TestMain(m *testing.M) {
 		return m.Run()
 	}()
 	os.Exit(code)
-}
-
-func selfSigned(ip net.IP) (tls.Certificate, []byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "ferry lab relay"},
-		IPAddresses: []net.IP{ip}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
 // A peer whose network blocks UDP reaches the relay over TLS (turns:), and

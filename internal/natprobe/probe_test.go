@@ -2,12 +2,8 @@ package natprobe
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -25,6 +21,7 @@ import (
 	"github.com/ferrynet/ferry/internal/nattype"
 	"github.com/ferrynet/ferry/internal/stunclient"
 	"github.com/ferrynet/ferry/internal/testutil"
+	"github.com/ferrynet/ferry/internal/tlsconf"
 )
 
 const (
@@ -375,24 +372,13 @@ func tcpSTUN(t *testing.T, ln net.Listener, junk bool) {
 
 func selfSignedTLS(t *testing.T) (*tls.Config, *x509.CertPool) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cert, pemBytes, err := tlsconf.SelfSigned([]string{"127.0.0.1"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "natprobe test"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
 	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}, pool
+	pool.AppendCertsFromPEM(pemBytes)
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, pool
 }
 
 // TestProbeUDPBlocked: no UDP answer, but STUN over TCP and TURN over TCP
