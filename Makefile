@@ -79,6 +79,10 @@ bench-rendezvous: ## ferry-rendezvous on loopback: STUN CPU vs coturn, 20,000 lo
 bench-once: ## Run every benchmark once (-benchtime=1x) so none rots.
 	$(GO) test -run='^$$' -bench=. -benchtime=1x -count=1 -timeout 30m $(PKGS)
 
+.PHONY: matrix
+matrix: ## Run the NAT matrix in the lab (root, minutes) and rewrite docs/MATRIX.md from it.
+	FERRY_TEST_STRICT=1 $(GO) test -race -count=1 -timeout 30m -run '^TestNATMatrix$$' ./internal/e2e/ -update
+
 .PHONY: demo
 demo: ## Run the demo: two peers on loopback, messages and a 10 MiB stream.
 	$(GO) run ./cmd/ferry demo

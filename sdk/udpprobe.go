@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
+
+	"github.com/ferrynet/ferry/internal/netaddr"
+	"github.com/ferrynet/ferry/internal/stunclient"
 )
 
 // A node finds out whether UDP gets out of its network by asking the
@@ -24,9 +27,10 @@ type udpState struct {
 	done    chan struct{} // closed when the probe under way ends
 }
 
-// udpProbeWaits are the retransmission waits of the probe (RFC 8489
-// style, shortened): 1.4 s in all before UDP is called blocked.
-var udpProbeWaits = []time.Duration{200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond}
+// udpProbeSchedule is the probe's STUN transaction: RFC 8489
+// retransmissions, shortened: sent at 0, 200 and 600 ms, and UDP is called
+// blocked 1.4 s after the start without an answer.
+var udpProbeSchedule = stunclient.Schedule{RTO: 200 * time.Millisecond, Rc: 3, Rm: 4}
 
 // udpProbeGrace is how long New waits for the first probe: long enough
 // for a STUN round trip where UDP works, short of the time it takes to
@@ -138,29 +142,17 @@ func (n *Node) probeUDP(stunURLs []string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	buf := make([]byte, 1500)
-	for _, wait := range udpProbeWaits {
-		if _, err := pc.WriteTo(req.Raw, raddr); err != nil {
-			// A send refused outright (no route, EPERM) is as good as
-			// no answer.
-			n.log.Debug("UDP probe send failed", "err", err)
-		}
-		deadline := time.Now().Add(wait)
-		for {
-			_ = pc.SetReadDeadline(deadline)
-			k, _, err := pc.ReadFrom(buf)
-			if err != nil {
-				break
-			}
-			var res stun.Message
-			res.Raw = append(res.Raw[:0], buf[:k]...)
-			if res.Decode() == nil && res.TransactionID == req.TransactionID {
-				return true, nil
-			}
-		}
-		if n.ctx.Err() != nil {
-			return false, n.ctx.Err()
-		}
+	// A send refused outright (no route, EPERM) is as good as no answer.
+	_, _, err = stunclient.Do(n.ctx, pc, netaddr.AddrPort(raddr), req, udpProbeSchedule, nil)
+	var se *stunclient.SendError
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, stunclient.ErrTimeout):
+		return false, nil
+	case errors.As(err, &se):
+		n.log.Debug("UDP probe send failed", "err", se.Err)
+		return false, nil
 	}
-	return false, nil
+	return false, err
 }

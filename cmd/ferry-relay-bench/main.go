@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ferrynet/ferry/internal/benchproc"
 	"github.com/ferrynet/ferry/internal/relaybench"
 )
 
@@ -79,7 +80,7 @@ func run(ctx context.Context, ferryBin, coturnBin string, allocs, window, payloa
 		if err != nil {
 			return fmt.Errorf("%s: %w", sp.name, err)
 		}
-		port, err := relaybench.FreeUDPPort(ctx)
+		port, err := benchproc.FreePort(ctx, "udp")
 		if err != nil {
 			return err
 		}
@@ -100,7 +101,7 @@ func run(ctx context.Context, ferryBin, coturnBin string, allocs, window, payloa
 		}
 	}
 
-	fmt.Printf("machine: %s, %d cores (GOMAXPROCS %d), %s, %s\n", cpuModel(), runtime.NumCPU(), runtime.GOMAXPROCS(0), kernel(), runtime.Version())
+	fmt.Printf("machine: %s, %d cores (GOMAXPROCS %d), %s, %s\n", benchproc.CPUModel(), runtime.NumCPU(), runtime.GOMAXPROCS(0), kernel(), runtime.Version())
 	fmt.Printf("load: %d allocations x %d in flight, %d-byte payloads, UDP echo peer; %d rounds of %v per server, alternating\n",
 		allocs, window, payload, rounds, round)
 	for _, t := range targets {
@@ -155,19 +156,6 @@ func summarize(rs []relaybench.Result) relaybench.Result {
 		s.P50, s.P99 = p50[len(p50)/2], p99[len(p99)/2]
 	}
 	return s
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
 }
 
 func kernel() string {

@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -24,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ferrynet/ferry/internal/benchproc"
 	"github.com/ferrynet/ferry/internal/rvbench"
 	"github.com/ferrynet/ferry/signal"
 )
@@ -84,7 +84,7 @@ func bench(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	fmt.Printf("machine: %s, %d CPUs (GOMAXPROCS %d), %s\n", cpuModel(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version())
+	fmt.Printf("machine: %s, %d CPUs (GOMAXPROCS %d), %s\n", benchproc.CPUModel(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version())
 	run := func(name string, f func(context.Context, options) error) error {
 		if o.mode != "all" && o.mode != name {
 			return nil
@@ -95,47 +95,14 @@ func bench(ctx context.Context, args []string) error {
 	return errors.Join(run("stun", benchSTUN), run("capacity", benchCapacity), run("route", benchRoute))
 }
 
-func cpuModel() string {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return runtime.GOARCH
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "model name"); ok {
-			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-		}
-	}
-	return runtime.GOARCH
-}
-
-func freePort(ctx context.Context, network string) (int, error) {
-	var lc net.ListenConfig
-	if network == "udp" {
-		c, err := lc.ListenPacket(ctx, "udp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port, nil
-	}
-	l, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // benchSTUN alternates rounds between coturn and ferry-rendezvous, driven by
 // the same closed-loop client, and compares server CPU per answer.
 func benchSTUN(ctx context.Context, o options) error {
-	cp, err := freePort(ctx, "udp")
+	cp, err := benchproc.FreePort(ctx, "udp")
 	if err != nil {
 		return err
 	}
-	fp, err := freePort(ctx, "udp")
+	fp, err := benchproc.FreePort(ctx, "udp")
 	if err != nil {
 		return err
 	}
@@ -153,19 +120,19 @@ func benchSTUN(ctx context.Context, o options) error {
 	fmt.Printf("coturn: %s %s\nferry:  %s %s\n", o.coturn, strings.Join(coturnArgs, " "), o.ferry, strings.Join(ferryArgs, " "))
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cot, _, err := rvbench.Start(sctx, "coturn", "", o.coturn, coturnArgs...)
+	cot, _, err := benchproc.Start(sctx, benchproc.Command{Name: "coturn", Path: o.coturn, Args: coturnArgs})
 	if err != nil {
 		return err
 	}
 	defer cot.Stop()
-	fer, _, err := rvbench.Start(sctx, "ferry", "", o.ferry, ferryArgs...)
+	fer, _, err := benchproc.Start(sctx, benchproc.Command{Name: "ferry", Path: o.ferry, Args: ferryArgs})
 	if err != nil {
 		return err
 	}
 	defer fer.Stop()
 	servers := []struct {
 		name string
-		p    *rvbench.Process
+		p    *benchproc.Process
 		addr netip.AddrPort
 	}{
 		{"coturn", cot, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(cp))},
@@ -217,19 +184,19 @@ func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond)
 // fdLimit, when set, is passed to the servers as --fd-limit.
 var fdLimit uint64
 
-func startFerry(ctx context.Context, bin string, extra ...string) (*rvbench.Process, string, string, error) {
+func startFerry(ctx context.Context, bin string, extra ...string) (*benchproc.Process, string, string, error) {
 	return startFerryTLS(ctx, bin, "", extra...)
 }
 
 // startFerryTLS starts a server; with certOut, over TLS with a self-signed
 // certificate written there. It returns the process, the signaling URL and
 // the metrics URL.
-func startFerryTLS(ctx context.Context, bin, certOut string, extra ...string) (*rvbench.Process, string, string, error) {
-	port, err := freePort(ctx, "tcp")
+func startFerryTLS(ctx context.Context, bin, certOut string, extra ...string) (*benchproc.Process, string, string, error) {
+	port, err := benchproc.FreePort(ctx, "tcp")
 	if err != nil {
 		return nil, "", "", err
 	}
-	mport, err := freePort(ctx, "tcp")
+	mport, err := benchproc.FreePort(ctx, "tcp")
 	if err != nil {
 		return nil, "", "", err
 	}
@@ -247,7 +214,7 @@ func startFerryTLS(ctx context.Context, bin, certOut string, extra ...string) (*
 	if fdLimit > 0 {
 		args = append(args, "--fd-limit="+strconv.FormatUint(fdLimit, 10))
 	}
-	p, _, err := rvbench.Start(ctx, "ferry-rendezvous", "ops endpoints", bin, args...)
+	p, _, err := benchproc.Start(ctx, benchproc.Command{Name: "ferry-rendezvous", Path: bin, Args: args, Ready: "ops endpoints"})
 	if err != nil {
 		return nil, "", "", err
 	}
@@ -282,12 +249,11 @@ func scrape(ctx context.Context, url, name string) float64 {
 func benchCapacity(ctx context.Context, o options) error {
 	n := max(o.replicas, 1)
 	per := o.peers / n
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && uint64(per)+100 > max(lim.Max, fdLimit) {
-		capped := int(max(lim.Max, fdLimit)) - 100
+	if _, hard, err := benchproc.FDLimit(); err == nil && uint64(per)+100 > max(hard, fdLimit) {
+		capped := int(max(hard, fdLimit)) - 100
 		fmt.Printf("NOTE: %d peers per server need about %d open files in the server and in the load generator, and the hard "+
 			"limit here is %d (raising it needs CAP_SYS_RESOURCE: ulimit -Hn, or --fd-limit as root; or use --replicas): "+
-			"running %d peers per server\n", per, per+100, lim.Max, capped)
+			"running %d peers per server\n", per, per+100, hard, capped)
 		per = capped
 	}
 	o.peers = per * n
@@ -300,7 +266,7 @@ func benchCapacity(ctx context.Context, o options) error {
 		defer os.RemoveAll(dir)
 		certFile = dir + "/rv.pem"
 	}
-	var red *rvbench.Process
+	var red *benchproc.Process
 	var extra []string
 	if n > 1 {
 		var redisURL string
@@ -314,7 +280,7 @@ func benchCapacity(ctx context.Context, o options) error {
 		extra = []string{"--redis=" + redisURL}
 	}
 	type replica struct {
-		srv                                     *rvbench.Process
+		srv                                     *benchproc.Process
 		url, metrics                            string
 		rss0, rss1                              int64
 		heap0, heap1, stack0, stack1, goroutine float64
@@ -341,13 +307,13 @@ func benchCapacity(ctx context.Context, o options) error {
 	var redis0 int64
 	if red != nil {
 		var err error
-		if redis0, err = rvbench.ProcRSS(red.PID()); err != nil {
+		if redis0, err = benchproc.RSS(red.PID()); err != nil {
 			return err
 		}
 	}
 	for _, r := range rs {
 		var err error
-		if r.rss0, err = rvbench.ProcRSS(r.srv.PID()); err != nil {
+		if r.rss0, err = benchproc.RSS(r.srv.PID()); err != nil {
 			return err
 		}
 		r.heap0 = scrape(ctx, r.metrics, "go_memstats_heap_inuse_bytes")
@@ -365,8 +331,10 @@ func benchCapacity(ctx context.Context, o options) error {
 		if cert != "" && i > 0 {
 			cert = certFile + strconv.Itoa(i)
 		}
-		gen, line, gerr := rvbench.Start(lctx, "loadgen", "LOGGED-IN", self, "loadgen",
-			"--url", r.url, "--peers", strconv.Itoa(per), "--sources", strconv.Itoa(o.sources), "--ca", cert)
+		gen, line, gerr := benchproc.Start(lctx, benchproc.Command{
+			Name: "loadgen", Path: self, Ready: "LOGGED-IN",
+			Args: []string{"loadgen", "--url", r.url, "--peers", strconv.Itoa(per), "--sources", strconv.Itoa(o.sources), "--ca", cert},
+		})
 		if gerr != nil {
 			return gerr
 		}
@@ -377,7 +345,7 @@ func benchCapacity(ctx context.Context, o options) error {
 	time.Sleep(o.settle)
 	var online, rssDelta float64
 	for _, r := range rs {
-		if r.rss1, err = rvbench.ProcRSS(r.srv.PID()); err != nil {
+		if r.rss1, err = benchproc.RSS(r.srv.PID()); err != nil {
 			return err
 		}
 		online += scrape(ctx, r.metrics, "ferry_rendezvous_peers_online")
@@ -391,7 +359,7 @@ func benchCapacity(ctx context.Context, o options) error {
 		loginTime.Round(time.Millisecond), o.settle)
 	kib := func(b float64) float64 { return b / float64(per) / 1024 }
 	for i, r := range rs {
-		cpu, _ := rvbench.ProcCPU(r.srv.PID())
+		cpu, _ := benchproc.CPU(r.srv.PID())
 		fmt.Printf("server %d: loadgen %s; %.0f goroutines, %v CPU so far\n", i+1, r.line, r.goroutine, cpu)
 		fmt.Printf("server %d RSS: %.1f MiB before, %.1f MiB with the peers: %.1f KiB per peer\n",
 			i+1, float64(r.rss0)/(1<<20), float64(r.rss1)/(1<<20), kib(float64(r.rss1-r.rss0)))
@@ -403,7 +371,7 @@ func benchCapacity(ctx context.Context, o options) error {
 	fmt.Printf("peers online (all servers): %.0f\n", online)
 	fmt.Printf("server RSS per peer, all servers: %.1f KiB (bar: <= 20 KB)\n", rssDelta/float64(o.peers)/1024)
 	if red != nil {
-		redis1, err := rvbench.ProcRSS(red.PID())
+		redis1, err := benchproc.RSS(red.PID())
 		if err != nil {
 			return err
 		}
@@ -419,8 +387,8 @@ func benchCapacity(ctx context.Context, o options) error {
 // startRedis starts a redis-server on a free loopback port, without
 // persistence, and returns it with its URL and a function that stops it and
 // removes its directory.
-func startRedis(ctx context.Context, bin string) (*rvbench.Process, string, func(), error) {
-	port, err := freePort(ctx, "tcp")
+func startRedis(ctx context.Context, bin string) (*benchproc.Process, string, func(), error) {
+	port, err := benchproc.FreePort(ctx, "tcp")
 	if err != nil {
 		return nil, "", nil, err
 	}
@@ -430,8 +398,10 @@ func startRedis(ctx context.Context, bin string) (*rvbench.Process, string, func
 	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	red, _, err := rvbench.Start(rctx, "redis", "Ready to accept connections", bin,
-		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
+	red, _, err := benchproc.Start(rctx, benchproc.Command{
+		Name: "redis", Path: bin, Ready: "Ready to accept connections",
+		Args: []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir},
+	})
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, "", nil, err
@@ -450,7 +420,7 @@ func loadgen(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := rvbench.RaiseFDLimit(uint64(*n) + 64); err != nil {
+	if err := benchproc.RaiseFDLimit(uint64(*n) + 64); err != nil {
 		return err
 	}
 	start := time.Now()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferrynet/ferry/internal/natlab"
 	"github.com/ferrynet/ferry/internal/natlab/coturn"
+	"github.com/ferrynet/ferry/internal/natlab/natlabtest"
 	"github.com/ferrynet/ferry/internal/testutil"
 )
 
@@ -156,7 +157,7 @@ func TestCommandInLab(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireBinary(t, "turnserver", "coturn")
 	testutil.Deadline(t, 2*time.Minute)
-	lab := natlab.NewT(t, natlab.Config{Sites: []natlab.SiteConfig{
+	lab := natlabtest.New(t, natlab.Config{Sites: []natlab.SiteConfig{
 		{Name: "sym", NAT: natlab.Symmetric, Hairpin: true},
 		{Name: "blk", NAT: natlab.UDPBlocked},
 	}})

@@ -22,8 +22,8 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/ferrynet/ferry/internal/e2e"
 	"github.com/ferrynet/ferry/internal/natlab"
+	"github.com/ferrynet/ferry/internal/natlab/labworld"
 	"github.com/ferrynet/ferry/internal/nattype"
 	"github.com/ferrynet/ferry/sdk"
 	"github.com/ferrynet/ferry/server/relay"
@@ -244,7 +244,7 @@ func inLab(ctx context.Context, o Options) (_, _ *sdk.Node, stop func() error, e
 			_ = stop()
 		}
 	}()
-	w, err := e2e.NewWorld(ctx, lab, o.Logger)
+	w, err := labworld.New(ctx, lab, o.Logger)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ferrynet/ferry/internal/natlab"
+	"github.com/ferrynet/ferry/internal/natlab/labworld"
 	"github.com/ferrynet/ferry/internal/nattype"
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/sdk"
@@ -44,7 +45,7 @@ func BenchmarkConnectTime(b *testing.B) {
 	}
 	b.Cleanup(func() { _ = lab.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	w, err := NewWorld(ctx, lab, nil)
+	w, err := labworld.New(ctx, lab, nil)
 	cancel()
 	if err != nil {
 		b.Fatal(err)
@@ -75,7 +76,7 @@ func BenchmarkConnectTime(b *testing.B) {
 
 // connectOnce starts two fresh nodes, then times Dial until the peer has
 // received the first message.
-func connectOnce(b *testing.B, w *World, ha, hb *natlab.Host) (time.Duration, nattype.Path) {
+func connectOnce(b *testing.B, w *labworld.World, ha, hb *natlab.Host) (time.Duration, nattype.Path) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

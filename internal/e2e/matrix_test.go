@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -14,10 +15,17 @@ import (
 	"time"
 
 	"github.com/ferrynet/ferry/internal/natlab"
+	"github.com/ferrynet/ferry/internal/natlab/labworld"
+	"github.com/ferrynet/ferry/internal/natlab/natlabtest"
 	"github.com/ferrynet/ferry/internal/nattype"
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/sdk"
 )
+
+// update makes a complete TestNATMatrix run rewrite docs/MATRIX.md (`make
+// matrix`); without it the test only logs the table, so a plain
+// `go test ./...` leaves the work tree clean.
+var update = flag.Bool("update", false, "rewrite docs/MATRIX.md from a complete TestNATMatrix run")
 
 // matrixLab builds the matrix's lab: two sites per NAT type (a<type> and
 // b<type>, so a type facing itself still crosses two NATs), each with a
@@ -32,10 +40,10 @@ func matrixLab(t *testing.T) *natlab.Lab {
 		}
 	}
 	sites = append(sites, natlab.SiteConfig{Name: "lan", NAT: nattype.PortRestrictedCone, Hosts: 2, DelayStage: true})
-	return natlab.NewT(t, natlab.Config{Sites: sites})
+	return natlabtest.New(t, natlab.Config{Sites: sites})
 }
 
-func newWorld(t *testing.T, lab *natlab.Lab) *World {
+func newWorld(t *testing.T, lab *natlab.Lab) *labworld.World {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -47,7 +55,7 @@ func newWorld(t *testing.T, lab *natlab.Lab) *World {
 	default:
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	w, err := NewWorld(ctx, lab, log)
+	w, err := labworld.New(ctx, lab, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +93,7 @@ func classify(pa, pb sdk.Path) nattype.Path {
 
 // runPair connects a node on ha to a node on hb, moves 1 MiB each way and
 // reports the path.
-func runPair(t *testing.T, w *World, ha, hb *natlab.Host, expected nattype.Path) row {
+func runPair(t *testing.T, w *labworld.World, ha, hb *natlab.Host, expected nattype.Path) row {
 	t.Helper()
 	r := row{a: ha.Site().Name(), b: hb.Site().Name(), expected: expected}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -124,13 +132,13 @@ func runPair(t *testing.T, w *World, ha, hb *natlab.Host, expected nattype.Path)
 	}
 	// A relayed start may be renominated to a direct pair that became
 	// valid later; give it the renomination delay and a little more.
-	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	// Running out of time is a result here (the row records the path
+	// got), not a failure of the wait.
+	testutil.Poll(3*time.Second, func() bool {
 		pa, pb = ca.Path(), cb.Path()
 		r.got = classify(pa, pb)
-		if r.got == expected || time.Now().After(deadline) {
-			break
-		}
-	}
+		return r.got == expected
+	})
 	r.local = pa.LocalCandidate + "/" + pa.RemoteCandidate
 	r.remote = pb.LocalCandidate + "/" + pb.RemoteCandidate
 	if pa.RelayProtocol != "" && pa.LocalCandidate == "relay" {
@@ -146,7 +154,7 @@ func runPair(t *testing.T, w *World, ha, hb *natlab.Host, expected nattype.Path)
 }
 
 // twoNodes starts fresh nodes on ha and hb; stop closes them.
-func twoNodes(tb testing.TB, ctx context.Context, w *World, ha, hb *natlab.Host, opts ...sdk.Option) (na, nb *sdk.Node, stop func()) {
+func twoNodes(tb testing.TB, ctx context.Context, w *labworld.World, ha, hb *natlab.Host, opts ...sdk.Option) (na, nb *sdk.Node, stop func()) {
 	tb.Helper()
 	na, err := w.Node(ctx, ha, opts...)
 	if err != nil {
@@ -214,7 +222,7 @@ const matrixParallel = 4
 
 // runMatrix runs every ordered pair of NAT types, and two hosts behind one
 // NAT, as parallel subtests.
-func runMatrix(t *testing.T, w *World) []row {
+func runMatrix(t *testing.T, w *labworld.World) []row {
 	var (
 		mu   sync.Mutex
 		rows []row
@@ -267,7 +275,7 @@ func runMatrix(t *testing.T, w *World) []row {
 // of the lab's six NAT types connects, gets the path it must (direct,
 // relay, or relay over TCP when a side has no UDP), and moves 1 MiB each
 // way; then the same again with 20 ms RTT and 2% loss on every WAN link.
-// It writes docs/MATRIX.md.
+// It logs the grid, and with -update writes it to docs/MATRIX.md.
 func TestNATMatrix(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.CheckLeaks(t)
@@ -306,7 +314,7 @@ func writeMatrix(t *testing.T, clean, shaped []row) {
 Written by ` + "`TestNATMatrix`" + ` (internal/e2e) on ` + time.Now().UTC().Format("2006-01-02") + `: every ordered pair of the NAT lab's six NAT
 types, peer A (site a…) dialing peer B (site b…) through the rendezvous, each moving 1 MiB each way.
 "Candidates" are each side's selected pair as local/remote candidate types. Connect time runs from
-` + "`Dial`" + ` to an established, authenticated session. Command: ` + "`go test -race -run TestNATMatrix ./internal/e2e/`" + ` (root).
+` + "`Dial`" + ` to an established, authenticated session. Command: ` + "`make matrix`" + ` (root), which runs ` + "`TestNATMatrix`" + ` with ` + "`-update`" + `.
 
 `)
 	for _, part := range []struct {
@@ -329,6 +337,10 @@ types, peer A (site a…) dialing peer B (site b…) through the rendezvous, eac
 		b.WriteString("\n")
 	}
 	t.Log("\n" + b.String())
+	if !*update {
+		t.Log("docs/MATRIX.md left as it is (run with -update, or make matrix, to rewrite it)")
+		return
+	}
 	if err := os.WriteFile("../../docs/MATRIX.md", []byte(b.String()), 0o644); err != nil {
 		t.Errorf("write docs/MATRIX.md: %v", err)
 	}

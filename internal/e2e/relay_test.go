@@ -8,15 +8,17 @@ import (
 	"time"
 
 	"github.com/ferrynet/ferry/internal/natlab"
+	"github.com/ferrynet/ferry/internal/natlab/labworld"
+	"github.com/ferrynet/ferry/internal/natlab/natlabtest"
 	"github.com/ferrynet/ferry/internal/nattype"
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/sdk"
 )
 
 // symLab is two symmetric NATs: peers behind them need the relay.
-func symLab(t *testing.T) (*World, *natlab.Host, *natlab.Host) {
+func symLab(t *testing.T) (*labworld.World, *natlab.Host, *natlab.Host) {
 	t.Helper()
-	lab := natlab.NewT(t, natlab.Config{Sites: []natlab.SiteConfig{
+	lab := natlabtest.New(t, natlab.Config{Sites: []natlab.SiteConfig{
 		{Name: "x", NAT: nattype.Symmetric},
 		{Name: "y", NAT: nattype.Symmetric},
 	}})
@@ -24,7 +26,7 @@ func symLab(t *testing.T) (*World, *natlab.Host, *natlab.Host) {
 	return w, lab.Site("x").Host(0), lab.Site("y").Host(0)
 }
 
-func relayedPair(t *testing.T, w *World, ha, hb *natlab.Host, opts ...sdk.Option) (*sdk.Conn, *sdk.Conn) {
+func relayedPair(t *testing.T, w *labworld.World, ha, hb *natlab.Host, opts ...sdk.Option) (*sdk.Conn, *sdk.Conn) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -83,8 +85,9 @@ func TestRelayRestartDuringTransfer(t *testing.T) {
 	restarted := make(chan error, 1)
 	go func() {
 		// Stop the relay a third of the way in, keep it down for 3 s.
-		for cb.Stats().MessagesReceived < n/3 {
-			time.Sleep(5 * time.Millisecond)
+		if !testutil.Poll(time.Minute, func() bool { return cb.Stats().MessagesReceived >= n/3 }) {
+			restarted <- fmt.Errorf("%d of %d messages arrived in a minute", cb.Stats().MessagesReceived, n)
+			return
 		}
 		if err := w.StopRelay(); err != nil {
 			restarted <- err

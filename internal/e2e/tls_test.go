@@ -1,24 +1,19 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/ferrynet/ferry/internal/natlab"
+	"github.com/ferrynet/ferry/internal/natlab/labworld"
+	"github.com/ferrynet/ferry/internal/natlab/natlabtest"
 	"github.com/ferrynet/ferry/internal/nattype"
 	"github.com/ferrynet/ferry/internal/testutil"
+	"github.com/ferrynet/ferry/internal/tlsconf"
 )
 
 // relayCert is the lab relay's TLS certificate, trusted through
@@ -34,7 +29,7 @@ func TestMain(m *testing.M) {
 	}
 	code := func() int {
 		defer os.RemoveAll(dir)
-		cert, pemBytes, err := selfSigned(natlab.ServerAltAddr.AsSlice())
+		cert, pemBytes, err := tlsconf.SelfSigned([]string{natlab.ServerAltAddr.String()}, 24*time.Hour)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -51,36 +46,18 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func selfSigned(ip net.IP) (tls.Certificate, []byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "ferry lab relay"},
-		IPAddresses: []net.IP{ip}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
-}
-
 // A peer whose network blocks UDP reaches the relay over TLS (turns:), and
 // connects to a peer behind a port-restricted cone.
 func TestUDPBlockedRelayOverTLS(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.CheckLeaks(t)
 	testutil.Deadline(t, 2*time.Minute)
-	lab := natlab.NewT(t, natlab.Config{Sites: []natlab.SiteConfig{
+	lab := natlabtest.New(t, natlab.Config{Sites: []natlab.SiteConfig{
 		{Name: "blk", NAT: nattype.UDPBlocked},
 		{Name: "prc", NAT: nattype.PortRestrictedCone},
 	}})
 	ctx := t.Context()
-	w, err := NewWorld(ctx, lab, nil, WithRelayTLS(relayCert))
+	w, err := labworld.New(ctx, lab, nil, labworld.WithRelayTLS(relayCert))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ferrynet/ferry/internal/natlab"
+	"github.com/ferrynet/ferry/internal/natlab/natlabtest"
 	"github.com/ferrynet/ferry/internal/testutil"
 )
 
@@ -30,7 +31,7 @@ func TestHelperDeliberateFailure(t *testing.T) {
 	if mode == "" {
 		t.Skip("helper for TestCleanupAfterFailure; runs only in its child process")
 	}
-	lab := natlab.NewT(t, natlab.Config{Sites: []natlab.SiteConfig{
+	lab := natlabtest.New(t, natlab.Config{Sites: []natlab.SiteConfig{
 		{Name: "a", NAT: natlab.Symmetric, WAN: natlab.Link{Delay: time.Millisecond}},
 	}})
 	p, err := lab.Site("a").Host(0).Start(context.Background(), "sleep", "300")
@@ -99,17 +100,13 @@ func TestCleanupAfterFailure(t *testing.T) {
 			}
 			// Cleanups run before the child exits; the reaper (kill,
 			// timeout) runs just after, so allow it a moment.
-			deadline := time.Now().Add(15 * time.Second)
-			for {
-				left := leftovers(t, prefix)
-				alive := processAlive(pid)
-				if len(left) == 0 && !alive {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("after a %s: namespaces left %v, process %d alive %v\n%s", mode, left, pid, alive, out.String())
-				}
-				time.Sleep(50 * time.Millisecond)
+			var left []string
+			var alive bool
+			if !testutil.Poll(15*time.Second, func() bool {
+				left, alive = leftovers(t, prefix), processAlive(pid)
+				return len(left) == 0 && !alive
+			}) {
+				t.Fatalf("after a %s: namespaces left %v, process %d alive %v\n%s", mode, left, pid, alive, out.String())
 			}
 		})
 	}

@@ -8,11 +8,13 @@
 // on the public segment. Links to the public segment can have delay,
 // jitter and loss. Nothing in a lab has a route out of it.
 //
-// Tests use NewT, then open sockets inside a host's namespace with
-// Host.ListenPacket, Host.Listen, Host.DialContext or Host.Net (a pion
-// transport.Net for ICE agents), and run programs there with Host.Run and
-// Host.Start. Everything is removed when the test ends, even on failure or
-// panic; a reaper process removes it if the test binary is killed.
+// Tests build a lab with natlabtest.New, then open sockets inside a
+// host's namespace with Host.ListenPacket, Host.Listen, Host.DialContext or
+// Host.Net (a pion transport.Net for ICE agents), and run programs there
+// with Host.Run and Host.Start. Everything is removed when the test ends,
+// even on failure or panic; a reaper process removes it if the test binary
+// is killed. Package labworld runs Ferry's servers on the lab's server
+// host. This package imports no test code, so `ferry demo` can use it.
 //
 // See README.md for the design and the reasoning behind the rules.
 package natlab

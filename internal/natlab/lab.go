@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -25,7 +27,7 @@ var (
 	firstPublicHost = 10                                 // 203.0.113.10 onwards: site WANs and public hosts
 )
 
-// Lab is a running topology. Build it with New (or NewT in tests), add
+// Lab is a running topology. Build it with New (or natlabtest.New in tests), add
 // sites with AddSites, and remove everything with Close.
 type Lab struct {
 	cfg    Config
@@ -494,27 +496,18 @@ func (l *Lab) build(ctx context.Context, core bool, sites []SiteConfig) error {
 
 	t0 = time.Now()
 	// The switch comes first: every other batch may enslave ports to br0.
-	var nsList []string
-	for ns := range p.perNS {
-		nsList = append(nsList, ns)
-	}
+	nsList := slices.Collect(maps.Keys(p.perNS))
 	if err := forEach(ctx, nsList, func(ns string) error { return ipBatch(ctx, ns, p.perNS[ns]) }); err != nil {
 		return err
 	}
-	var portNS []string
-	for ns := range p.ports {
-		portNS = append(portNS, ns)
-	}
+	portNS := slices.Collect(maps.Keys(p.ports))
 	if err := forEach(ctx, portNS, func(ns string) error { return ipBatch(ctx, ns, p.ports[ns]) }); err != nil {
 		return err
 	}
 	step("ip config", t0)
 
 	t0 = time.Now()
-	var ethNS []string
-	for ns := range p.ethtool {
-		ethNS = append(ethNS, ns)
-	}
+	ethNS := slices.Collect(maps.Keys(p.ethtool))
 	if err := forEach(ctx, ethNS, func(ns string) error {
 		var script []string
 		for _, dev := range p.ethtool[ns] {
@@ -527,10 +520,7 @@ func (l *Lab) build(ctx context.Context, core bool, sites []SiteConfig) error {
 	step("ethtool", t0)
 
 	t0 = time.Now()
-	var nftNS []string
-	for ns := range p.nft {
-		nftNS = append(nftNS, ns)
-	}
+	nftNS := slices.Collect(maps.Keys(p.nft))
 	if err := forEach(ctx, nftNS, func(ns string) error {
 		return runCmd(ctx, p.nft[ns], "ip", "netns", "exec", ns, "nft", "-f", "-")
 	}); err != nil {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ferrynet/ferry/internal/natlab"
+	"github.com/ferrynet/ferry/internal/natlab/natlabtest"
 	"github.com/ferrynet/ferry/internal/testutil"
 )
 
@@ -114,7 +115,7 @@ func TestShaping(t *testing.T) {
 	t.Parallel()
 	testutil.RequireRoot(t)
 	testutil.Deadline(t, 2*time.Minute)
-	lab := natlab.NewT(t, natlab.Config{Sites: []natlab.SiteConfig{
+	lab := natlabtest.New(t, natlab.Config{Sites: []natlab.SiteConfig{
 		{Name: "d", NAT: natlab.PortRestrictedCone, WAN: natlab.Link{Delay: 25 * time.Millisecond}},
 		{Name: "j", NAT: natlab.FullCone, WAN: natlab.Link{Delay: 20 * time.Millisecond, Jitter: 10 * time.Millisecond}},
 		{Name: "l", NAT: natlab.Symmetric, WAN: natlab.Link{Loss: 20}},
@@ -278,7 +279,7 @@ func TestMappingTimeout(t *testing.T) {
 	t.Parallel()
 	testutil.RequireRoot(t)
 	testutil.Deadline(t, time.Minute)
-	lab := natlab.NewT(t, natlab.Config{Sites: []natlab.SiteConfig{
+	lab := natlabtest.New(t, natlab.Config{Sites: []natlab.SiteConfig{
 		{Name: "fc", NAT: natlab.FullCone, MappingTimeout: 2 * time.Second},
 	}})
 	srv := lab.Server()
@@ -322,7 +323,7 @@ func TestHostNetworking(t *testing.T) {
 	t.Parallel()
 	testutil.RequireRoot(t)
 	testutil.Deadline(t, time.Minute)
-	lab := natlab.NewT(t, natlab.Config{Sites: []natlab.SiteConfig{
+	lab := natlabtest.New(t, natlab.Config{Sites: []natlab.SiteConfig{
 		{Name: "a", NAT: natlab.PortRestrictedCone, Hosts: 2},
 		{Name: "pub", NAT: natlab.None},
 	}})
@@ -428,7 +429,7 @@ func TestIsolation(t *testing.T) {
 	t.Parallel()
 	testutil.RequireRoot(t)
 	testutil.Deadline(t, time.Minute)
-	lab := natlab.NewT(t, natlab.Config{Sites: []natlab.SiteConfig{
+	lab := natlabtest.New(t, natlab.Config{Sites: []natlab.SiteConfig{
 		{Name: "a", NAT: natlab.FullCone, WAN: natlab.Link{Delay: time.Millisecond}},
 		{Name: "b", NAT: natlab.None},
 	}})
@@ -463,7 +464,7 @@ func TestAddSitesAndHairpin(t *testing.T) {
 	t.Parallel()
 	testutil.RequireRoot(t)
 	testutil.Deadline(t, time.Minute)
-	lab := natlab.NewT(t, natlab.Config{})
+	lab := natlabtest.New(t, natlab.Config{})
 	ctx := context.Background()
 	var sites []natlab.SiteConfig
 	for _, ty := range []natlab.NAT{natlab.FullCone, natlab.RestrictedCone, natlab.PortRestrictedCone, natlab.Symmetric} {

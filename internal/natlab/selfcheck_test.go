@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferrynet/ferry/internal/natlab"
 	"github.com/ferrynet/ferry/internal/natlab/coturn"
+	"github.com/ferrynet/ferry/internal/natlab/natlabtest"
 	"github.com/ferrynet/ferry/internal/nattype"
 	"github.com/ferrynet/ferry/internal/testutil"
 )
@@ -48,7 +49,7 @@ func TestSelfCheckNATDiscovery(t *testing.T) {
 			cfgs = append(cfgs, natlab.SiteConfig{Name: ty.Short() + "nh", NAT: ty})
 		}
 	}
-	lab := natlab.NewT(t, natlab.Config{Sites: cfgs})
+	lab := natlabtest.New(t, natlab.Config{Sites: cfgs})
 	ctx := context.Background()
 	srv, err := coturn.Start(ctx, coturn.ServerConfig{Host: lab.Server(), Dir: t.TempDir()})
 	if err != nil {
@@ -126,7 +127,7 @@ func TestSelfCheckRFC5780Off(t *testing.T) {
 	testutil.RequireRoot(t)
 	requireCoturn(t)
 	testutil.Deadline(t, time.Minute)
-	lab := natlab.NewT(t, natlab.Config{Sites: []natlab.SiteConfig{{Name: "a", NAT: natlab.PortRestrictedCone}}})
+	lab := natlabtest.New(t, natlab.Config{Sites: []natlab.SiteConfig{{Name: "a", NAT: natlab.PortRestrictedCone}}})
 	srv, err := coturn.Start(context.Background(), coturn.ServerConfig{Host: lab.Server(), Dir: t.TempDir(), NoRFC5780: true})
 	if err != nil {
 		t.Fatal(err)

@@ -2,16 +2,10 @@ package natprobe_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -24,9 +18,11 @@ import (
 
 	"github.com/ferrynet/ferry/internal/natlab"
 	"github.com/ferrynet/ferry/internal/natlab/coturn"
+	"github.com/ferrynet/ferry/internal/natlab/natlabtest"
 	"github.com/ferrynet/ferry/internal/natprobe"
 	"github.com/ferrynet/ferry/internal/nattype"
 	"github.com/ferrynet/ferry/internal/testutil"
+	"github.com/ferrynet/ferry/internal/tlsconf"
 	"github.com/ferrynet/ferry/server/relay"
 	"github.com/ferrynet/ferry/server/rendezvous"
 )
@@ -148,41 +144,6 @@ func startRendezvous(t *testing.T, lab *natlab.Lab) serverInfo {
 	}
 }
 
-// writeCert writes a self-signed certificate for ip and returns the file
-// names and a pool that trusts it.
-func writeCert(t *testing.T, dir string, ip netip.Addr) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "natlab server"},
-		IPAddresses: []net.IP{ip.AsSlice()},
-		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
-}
-
 // labSite is one site of the acceptance lab and what natprobe must say.
 type labSite struct {
 	cfg      natlab.SiteConfig
@@ -244,7 +205,7 @@ func testNATProbeAgainst(t *testing.T, server stunServer) {
 	for _, s := range sites {
 		cfgs = append(cfgs, s.cfg)
 	}
-	lab := natlab.NewT(t, natlab.Config{Sites: cfgs})
+	lab := natlabtest.New(t, natlab.Config{Sites: cfgs})
 	info := server.start(t, lab)
 	ctx := context.Background()
 
@@ -416,7 +377,7 @@ func TestBasicModeInLab(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireBinary(t, "turnserver", "coturn")
 	testutil.Deadline(t, time.Minute)
-	lab := natlab.NewT(t, natlab.Config{Sites: []natlab.SiteConfig{
+	lab := natlabtest.New(t, natlab.Config{Sites: []natlab.SiteConfig{
 		{Name: "a", NAT: natlab.PortRestrictedCone, Hairpin: true},
 	}})
 	srv, err := coturn.Start(context.Background(), coturn.ServerConfig{Host: lab.Server(), Dir: t.TempDir(), NoRFC5780: true})
@@ -441,4 +402,23 @@ func TestBasicModeInLab(t *testing.T) {
 	if !strings.Contains(strings.Join(res.Notes, "\n"), "does not support RFC 5780") {
 		t.Errorf("notes: %v", res.Notes)
 	}
+}
+
+// writeCert writes a self-signed certificate for ip to dir and returns the
+// file names and a pool that trusts it.
+func writeCert(t *testing.T, dir string, ip netip.Addr) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := tlsconf.WriteSelfSigned([]string{ip.String()}, certFile, keyFile); err != nil {
+		t.Fatal(err)
+	}
+	pemBytes, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemBytes) {
+		t.Fatal("the self-signed certificate does not parse")
+	}
+	return certFile, keyFile, pool
 }

@@ -2,7 +2,6 @@ package natprobe
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -11,6 +10,9 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
+
+	"github.com/ferrynet/ferry/internal/netaddr"
+	"github.com/ferrynet/ferry/internal/stunclient"
 )
 
 // lifetimePeriods are the idle periods tested: 1, 2, 4, 8... seconds below
@@ -117,20 +119,23 @@ func (p *prober) lifetimeOne(ctx context.Context, server netip.AddrPort, idle ti
 	// Y listens too: a server that ignores RESPONSE-PORT answers Y, and
 	// one that does not know it answers 420 Unknown Attribute.
 	yAnswer := make(chan string, 1)
-	go func() { yAnswer <- waitAnyResponse(ctx, y, m.TransactionID, deadline) }()
+	go func() { yAnswer <- waitAnyResponse(ctx, y, m, deadline) }()
 	xGot := make(chan bool, 1)
-	go func() { xGot <- waitResponse(ctx, x, m.TransactionID, deadline) }()
-	dst := net.UDPAddrFromAddrPort(server)
-	interval := p.rto
-	timer := time.NewTimer(0)
-	defer timer.Stop()
+	go func() { xGot <- waitResponse(ctx, x, m, deadline) }()
+	done := make(chan struct{})
+	resent := make(chan struct{})
+	go func() {
+		defer close(resent)
+		_, _ = stunclient.Resend(ctx, y, server, m, p.schedule(), done)
+	}()
+	defer func() { close(done); <-resent }()
 	var ySaid string
 	yDone := false
 	for {
 		select {
 		case alive = <-xGot:
 			p.record(ordLifetime, Test{
-				Name: fmt.Sprintf("lifetime %v: answer to the idle mapping", idle), Socket: addrPortOf(y.LocalAddr()).String(),
+				Name: fmt.Sprintf("lifetime %v: answer to the idle mapping", idle), Socket: netaddr.AddrPort(y.LocalAddr()).String(),
 				To: server.String(), Response: alive, Mapped: r.xorMapped.String(),
 				Detail: fmt.Sprintf("RESPONSE-PORT %d after %v idle", r.xorMapped.Port(), idle),
 			})
@@ -143,41 +148,25 @@ func (p *prober) lifetimeOne(ctx context.Context, server netip.AddrPort, idle ti
 				return false, true, ySaid
 			}
 			yDone, yAnswer = true, nil // nothing for Y: keep waiting for X
-		case <-timer.C:
-			_, _ = y.WriteTo(m.Raw, dst)
-			timer.Reset(interval)
-			interval *= 2
 		}
 	}
 }
 
-// waitResponse reports whether a response to txid arrives on pc.
-func waitResponse(ctx context.Context, pc net.PacketConn, txid [stun.TransactionIDSize]byte, deadline time.Time) bool {
-	return waitAnyResponse(ctx, pc, txid, deadline) != ""
+// waitResponse reports whether an answer to m arrives on pc.
+func waitResponse(ctx context.Context, pc net.PacketConn, m *stun.Message, deadline time.Time) bool {
+	_, err := stunclient.Await(ctx, pc, m, stunclient.Answer, deadline)
+	return err == nil
 }
 
-// waitAnyResponse returns a description of the first response to txid on
-// pc, or "" if none arrives before the deadline.
-func waitAnyResponse(ctx context.Context, pc net.PacketConn, txid [stun.TransactionIDSize]byte, deadline time.Time) string {
-	stop := context.AfterFunc(ctx, func() { _ = pc.SetReadDeadline(time.Now()) })
-	defer stop()
-	buf := make([]byte, maxMessage)
-	for ctx.Err() == nil && time.Now().Before(deadline) {
-		_ = pc.SetReadDeadline(deadline)
-		n, _, err := pc.ReadFrom(buf)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue // the loop condition ends it
-			}
-			return "" // closed
-		}
-		if _, kind, err := decode(buf[:n], txid); kind == outResponse {
-			if err != nil {
-				return err.Error()
-			}
-			return "answered the requesting socket"
-		}
+// waitAnyResponse returns a description of the first answer to m on pc,
+// or "" if none arrives before the deadline.
+func waitAnyResponse(ctx context.Context, pc net.PacketConn, m *stun.Message, deadline time.Time) string {
+	a, err := stunclient.Await(ctx, pc, m, stunclient.Answer, deadline)
+	if err != nil {
+		return ""
 	}
-	return ""
+	if _, err := parse(a.Msg); err != nil {
+		return err.Error()
+	}
+	return "answered the requesting socket"
 }

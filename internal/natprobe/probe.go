@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/ferrynet/ferry/internal/nattype"
+	"github.com/ferrynet/ferry/internal/netaddr"
+	"github.com/ferrynet/ferry/internal/stunclient"
 )
 
 // prober holds one probe's state. Tests run concurrently, each on its own
@@ -79,8 +81,8 @@ func exactly(want netip.AddrPort) func(netip.AddrPort) bool {
 func (p *prober) run(ctx context.Context, order int, name string, pc net.PacketConn, to netip.AddrPort,
 	req request, accept func(netip.AddrPort) bool,
 ) (response, ignored, error) {
-	r, ig, err := transact(ctx, pc, to, req, accept, p.rto, p.timeout)
-	t := Test{Name: name, Socket: addrPortOf(pc.LocalAddr()).String(), To: to.String(), Response: err == nil}
+	r, ig, err := p.transact(ctx, pc, to, req, accept)
+	t := Test{Name: name, Socket: netaddr.AddrPort(pc.LocalAddr()).String(), To: to.String(), Response: err == nil}
 	if err == nil {
 		t.From, t.Mapped = r.from.String(), r.xorMapped.String()
 	} else {
@@ -140,7 +142,7 @@ func Probe(ctx context.Context, cfg Config) (*Result, error) {
 		if derr != nil {
 			return res, fmt.Errorf("natprobe: no route to %s: %w", server, derr)
 		}
-		p.local = addrPortOf(c.LocalAddr()).Addr()
+		p.local = netaddr.AddrPort(c.LocalAddr()).Addr()
 		c.Close()
 	}
 
@@ -151,7 +153,7 @@ func Probe(ctx context.Context, cfg Config) (*Result, error) {
 		return res, err
 	}
 	defer m.Close()
-	local := addrPortOf(m.LocalAddr())
+	local := netaddr.AddrPort(m.LocalAddr())
 	res.LocalAddr = local.String()
 	r1, _, err := p.run(ctx, ordMapping1, "mapping test I (primary address)", m, server, request{}, exactly(server))
 	switch {
@@ -366,28 +368,21 @@ func (p *prober) hairpinTest(ctx context.Context, server netip.AddrPort) bool {
 	}
 	deadline := time.Now().Add(p.timeout)
 	got := make(chan bool, 1)
-	go func() { got <- waitRequest(ctx, h1, m.TransactionID, deadline) }()
+	go func() { got <- waitRequest(ctx, h1, m, deadline) }()
 	// Retransmit like a transaction until the first socket sees it.
-	dst := net.UDPAddrFromAddrPort(r.xorMapped)
-	interval := p.rto
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	var ok bool
-loop:
-	for {
-		select {
-		case ok = <-got:
-			break loop
-		case <-timer.C:
-			if _, err := h2.WriteTo(m.Raw, dst); err != nil {
-				p.note("hairpin test: send to %s: %v", dst, err)
-			}
-			timer.Reset(interval)
-			interval *= 2
-		}
+	done := make(chan struct{})
+	sendErr := make(chan error, 1)
+	go func() {
+		_, err := stunclient.Resend(ctx, h2, r.xorMapped, m, p.schedule(), done)
+		sendErr <- err
+	}()
+	ok := <-got
+	close(done)
+	if err := <-sendErr; err != nil {
+		p.note("hairpin test: send to %s: %v", r.xorMapped, err)
 	}
 	p.record(ordHairpin, Test{
-		Name: "hairpin (second socket to the first one's public address)", Socket: addrPortOf(h2.LocalAddr()).String(),
+		Name: "hairpin (second socket to the first one's public address)", Socket: netaddr.AddrPort(h2.LocalAddr()).String(),
 		To: r.xorMapped.String(), Response: ok,
 	})
 	return ok
@@ -405,7 +400,7 @@ func (p *prober) udpBlocked(ctx context.Context, res *Result, server netip.AddrP
 		t := Test{Name: "STUN Binding over TCP", To: server.String()}
 		if err == nil {
 			defer c.Close()
-			t.Socket = addrPortOf(c.LocalAddr()).String()
+			t.Socket = netaddr.AddrPort(c.LocalAddr()).String()
 			var r response
 			if r, err = p.streamBinding(ctx, c); err == nil {
 				tcp = &r

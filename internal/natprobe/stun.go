@@ -5,17 +5,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"time"
 
 	"github.com/pion/stun/v4"
-)
 
-// maxMessage is the largest datagram or TCP-framed message read. STUN
-// responses are small; anything larger is garbage to us.
-const maxMessage = 4096
+	"github.com/ferrynet/ferry/internal/netaddr"
+	"github.com/ferrynet/ferry/internal/stunclient"
+)
 
 // request is what a Binding request asks of the server.
 type request struct {
@@ -57,6 +55,8 @@ type response struct {
 }
 
 // ignored counts what a transaction threw away; it explains a timeout.
+// Datagrams that were our own request come back count as another
+// transaction's.
 type ignored struct {
 	garbage     int // not STUN, or a STUN message that does not decode
 	wrongTxID   int // a STUN message for another transaction
@@ -79,64 +79,28 @@ func toAddrPort(ip net.IP, port int) netip.AddrPort {
 	return netip.AddrPortFrom(a.Unmap(), uint16(port))
 }
 
-func addrPortOf(a net.Addr) netip.AddrPort {
-	switch v := a.(type) {
-	case *net.UDPAddr:
-		return toAddrPort(v.IP, v.Port)
-	case *net.TCPAddr:
-		return toAddrPort(v.IP, v.Port)
+// decode classifies raw for the Binding transaction txid and, when it is
+// an answer, parses it (see parse). It never panics on any input (see
+// FuzzDecode).
+func decode(raw []byte, txid [stun.TransactionIDSize]byte) (response, stunclient.Kind, error) {
+	m, kind := stunclient.Classify(raw, txid, stun.MethodBinding)
+	if kind != stunclient.Answer {
+		return response{}, kind, nil
 	}
-	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
-	return netip.AddrPort{}
+	r, err := parse(m)
+	return r, kind, err
 }
 
-// outcome classifies a received message for one transaction.
-type outcome int
-
-const (
-	outGarbage outcome = iota
-	outOtherTx
-	outRequest // a request with our transaction ID (hairpinning)
-	outResponse
-)
-
-// decode parses raw as a STUN message and, for our transaction, as a
-// Binding response. An error response to our transaction returns
-// ErrBadResponse with the code; so does a success without a mapped
-// address. It never panics on any input (see FuzzDecode).
-func decode(raw []byte, txid [stun.TransactionIDSize]byte) (response, outcome, error) {
-	return decodeMethod(raw, txid, stun.MethodBinding)
-}
-
-// decodeMethod is decode for a transaction of any method.
-func decodeMethod(raw []byte, txid [stun.TransactionIDSize]byte, method stun.Method) (response, outcome, error) {
-	if !stun.IsMessage(raw) {
-		return response{}, outGarbage, nil
-	}
-	m := &stun.Message{Raw: append([]byte(nil), raw...)}
-	if m.Decode() != nil {
-		return response{}, outGarbage, nil //nolint:nilerr // garbage is counted, not fatal: wait for a good answer
-	}
-	if m.TransactionID != txid {
-		return response{}, outOtherTx, nil
-	}
-	if m.Type.Method != method {
-		return response{}, outGarbage, nil
-	}
-	switch m.Type.Class {
-	case stun.ClassRequest:
-		return response{}, outRequest, nil
-	case stun.ClassErrorResponse:
+// parse reads an answer to our transaction. An error response returns a
+// *ResponseError with the code; a success without a mapped address
+// returns ErrBadResponse.
+func parse(m *stun.Message) (response, error) {
+	if m.Type.Class == stun.ClassErrorResponse {
 		var ec stun.ErrorCodeAttribute
 		if err := ec.GetFrom(m); err != nil {
-			return response{}, outResponse, fmt.Errorf("%w: error response without a valid ERROR-CODE", ErrBadResponse)
+			return response{}, fmt.Errorf("%w: error response without a valid ERROR-CODE", ErrBadResponse)
 		}
-		return response{}, outResponse, &ResponseError{Code: int(ec.Code), Reason: string(ec.Reason)}
-	case stun.ClassSuccessResponse:
-	default:
-		return response{}, outGarbage, nil
+		return response{}, &ResponseError{Code: int(ec.Code), Reason: string(ec.Reason)}
 	}
 	var r response
 	var xa stun.XORMappedAddress
@@ -157,157 +121,68 @@ func decodeMethod(raw []byte, txid [stun.TransactionIDSize]byte, method stun.Met
 	}
 	if !r.xorMapped.IsValid() {
 		if !r.mapped.IsValid() {
-			return r, outResponse, fmt.Errorf("%w: success response without a mapped address", ErrBadResponse)
+			return r, fmt.Errorf("%w: success response without a mapped address", ErrBadResponse)
 		}
 		r.xorMapped = r.mapped // an RFC 3489 server
 	}
-	return r, outResponse, nil
+	return r, nil
 }
 
-// transact runs one Binding transaction over UDP with RFC 8489
-// retransmissions: the request goes out at 0, RTO, 3*RTO, 7*RTO... until
-// an acceptable response arrives or timeout passes. accept filters
-// responses by source address (nil accepts any). A failed send counts as a
-// lost transmission; only if every send failed is the send error returned.
-func transact(ctx context.Context, pc net.PacketConn, to netip.AddrPort, req request,
-	accept func(netip.AddrPort) bool, rto, timeout time.Duration,
+// schedule is the probe's retransmission schedule (see package
+// stunclient): the first retransmission after RTO, doubling, resent until
+// Timeout ends the transaction (four transmissions at the defaults).
+func (p *prober) schedule() stunclient.Schedule {
+	return stunclient.Schedule{RTO: p.rto, Rc: -1, Timeout: p.timeout}
+}
+
+// transact runs one Binding transaction over UDP on the probe's schedule
+// until an acceptable response arrives or the timeout passes. accept
+// filters responses by source address (nil accepts any). A failed send
+// counts as a lost transmission; only if every send failed is the send
+// error returned.
+func (p *prober) transact(ctx context.Context, pc net.PacketConn, to netip.AddrPort, req request,
+	accept func(netip.AddrPort) bool,
 ) (response, ignored, error) {
-	var ig ignored
 	m, err := req.build()
 	if err != nil {
+		return response{}, ignored{}, err
+	}
+	ans, st, err := stunclient.Do(ctx, pc, to, m, p.schedule(), accept)
+	ig := ignored{garbage: st.Garbage, wrongTxID: st.OtherTransaction, wrongSource: st.WrongSource}
+	var se *stunclient.SendError
+	switch {
+	case errors.Is(err, stunclient.ErrTimeout):
+		return response{}, ig, ErrNoResponse
+	case errors.As(err, &se):
+		return response{}, ig, fmt.Errorf("natprobe: send to %s: %w", to, se.Err)
+	case err != nil:
 		return response{}, ig, err
 	}
-	dst := net.UDPAddrFromAddrPort(to)
-	stop := context.AfterFunc(ctx, func() { _ = pc.SetReadDeadline(time.Now()) })
-	defer stop()
-	defer func() { _ = pc.SetReadDeadline(time.Time{}) }()
-
-	start := time.Now()
-	deadline := start.Add(timeout)
-	next, interval := start, rto
-	buf := make([]byte, maxMessage)
-	sent := 0
-	var sendErr error
-	for {
-		if err := ctx.Err(); err != nil {
-			return response{}, ig, err
-		}
-		now := time.Now()
-		if !now.Before(deadline) {
-			if sent == 0 && sendErr != nil {
-				return response{}, ig, fmt.Errorf("natprobe: send to %s: %w", to, sendErr)
-			}
-			return response{}, ig, ErrNoResponse
-		}
-		if !now.Before(next) {
-			if _, err := pc.WriteTo(m.Raw, dst); err != nil {
-				sendErr = err
-			} else {
-				sent++
-			}
-			next, interval = now.Add(interval), 2*interval
-		}
-		_ = pc.SetReadDeadline(minTime(next, deadline))
-		if ctx.Err() != nil {
-			continue // the AfterFunc may have fired before the line above
-		}
-		n, from, err := pc.ReadFrom(buf)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return response{}, ig, fmt.Errorf("natprobe: receive: %w", err)
-		}
-		r, kind, err := decode(buf[:n], m.TransactionID)
-		switch kind {
-		case outGarbage:
-			ig.garbage++
-			continue
-		case outOtherTx, outRequest:
-			ig.wrongTxID++
-			continue
-		}
-		r.from = addrPortOf(from)
-		if accept != nil && !accept(r.from) {
-			ig.wrongSource++
-			continue
-		}
-		return r, ig, err
-	}
+	r, err := parse(ans.Msg)
+	r.from = ans.From
+	return r, ig, err
 }
 
-// waitRequest reads pc until a Binding request with txid arrives (true),
-// the deadline passes or ctx ends (false).
-func waitRequest(ctx context.Context, pc net.PacketConn, txid [stun.TransactionIDSize]byte, deadline time.Time) bool {
-	stop := context.AfterFunc(ctx, func() { _ = pc.SetReadDeadline(time.Now()) })
-	defer stop()
-	defer func() { _ = pc.SetReadDeadline(time.Time{}) }()
-	buf := make([]byte, maxMessage)
-	for ctx.Err() == nil && time.Now().Before(deadline) {
-		_ = pc.SetReadDeadline(deadline)
-		n, _, err := pc.ReadFrom(buf)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return false
-		}
-		if _, kind, _ := decode(buf[:n], txid); kind == outRequest {
-			return true
-		}
-	}
-	return false
+// waitRequest reports whether the request m arrives on pc (hairpinned)
+// before the deadline.
+func waitRequest(ctx context.Context, pc net.PacketConn, m *stun.Message, deadline time.Time) bool {
+	_, err := stunclient.Await(ctx, pc, m, stunclient.Echo, deadline)
+	return err == nil
 }
 
 // transactStream runs one transaction over a stream connection (TCP or
 // TLS): no retransmissions (the transport retransmits), one deadline.
-// Messages are framed by the STUN header's length (RFC 8489 section 6.2.2).
 func transactStream(ctx context.Context, c net.Conn, m *stun.Message, timeout time.Duration) (response, error) {
-	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
-	defer stop()
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	if _, err := c.Write(m.Raw); err != nil {
-		return response{}, fmt.Errorf("natprobe: send: %w", err)
+	ans, err := stunclient.DoStream(ctx, c, m, timeout)
+	switch {
+	case errors.Is(err, stunclient.ErrTimeout):
+		return response{}, ErrNoResponse
+	case errors.Is(err, stunclient.ErrNotSTUN):
+		return response{}, fmt.Errorf("%w: %w", ErrBadResponse, err)
+	case err != nil:
+		return response{}, err
 	}
-	for {
-		var hdr [20]byte
-		if _, err := io.ReadFull(c, hdr[:]); err != nil {
-			return response{}, streamErr(ctx, err)
-		}
-		l := int(binary.BigEndian.Uint16(hdr[2:4]))
-		if hdr[0]&0xc0 != 0 || l%4 != 0 || 20+l > maxMessage {
-			return response{}, fmt.Errorf("%w: not a STUN stream (header %x)", ErrBadResponse, hdr[:4])
-		}
-		msg := make([]byte, 20+l)
-		copy(msg, hdr[:])
-		if _, err := io.ReadFull(c, msg[20:]); err != nil {
-			return response{}, streamErr(ctx, err)
-		}
-		r, kind, err := decodeMethod(msg, m.TransactionID, m.Type.Method)
-		if kind == outResponse {
-			r.from = addrPortOf(c.RemoteAddr())
-			return r, err
-		}
-		// Anything else on the stream is skipped.
-	}
-}
-
-func streamErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return ErrNoResponse
-	}
-	return fmt.Errorf("natprobe: receive: %w", err)
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
+	r, err := parse(ans)
+	r.from = netaddr.AddrPort(c.RemoteAddr())
+	return r, err
 }

@@ -16,10 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +25,7 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/turn/v5"
 
+	"github.com/ferrynet/ferry/internal/benchproc"
 	"github.com/ferrynet/ferry/server/relay"
 )
 
@@ -222,7 +221,7 @@ func (l *Load) Run(ctx context.Context, d time.Duration) (Result, error) {
 	total.Store(0)
 	rtts := make([][]time.Duration, len(l.allocs))
 	var wg sync.WaitGroup
-	cpu0, err := procCPU(l.cfg.PID)
+	cpu0, err := benchproc.CPU(l.cfg.PID)
 	if err != nil {
 		return Result{}, err
 	}
@@ -236,7 +235,7 @@ func (l *Load) Run(ctx context.Context, d time.Duration) (Result, error) {
 	ended := make(chan end, 1)
 	stop := context.AfterFunc(ctx, func() {
 		e := end{at: time.Now(), count: total.Load()}
-		e.cpu, e.err = procCPU(l.cfg.PID)
+		e.cpu, e.err = benchproc.CPU(l.cfg.PID)
 		ended <- e
 	})
 	defer stop()
@@ -364,39 +363,4 @@ func (l *Load) Close() {
 		_ = l.echo.Close()
 		l.echoWG.Wait()
 	}
-}
-
-// procCPU returns a process's user+system CPU time from /proc/<pid>/stat.
-func procCPU(pid int) (time.Duration, error) {
-	if pid == 0 {
-		return 0, nil
-	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	return parseStat(string(b))
-}
-
-// clockTick is USER_HZ, 100 on every Linux architecture Go supports.
-const clockTick = 10 * time.Millisecond
-
-// parseStat reads utime and stime (fields 14 and 15) of a /proc/<pid>/stat
-// line; the command name in parentheses may contain spaces.
-func parseStat(s string) (time.Duration, error) {
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, errors.New("bench: malformed /proc stat")
-	}
-	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state); utime is field 14, stime field 15.
-	if len(f) < 13 {
-		return 0, errors.New("bench: short /proc stat")
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, errors.New("bench: bad /proc stat times")
-	}
-	return time.Duration(ut+st) * clockTick, nil
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrynet/ferry/internal/benchproc"
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/server/relay"
 )
@@ -58,7 +59,7 @@ func child() int {
 }
 
 func startTarget(b *testing.B, name string, minPort int) *Server {
-	port, err := FreeUDPPort(b.Context())
+	port, err := benchproc.FreePort(b.Context(), "udp")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -123,22 +124,6 @@ func BenchmarkRelayVsCoturn(b *testing.B) {
 	if c.CPU > 0 && f.RoundTrips > 0 && c.RoundTrips > 0 {
 		b.ReportMetric(float64(f.CPUPerRoundTrip())/float64(c.CPUPerRoundTrip()), "cpu-ratio")
 		b.ReportMetric(f.RoundTripsPerSec()/c.RoundTripsPerSec(), "rt/s-ratio")
-	}
-}
-
-func TestParseStat(t *testing.T) {
-	line := "1234 (turn server) S 1 2 3 4 5 6 7 8 9 10 250 125 0 0 20 0 4 0 100 0 0"
-	d, err := parseStat(line)
-	if err != nil || d != 375*clockTick {
-		t.Fatalf("parseStat = %v, %v", d, err)
-	}
-	for _, bad := range []string{"", "1 (x", "1 (x) S 1 2", "1 (x) S 1 2 3 4 5 6 7 8 9 10 a b"} {
-		if _, err := parseStat(bad); err == nil {
-			t.Errorf("parseStat(%q) succeeded", bad)
-		}
-	}
-	if d, err := procCPU(os.Getpid()); err != nil || d < 0 {
-		t.Fatalf("procCPU(self) = %v, %v", d, err)
 	}
 }
 

@@ -4,16 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"os"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
-	"syscall"
+	"sync/atomic"
 	"time"
+
+	"github.com/ferrynet/ferry/internal/benchproc"
+	"github.com/ferrynet/ferry/internal/stunclient"
 )
 
 // Server is a relay process under test.
@@ -21,13 +21,11 @@ type Server struct {
 	Name string
 	Addr string // UDP host:port
 	Args []string
-	cmd  *exec.Cmd
-	done chan error
-	log  *tail
+	proc *benchproc.Process
 }
 
 // PID returns the process id.
-func (s *Server) PID() int { return s.cmd.Process.Pid }
+func (s *Server) PID() int { return s.proc.PID() }
 
 // Settings are the equivalent settings both relays get.
 type Settings struct {
@@ -73,101 +71,69 @@ func FerryArgs(s Settings) []string {
 	}
 }
 
-// Start runs bin with args and waits until its UDP port answers STUN.
+// Start runs bin with args (and env added to the environment) and waits
+// until its UDP port answers STUN.
 func Start(ctx context.Context, name, bin string, args []string, addr string, env []string) (*Server, error) {
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	log := &tail{}
-	cmd.Stdout, cmd.Stderr = log, log
-	killWithParent(cmd)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
+	p, _, err := benchproc.Start(ctx, benchproc.Command{Name: name, Path: bin, Args: args, Env: env})
+	if err != nil {
+		return nil, err
 	}
-	s := &Server{Name: name, Addr: addr, Args: append([]string{bin}, args...), cmd: cmd, done: make(chan error, 1), log: log}
-	go func() { s.done <- cmd.Wait() }()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if bindingAnswers(ctx, addr) {
-			return s, nil
+	s := &Server{Name: name, Addr: addr, Args: append([]string{bin}, args...), proc: p}
+	if err := waitReady(ctx, p, addr); err != nil {
+		_ = s.Stop()
+		if errors.Is(err, errExited) {
+			return nil, fmt.Errorf("%s exited: %w\n%s", name, p.Err(), p.Output())
 		}
-		select {
-		case err := <-s.done:
-			return nil, fmt.Errorf("%s exited: %w\n%s", name, err, log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			_ = s.Stop()
-			return nil, fmt.Errorf("%s did not answer on %s\n%s", name, addr, log)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return nil, fmt.Errorf("%s did not answer on %s: %w\n%s", name, addr, err, p.Output())
 	}
+	return s, nil
 }
 
-// Stop ends the process (SIGKILL: nothing to drain in a benchmark).
-func (s *Server) Stop() error {
-	_ = s.cmd.Process.Kill()
-	err := <-s.done
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return nil
+var errExited = errors.New("exited")
+
+// waitReady waits up to 15 s until the server at addr answers STUN, or
+// fails early if its process p exits.
+func waitReady(ctx context.Context, p *benchproc.Process, addr string) error {
+	to, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, 15*time.Second, errors.New("no answer in 15s"))
+	defer cancel()
+	var exited atomic.Bool
+	go func() {
+		select {
+		case <-p.Done():
+			exited.Store(true)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var lc net.ListenConfig
+	pc, err := lc.ListenPacket(ctx, "udp4", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer pc.Close()
+	err = stunclient.Poll(ctx, pc, to, 100*time.Millisecond)
+	if exited.Load() {
+		return errExited
+	}
+	if err != nil && ctx.Err() != nil {
+		return context.Cause(ctx)
 	}
 	return err
 }
 
+// Stop ends the process (SIGKILL: nothing to drain in a benchmark).
+func (s *Server) Stop() error {
+	s.proc.Kill()
+	var ee *exec.ExitError
+	if err := s.proc.Err(); err != nil && !errors.As(err, &ee) {
+		return err
+	}
+	return nil
+}
+
 // Log returns the tail of the process's output.
-func (s *Server) Log() string { return s.log.String() }
-
-func bindingAnswers(ctx context.Context, addr string) bool {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "udp", addr)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	// A STUN Binding request with a fixed transaction ID.
-	req := []byte{0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
-	if _, err = c.Write(req); err != nil {
-		return false
-	}
-	_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-	buf := make([]byte, 512)
-	n, err := c.Read(buf)
-	return err == nil && n >= 20 && buf[0] == 0x01 && buf[1] == 0x01
-}
-
-// FreeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago.
-func FreeUDPPort(ctx context.Context) (int, error) {
-	var lc net.ListenConfig
-	pc, err := lc.ListenPacket(ctx, "udp4", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer pc.Close()
-	return pc.LocalAddr().(*net.UDPAddr).Port, nil
-}
-
-// tail keeps the last 16 KiB written to it.
-type tail struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > 16<<10 {
-		t.buf = t.buf[len(t.buf)-16<<10:]
-	}
-	return len(p), nil
-}
-
-func (t *tail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return strings.TrimSpace(string(t.buf))
-}
-
-var _ io.Writer = (*tail)(nil)
+func (s *Server) Log() string { return s.proc.Output() }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ferrynet/ferry/internal/benchproc"
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/server/rendezvous"
 	"github.com/ferrynet/ferry/signal"
@@ -69,7 +70,7 @@ func child(mode string) int {
 	return 0
 }
 
-func startChild(b *testing.B, mode string) (*Process, string) {
+func startChild(b *testing.B, mode string) (*benchproc.Process, string) {
 	b.Helper()
 	self, err := os.Executable()
 	if err != nil {
@@ -77,7 +78,10 @@ func startChild(b *testing.B, mode string) (*Process, string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, line, err := StartEnv(ctx, "child-"+mode, "READY ", []string{childEnv + "=" + mode}, self, "-test.run=^$")
+	p, line, err := benchproc.Start(ctx, benchproc.Command{
+		Name: "child-" + mode, Path: self, Args: []string{"-test.run=^$"},
+		Env: []string{childEnv + "=" + mode}, Ready: "READY ",
+	})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -93,20 +97,22 @@ func startChild(b *testing.B, mode string) (*Process, string) {
 func BenchmarkSTUNVsCoturn(b *testing.B) {
 	coturn := testutil.RequireBinary(b, "turnserver", "coturn")
 	ferry, ferryAddr := startChild(b, "stun")
-	port := freeUDP(b)
+	port := freePort(b, "udp")
 	dir := b.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cot, _, err := Start(ctx, "coturn", "", coturn, "-n", "-S", "--listening-ip=127.0.0.1",
-		"--listening-port="+strconv.Itoa(port), "--no-tcp", "--no-tls", "--no-dtls", "--no-cli",
-		"--no-rfc5780", "--no-software-attribute", "--pidfile="+dir+"/pid", "--userdb="+dir+"/db", "--log-file=stdout")
+	cot, _, err := benchproc.Start(ctx, benchproc.Command{Name: "coturn", Path: coturn, Args: []string{
+		"-n", "-S", "--listening-ip=127.0.0.1",
+		"--listening-port=" + strconv.Itoa(port), "--no-tcp", "--no-tls", "--no-dtls", "--no-cli",
+		"--no-rfc5780", "--no-software-attribute", "--pidfile=" + dir + "/pid", "--userdb=" + dir + "/db", "--log-file=stdout",
+	}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(cot.Stop)
 	servers := []struct {
 		name string
-		p    *Process
+		p    *benchproc.Process
 		addr netip.AddrPort
 	}{
 		{"coturn", cot, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))},
@@ -135,13 +141,12 @@ func BenchmarkSTUNVsCoturn(b *testing.B) {
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
-func freeUDP(b *testing.B) int {
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+func freePort(b *testing.B, network string) int {
+	port, err := benchproc.FreePort(b.Context(), network)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
+	return port
 }
 
 // BenchmarkLoggedInPeers logs b.N peers in at a server in a child process
@@ -154,7 +159,7 @@ func BenchmarkLoggedInPeers(b *testing.B) {
 		b.Skipf("%d peers exceed the open-file limit of this run", b.N)
 	}
 	time.Sleep(200 * time.Millisecond)
-	rss0, err := ProcRSS(srv.PID())
+	rss0, err := benchproc.RSS(srv.PID())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -166,7 +171,7 @@ func BenchmarkLoggedInPeers(b *testing.B) {
 	b.StopTimer()
 	defer ClosePeers(peers)
 	time.Sleep(500 * time.Millisecond)
-	rss1, err := ProcRSS(srv.PID())
+	rss1, err := benchproc.RSS(srv.PID())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -216,11 +221,13 @@ func BenchmarkRouteOneServer(b *testing.B) {
 // Redis (bar: p99 <= 15 ms).
 func BenchmarkRouteTwoReplicas(b *testing.B) {
 	bin := testutil.RequireBinary(b, "redis-server", "redis-server")
-	port := freeTCP(b)
+	port := freePort(b, "tcp")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	red, _, err := Start(ctx, "redis", "Ready to accept connections", bin, "--port", strconv.Itoa(port),
-		"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", b.TempDir())
+	red, _, err := benchproc.Start(ctx, benchproc.Command{
+		Name: "redis", Path: bin, Ready: "Ready to accept connections",
+		Args: []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", b.TempDir()},
+	})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -244,15 +251,6 @@ func BenchmarkRouteTwoReplicas(b *testing.B) {
 		urls = append(urls, "ws://"+s.Addr().String())
 	}
 	routeBench(b, urls[0], urls[1])
-}
-
-func freeTCP(b *testing.B) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // BenchmarkSTUNInProcess is the STUN server's cost per answer in this

@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
+
+	"github.com/ferrynet/ferry/internal/benchproc"
+	"github.com/ferrynet/ferry/internal/stunclient"
 )
 
 // STUNLoad drives a STUN server with Binding requests in a closed loop:
@@ -66,7 +69,7 @@ func (l STUNLoad) Run(ctx context.Context, pid int, n int64) (STUNResult, error)
 	var cpu0 time.Duration
 	if pid != 0 {
 		var err error
-		if cpu0, err = ProcCPU(pid); err != nil {
+		if cpu0, err = benchproc.CPU(pid); err != nil {
 			return STUNResult{}, err
 		}
 	}
@@ -87,7 +90,7 @@ func (l STUNLoad) Run(ctx context.Context, pid int, n int64) (STUNResult, error)
 	elapsed := time.Since(start)
 	res := STUNResult{Responses: count.Load(), Elapsed: elapsed}
 	if pid != 0 {
-		cpu1, err := ProcCPU(pid)
+		cpu1, err := benchproc.CPU(pid)
 		if err != nil {
 			return res, err
 		}
@@ -147,28 +150,12 @@ func (l STUNLoad) loop(ctx context.Context, c *net.UDPConn, window int, count *a
 	return nil
 }
 
-// WaitSTUN waits until a STUN server answers at addr.
+// WaitSTUN waits until a STUN server answers at addr (see stunclient.Poll).
 func WaitSTUN(ctx context.Context, addr netip.AddrPort) error {
 	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	req, err := stun.Build(stun.TransactionID, stun.BindingRequest)
-	if err != nil {
-		return err
-	}
-	buf := make([]byte, 1500)
-	for {
-		if _, err := c.WriteToUDPAddrPort(req.Raw, addr); err != nil {
-			return err
-		}
-		_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		if n, err := c.Read(buf); err == nil && n >= 20 {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-	}
+	return stunclient.Poll(ctx, c, addr, 100*time.Millisecond)
 }

@@ -119,11 +119,23 @@ func trimStacks(s string) string {
 // 50 ms, so a fast condition is seen at once and a slow one costs little CPU.
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	if !Poll(timeout, cond) {
+		t.Fatalf("timed out after %v waiting for %s", timeout, what)
+	}
+}
+
+// Poll is WaitFor's loop without the failure: it reports whether cond
+// became true within timeout. Use it where running out of time is a
+// result to record (a path that may still upgrade), where the failure
+// needs a message built from the last state seen, or off the test's
+// goroutine, where t.Fatal must not be called.
+func Poll(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for interval := time.Millisecond; !cond(); interval = min(2*interval, 50*time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+			return false
 		}
 		time.Sleep(interval)
 	}
+	return true
 }

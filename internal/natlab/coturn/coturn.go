@@ -16,9 +16,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/pion/stun/v4"
-
 	"github.com/ferrynet/ferry/internal/natlab"
+	"github.com/ferrynet/ferry/internal/stunclient"
 )
 
 // Default ports.
@@ -144,36 +143,25 @@ func (s *Server) Output() string { return s.proc.Output() }
 func (s *Server) Close() error { return s.proc.Stop() }
 
 // waitSTUN sends Binding requests from inside h to ap until one is
-// answered.
+// answered (see stunclient.Poll), or fails when turnserver exits.
 func waitSTUN(ctx context.Context, h *natlab.Host, ap netip.AddrPort, proc *natlab.Process) error {
 	pc, err := h.ListenPacket(ctx, "udp4", net.JoinHostPort(h.Addr().String(), "0"))
 	if err != nil {
 		return err
 	}
 	defer pc.Close()
-	buf := make([]byte, 1500)
-	for {
-		req, err := stun.Build(stun.TransactionID, stun.BindingRequest)
-		if err != nil {
-			return err
-		}
-		if _, err = pc.WriteTo(req.Raw, net.UDPAddrFromAddrPort(ap)); err != nil {
-			return err
-		}
-		_ = pc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		n, _, err := pc.ReadFrom(buf)
-		if err == nil {
-			m := &stun.Message{Raw: append([]byte(nil), buf[:n]...)}
-			if m.Decode() == nil && m.TransactionID == req.TransactionID {
-				return nil
-			}
-		}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
 		select {
-		case <-ctx.Done():
-			return ctx.Err()
 		case <-proc.Done():
-			return fmt.Errorf("turnserver exited: %w", proc.Wait())
-		default:
+			cancel(fmt.Errorf("turnserver exited: %w", proc.Wait()))
+		case <-ctx.Done():
 		}
+	}()
+	err = stunclient.Poll(ctx, pc, ap, 100*time.Millisecond)
+	if err != nil && ctx.Err() != nil {
+		return context.Cause(ctx)
 	}
+	return err
 }

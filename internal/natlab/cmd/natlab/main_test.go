@@ -83,17 +83,19 @@ func TestUpForeground(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"up", "--a", "full-cone", "--delay", "5ms", "--name", name}, &out, &errOut)
 	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(out.String(), "Ctrl-C removes the lab") {
+	early := -1 // up's exit code, if it returned before being stopped
+	if !testutil.Poll(30*time.Second, func() bool {
 		select {
-		case code := <-done:
-			t.Fatalf("up returned %d before being stopped\n%s%s", code, out.String(), errOut.String())
+		case early = <-done:
+			return true
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lab did not come up:\n%s%s", out.String(), errOut.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+		return strings.Contains(out.String(), "Ctrl-C removes the lab")
+	}) {
+		t.Fatalf("lab did not come up:\n%s%s", out.String(), errOut.String())
+	}
+	if early >= 0 {
+		t.Fatalf("up returned %d before being stopped\n%s%s", early, out.String(), errOut.String())
 	}
 	names, _ := natlab.List()
 	if n := countPrefix(names, prefix); n != 5 { // sw, srv, a-nat, a1, a-dly

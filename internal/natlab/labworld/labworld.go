@@ -1,10 +1,9 @@
-// Package e2e runs Ferry end to end in the NAT lab: a rendezvous server and
-// a TURN relay on the lab's public server host, and SDK nodes behind real
-// kernel NATs. It holds the NAT matrix (every ordered pair of NAT types),
-// the connect-time benchmark and the failure tests of the connectivity
-// issue; World is the setup they share, and `ferry demo --nat-a/--nat-b`
-// uses it too.
-package e2e
+// Package labworld runs Ferry's servers in a NAT lab: a rendezvous server
+// (signaling and STUN) and a TURN relay on the lab's public server host,
+// inside its namespace, in this process, and starts SDK nodes on the lab's
+// hosts logged in to them. The end-to-end tests (internal/e2e) and
+// `ferry demo --nat-a/--nat-b` share it; it links no test code.
+package labworld
 
 import (
 	"context"
@@ -61,8 +60,8 @@ func WithRelayTLS(cert tls.Certificate) WorldOption {
 	return func(o *worldOptions) { o.relayCert = &cert }
 }
 
-// NewWorld starts the servers on lab's server host.
-func NewWorld(ctx context.Context, lab *natlab.Lab, log *slog.Logger, opts ...WorldOption) (_ *World, err error) {
+// New starts the servers on lab's server host.
+func New(ctx context.Context, lab *natlab.Lab, log *slog.Logger, opts ...WorldOption) (_ *World, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -78,7 +77,7 @@ func NewWorld(ctx context.Context, lab *natlab.Lab, log *slog.Logger, opts ...Wo
 	srv := lab.Server()
 	addrs := srv.Addrs()
 	if len(addrs) < 2 {
-		return nil, errors.New("e2e: the lab server needs two addresses")
+		return nil, errors.New("labworld: the lab server needs two addresses")
 	}
 	sig, alt := addrs[0], addrs[1]
 	ln, err := srv.Listen(ctx, "tcp4", netip.AddrPortFrom(sig, SignalPort).String())
@@ -106,7 +105,7 @@ func NewWorld(ctx context.Context, lab *natlab.Lab, log *slog.Logger, opts ...Wo
 	if err != nil {
 		_ = ln.Close()
 		_ = stunPC.Close()
-		return nil, fmt.Errorf("e2e: rendezvous: %w", err)
+		return nil, fmt.Errorf("labworld: rendezvous: %w", err)
 	}
 	if err := w.StartRelay(ctx); err != nil {
 		return nil, err
@@ -159,7 +158,7 @@ func (w *World) StartRelay(ctx context.Context) error {
 		Logger:       w.Log.With("server", "relay"),
 	})
 	if err != nil {
-		return fmt.Errorf("e2e: relay: %w", err)
+		return fmt.Errorf("labworld: relay: %w", err)
 	}
 	w.mu.Lock()
 	w.relay = rl

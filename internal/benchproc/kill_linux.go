@@ -1,13 +1,13 @@
 //go:build linux
 
-package relaybench
+package benchproc
 
 import (
 	"os/exec"
 	"syscall"
 )
 
-// killWithParent makes the kernel kill the server if the benchmark dies.
+// killWithParent makes the kernel kill the child if this process dies.
 func killWithParent(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }

@@ -1,7 +1,0 @@
-//go:build !linux
-
-package relaybench
-
-import "os/exec"
-
-func killWithParent(*exec.Cmd) {}
