@@ -37,12 +37,12 @@ func listenUDP(t testing.TB) net.PacketConn {
 }
 
 // newEndpoint starts an endpoint on a loopback UDP socket, closed at cleanup.
-func newEndpoint(t testing.TB, opts ...Option) *Endpoint {
+func newEndpoint(t testing.TB, opts ...EndpointOption) *Endpoint {
 	t.Helper()
 	return newEndpointOn(t, listenUDP(t), opts...)
 }
 
-func newEndpointOn(t testing.TB, pc net.PacketConn, opts ...Option) *Endpoint {
+func newEndpointOn(t testing.TB, pc net.PacketConn, opts ...EndpointOption) *Endpoint {
 	t.Helper()
 	e, err := NewEndpoint(pc, newIdentity(t), opts...)
 	if err != nil {
@@ -57,7 +57,7 @@ func newEndpointOn(t testing.TB, pc net.PacketConn, opts ...Option) *Endpoint {
 }
 
 // connect dials b from a and returns both ends.
-func connect(t testing.TB, a, b *Endpoint, opts ...Option) (ca, cb *Conn) {
+func connect(t testing.TB, a, b *Endpoint, opts ...EndpointDialOption) (ca, cb *Conn) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

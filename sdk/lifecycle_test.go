@@ -238,7 +238,7 @@ func TestEndpointCloseClosesConns(t *testing.T) {
 func TestOptionsValidate(t *testing.T) {
 	cases := []struct {
 		name string
-		opt  Option
+		opt  EndpointOption
 		want string
 	}{
 		{"heartbeat", WithHeartbeat(0, 3), "heartbeat interval"},
