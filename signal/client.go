@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -540,7 +539,8 @@ func (c *Client) run(l *link) {
 		// restarted server do not all come back at the same instant.
 		wait := l.retryAfter
 		if wait == 0 {
-			wait = rand.N(c.o.minBackoff) + 1
+			b := c.o.backoff()
+			wait = b.Next()
 		}
 		l, err = c.connectRetry(c.ctx, wait, false)
 		if err != nil {
@@ -578,7 +578,7 @@ func (c *Client) detach(l *link) {
 // first attempt after wait) until ctx ends. For the first login (Dial),
 // permanent failures return at once.
 func (c *Client) connectRetry(ctx context.Context, wait time.Duration, first bool) (*link, error) {
-	backoff := c.o.minBackoff
+	bo := c.o.backoff()
 	var last error
 	for attempt := 0; ; attempt++ {
 		if wait > 0 {
@@ -608,8 +608,7 @@ func (c *Client) connectRetry(ctx context.Context, wait time.Duration, first boo
 		}
 		// Full jitter over the current step, but never below the
 		// server's hint.
-		wait = max(retry, backoff/2+rand.N(backoff/2+1))
-		backoff = min(backoff*2, c.o.maxBackoff)
+		wait = max(retry, bo.Next())
 	}
 }
 
