@@ -77,7 +77,7 @@ func TestRecvWindowBoundsPeer(t *testing.T) {
 	if n != 4 {
 		t.Fatalf("sender buffered %d messages of 8 KiB against a 32 KiB window", n)
 	}
-	waitFor(t, "b to receive 4", func() bool { return cb.Stats().MessagesReceived == 4 })
+	testutil.WaitFor(t, 10*time.Second, "b to receive 4", func() bool { return cb.Stats().MessagesReceived == 4 })
 }
 
 // When every redial fails, the conn gives up after the reconnect timeout
@@ -96,7 +96,7 @@ func TestReconnectTimeout(t *testing.T) {
 	if err := ca.Send(ctx, []byte("unacked")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "delivery", func() bool { return cb.Stats().MessagesReceived == 1 })
+	testutil.WaitFor(t, 10*time.Second, "delivery", func() bool { return cb.Stats().MessagesReceived == 1 })
 	drainEvents(ca)
 	_ = currentQUIC(ca).CloseWithError(codeAbandoned, "test: path gone")
 	waitEvent(t, ca, StateDisconnected)
@@ -285,7 +285,7 @@ func TestAcceptorSeesReplacementEvents(t *testing.T) {
 	waitEvent(t, cb, StateConnected)
 	// Second: the dialer's path vanishes without a word; only the new
 	// session tells the acceptor.
-	waitFor(t, "a reconnected", func() bool { return ca.State() == StateConnected })
+	testutil.WaitFor(t, 10*time.Second, "a reconnected", func() bool { return ca.State() == StateConnected })
 	drainEvents(cb)
 	paths[len(paths)-1].kill()
 	ev := waitEvent(t, cb, StateDisconnected)

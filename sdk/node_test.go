@@ -220,7 +220,7 @@ func TestNodeReconnectsOverNewPath(t *testing.T) {
 	}()
 	for i := range n {
 		if i == n/3 || i == 2*n/3 {
-			waitFor(t, "connected", func() bool { return ca.State() == StateConnected })
+			testutil.WaitFor(t, 10*time.Second, "connected", func() bool { return ca.State() == StateConnected })
 			_ = currentQUIC(ca).CloseWithError(codeAbandoned, "test: path lost")
 		}
 		m, err := cb.Recv(ctx)
