@@ -31,7 +31,16 @@ const (
 )
 
 // String returns "auto", "never" or "always" (what ParseRelayPolicy reads).
-func (p RelayPolicy) String() string { return p.internal().String() }
+func (p RelayPolicy) String() string {
+	switch p {
+	case RelayNever:
+		return "never"
+	case RelayAlways:
+		return "always"
+	default:
+		return "auto"
+	}
+}
 
 func (p RelayPolicy) internal() icepath.Policy {
 	switch p {

@@ -43,30 +43,6 @@ const (
 	PolicyAlways
 )
 
-func (p Policy) String() string {
-	switch p {
-	case PolicyNever:
-		return "never"
-	case PolicyAlways:
-		return "always"
-	default:
-		return "auto"
-	}
-}
-
-// ParsePolicy parses "auto", "never" or "always".
-func ParsePolicy(s string) (Policy, error) {
-	switch s {
-	case "auto", "":
-		return PolicyAuto, nil
-	case "never":
-		return PolicyNever, nil
-	case "always":
-		return PolicyAlways, nil
-	}
-	return 0, fmt.Errorf("icepath: relay policy %q: want auto, never or always", s)
-}
-
 // TURN is one relay server and its (short-lived) credentials.
 type TURN struct {
 	// URL is a turn: or turns: URI, e.g. "turn:relay.example:3478?transport=tcp".
