@@ -7,49 +7,54 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/wire"
 )
 
-// A full send buffer blocks Send until the peer consumes.
+// A full send buffer blocks Send until the peer consumes. The endpoints run
+// over an in-memory network in a synctest bubble, so "Send is blocked" is
+// checked once every goroutine has settled, not after a guessed delay.
 func TestSendBlocksOnFullBuffer(t *testing.T) {
-	testutil.CheckLeaks(t)
-	testutil.Deadline(t, 30*time.Second)
-	a, b := newEndpoint(t), newEndpoint(t)
-	ca, cb := connect(t, a, b, WithSendBuffer(64<<10))
-	ctx := ctxT(t, 10*time.Second)
-	msg := make([]byte, 16<<10)
-	for range 4 {
-		if err := ca.Send(ctx, msg); err != nil {
+	synctest.Test(t, func(t *testing.T) {
+		n := newMemNet()
+		a, b := memEndpoint(t, n), memEndpoint(t, n)
+		ca, cb := memConnect(t, a, b, WithSendBuffer(64<<10))
+		ctx := context.Background()
+		msg := make([]byte, 16<<10)
+		for range 4 {
+			if err := ca.Send(ctx, msg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The buffer holds 64 KiB: the fifth message waits for b.
+		short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		if err := ca.Send(short, msg); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Send into a full buffer = %v, want it to block", err)
+		}
+		if st := ca.Stats(); st.Unacked != 4 || st.UnackedBytes != 64<<10 {
+			t.Fatalf("stats %+v", st)
+		}
+		sent := make(chan error, 1)
+		go func() { sent <- ca.Send(ctx, msg) }()
+		synctest.Wait()
+		select {
+		case err := <-sent:
+			t.Fatalf("Send returned %v while the buffer was full", err)
+		default:
+		}
+		for range 4 {
+			if _, err := cb.Recv(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := <-sent; err != nil {
 			t.Fatal(err)
 		}
-	}
-	// The buffer holds 64 KiB: the fifth message waits for b.
-	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-	defer cancel()
-	if err := ca.Send(short, msg); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Send into a full buffer = %v, want it to block", err)
-	}
-	if st := ca.Stats(); st.Unacked != 4 || st.UnackedBytes != 64<<10 {
-		t.Fatalf("stats %+v", st)
-	}
-	sent := make(chan error, 1)
-	go func() { sent <- ca.Send(ctx, msg) }()
-	select {
-	case err := <-sent:
-		t.Fatalf("Send returned %v while the buffer was full", err)
-	case <-time.After(50 * time.Millisecond):
-	}
-	for range 4 {
-		if _, err := cb.Recv(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := <-sent; err != nil {
-		t.Fatal(err)
-	}
+	})
 }
 
 // The receive window stops the sender even when its own buffer is larger:
