@@ -37,12 +37,12 @@ func listenUDP(t testing.TB) net.PacketConn {
 }
 
 // newEndpoint starts an endpoint on a loopback UDP socket, closed at cleanup.
-func newEndpoint(t testing.TB, opts ...Option) *Endpoint {
+func newEndpoint(t testing.TB, opts ...EndpointOption) *Endpoint {
 	t.Helper()
 	return newEndpointOn(t, listenUDP(t), opts...)
 }
 
-func newEndpointOn(t testing.TB, pc net.PacketConn, opts ...Option) *Endpoint {
+func newEndpointOn(t testing.TB, pc net.PacketConn, opts ...EndpointOption) *Endpoint {
 	t.Helper()
 	e, err := NewEndpoint(pc, newIdentity(t), opts...)
 	if err != nil {
@@ -57,7 +57,7 @@ func newEndpointOn(t testing.TB, pc net.PacketConn, opts ...Option) *Endpoint {
 }
 
 // connect dials b from a and returns both ends.
-func connect(t testing.TB, a, b *Endpoint, opts ...Option) (ca, cb *Conn) {
+func connect(t testing.TB, a, b *Endpoint, opts ...EndpointDialOption) (ca, cb *Conn) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -216,7 +216,7 @@ func TestCloseSendsGoAwayAndPeerDrains(t *testing.T) {
 	if err := ca.Flush(fctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Flush before the peer consumed = %v", err)
 	}
-	waitFor(t, "b to receive 10 messages", func() bool { return cb.Stats().MessagesReceived == 10 })
+	testutil.WaitFor(t, 10*time.Second, "b to receive 10 messages", func() bool { return cb.Stats().MessagesReceived == 10 })
 	if err := ca.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -240,18 +240,6 @@ func TestCloseSendsGoAwayAndPeerDrains(t *testing.T) {
 	}
 	if cb.State() != StateClosed {
 		t.Fatalf("b state %v, want closed", cb.State())
-	}
-}
-
-// waitFor polls cond until it holds or 10 s pass.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 

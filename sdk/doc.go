@@ -24,5 +24,25 @@
 // provides, to peers at known addresses; how a replacement session is
 // obtained there is a hook ([WithRedial]).
 //
+// # Options
+//
+// Options say where they apply by their type, so that an option given where
+// it has no meaning is a compile error rather than silently ignored:
+//
+//   - a [NodeOption] configures a Node ([New]);
+//   - an [EndpointOption] configures an Endpoint ([NewEndpoint]);
+//   - a [DialOption] configures one connection, at [Node.Dial] or
+//     [Endpoint.Dial];
+//   - an [EndpointDialOption] configures one connection at [Endpoint.Dial]
+//     ([WithRedial] is the only option of that scope alone).
+//
+// Options that make sense in several places implement several of these
+// interfaces: a [ConnOption] (heartbeat, buffers, timeouts, logger) applies
+// everywhere, as the default for every connection of a Node or an Endpoint,
+// or for one Dial; a [LocalOption] (peer filter, event hook, accept
+// backlog) applies to a Node or an Endpoint as a whole. A nil option is
+// skipped; a value out of range is an error from the function it is given
+// to.
+//
 // The byte-level protocol is specified in the wire package's SPEC.md.
 package sdk

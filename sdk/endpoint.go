@@ -27,12 +27,12 @@ type Endpoint struct {
 }
 
 // NewEndpoint starts an endpoint for identity id on pc.
-func NewEndpoint(pc net.PacketConn, id *Identity, opts ...Option) (_ *Endpoint, err error) {
+func NewEndpoint(pc net.PacketConn, id *Identity, opts ...EndpointOption) (_ *Endpoint, err error) {
 	if pc == nil || id == nil {
 		return nil, errors.New("sdk: NewEndpoint needs a packet conn and an identity")
 	}
 	cfg := defaultConfig()
-	if err = cfg.apply(opts); err != nil {
+	if err = applyOpts(&cfg, opts, EndpointOption.applyEndpoint); err != nil {
 		return nil, err
 	}
 	serverTLS, err := secure.ServerConfig(id, cfg.allowPeer)
@@ -69,14 +69,22 @@ func quicConfig(cfg *config) *quic.Config {
 	}
 }
 
+// PeerID returns the endpoint's own PeerID, the one peers dial.
+func (e *Endpoint) PeerID() PeerID { return e.peerID() }
+
+// Accept returns the next connection a peer dialed. It fails with
+// ErrClosed once the endpoint is closed, and with ctx's error when ctx
+// ends.
+func (e *Endpoint) Accept(ctx context.Context) (*Conn, error) { return e.accept(ctx) }
+
 // LocalAddr returns the address the endpoint's packet conn is bound to.
 func (e *Endpoint) LocalAddr() net.Addr { return e.tr.Conn.LocalAddr() }
 
 // Dial connects to the peer at addr, which must prove it holds the key of
 // peer. opts override the endpoint's options for this connection.
-func (e *Endpoint) Dial(ctx context.Context, addr net.Addr, peer PeerID, opts ...Option) (*Conn, error) {
+func (e *Endpoint) Dial(ctx context.Context, addr net.Addr, peer PeerID, opts ...EndpointDialOption) (*Conn, error) {
 	cfg := e.cfg
-	if err := cfg.apply(opts); err != nil {
+	if err := applyOpts(&cfg, opts, EndpointDialOption.applyEndpointDial); err != nil {
 		return nil, err
 	}
 	dial := func(ctx context.Context, c *Conn) (*session, error) {

@@ -19,7 +19,7 @@ func TestHeartbeatDeclaresSilentPeerDisconnected(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				n := newMemNet()
 				n.latency = 10 * time.Millisecond
-				opts := []Option{WithHeartbeat(interval, 3), WithHandshakeTimeout(2 * time.Second)}
+				opts := []EndpointOption{WithHeartbeat(interval, 3), WithHandshakeTimeout(2 * time.Second)}
 				a := memEndpoint(t, n, opts...)
 				b := memEndpoint(t, n, opts...)
 				ca, cb := memConnect(t, a, b)
@@ -74,7 +74,7 @@ func TestHeartbeatDeclaresSilentPeerDisconnected(t *testing.T) {
 	}
 }
 
-func memEndpoint(t *testing.T, n *memNet, opts ...Option) *Endpoint {
+func memEndpoint(t *testing.T, n *memNet, opts ...EndpointOption) *Endpoint {
 	t.Helper()
 	pc := n.listen()
 	e, err := NewEndpoint(pc, newIdentity(t), opts...)
@@ -88,7 +88,7 @@ func memEndpoint(t *testing.T, n *memNet, opts ...Option) *Endpoint {
 	return e
 }
 
-func memConnect(t *testing.T, a, b *Endpoint, opts ...Option) (*Conn, *Conn) {
+func memConnect(t *testing.T, a, b *Endpoint, opts ...EndpointDialOption) (*Conn, *Conn) {
 	t.Helper()
 	ctx := context.Background()
 	accepted := make(chan *Conn, 1)

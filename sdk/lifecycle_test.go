@@ -7,49 +7,54 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/wire"
 )
 
-// A full send buffer blocks Send until the peer consumes.
+// A full send buffer blocks Send until the peer consumes. The endpoints run
+// over an in-memory network in a synctest bubble, so "Send is blocked" is
+// checked once every goroutine has settled, not after a guessed delay.
 func TestSendBlocksOnFullBuffer(t *testing.T) {
-	testutil.CheckLeaks(t)
-	testutil.Deadline(t, 30*time.Second)
-	a, b := newEndpoint(t), newEndpoint(t)
-	ca, cb := connect(t, a, b, WithSendBuffer(64<<10))
-	ctx := ctxT(t, 10*time.Second)
-	msg := make([]byte, 16<<10)
-	for range 4 {
-		if err := ca.Send(ctx, msg); err != nil {
+	synctest.Test(t, func(t *testing.T) {
+		n := newMemNet()
+		a, b := memEndpoint(t, n), memEndpoint(t, n)
+		ca, cb := memConnect(t, a, b, WithSendBuffer(64<<10))
+		ctx := context.Background()
+		msg := make([]byte, 16<<10)
+		for range 4 {
+			if err := ca.Send(ctx, msg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The buffer holds 64 KiB: the fifth message waits for b.
+		short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		if err := ca.Send(short, msg); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Send into a full buffer = %v, want it to block", err)
+		}
+		if st := ca.Stats(); st.Unacked != 4 || st.UnackedBytes != 64<<10 {
+			t.Fatalf("stats %+v", st)
+		}
+		sent := make(chan error, 1)
+		go func() { sent <- ca.Send(ctx, msg) }()
+		synctest.Wait()
+		select {
+		case err := <-sent:
+			t.Fatalf("Send returned %v while the buffer was full", err)
+		default:
+		}
+		for range 4 {
+			if _, err := cb.Recv(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := <-sent; err != nil {
 			t.Fatal(err)
 		}
-	}
-	// The buffer holds 64 KiB: the fifth message waits for b.
-	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-	defer cancel()
-	if err := ca.Send(short, msg); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Send into a full buffer = %v, want it to block", err)
-	}
-	if st := ca.Stats(); st.Unacked != 4 || st.UnackedBytes != 64<<10 {
-		t.Fatalf("stats %+v", st)
-	}
-	sent := make(chan error, 1)
-	go func() { sent <- ca.Send(ctx, msg) }()
-	select {
-	case err := <-sent:
-		t.Fatalf("Send returned %v while the buffer was full", err)
-	case <-time.After(50 * time.Millisecond):
-	}
-	for range 4 {
-		if _, err := cb.Recv(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := <-sent; err != nil {
-		t.Fatal(err)
-	}
+	})
 }
 
 // The receive window stops the sender even when its own buffer is larger:
@@ -77,7 +82,7 @@ func TestRecvWindowBoundsPeer(t *testing.T) {
 	if n != 4 {
 		t.Fatalf("sender buffered %d messages of 8 KiB against a 32 KiB window", n)
 	}
-	waitFor(t, "b to receive 4", func() bool { return cb.Stats().MessagesReceived == 4 })
+	testutil.WaitFor(t, 10*time.Second, "b to receive 4", func() bool { return cb.Stats().MessagesReceived == 4 })
 }
 
 // When every redial fails, the conn gives up after the reconnect timeout
@@ -96,7 +101,7 @@ func TestReconnectTimeout(t *testing.T) {
 	if err := ca.Send(ctx, []byte("unacked")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "delivery", func() bool { return cb.Stats().MessagesReceived == 1 })
+	testutil.WaitFor(t, 10*time.Second, "delivery", func() bool { return cb.Stats().MessagesReceived == 1 })
 	drainEvents(ca)
 	_ = currentQUIC(ca).CloseWithError(codeAbandoned, "test: path gone")
 	waitEvent(t, ca, StateDisconnected)
@@ -238,7 +243,7 @@ func TestEndpointCloseClosesConns(t *testing.T) {
 func TestOptionsValidate(t *testing.T) {
 	cases := []struct {
 		name string
-		opt  Option
+		opt  EndpointOption
 		want string
 	}{
 		{"heartbeat", WithHeartbeat(0, 3), "heartbeat interval"},
@@ -285,7 +290,7 @@ func TestAcceptorSeesReplacementEvents(t *testing.T) {
 	waitEvent(t, cb, StateConnected)
 	// Second: the dialer's path vanishes without a word; only the new
 	// session tells the acceptor.
-	waitFor(t, "a reconnected", func() bool { return ca.State() == StateConnected })
+	testutil.WaitFor(t, 10*time.Second, "a reconnected", func() bool { return ca.State() == StateConnected })
 	drainEvents(cb)
 	paths[len(paths)-1].kill()
 	ev := waitEvent(t, cb, StateDisconnected)

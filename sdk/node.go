@@ -7,11 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"time"
 
-	"github.com/pion/transport/v5"
 	"github.com/quic-go/quic-go"
 
 	"github.com/ferrynet/ferry/sdk/internal/icepath"
@@ -28,86 +26,6 @@ var (
 	// candidates gathered on both sides and the checks tried.
 	ErrNoPath = icepath.ErrNoPath
 )
-
-// A RelayPolicy says when a Node's connections may use a TURN relay.
-type RelayPolicy = icepath.Policy
-
-// Relay policies.
-const (
-	RelayAuto   = icepath.PolicyAuto
-	RelayNever  = icepath.PolicyNever
-	RelayAlways = icepath.PolicyAlways
-)
-
-// ParseRelayPolicy parses "auto", "never" or "always".
-func ParseRelayPolicy(s string) (RelayPolicy, error) { return icepath.ParsePolicy(s) }
-
-// ICETiming tunes how quickly ICE settles on a path; see
-// docs/ARCHITECTURE.md for the defaults and why they differ from pion's.
-type ICETiming = icepath.Timing
-
-// nodeConfig holds what only a Node uses.
-type nodeConfig struct {
-	identity     *Identity
-	identityFile string
-	rendezvous   []string
-	rendezvousCA string
-	rvTLS        *tls.Config
-	policy       RelayPolicy
-	timing       ICETiming
-	icenet       transport.Net
-	dialTCP      func(ctx context.Context, network, addr string) (net.Conn, error)
-	loopback     bool
-	ipFilter     func(net.IP) bool
-}
-
-// WithIdentity sets the node's identity.
-func WithIdentity(id *Identity) Option { return func(c *config) { c.node.identity = id } }
-
-// WithIdentityFile loads the node's identity from path, creating the key
-// (mode 0600) when the file does not exist.
-func WithIdentityFile(path string) Option {
-	return func(c *config) { c.node.identityFile = path }
-}
-
-// WithRendezvous sets the rendezvous servers (wss://host[:port], or ws:// in
-// labs). The node logs in to the first that answers; the others are
-// fallbacks for when it cannot be reached at start.
-func WithRendezvous(urls ...string) Option {
-	return func(c *config) { c.node.rendezvous = append(c.node.rendezvous, urls...) }
-}
-
-// WithRendezvousCA trusts the PEM certificates in file, in addition to the
-// system roots, for the rendezvous servers.
-func WithRendezvousCA(file string) Option { return func(c *config) { c.node.rendezvousCA = file } }
-
-// WithRendezvousTLS replaces the TLS configuration used to reach the
-// rendezvous servers.
-func WithRendezvousTLS(t *tls.Config) Option { return func(c *config) { c.node.rvTLS = t } }
-
-// WithRelayPolicy sets when connections may use a relay (default RelayAuto).
-func WithRelayPolicy(p RelayPolicy) Option { return func(c *config) { c.node.policy = p } }
-
-// WithICETiming tunes ICE (zero fields keep the defaults).
-func WithICETiming(t ICETiming) Option { return func(c *config) { c.node.timing = t } }
-
-// WithNetwork makes the node open its ICE sockets through n and its TCP
-// connections to the rendezvous through dial, instead of the host's
-// network. Tests use it to place a node in a network namespace or a
-// virtual network.
-func WithNetwork(n transport.Net, dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
-	return func(c *config) { c.node.icenet, c.node.dialTCP = n, dial }
-}
-
-// WithLoopbackCandidates lets ICE use loopback addresses, for peers on one
-// host.
-func WithLoopbackCandidates() Option { return func(c *config) { c.node.loopback = true } }
-
-// WithCandidateFilter restricts the local addresses ICE gathers host
-// candidates on (for example, to keep a node off some interfaces).
-func WithCandidateFilter(keep func(net.IP) bool) Option {
-	return func(c *config) { c.node.ipFilter = keep }
-}
 
 // A Node is a peer: logged in to a rendezvous server under its identity, it
 // dials other peers by PeerID and accepts their connections, finding a path
@@ -150,9 +68,9 @@ type incoming struct {
 }
 
 // New creates a node and logs it in to its rendezvous server.
-func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
+func New(ctx context.Context, opts ...NodeOption) (_ *Node, err error) {
 	cfg := defaultConfig()
-	if err = cfg.apply(opts); err != nil {
+	if err = applyOpts(&cfg, opts, NodeOption.applyNode); err != nil {
 		return nil, err
 	}
 	nc := &cfg.node
@@ -215,6 +133,13 @@ func New(ctx context.Context, opts ...Option) (_ *Node, err error) {
 	return nil, fmt.Errorf("sdk: no rendezvous server: %w", errors.Join(errs...))
 }
 
+// PeerID returns the node's own PeerID, the one peers dial.
+func (n *Node) PeerID() PeerID { return n.peerID() }
+
+// Accept returns the next connection a peer dialed. It fails with
+// ErrClosed once the node is closed, and with ctx's error when ctx ends.
+func (n *Node) Accept(ctx context.Context) (*Conn, error) { return n.accept(ctx) }
+
 // Close closes every connection (with GOAWAY), logs out of the rendezvous
 // server and waits for the node's goroutines. Close is idempotent.
 func (n *Node) Close() error {
@@ -242,9 +167,9 @@ func (n *Node) Close() error {
 // ErrPeerNotFound when the peer is offline, with ErrNoPath when ICE finds no
 // way through, and with an identity error when whoever answers cannot prove
 // peer's key. opts override the node's options for this connection.
-func (n *Node) Dial(ctx context.Context, peer PeerID, opts ...Option) (*Conn, error) {
+func (n *Node) Dial(ctx context.Context, peer PeerID, opts ...DialOption) (*Conn, error) {
 	cfg := n.cfg
-	if err := cfg.apply(opts); err != nil {
+	if err := applyOpts(&cfg, opts, DialOption.applyDial); err != nil {
 		return nil, err
 	}
 	c, err := n.newDialConn(ctx, cfg, peer, func(ctx context.Context, c *Conn) (*session, error) {
@@ -278,11 +203,11 @@ func (n *Node) credentials(ctx context.Context) (*signal.Credentials, error) {
 func (n *Node) iceConfig(cr *signal.Credentials) icepath.Config {
 	ic := icepath.Config{
 		STUN:            cr.STUNURLs,
-		Policy:          n.cfg.node.policy,
+		Policy:          n.cfg.node.policy.internal(),
 		Net:             n.cfg.node.icenet,
 		IncludeLoopback: n.cfg.node.loopback,
 		IPFilter:        n.cfg.node.ipFilter,
-		Timing:          n.cfg.node.timing,
+		Timing:          n.cfg.node.timing.internal(),
 		Logger:          n.log,
 	}
 	// Relays are reached over UDP when UDP works and over TCP or TLS when

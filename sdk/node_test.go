@@ -67,12 +67,12 @@ func newInfra(t *testing.T) *infra {
 	return &infra{rv: rv, relay: rl, url: "ws://" + rv.Addr().String() + "/v1/signal"}
 }
 
-func (in *infra) node(t *testing.T, opts ...Option) *Node {
+func (in *infra) node(t *testing.T, opts ...NodeOption) *Node {
 	t.Helper()
 	ctx := ctxT(t, 10*time.Second)
 	// Loopback only: the test's traffic must not touch the host's other
 	// interfaces.
-	opts = append([]Option{
+	opts = append([]NodeOption{
 		WithIdentity(newIdentity(t)), WithRendezvous(in.url),
 		WithLoopbackCandidates(), WithCandidateFilter(func(ip net.IP) bool { return ip.IsLoopback() }),
 	}, opts...)
@@ -89,7 +89,7 @@ func (in *infra) node(t *testing.T, opts ...Option) *Node {
 }
 
 // nodePair dials b from a and returns both ends.
-func nodePair(t *testing.T, a, b *Node, opts ...Option) (*Conn, *Conn) {
+func nodePair(t *testing.T, a, b *Node, opts ...DialOption) (*Conn, *Conn) {
 	t.Helper()
 	ctx := ctxT(t, 20*time.Second)
 	acc := make(chan *Conn, 1)
@@ -220,7 +220,7 @@ func TestNodeReconnectsOverNewPath(t *testing.T) {
 	}()
 	for i := range n {
 		if i == n/3 || i == 2*n/3 {
-			waitFor(t, "connected", func() bool { return ca.State() == StateConnected })
+			testutil.WaitFor(t, 10*time.Second, "connected", func() bool { return ca.State() == StateConnected })
 			_ = currentQUIC(ca).CloseWithError(codeAbandoned, "test: path lost")
 		}
 		m, err := cb.Recv(ctx)

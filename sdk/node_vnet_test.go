@@ -120,10 +120,10 @@ func vnetWorld(t *testing.T, natA, natB *vnet.NATType, secret string, relays boo
 }
 
 // vnetNode starts a node on n that signals through url, closed at cleanup.
-func vnetNode(t *testing.T, url string, n *vnet.Net, opts ...Option) *Node {
+func vnetNode(t *testing.T, url string, n *vnet.Net, opts ...NodeOption) *Node {
 	t.Helper()
 	var d net.Dialer
-	opts = append([]Option{WithIdentity(newIdentity(t)), WithRendezvous(url), WithNetwork(n, d.DialContext)}, opts...)
+	opts = append([]NodeOption{WithIdentity(newIdentity(t)), WithRendezvous(url), WithNetwork(n, d.DialContext)}, opts...)
 	nd, err := New(ctxT(t, 10*time.Second), opts...)
 	if err != nil {
 		t.Fatal(err)

@@ -36,8 +36,62 @@ type PacketPath struct {
 // it succeeds, the reconnect timeout passes or the connection is closed.
 type RedialFunc func(ctx context.Context) (PacketPath, error)
 
-// An Option configures an Endpoint, or one connection when passed to Dial.
-type Option func(*config)
+// A NodeOption configures a Node; pass it to [New].
+type NodeOption interface{ applyNode(*config) }
+
+// An EndpointOption configures an Endpoint; pass it to [NewEndpoint].
+type EndpointOption interface{ applyEndpoint(*config) }
+
+// An EndpointDialOption configures one connection dialed by
+// [Endpoint.Dial]. Every [DialOption] is one.
+type EndpointDialOption interface{ applyEndpointDial(*config) }
+
+// A DialOption configures one connection; pass it to [Node.Dial] or
+// [Endpoint.Dial].
+type DialOption interface {
+	EndpointDialOption
+	applyDial(*config)
+}
+
+// A LocalOption configures a Node or an Endpoint as a whole; it does not
+// apply to a single Dial.
+type LocalOption interface {
+	NodeOption
+	EndpointOption
+}
+
+// A ConnOption configures connections. Given to [New] or [NewEndpoint], it
+// sets the default for every connection there; given to a Dial, it
+// overrides that default for the one connection.
+type ConnOption interface {
+	NodeOption
+	EndpointOption
+	DialOption
+}
+
+// nodeOpt applies to New only.
+type nodeOpt func(*config)
+
+func (o nodeOpt) applyNode(c *config) { o(c) }
+
+// localOpt applies to New and NewEndpoint.
+type localOpt func(*config)
+
+func (o localOpt) applyNode(c *config)     { o(c) }
+func (o localOpt) applyEndpoint(c *config) { o(c) }
+
+// connOpt applies everywhere.
+type connOpt func(*config)
+
+func (o connOpt) applyNode(c *config)         { o(c) }
+func (o connOpt) applyEndpoint(c *config)     { o(c) }
+func (o connOpt) applyDial(c *config)         { o(c) }
+func (o connOpt) applyEndpointDial(c *config) { o(c) }
+
+// endpointDialOpt applies to Endpoint.Dial only.
+type endpointDialOpt func(*config)
+
+func (o endpointDialOpt) applyEndpointDial(c *config) { o(c) }
 
 type config struct {
 	heartbeatInterval time.Duration
@@ -70,10 +124,12 @@ func defaultConfig() config {
 	}
 }
 
-func (c *config) apply(opts []Option) error {
+// applyOpts applies each non-nil option with apply, then validates.
+func applyOpts[O comparable](c *config, opts []O, apply func(O, *config)) error {
+	var zero O
 	for _, o := range opts {
-		if o != nil {
-			o(c)
+		if o != zero {
+			apply(o, c)
 		}
 	}
 	return c.validate()
@@ -122,62 +178,68 @@ const (
 
 // WithHeartbeat sets how often a PING is sent (default 5 s) and after how
 // many silent intervals the peer is declared dead (default 3).
-func WithHeartbeat(interval time.Duration, misses int) Option {
-	return func(c *config) { c.heartbeatInterval, c.heartbeatMisses = interval, misses }
+func WithHeartbeat(interval time.Duration, misses int) ConnOption {
+	return connOpt(func(c *config) { c.heartbeatInterval, c.heartbeatMisses = interval, misses })
 }
 
 // WithSendBuffer bounds the bytes of sent messages kept until the peer
 // acknowledges them (default 4 MiB). A full buffer blocks Send.
-func WithSendBuffer(n int) Option { return func(c *config) { c.sendBuffer = n } }
+func WithSendBuffer(n int) ConnOption { return connOpt(func(c *config) { c.sendBuffer = n }) }
 
 // WithRecvWindow bounds the bytes of received messages not yet read with
 // Recv (default 4 MiB). It is advertised to the peer, whose sends stop when
 // it is full.
-func WithRecvWindow(n int) Option { return func(c *config) { c.recvWindow = n } }
+func WithRecvWindow(n int) ConnOption { return connOpt(func(c *config) { c.recvWindow = n }) }
 
 // WithMaxPayload sets the largest message this side accepts (default 1 MiB,
 // between 4 KiB and 16 MiB). The effective maximum for each direction is
 // what the receiving side accepts.
-func WithMaxPayload(n int) Option { return func(c *config) { c.maxPayload = n } }
+func WithMaxPayload(n int) ConnOption { return connOpt(func(c *config) { c.maxPayload = n }) }
 
 // WithHandshakeTimeout bounds the QUIC handshake and the HELLO/RESUME
 // exchange (default 10 s).
-func WithHandshakeTimeout(d time.Duration) Option {
-	return func(c *config) { c.handshakeTimeout = d }
+func WithHandshakeTimeout(d time.Duration) ConnOption {
+	return connOpt(func(c *config) { c.handshakeTimeout = d })
 }
 
 // WithReconnectTimeout bounds how long a connection may stay without a
 // session before it fails with ErrReconnectTimeout, losing the messages not
 // yet acknowledged. Zero (the default) keeps trying until Close.
-func WithReconnectTimeout(d time.Duration) Option {
-	return func(c *config) { c.reconnectTimeout = d }
+func WithReconnectTimeout(d time.Duration) ConnOption {
+	return connOpt(func(c *config) { c.reconnectTimeout = d })
 }
-
-// WithRedial sets how the dialing side obtains a new path after the session
-// died. Without it, the dialer re-dials the same address from the same
-// endpoint.
-func WithRedial(f RedialFunc) Option { return func(c *config) { c.redial = f } }
-
-// WithAllowPeer lets an endpoint refuse dialers by PeerID during the TLS
-// handshake.
-func WithAllowPeer(f func(PeerID) error) Option { return func(c *config) { c.allowPeer = f } }
-
-// WithEventHook has every connection's events (state and path changes)
-// passed to hook, with the peer's ID, for metrics and logs. The hook runs on
-// one goroutine per node, in order; if it falls more than 1024 events
-// behind, further events are dropped until it catches up (Events is not
-// affected).
-func WithEventHook(hook func(peer PeerID, ev Event)) Option {
-	return func(c *config) { c.eventHook = hook }
-}
-
-// WithLogger sets the structured logger (default: discard).
-func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
-
-// WithAcceptBacklog bounds connections accepted but not yet returned by
-// Accept (default 32); further dialers get a GOAWAY.
-func WithAcceptBacklog(n int) Option { return func(c *config) { c.acceptBacklog = n } }
 
 // WithStreamBacklog bounds application streams opened by the peer but not
 // yet returned by AcceptStream (default 64); further streams are reset.
-func WithStreamBacklog(n int) Option { return func(c *config) { c.streamBacklog = n } }
+func WithStreamBacklog(n int) ConnOption { return connOpt(func(c *config) { c.streamBacklog = n }) }
+
+// WithLogger sets the structured logger (default: discard). Given to a
+// Dial, it logs that connection only.
+func WithLogger(l *slog.Logger) ConnOption { return connOpt(func(c *config) { c.logger = l }) }
+
+// WithRedial sets how the dialing side of one connection obtains a new path
+// after its session died. Without it, the dialer re-dials the same address
+// from the same endpoint. A Node finds new paths itself, with ICE, so this
+// applies to [Endpoint.Dial] only.
+func WithRedial(f RedialFunc) EndpointDialOption {
+	return endpointDialOpt(func(c *config) { c.redial = f })
+}
+
+// WithAllowPeer lets a Node or an Endpoint refuse dialers by PeerID during
+// the TLS handshake (default: every peer may dial).
+func WithAllowPeer(f func(PeerID) error) LocalOption {
+	return localOpt(func(c *config) { c.allowPeer = f })
+}
+
+// WithEventHook has every connection's events (state and path changes)
+// passed to hook, with the peer's ID, for metrics and logs. The hook runs on
+// one goroutine per Node or Endpoint, in order; if it falls more than 1024
+// events behind, further events are dropped until it catches up (Events is
+// not affected).
+func WithEventHook(hook func(peer PeerID, ev Event)) LocalOption {
+	return localOpt(func(c *config) { c.eventHook = hook })
+}
+
+// WithAcceptBacklog bounds connections accepted but not yet returned by
+// Accept (default 32); further dialers get a GOAWAY.
+func WithAcceptBacklog(n int) LocalOption { return localOpt(func(c *config) { c.acceptBacklog = n }) }

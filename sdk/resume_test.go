@@ -135,7 +135,7 @@ func TestResumeAcrossSessionReplacement(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d, %d messages each way", seed, n)
 
-	opts := []Option{WithHeartbeat(500*time.Millisecond, 3), WithHandshakeTimeout(5 * time.Second)}
+	opts := []EndpointOption{WithHeartbeat(500*time.Millisecond, 3), WithHandshakeTimeout(5 * time.Second)}
 	pcB := newLossyConn(listenUDP(t), lossPct, 5, seed)
 	pcA := newLossyConn(listenUDP(t), lossPct, 5, seed+1)
 	b := newEndpointOn(t, pcB, opts...)

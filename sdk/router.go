@@ -92,11 +92,11 @@ func (r *router) notify(peer PeerID, ev Event) {
 	}
 }
 
-// PeerID returns the node's own PeerID.
-func (r *router) PeerID() PeerID { return r.id.PeerID() }
+// peerID returns the node's own PeerID.
+func (r *router) peerID() PeerID { return r.id.PeerID() }
 
-// Accept returns the next connection a peer dialed.
-func (r *router) Accept(ctx context.Context) (*Conn, error) {
+// accept returns the next connection a peer dialed.
+func (r *router) accept(ctx context.Context) (*Conn, error) {
 	select {
 	case c := <-r.accepted:
 		return c, nil

@@ -4,16 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/ferrynet/ferry/identity"
+	"github.com/ferrynet/ferry/internal/backoff"
 )
 
-// Reconnect backoff bounds for the dialing side.
+// Reconnect backoff for the dialing side: the n-th wait after a failed
+// redial is drawn from [redialFloor, min(redialMaxBackoff,
+// redialMinBackoff·2^n)), full jitter (internal/backoff).
 const (
 	redialMinBackoff = 20 * time.Millisecond
 	redialMaxBackoff = 5 * time.Second
+	redialFloor      = time.Millisecond
 )
 
 // startSupervisor hands the conn, now Connected, to its supervisor goroutine,
@@ -136,7 +139,7 @@ func (c *Conn) reconnect(cause error) error {
 		}
 	}
 
-	backoff := redialMinBackoff
+	bo := backoff.Backoff{Base: redialMinBackoff, Cap: redialMaxBackoff, Floor: redialFloor}
 	for attempt := 1; ; attempt++ {
 		err := c.redialOnce(ctx)
 		if err == nil {
@@ -154,9 +157,7 @@ func (c *Conn) reconnect(cause error) error {
 		cause = err
 		c.log.Debug("redial failed", "attempt", attempt, "err", err)
 		// Full jitter, so both ends of many conns do not retry in step.
-		wait := time.Duration(rand.Int64N(int64(backoff))) + backoff/2
-		backoff = min(2*backoff, redialMaxBackoff)
-		t := time.NewTimer(wait)
+		t := time.NewTimer(bo.Next())
 		select {
 		case <-c.closing:
 			t.Stop()

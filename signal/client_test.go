@@ -163,28 +163,17 @@ func TestHandlerAndClose(t *testing.T) {
 	if err := a.Bye(ctx, b.PeerID(), []byte("s"), "bye"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.WaitFor(t, 5*time.Second, "the handler to get the Bye", func() bool {
 		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the handler got nothing")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return len(got) == 1
+	})
 	if got[0].From != a.PeerID() || got[0].Type != wire.TypeBye {
 		t.Fatalf("handler got %+v", got[0])
 	}
 	// Stop the server: a reconnects in a loop; Close ends that.
 	s.Close()
-	time.Sleep(100 * time.Millisecond)
-	if a.State() != signal.StateReconnecting {
-		t.Fatalf("state %v", a.State())
-	}
+	testutil.WaitFor(t, 5*time.Second, "a to reconnect", func() bool { return a.State() == signal.StateReconnecting })
 	sendCtx, sendCancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	if err := a.Offer(sendCtx, b.PeerID(), &wire.Offer{}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Send while reconnecting: %v", err)

@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/ferrynet/ferry/internal/backoff"
 )
 
 // Option configures a Client.
@@ -62,8 +64,10 @@ func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error { o.logger = l; return nil }
 }
 
-// WithBackoff bounds the wait between reconnection attempts; it doubles
-// from min to max, with jitter. Default: 250ms to 30s.
+// WithBackoff bounds the wait between reconnection attempts, with full
+// jitter: the n-th wait (n from 0) is drawn uniformly from [1ms,
+// min(maxWait, minWait·2^n)), and never falls below a server's Retry-After.
+// Default: 250ms to 30s.
 func WithBackoff(minWait, maxWait time.Duration) Option {
 	return func(o *options) error {
 		if minWait <= 0 || maxWait < minWait {
@@ -129,6 +133,14 @@ func WithPingInterval(d time.Duration) Option {
 // WithClock sets the clock used to time-stamp logins. Default: time.Now.
 func WithClock(now func() time.Time) Option {
 	return func(o *options) error { o.now = now; return nil }
+}
+
+// reconnectFloor is the smallest wait between reconnection attempts.
+const reconnectFloor = time.Millisecond
+
+// backoff returns a fresh reconnection schedule (see WithBackoff).
+func (o *options) backoff() backoff.Backoff {
+	return backoff.Backoff{Base: o.minBackoff, Cap: o.maxBackoff, Floor: reconnectFloor}
 }
 
 func (o *options) tlsConfig() (*tls.Config, error) {

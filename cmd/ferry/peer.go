@@ -36,7 +36,7 @@ func (f *nodeFlags) node(ctx context.Context) (*sdk.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := []sdk.Option{sdk.WithIdentityFile(f.identity), sdk.WithRendezvous(f.rendezvous), sdk.WithRelayPolicy(policy)}
+	opts := []sdk.NodeOption{sdk.WithIdentityFile(f.identity), sdk.WithRendezvous(f.rendezvous), sdk.WithRelayPolicy(policy)}
 	if f.ca != "" {
 		opts = append(opts, sdk.WithRendezvousCA(f.ca))
 	}

@@ -154,7 +154,7 @@ func runPair(t *testing.T, w *labworld.World, ha, hb *natlab.Host, expected natt
 }
 
 // twoNodes starts fresh nodes on ha and hb; stop closes them.
-func twoNodes(tb testing.TB, ctx context.Context, w *labworld.World, ha, hb *natlab.Host, opts ...sdk.Option) (na, nb *sdk.Node, stop func()) {
+func twoNodes(tb testing.TB, ctx context.Context, w *labworld.World, ha, hb *natlab.Host, opts ...sdk.NodeOption) (na, nb *sdk.Node, stop func()) {
 	tb.Helper()
 	na, err := w.Node(ctx, ha, opts...)
 	if err != nil {

@@ -26,7 +26,7 @@ func symLab(t *testing.T) (*labworld.World, *natlab.Host, *natlab.Host) {
 	return w, lab.Site("x").Host(0), lab.Site("y").Host(0)
 }
 
-func relayedPair(t *testing.T, w *labworld.World, ha, hb *natlab.Host, opts ...sdk.Option) (*sdk.Conn, *sdk.Conn) {
+func relayedPair(t *testing.T, w *labworld.World, ha, hb *natlab.Host, opts ...sdk.NodeOption) (*sdk.Conn, *sdk.Conn) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -189,7 +189,7 @@ func (w *World) Close() error {
 }
 
 // Node starts an SDK node on host h, logged in to the world's rendezvous.
-func (w *World) Node(ctx context.Context, h *natlab.Host, opts ...sdk.Option) (*sdk.Node, error) {
+func (w *World) Node(ctx context.Context, h *natlab.Host, opts ...sdk.NodeOption) (*sdk.Node, error) {
 	n, err := h.Net()
 	if err != nil {
 		return nil, err
@@ -198,7 +198,7 @@ func (w *World) Node(ctx context.Context, h *natlab.Host, opts ...sdk.Option) (*
 	if err != nil {
 		return nil, err
 	}
-	base := []sdk.Option{
+	base := []sdk.NodeOption{
 		sdk.WithIdentity(id),
 		sdk.WithRendezvous(w.SignalURL()),
 		sdk.WithNetwork(n, h.DialContext),

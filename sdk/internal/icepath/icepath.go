@@ -16,7 +16,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ferrynet/ferry/internal/pionlog"
 	"log/slog"
 	"net"
 	"strings"
@@ -27,6 +26,8 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/stun/v4"
 	"github.com/pion/transport/v5"
+
+	"github.com/ferrynet/ferry/internal/pionlog"
 )
 
 // Policy says which candidates a path may use.
@@ -42,83 +43,12 @@ const (
 	PolicyAlways
 )
 
-func (p Policy) String() string {
-	switch p {
-	case PolicyNever:
-		return "never"
-	case PolicyAlways:
-		return "always"
-	default:
-		return "auto"
-	}
-}
-
-// ParsePolicy parses "auto", "never" or "always".
-func ParsePolicy(s string) (Policy, error) {
-	switch s {
-	case "auto", "":
-		return PolicyAuto, nil
-	case "never":
-		return PolicyNever, nil
-	case "always":
-		return PolicyAlways, nil
-	}
-	return 0, fmt.Errorf("icepath: relay policy %q: want auto, never or always", s)
-}
-
 // TURN is one relay server and its (short-lived) credentials.
 type TURN struct {
 	// URL is a turn: or turns: URI, e.g. "turn:relay.example:3478?transport=tcp".
 	URL      string
 	Username string
 	Password string
-}
-
-// Timing tunes how fast a path is chosen. The zero value picks the defaults
-// documented on each field; see docs/ARCHITECTURE.md for why.
-type Timing struct {
-	// CheckInterval is the connectivity-check pacing (default 25 ms; pion: 200 ms).
-	CheckInterval time.Duration
-	// CheckWindow is how long a pair is checked before it is given up
-	// (default 2 s; pion: 7 checks, 1.4 s at its pacing). It must cover
-	// the time the peer's candidates take to arrive through signaling and
-	// open its NAT, or pairs that would work fail before they can.
-	CheckWindow time.Duration
-	// SrflxWait and PrflxWait delay accepting a server- or peer-reflexive
-	// pair, so a better one can win (default 0 and 0; pion: 500 ms, 1 s).
-	SrflxWait, PrflxWait time.Duration
-	// RelayWait delays accepting a relayed pair, giving hole punching time
-	// to succeed first (default 500 ms; pion: 2 s).
-	RelayWait time.Duration
-	// STUNTimeout bounds gathering a server-reflexive candidate (default 2 s).
-	STUNTimeout time.Duration
-	// DisconnectedTimeout and FailedTimeout: how long a selected pair may
-	// go silent before ICE calls it disconnected (default 3 s) and failed
-	// (default 10 s).
-	DisconnectedTimeout, FailedTimeout time.Duration
-	// KeepaliveInterval (default 1 s) keeps NAT bindings open.
-	KeepaliveInterval time.Duration
-	// UpgradeCheck is how often the controlling side, while the path is
-	// relayed, looks for a direct pair to move it to (default 250 ms; every
-	// second at most once the path is 10 s old).
-	UpgradeCheck time.Duration
-}
-
-func (t Timing) withDefaults() Timing {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	def(&t.CheckInterval, 25*time.Millisecond)
-	def(&t.CheckWindow, 2*time.Second)
-	def(&t.RelayWait, 500*time.Millisecond)
-	def(&t.STUNTimeout, 2*time.Second)
-	def(&t.DisconnectedTimeout, 3*time.Second)
-	def(&t.FailedTimeout, 10*time.Second)
-	def(&t.KeepaliveInterval, time.Second)
-	def(&t.UpgradeCheck, 250*time.Millisecond)
-	return t
 }
 
 // Config configures an Agent.
@@ -255,106 +185,6 @@ func New(cfg Config, controlling bool) (*Agent, error) {
 	}
 	ag.a = a
 	return ag, nil
-}
-
-// pionRenominationOff is the interval given to pion's automatic
-// renomination: it never decides by itself within a connection's life.
-const pionRenominationOff = 100 * 365 * 24 * time.Hour
-
-// pairRef names a candidate pair to renominate.
-type pairRef struct{ local, remote ice.Candidate }
-
-// onBindingRequest runs inside the controlling agent's event loop for
-// every Binding request the peer sends (its keepalives on the selected
-// pair come every KeepaliveInterval). pion's RenominateCandidate must run
-// in that loop, so a renomination that upgrade decided is sent from here.
-func (ag *Agent) onBindingRequest(_ *stun.Message, _, _ ice.Candidate, _ *ice.CandidatePair) bool {
-	if t := ag.upgradeTo.Swap(nil); t != nil {
-		if err := ag.a.RenominateCandidate(t.local, t.remote); err != nil {
-			ag.log.Debug("icepath: renomination failed", "err", err)
-		}
-	}
-	return false // never select a pair because of a request
-}
-
-// upgrade runs on the controlling side while the selected pair is relayed:
-// it looks for a direct pair that has answered a check lately and, when
-// there is one, has it renominated (the best by ICE pair priority). It
-// returns once the path is direct, or when the agent closes. A direct
-// path is never renominated: if it dies, reconnecting is the caller's
-// business, with a fresh agent.
-func (ag *Agent) upgrade() {
-	defer ag.wg.Done()
-	start := time.Now()
-	for {
-		interval := ag.cfg.Timing.UpgradeCheck
-		if time.Since(start) > 10*time.Second {
-			interval = max(interval, time.Second)
-		}
-		select {
-		case <-ag.done:
-			return
-		case <-time.After(interval):
-		}
-		if info, ok := ag.Path(); !ok || !info.Relayed {
-			return
-		}
-		if t := ag.bestDirectPair(); t != nil {
-			ag.upgradeTo.Store(t)
-		}
-	}
-}
-
-// bestDirectPair returns the succeeded pair of two non-relayed candidates
-// with the highest priority that answered a check in the last few
-// seconds, or nil. A peer-reflexive remote candidate at the address of one
-// of the peer's relayed candidates (learnt from a check that came through
-// the relay before the candidate itself came through signaling) counts as
-// relayed.
-func (ag *Agent) bestDirectPair() *pairRef {
-	locals, err := ag.a.GetLocalCandidates()
-	if err != nil {
-		return nil
-	}
-	remotes, err := ag.a.GetRemoteCandidates()
-	if err != nil {
-		return nil
-	}
-	byID := func(cs []ice.Candidate, id string) ice.Candidate {
-		for _, c := range cs {
-			if c.ID() == id {
-				return c
-			}
-		}
-		return nil
-	}
-	var (
-		best     *pairRef
-		bestPrio uint64
-	)
-	for _, st := range ag.a.GetCandidatePairsStats() {
-		if st.State != ice.CandidatePairStateSucceeded || time.Since(st.LastResponseTimestamp) > 3*time.Second {
-			continue
-		}
-		l, r := byID(locals, st.LocalCandidateID), byID(remotes, st.RemoteCandidateID)
-		if l == nil || r == nil || l.Type() == ice.CandidateTypeRelay || r.Type() == ice.CandidateTypeRelay || ag.remoteRelay(r) {
-			continue
-		}
-		if p := pairPriority(l.Priority(), r.Priority()); best == nil || p > bestPrio {
-			best, bestPrio = &pairRef{l, r}, p
-		}
-	}
-	return best
-}
-
-// pairPriority is RFC 8445's pair priority, seen from the controlling side
-// (g: the local candidate's priority, d: the remote's).
-func pairPriority(g, d uint32) uint64 {
-	p := uint64(min(g, d))<<32 + 2*uint64(max(g, d))
-	if g > d {
-		p++
-	}
-	return p
 }
 
 // Credentials returns the local ICE username fragment and password, to send
@@ -601,63 +431,3 @@ func (ag *Agent) Close() error {
 	ag.wg.Wait()
 	return err
 }
-
-// PacketConn is the selected ICE path as a net.PacketConn: every write goes
-// to the current pair, every read comes from it. The peer appears at one
-// fixed address, whatever the pair.
-type PacketConn struct {
-	c    *ice.Conn
-	ag   *Agent
-	peer net.Addr
-}
-
-func newPacketConn(c *ice.Conn, ag *Agent) *PacketConn {
-	peer := c.RemoteAddr()
-	if peer == nil {
-		peer = &net.UDPAddr{IP: net.IPv4zero}
-	}
-	return &PacketConn{c: c, ag: ag, peer: peer}
-}
-
-// Peer returns the address QUIC should dial or expect: the pair's remote
-// address when the path was selected.
-func (p *PacketConn) Peer() net.Addr { return p.peer }
-
-// ReadFrom reads one packet from the path.
-func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	n, err := p.c.Read(b)
-	return n, p.peer, err
-}
-
-// WriteTo writes one packet on the current pair; addr is ignored.
-func (p *PacketConn) WriteTo(b []byte, _ net.Addr) (int, error) { return p.c.Write(b) }
-
-// Close closes the path and the agent under it.
-func (p *PacketConn) Close() error {
-	err := p.c.Close()
-	if cerr := p.ag.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-// LocalAddr returns the local address of the selected pair.
-func (p *PacketConn) LocalAddr() net.Addr { return p.c.LocalAddr() }
-
-// SetDeadline sets the read and write deadlines.
-func (p *PacketConn) SetDeadline(t time.Time) error { return p.c.SetDeadline(t) }
-
-// SetReadDeadline sets the read deadline.
-func (p *PacketConn) SetReadDeadline(t time.Time) error { return p.c.SetReadDeadline(t) }
-
-// SetWriteDeadline sets the write deadline.
-func (p *PacketConn) SetWriteDeadline(t time.Time) error { return p.c.SetWriteDeadline(t) }
-
-// SetReadBuffer is accepted and ignored: the path has no socket of its own
-// to size (quic-go asks, and would otherwise log a warning).
-func (p *PacketConn) SetReadBuffer(int) error { return nil }
-
-// SetWriteBuffer is accepted and ignored, like SetReadBuffer.
-func (p *PacketConn) SetWriteBuffer(int) error { return nil }
-
-var _ net.PacketConn = (*PacketConn)(nil)

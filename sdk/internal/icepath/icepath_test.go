@@ -215,7 +215,4 @@ func TestBadRemoteCandidate(t *testing.T) {
 	if _, err := New(Config{TURN: []TURN{{URL: "stun:1.2.3.4"}}}, true); err == nil {
 		t.Error("stun: URL accepted as TURN")
 	}
-	if _, err := ParsePolicy("sometimes"); err == nil {
-		t.Error("bad policy accepted")
-	}
 }

@@ -148,14 +148,15 @@ func TestRelayedPathMovesToDirect(t *testing.T) {
 	exchange(t, pa, pb)
 	close(release)
 	held.Wait()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if info, _ := a.Path(); !info.Relayed {
-			break
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("path changes:%s", log)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still relayed 10 s after the direct candidates arrived; path changes:%s", log)
-		}
-	}
+	})
+	testutil.WaitFor(t, 10*time.Second, "a direct path after the direct candidates arrived", func() bool {
+		info, _ := a.Path()
+		return !info.Relayed
+	})
 	exchange(t, pa, pb)
 	time.Sleep(time.Second) // ten upgrade checks
 	exchange(t, pa, pb)
