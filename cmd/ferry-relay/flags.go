@@ -59,7 +59,7 @@ func defaultOptions() *options {
 		MaxLifetime:         relay.DefaultMaxAllocationLifetime,
 		UnauthPerIP:         relay.DefaultUnauthRepliesPerIP,
 		FirstMessageTimeout: relay.DefaultFirstMessageTimeout,
-		MaxTCPConns:         relay.DefaultMaxTCPConnections,
+		MaxTCPConns:         relay.DefaultMaxConns,
 		MetricsAddr:         ":9090",
 		DrainTimeout:        30 * time.Second,
 		LogLevel:            "info",
@@ -216,7 +216,7 @@ func (o *options) relayConfig() (relay.Config, error) {
 		MaxAllocationLifetime: o.MaxLifetime,
 		UnauthRepliesPerIP:    o.UnauthPerIP,
 		FirstMessageTimeout:   o.FirstMessageTimeout,
-		MaxTCPConnections:     o.MaxTCPConns,
+		MaxConns:              o.MaxTCPConns,
 	}
 	if o.MaxAllocsPerUser <= 0 {
 		// 0 on the command line means what the library's negative means.

@@ -118,7 +118,6 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) (err error) {
 
 	<-ctx.Done()
 	logger.Info("signal received: draining", "allocations", srv.Allocations(), "timeout", o.DrainTimeout)
-	srv.StartDrain()
 	if ops != nil {
 		ops.SetReady(false)
 	}
@@ -128,7 +127,7 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) (err error) {
 	defer stop()
 	dctx, cancel := context.WithTimeout(dctx, o.DrainTimeout)
 	defer cancel()
-	if err := srv.Drain(dctx); err != nil {
+	if err := srv.Shutdown(dctx); err != nil {
 		logger.Warn("drain ended with allocations still live", "allocations", srv.Allocations(), "err", err)
 	} else {
 		logger.Info("drained")
