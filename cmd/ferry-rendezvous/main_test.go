@@ -168,10 +168,10 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("--help exited %d", code)
 	}
 	for _, flag := range []string{
-		"--listen", "--insecure-listen", "--stun-addr", "--stun-alt-addr", "--relay-secret", "--relay",
-		"--credential-ttl", "--redis", "--acme-domain", "--acme-email", "--acme-ca", "--acme-storage",
+		"--listen-https", "--listen-http", "--listen-stun", "--listen-stun-alt", "--relay-secret", "--relay",
+		"--credential-ttl", "--redis", "--acme-domain", "--acme-email", "--acme-directory", "--acme-storage",
 		"--tls-cert", "--tls-key", "--tls-self-signed", "--metrics-addr", "--server-name",
-		"--trusted-proxy", "FERRY_RENDEZVOUS_STUN_ALT_ADDR", "amplification",
+		"--trusted-proxy", "FERRY_RENDEZVOUS_LISTEN_STUN_ALT", "amplification",
 	} {
 		if !strings.Contains(out, flag) {
 			t.Errorf("--help does not mention %s", flag)
@@ -182,9 +182,9 @@ func TestHelp(t *testing.T) {
 func TestBadUsage(t *testing.T) {
 	for _, args := range [][]string{
 		{"--no-such-flag"},
-		{"--listen", ":0"},                  // HTTPS without a certificate
-		{"--listen", "", "--stun-addr", ""}, // nothing to serve
-		{"--insecure-listen", ":0", "--relay", "turn:r.example:3478"}, // relay without a secret
+		{"--listen-https", ":0"},                                  // HTTPS without a certificate
+		{"--listen-https", "", "--listen-stun", ""},               // nothing to serve
+		{"--listen-http", ":0", "--relay", "turn:r.example:3478"}, // relay without a secret
 		{"--tls-self-signed", "--tls-cert", "c.pem", "--tls-key", "k.pem"},
 		{"--log-level", "loud"},
 		{"--peer-rate", "fast"},
@@ -194,7 +194,7 @@ func TestBadUsage(t *testing.T) {
 		}
 	}
 	// Valid flags, impossible sockets: a runtime error.
-	if code, out := runOnce("--listen", "", "--stun-addr", ":0", "--stun-alt-addr", "127.0.0.2:0", "--metrics-addr", ""); code != 1 {
+	if code, out := runOnce("--listen-https", "", "--listen-stun", ":0", "--listen-stun-alt", "127.0.0.2:0", "--metrics-addr", ""); code != 1 {
 		t.Errorf("RFC 5780 on a wildcard: exit %d:\n%s", code, out)
 	}
 }
@@ -211,7 +211,7 @@ func TestInsecureOpsAndShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := map[string]string{"FERRY_RENDEZVOUS_RELAY_SECRET": "from-env", "FERRY_RENDEZVOUS_CONFIG": cfgFile}
-	r := start(t, env, "--listen", "", "--insecure-listen", "127.0.0.1:0", "--stun-addr", "127.0.0.1:0",
+	r := start(t, env, "--listen-https", "", "--listen-http", "127.0.0.1:0", "--listen-stun", "127.0.0.1:0",
 		"--metrics-addr", "127.0.0.1:0", "--server-name", "127.0.0.1", "--shutdown-retry", "1s", "--log-level", "debug")
 	url := "ws://" + r.srv.InsecureAddr().String()
 	a, b := dial(t, url), dial(t, url)
@@ -274,8 +274,8 @@ func TestSelfSignedTLS(t *testing.T) {
 	testutil.CheckLeaks(t)
 	testutil.Deadline(t, 60*time.Second)
 	certFile := filepath.Join(t.TempDir(), "rv.pem")
-	r := start(t, nil, "--listen", "127.0.0.1:0", "--tls-self-signed", "--tls-self-signed-out", certFile,
-		"--stun-addr", "", "--metrics-addr", "")
+	r := start(t, nil, "--listen-https", "127.0.0.1:0", "--tls-self-signed", "--tls-self-signed-out", certFile,
+		"--listen-stun", "", "--metrics-addr", "")
 	if _, err := os.Stat(certFile); err != nil {
 		t.Fatal(err)
 	}
@@ -319,26 +319,22 @@ func TestACME(t *testing.T) {
 	if err := os.WriteFile(rootFile, roots.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := start(t, nil, "--listen", "127.0.0.1:"+strconv.Itoa(port), "--acme-domain", domain,
-		"--acme-email", "ops@ferry.test", "--acme-ca", ca.DirectoryURL, "--acme-ca-root", rootFile,
-		"--acme-storage", filepath.Join(dir, "acme"), "--stun-addr", "", "--metrics-addr", "")
+	r := start(t, nil, "--listen-https", "127.0.0.1:"+strconv.Itoa(port), "--acme-domain", domain,
+		"--acme-email", "ops@ferry.test", "--acme-directory", ca.DirectoryURL, "--acme-ca-root", rootFile,
+		"--acme-storage", filepath.Join(dir, "acme"), "--listen-stun", "", "--metrics-addr", "")
 	tlsCfg := &tls.Config{RootCAs: ca.Roots, MinVersion: tls.VersionTLS12}
 	// Wait for the certificate: until then the handshake fails.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testutil.WaitFor(t, 60*time.Second, "an ACME certificate", func() bool {
 		d := &tls.Dialer{Config: &tls.Config{RootCAs: ca.Roots, ServerName: domain, MinVersion: tls.VersionTLS12}}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
 		conn, err := d.DialContext(ctx, "tcp", r.srv.Addr().String())
-		cancel()
-		if err == nil {
-			conn.Close()
-			break
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no ACME certificate: %v\n%s", err, r.logs)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		conn.Close()
+		return true
+	})
 	// The clients resolve the test domain to the server themselves.
 	toServer := signal.WithDialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
 		var d net.Dialer
@@ -384,17 +380,12 @@ func TestRedisFlag(t *testing.T) {
 	var rs []*running
 	for i := range 2 {
 		var r *running
-		for attempt := 0; ; attempt++ { // redis-server may still be starting
-			code, out := runOnceCheckRedis(redisURL)
-			if code == 0 {
-				break
-			}
-			if attempt == 50 {
-				t.Fatalf("redis not reachable: %s", out)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		r = start(t, nil, "--listen", "", "--insecure-listen", "127.0.0.1:0", "--stun-addr", "", "--metrics-addr", "",
+		// redis-server may still be starting.
+		testutil.WaitFor(t, 10*time.Second, "redis-server to answer", func() bool {
+			code, _ := runOnceCheckRedis(redisURL)
+			return code == 0
+		})
+		r = start(t, nil, "--listen-https", "", "--listen-http", "127.0.0.1:0", "--listen-stun", "", "--metrics-addr", "",
 			"--redis", redisURL, "--replica-id", "cmd-"+strconv.Itoa(i), "--registry-ttl", "3s")
 		rs = append(rs, r)
 	}
