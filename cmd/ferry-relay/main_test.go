@@ -15,6 +15,7 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/turn/v5"
 
+	"github.com/ferrynet/ferry/internal/cliconf/cliconftest"
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/server/relay"
 )
@@ -188,4 +189,26 @@ func TestSIGTERMDrains(t *testing.T) {
 	if !strings.Contains(p.logs.String(), "drained") {
 		t.Errorf("no drain in the log:\n%s", p.logs)
 	}
+}
+
+// TestFlagTable: --help lists exactly the relay's flags of docs/FLAGS.md,
+// and each old name there is hidden, still works and logs a warning.
+func TestFlagTable(t *testing.T) {
+	cliconftest.CheckFlagTable(t, "../../docs/FLAGS.md", cliconftest.Server{
+		Name:      "relay",
+		EnvPrefix: "FERRY_RELAY",
+		Parse: func(args []string, env map[string]string) (any, []string, error) {
+			o := defaultOptions()
+			s := o.flags()
+			err := s.Parse(args, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+			return o, s.Deprecations(), err
+		},
+		Run: func(args ...string) (int, string) {
+			var out bytes.Buffer
+			code := run(context.Background(), args, func(string) (string, bool) { return "", false }, &out, &out)
+			return code, out.String()
+		},
+		// TLS without a certificate: a usage error.
+		FailArgs: []string{"--listen-tls", "127.0.0.1:0", "--metrics-addr="},
+	})
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/ferrynet/ferry/identity"
 	"github.com/ferrynet/ferry/internal/acmetest"
+	"github.com/ferrynet/ferry/internal/cliconf/cliconftest"
 	"github.com/ferrynet/ferry/internal/opshttp"
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/server/rendezvous"
@@ -437,4 +438,23 @@ func directoryCert(t *testing.T, ca *acmetest.Server) []byte {
 		t.Fatal(errors.New("the ACME server sent no certificate"))
 	}
 	return certs[0].Raw
+}
+
+// TestFlagTable: --help lists exactly the rendezvous' flags of
+// docs/FLAGS.md, and each old name there is hidden, still works and logs a
+// warning.
+func TestFlagTable(t *testing.T) {
+	cliconftest.CheckFlagTable(t, "../../docs/FLAGS.md", cliconftest.Server{
+		Name:      "rendezvous",
+		EnvPrefix: "FERRY_RENDEZVOUS",
+		Parse: func(args []string, env map[string]string) (any, []string, error) {
+			o := defaultOptions()
+			s := o.flags()
+			err := s.Parse(args, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+			return o, s.Deprecations(), err
+		},
+		Run: runOnce,
+		// A message size over 1Mi: a usage error.
+		FailArgs: []string{"--max-message-size", "2Mi", "--metrics-addr="},
+	})
 }
