@@ -78,7 +78,7 @@ func (f *TLSFlags) Config(logger *slog.Logger) (tlsconf.Config, error) {
 		KeyFile:         f.KeyFile,
 		ACMEDomains:     f.ACMEDomains,
 		ACMEEmail:       f.ACMEEmail,
-		ACMECA:          f.ACMEDirectory,
+		ACMEDirectory:   f.ACMEDirectory,
 		ACMEStorage:     f.ACMEStorage,
 		SelfSigned:      f.SelfSigned,
 		SelfSignedHosts: f.SelfSignedHosts,
