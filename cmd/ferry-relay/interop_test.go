@@ -5,10 +5,12 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -103,6 +105,18 @@ func freeUDPPort(t *testing.T) int {
 	return pc.LocalAddr().(*net.UDPAddr).Port
 }
 
+// udpBound reports whether a socket is bound to 127.0.0.1:port, from the
+// kernel's table: binding the port to find out could take it from the
+// process that is about to.
+func udpBound(t *testing.T, port int) bool {
+	t.Helper()
+	table, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Contains(string(table), fmt.Sprintf(" 0100007F:%04X ", port))
+}
+
 var (
 	reTotals = regexp.MustCompile(`start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)`)
 	reLost   = regexp.MustCompile(`Total lost packets (\d+) \(([\d.]+)%\), total send dropped (\d+)`)
@@ -159,7 +173,7 @@ func TestInteropUclient(t *testing.T) {
 		"--tls-self-signed", "--tls-self-signed-host", "127.0.0.1", "--tls-self-signed-out", certFile,
 		"--auth-secret", secret, "--realm", "ferry.interop",
 		"--allow-peer", "127.0.0.0/8", // turnutils_peer and -T's peers are on loopback
-		"--metrics-addr", "", "--drain-timeout", "1s", "--log-level", "debug")
+		"--metrics-addr", "", "--shutdown-grace", "1s", "--log-level", "debug")
 	srv, logs := proc.srv, proc.logs
 	udpPort := srv.UDPAddrs()[0].(*net.UDPAddr).Port
 	tcpPort := srv.TCPAddrs()[0].(*net.TCPAddr).Port
@@ -175,7 +189,7 @@ func TestInteropUclient(t *testing.T) {
 		stopPeer()
 		_ = peer.Wait()
 	})
-	time.Sleep(200 * time.Millisecond) // let the peer bind
+	testutil.WaitFor(t, 10*time.Second, "turnutils_peer to bind its port", func() bool { return udpBound(t, peerPort) })
 
 	const clients, messages = 4, 50
 	modes := []struct {
