@@ -249,7 +249,7 @@ func TestAlias(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var grace time.Duration = time.Second
+			grace := time.Second
 			realm := "def"
 			var listen []string
 			s := New("prog", "PROG", "test")

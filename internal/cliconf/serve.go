@@ -145,8 +145,8 @@ func Serve[S Server](ctx context.Context, logger *slog.Logger, spec Spec[S]) (er
 	}
 	if d.Certs != nil && d.Certs.Kind() == "acme" {
 		// The TLS listener answers TLS-ALPN-01 challenges from now on.
-		if err := d.Certs.ManageAsync(context.WithoutCancel(ctx)); err != nil {
-			return fmt.Errorf("acme: %w", err)
+		if merr := d.Certs.ManageAsync(context.WithoutCancel(ctx)); merr != nil {
+			return fmt.Errorf("acme: %w", merr)
 		}
 	}
 	if ops != nil {
