@@ -103,11 +103,11 @@ func TestSIGTERMDrains(t *testing.T) {
 	testutil.Deadline(t, 60*time.Second)
 	p := runRelay(t, "--listen-udp", "127.0.0.1:0", "--listen-tcp=", "--auth-secret", "s", "--realm", "r",
 		"--allow-peer", "127.0.0.0/8", "--metrics-addr", "127.0.0.1:0", "--shutdown-grace", "30s")
-	base := "http://" + p.ops.Addr().String()
+	base := "http://" + p.Ops.Addr().String()
 	if c := get(t, base+"/readyz"); c != 200 {
 		t.Fatalf("/readyz = %d before the signal", c)
 	}
-	server := p.srv.UDPAddrs()[0].String()
+	server := p.Server.UDPAddrs()[0].String()
 	newClient := func(user string) (*turn.Client, net.PacketConn) {
 		conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 		if err != nil {
@@ -162,7 +162,7 @@ func TestSIGTERMDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p.cancel() // SIGTERM
+	p.Signal() // SIGTERM
 	testutil.WaitFor(t, 10*time.Second, "/readyz to turn 503 after SIGTERM", func() bool { return get(t, base+"/readyz") == 503 })
 	if c := get(t, base+"/healthz"); c != 200 {
 		t.Errorf("/healthz = %d while draining", c)
@@ -177,17 +177,15 @@ func TestSIGTERMDrains(t *testing.T) {
 		}
 	}
 	// The live allocation has just relayed: the program is still draining.
-	select {
-	case code := <-p.done:
-		t.Fatalf("exited (%d) with an allocation live", code)
-	default:
+	if p.Exited() {
+		t.Fatalf("exited (%d) with an allocation live", p.Wait(t, 0))
 	}
 	_ = relayConn.Close() // the last allocation ends
-	if code := p.wait(t, 10*time.Second); code != 0 {
+	if code := p.Wait(t, 10*time.Second); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
-	if !strings.Contains(p.logs.String(), "drained") {
-		t.Errorf("no drain in the log:\n%s", p.logs)
+	if !strings.Contains(p.Logs.String(), "drained") {
+		t.Errorf("no drain in the log:\n%s", p.Logs)
 	}
 }
 

@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,81 +24,20 @@ import (
 	"github.com/ferrynet/ferry/identity"
 	"github.com/ferrynet/ferry/internal/acmetest"
 	"github.com/ferrynet/ferry/internal/cliconf/cliconftest"
-	"github.com/ferrynet/ferry/internal/opshttp"
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/server/rendezvous"
 	"github.com/ferrynet/ferry/signal"
 	"github.com/ferrynet/ferry/wire"
 )
 
-// syncBuffer is a bytes.Buffer safe for a logger and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-type running struct {
-	srv  *rendezvous.Server
-	ops  *opshttp.Server
-	logs *syncBuffer
-	stop func() int // like SIGTERM; returns the exit code
-}
+// running is the program running in-process.
+type running = cliconftest.Program[*rendezvous.Server]
 
 // start runs the program in-process with args and env, and returns it
 // running. It is stopped at cleanup if the test has not stopped it.
 func start(t *testing.T, env map[string]string, args ...string) *running {
 	t.Helper()
-	type up struct {
-		s   *rendezvous.Server
-		ops *opshttp.Server
-	}
-	ch := make(chan up, 1)
-	started = func(s *rendezvous.Server, o *opshttp.Server) { ch <- up{s, o} }
-	t.Cleanup(func() { started = nil })
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
-	done := make(chan int, 1)
-	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	go func() { done <- run(ctx, args, lookup, logs, logs) }()
-	var once sync.Once
-	code := -1
-	stop := func() int {
-		once.Do(func() {
-			cancel()
-			select {
-			case code = <-done:
-			case <-time.After(30 * time.Second):
-				t.Errorf("ferry-rendezvous did not stop:\n%s", logs)
-			}
-		})
-		return code
-	}
-	t.Cleanup(func() {
-		if c := stop(); c != 0 {
-			t.Errorf("ferry-rendezvous exited with %d:\n%s", c, logs)
-		}
-	})
-	select {
-	case u := <-ch:
-		return &running{srv: u.s, ops: u.ops, logs: logs, stop: stop}
-	case c := <-done:
-		t.Fatalf("ferry-rendezvous exited with %d:\n%s", c, logs)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("ferry-rendezvous did not start:\n%s", logs)
-	}
-	return nil
+	return cliconftest.Start(t, run, &started, env, args...)
 }
 
 func runOnce(args ...string) (int, string) {
@@ -214,7 +152,7 @@ func TestInsecureOpsAndShutdown(t *testing.T) {
 	env := map[string]string{"FERRY_RENDEZVOUS_RELAY_SECRET": "from-env", "FERRY_RENDEZVOUS_CONFIG": cfgFile}
 	r := start(t, env, "--listen-https", "", "--listen-http", "127.0.0.1:0", "--listen-stun", "127.0.0.1:0",
 		"--metrics-addr", "127.0.0.1:0", "--server-name", "127.0.0.1", "--shutdown-retry", "1s", "--log-level", "debug")
-	url := "ws://" + r.srv.InsecureAddr().String()
+	url := "ws://" + r.Server.InsecureAddr().String()
 	a, b := dial(t, url), dial(t, url)
 	offerAnswer(t, a, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -225,13 +163,13 @@ func TestInsecureOpsAndShutdown(t *testing.T) {
 	}
 	if !strings.HasSuffix(cr.Username, ":"+a.PeerID().String()) || len(cr.RelayURLs) != 2 ||
 		time.Until(cr.Expires) > 2*time.Minute || len(cr.STUNURLs) != 1 ||
-		cr.STUNURLs[0] != "stun:"+r.srv.STUNAddrs()[0].String() {
+		cr.STUNURLs[0] != "stun:"+r.Server.STUNAddrs()[0].String() {
 		t.Fatalf("credentials %+v", cr)
 	}
-	if !strings.Contains(r.logs.String(), "plain HTTP") {
+	if !strings.Contains(r.Logs.String(), "plain HTTP") {
 		t.Fatal("no warning about the insecure listener")
 	}
-	ops := "http://" + r.ops.Addr().String()
+	ops := "http://" + r.Ops.Addr().String()
 	for _, path := range []string{"/healthz", "/readyz"} {
 		if code, body := httpGet(t, ops+path); code != 200 {
 			t.Fatalf("%s: %d %s", path, code, body)
@@ -252,8 +190,8 @@ func TestInsecureOpsAndShutdown(t *testing.T) {
 	states := make(chan signal.State, 8)
 	c := dial(t, url, signal.WithStateHook(func(s signal.State, _ error) { states <- s }))
 	<-states // connected
-	if code := r.stop(); code != 0 {
-		t.Fatalf("exit %d:\n%s", code, r.logs)
+	if code := r.Stop(t); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, r.Logs)
 	}
 	select {
 	case s := <-states:
@@ -264,8 +202,8 @@ func TestInsecureOpsAndShutdown(t *testing.T) {
 		t.Fatal("the client did not notice the shutdown")
 	}
 	c.Close()
-	if !strings.Contains(r.logs.String(), "shutting down") {
-		t.Fatalf("logs:\n%s", r.logs)
+	if !strings.Contains(r.Logs.String(), "shutting down") {
+		t.Fatalf("logs:\n%s", r.Logs)
 	}
 }
 
@@ -280,7 +218,7 @@ func TestSelfSignedTLS(t *testing.T) {
 	if _, err := os.Stat(certFile); err != nil {
 		t.Fatal(err)
 	}
-	url := "wss://127.0.0.1:" + strconv.Itoa(r.srv.Addr().(*net.TCPAddr).Port)
+	url := "wss://127.0.0.1:" + strconv.Itoa(r.Server.Addr().(*net.TCPAddr).Port)
 	a := dial(t, url, signal.WithCAFile(certFile))
 	b := dial(t, strings.Replace(url, "127.0.0.1", "localhost", 1), signal.WithCAFile(certFile))
 	offerAnswer(t, a, b)
@@ -329,7 +267,7 @@ func TestACME(t *testing.T) {
 		d := &tls.Dialer{Config: &tls.Config{RootCAs: ca.Roots, ServerName: domain, MinVersion: tls.VersionTLS12}}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		conn, err := d.DialContext(ctx, "tcp", r.srv.Addr().String())
+		conn, err := d.DialContext(ctx, "tcp", r.Server.Addr().String())
 		if err != nil {
 			return false
 		}
@@ -339,7 +277,7 @@ func TestACME(t *testing.T) {
 	// The clients resolve the test domain to the server themselves.
 	toServer := signal.WithDialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, network, r.srv.Addr().String())
+		return d.DialContext(ctx, network, r.Server.Addr().String())
 	})
 	url := "wss://" + domain + ":" + strconv.Itoa(port)
 	a := dial(t, url, toServer, signal.WithTLSConfig(tlsCfg))
@@ -352,7 +290,7 @@ func TestACME(t *testing.T) {
 	if _, err := signal.Dial(ctx, url, id, toServer); err == nil {
 		t.Fatal("a client without Pebble's root connected")
 	}
-	if code := r.stop(); code != 0 {
+	if code := r.Stop(t); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 }
@@ -390,15 +328,15 @@ func TestRedisFlag(t *testing.T) {
 			"--redis", redisURL, "--replica-id", "cmd-"+strconv.Itoa(i), "--registry-ttl", "3s")
 		rs = append(rs, r)
 	}
-	a := dial(t, "ws://"+rs[0].srv.InsecureAddr().String())
-	b := dial(t, "ws://"+rs[1].srv.InsecureAddr().String())
+	a := dial(t, "ws://"+rs[0].Server.InsecureAddr().String())
+	b := dial(t, "ws://"+rs[1].Server.InsecureAddr().String())
 	if a.ServerID() == b.ServerID() {
 		t.Fatal("both peers on one replica")
 	}
 	offerAnswer(t, a, b)
 	offerAnswer(t, b, a)
 	for _, r := range slices.Backward(rs) {
-		if code := r.stop(); code != 0 {
+		if code := r.Stop(t); code != 0 {
 			t.Fatalf("exit %d", code)
 		}
 	}
