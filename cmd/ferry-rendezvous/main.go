@@ -52,8 +52,8 @@ func (o *options) check() error {
 		return errors.New("--listen-stun-alt needs --listen-stun")
 	case len(o.Relays) > 0 && o.RelaySecret == "":
 		return errors.New("--relay needs --relay-secret to issue credentials")
-	case o.MaxMessageSize > 1<<20:
-		return errors.New("--max-message-size is at most 1Mi")
+	case o.MaxMessageSize > 1<<20 || o.MaxMessageSize < 0:
+		return errors.New("--max-message-size is 4Ki to 1Mi, or 0 for the default")
 	}
 	return o.TLS.Check()
 }

@@ -127,6 +127,7 @@ func TestBadUsage(t *testing.T) {
 		{"--tls-self-signed", "--tls-cert", "c.pem", "--tls-key", "k.pem"},
 		{"--log-level", "loud"},
 		{"--peer-rate", "fast"},
+		{"--max-message-size", "-1"}, // a size has no "off"
 	} {
 		if code, out := runOnce(args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2:\n%s", args, code, out)
