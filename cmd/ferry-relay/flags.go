@@ -30,19 +30,10 @@ type options struct {
 	Lifetime, MinLifetime, MaxLifetime time.Duration
 	UnauthPerIP                        float64
 	FirstMessageTimeout                time.Duration
-	MaxTCPConns                        int
+	MaxConns                           int
 
-	TLSCert, TLSKey                string
-	ACMEDomains                    []string
-	ACMEEmail, ACMECA, ACMEStorage string
-	TLSSelfSigned                  bool
-	SelfSignedHosts                []string
-	SelfSignedCertOut              string
-
-	MetricsAddr  string
-	DrainTimeout time.Duration
-	LogLevel     string
-	LogFormat    string
+	TLS cliconf.TLSFlags
+	Ops cliconf.Ops
 }
 
 func defaultOptions() *options {
@@ -59,11 +50,13 @@ func defaultOptions() *options {
 		MaxLifetime:         relay.DefaultMaxAllocationLifetime,
 		UnauthPerIP:         relay.DefaultUnauthRepliesPerIP,
 		FirstMessageTimeout: relay.DefaultFirstMessageTimeout,
-		MaxTCPConns:         relay.DefaultMaxTCPConnections,
-		MetricsAddr:         ":9090",
-		DrainTimeout:        30 * time.Second,
-		LogLevel:            "info",
-		LogFormat:           "text",
+		MaxConns:            relay.DefaultMaxConns,
+		Ops: cliconf.Ops{
+			MetricsAddr:   ":9090",
+			ShutdownGrace: 30 * time.Second,
+			LogLevel:      "info",
+			LogFormat:     "text",
+		},
 	}
 }
 
@@ -79,7 +72,7 @@ func (o *options) flags() *cliconf.Set {
 	s.Strings(&o.ListenUDP, "listen-udp", "ADDR",
 		"UDP address for TURN (IP:PORT or :PORT). Each gets --udp-sockets sockets sharing the port (SO_REUSEPORT) "+
 			"so relaying uses every core. An empty value (--listen-udp=) turns UDP off.")
-	s.Int(&o.UDPSockets, "udp-sockets", "N", "Sockets per UDP address; 0 means one per core.")
+	s.Int(&o.UDPSockets, "udp-sockets", "N", "Sockets per UDP address; 0 means the default, one per core.")
 	s.Strings(&o.ListenTCP, "listen-tcp", "ADDR",
 		"TCP address for TURN over TCP, needed by clients on networks that block UDP and for RFC 6062 TCP "+
 			"allocations. An empty value turns TCP off.")
@@ -132,48 +125,34 @@ func (o *options) flags() *cliconf.Set {
 
 	// Quotas and limits.
 	s.Int(&o.MaxAllocsPerUser, "max-allocations-per-user", "N",
-		"Concurrent allocations per user (the REST username's user part, or the static user); 0 or "+
-			"negative means no limit.")
-	s.Int(&o.MaxAllocs, "max-allocations", "N", "Concurrent allocations on the server; 0 means no limit.")
+		"Concurrent allocations per user (the REST username's user part, or the static user); 0 means the "+
+			"default, negative means no cap.")
+	s.Int(&o.MaxAllocs, "max-allocations", "N",
+		"Concurrent allocations on the server; 0 means the default, no cap; negative means no cap.")
 	s.Int64(&o.AllocBandwidth, "allocation-bandwidth", "BYTES/S",
 		"Per-allocation cap on relayed payload bytes per second, each direction (token bucket; suffixes k, M, "+
-			"Ki, Mi). 0 means no cap.")
+			"Ki, Mi). 0 means the default, no cap; negative means no cap.")
 	s.Int64(&o.ServerBandwidth, "server-bandwidth", "BYTES/S",
-		"Whole-server cap on relayed payload bytes per second, each direction. 0 means no cap.")
+		"Whole-server cap on relayed payload bytes per second, each direction. 0 means the default, no cap; "+
+			"negative means no cap.")
 	s.Duration(&o.Lifetime, "allocation-lifetime", "D", "Lifetime of an allocation that asks for none.")
 	s.Duration(&o.MinLifetime, "min-allocation-lifetime", "D", "Shortest lifetime granted to Allocate and Refresh.")
 	s.Duration(&o.MaxLifetime, "max-allocation-lifetime", "D", "Longest lifetime granted (at most 1h).")
 	s.Func("unauth-replies-per-ip", "N", strconv.FormatFloat(relay.DefaultUnauthRepliesPerIP, 'g', -1, 64),
 		"401/438 replies per second to one source IP (one /64 for IPv6); beyond it requests are dropped "+
-			"unanswered, so spoofed requests cannot turn the relay into a reflector. Negative means no cap.",
+			"unanswered, so spoofed requests cannot turn the relay into a reflector. 0 means the default; "+
+			"negative means no cap.",
 		func(v string) (err error) { o.UnauthPerIP, err = strconv.ParseFloat(v, 64); return err })
 	s.Duration(&o.FirstMessageTimeout, "first-message-timeout", "D",
 		"Time a TCP or TLS connection gets to finish its TLS handshake and send its first TURN message.")
-	s.Int(&o.MaxTCPConns, "max-tcp-connections", "N", "Concurrent TCP and TLS connections.")
+	s.Int(&o.MaxConns, "max-conns", "N",
+		"Concurrent TCP and TLS connections (UDP has none); 0 means the default, negative means no cap.")
+	s.Alias("max-tcp-connections", "max-conns")
 
-	// TLS.
-	s.String(&o.TLSCert, "tls-cert", "FILE", "PEM certificate (chain) for --listen-tls; re-read when it changes.")
-	s.String(&o.TLSKey, "tls-key", "FILE", "PEM private key for --tls-cert.")
-	s.Strings(&o.ACMEDomains, "acme-domain", "NAME",
-		"Obtain the TLS certificate for this name with ACME (certmagic). Repeatable. The CA validates with "+
-			"TLS-ALPN-01 on port 443 (served by --listen-tls when it is on 443, else by a listener certmagic "+
-			"opens) or HTTP-01 on port 80.")
-	s.String(&o.ACMEEmail, "acme-email", "ADDR", "Contact address for the ACME account.")
-	s.String(&o.ACMECA, "acme-ca", "URL", "ACME directory URL. Default: Let's Encrypt production.")
-	s.String(&o.ACMEStorage, "acme-storage", "DIR", "Where ACME keys and certificates are kept. Default: certmagic's data directory.")
-	s.Bool(&o.TLSSelfSigned, "tls-self-signed", "Serve TLS with a self-signed certificate (development only).")
-	s.Strings(&o.SelfSignedHosts, "tls-self-signed-host", "NAME",
-		"Name or IP for the self-signed certificate. Repeatable. Default: localhost and 127.0.0.1.")
-	s.String(&o.SelfSignedCertOut, "tls-self-signed-out", "FILE", "Write the self-signed certificate here, for clients to trust.")
-
-	// Operations.
-	s.String(&o.MetricsAddr, "metrics-addr", "ADDR",
-		"Address for /healthz, /readyz and /metrics (Prometheus). Empty turns them off. Do not expose it publicly.")
-	s.Duration(&o.DrainTimeout, "drain-timeout", "D",
-		"On SIGTERM, /readyz turns false and new allocations are refused; live ones are served until they "+
-			"end or this much time passes. Keep it below Kubernetes' terminationGracePeriodSeconds.")
-	s.String(&o.LogLevel, "log-level", "LEVEL", "debug, info, warn or error. ACL denials are logged at debug.")
-	s.String(&o.LogFormat, "log-format", "FORMAT", "text or json.")
+	o.TLS.Register(s, "listen-tls", "The CA validates with TLS-ALPN-01 on port 443 (served by --listen-tls "+
+		"when it is on 443, else by a listener certmagic opens) or HTTP-01 on port 80.")
+	o.Ops.Register(s, "live allocations are served until they end or this much time passes.")
+	s.Alias("drain-timeout", "shutdown-grace")
 	return s
 }
 
@@ -187,12 +166,8 @@ func nonEmpty(in []string) []string {
 	return out
 }
 
-func (o *options) tlsEnabled() bool {
-	return o.TLSCert != "" || o.TLSKey != "" || len(o.ACMEDomains) > 0 || o.TLSSelfSigned
-}
-
-func (o *options) relayConfig() (relay.Config, error) {
-	c := relay.Config{
+func (o *options) relayConfig() relay.Config {
+	return relay.Config{
 		ListenUDP:             nonEmpty(o.ListenUDP),
 		UDPSockets:            o.UDPSockets,
 		ListenTCP:             nonEmpty(o.ListenTCP),
@@ -216,14 +191,6 @@ func (o *options) relayConfig() (relay.Config, error) {
 		MaxAllocationLifetime: o.MaxLifetime,
 		UnauthRepliesPerIP:    o.UnauthPerIP,
 		FirstMessageTimeout:   o.FirstMessageTimeout,
-		MaxTCPConnections:     o.MaxTCPConns,
+		MaxConns:              o.MaxConns,
 	}
-	if o.MaxAllocsPerUser <= 0 {
-		// 0 on the command line means what the library's negative means.
-		c.MaxAllocationsPerUser = -1
-	}
-	if o.UnauthPerIP == 0 {
-		return c, fmt.Errorf("--unauth-replies-per-ip must be positive, or negative for no cap")
-	}
-	return c, nil
 }

@@ -1,95 +1,28 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"sync"
+	"strings"
 	"testing"
 	"time"
 
-	"github.com/ferrynet/ferry/internal/opshttp"
+	"github.com/ferrynet/ferry/internal/cliconf/cliconftest"
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/server/relay"
 )
 
-// syncBuffer is a bytes.Buffer safe for a logger and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// relayProc is the ferry-relay program running in-process.
-type relayProc struct {
-	srv    *relay.Server
-	ops    *opshttp.Server
-	logs   *syncBuffer
-	cancel context.CancelFunc // what SIGTERM does
-	done   chan int
-}
-
-// wait returns the exit code, or fails the test after d.
-func (p *relayProc) wait(t *testing.T, d time.Duration) int {
-	t.Helper()
-	select {
-	case code := <-p.done:
-		p.done <- code
-		return code
-	case <-time.After(d):
-		t.Fatalf("ferry-relay did not stop within %v:\n%s", d, p.logs)
-		return -1
-	}
-}
-
 // runRelay runs the ferry-relay program in-process with args. At cleanup it
-// is stopped (drained, then closed) if it still runs.
-func runRelay(t *testing.T, args ...string) *relayProc {
+// is stopped (drained, then closed) if it still runs, and must exit 0.
+func runRelay(t *testing.T, args ...string) *cliconftest.Program[*relay.Server] {
 	t.Helper()
-	type up struct {
-		s   *relay.Server
-		ops *opshttp.Server
-	}
-	ch := make(chan up, 1)
-	started = func(s *relay.Server, o *opshttp.Server) { ch <- up{s, o} }
-	t.Cleanup(func() { started = nil })
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &relayProc{logs: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
-	go func() {
-		p.done <- run(ctx, args, func(string) (string, bool) { return "", false }, p.logs, p.logs)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if code := p.wait(t, 30*time.Second); code != 0 {
-			t.Errorf("ferry-relay exited with %d:\n%s", code, p.logs)
-		}
-	})
-	select {
-	case u := <-ch:
-		p.srv, p.ops = u.s, u.ops
-		return p
-	case code := <-p.done:
-		t.Fatalf("ferry-relay exited with %d:\n%s", code, p.logs)
-	case <-time.After(20 * time.Second):
-		t.Fatalf("ferry-relay did not start:\n%s", p.logs)
-	}
-	return nil
+	return cliconftest.Start(t, run, &started, nil, args...)
 }
 
 // freeUDPPort returns a UDP port that was free a moment ago.
@@ -101,6 +34,18 @@ func freeUDPPort(t *testing.T) int {
 	}
 	defer pc.Close()
 	return pc.LocalAddr().(*net.UDPAddr).Port
+}
+
+// udpBound reports whether a socket is bound to 127.0.0.1:port, from the
+// kernel's table: binding the port to find out could take it from the
+// process that is about to.
+func udpBound(t *testing.T, port int) bool {
+	t.Helper()
+	table, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Contains(string(table), fmt.Sprintf(" 0100007F:%04X ", port))
 }
 
 var (
@@ -159,8 +104,8 @@ func TestInteropUclient(t *testing.T) {
 		"--tls-self-signed", "--tls-self-signed-host", "127.0.0.1", "--tls-self-signed-out", certFile,
 		"--auth-secret", secret, "--realm", "ferry.interop",
 		"--allow-peer", "127.0.0.0/8", // turnutils_peer and -T's peers are on loopback
-		"--metrics-addr", "", "--drain-timeout", "1s", "--log-level", "debug")
-	srv, logs := proc.srv, proc.logs
+		"--metrics-addr", "", "--shutdown-grace", "1s", "--log-level", "debug")
+	srv, logs := proc.Server, proc.Logs
 	udpPort := srv.UDPAddrs()[0].(*net.UDPAddr).Port
 	tcpPort := srv.TCPAddrs()[0].(*net.TCPAddr).Port
 	tlsPort := srv.TCPAddrs()[1].(*net.TCPAddr).Port
@@ -175,7 +120,7 @@ func TestInteropUclient(t *testing.T) {
 		stopPeer()
 		_ = peer.Wait()
 	})
-	time.Sleep(200 * time.Millisecond) // let the peer bind
+	testutil.WaitFor(t, 10*time.Second, "turnutils_peer to bind its port", func() bool { return udpBound(t, peerPort) })
 
 	const clients, messages = 4, 50
 	modes := []struct {

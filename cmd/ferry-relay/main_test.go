@@ -15,6 +15,7 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/turn/v5"
 
+	"github.com/ferrynet/ferry/internal/cliconf/cliconftest"
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/server/relay"
 )
@@ -29,7 +30,7 @@ func TestHelpAndBadFlags(t *testing.T) {
 	for _, f := range []string{
 		"--listen-udp ADDR", "--listen-tcp ADDR", "--listen-tls ADDR", "--realm R", "--auth-secret S",
 		"--user NAME=PASSWORD", "--relay-ip IP", "--external-ip IP", "--relay-ports MIN-MAX", "--allow-peer CIDR",
-		"--deny-peer CIDR", "--metrics-addr ADDR", "--acme-domain", "--acme-email", "--acme-ca", "--drain-timeout",
+		"--deny-peer CIDR", "--metrics-addr ADDR", "--acme-domain", "--acme-email", "--acme-directory", "--shutdown-grace",
 		"FERRY_RELAY_LISTEN_UDP", "--config FILE",
 	} {
 		if !strings.Contains(help, f) {
@@ -42,9 +43,10 @@ func TestHelpAndBadFlags(t *testing.T) {
 		{"--user", "nopassword"},
 		{"--bogus"},
 		{"--log-level", "loud", "--auth-secret", "s"},
-		{"--unauth-replies-per-ip", "0", "--auth-secret", "s"},
-		{"--listen-tls", "127.0.0.1:0", "--auth-secret", "s", "--metrics-addr="}, // TLS without a certificate
-		{"--metrics-addr=", "--listen-udp", "127.0.0.1:0", "--listen-tcp="},      // no credentials
+		{"--unauth-replies-per-ip", "many", "--auth-secret", "s"},
+		{"--tls-self-signed", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--auth-secret", "s"}, // two sources
+		{"--listen-tls", "127.0.0.1:0", "--auth-secret", "s", "--metrics-addr="},                 // TLS without a certificate
+		{"--metrics-addr=", "--listen-udp", "127.0.0.1:0", "--listen-tcp="},                      // no credentials
 	} {
 		out.Reset()
 		errb.Reset()
@@ -65,10 +67,7 @@ func TestConfigFileAndEnv(t *testing.T) {
 	if err := set.Parse([]string{"--config", file, "--deny-peer", "10.1.2.0/24"}, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := o.relayConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := o.relayConfig()
 	if cfg.Realm != "from-env" || len(cfg.AuthSecrets) != 2 || cfg.Users["a"] != "b" || cfg.RelayPortMin != 50000 ||
 		len(cfg.AllowPeers) != 1 || len(cfg.DenyPeers) != 1 || cfg.MaxAllocationsPerUser != relay.DefaultMaxAllocationsPerUser {
 		t.Fatalf("config %+v", cfg)
@@ -103,12 +102,12 @@ func TestSIGTERMDrains(t *testing.T) {
 	testutil.CheckLeaks(t)
 	testutil.Deadline(t, 60*time.Second)
 	p := runRelay(t, "--listen-udp", "127.0.0.1:0", "--listen-tcp=", "--auth-secret", "s", "--realm", "r",
-		"--allow-peer", "127.0.0.0/8", "--metrics-addr", "127.0.0.1:0", "--drain-timeout", "30s")
-	base := "http://" + p.ops.Addr().String()
+		"--allow-peer", "127.0.0.0/8", "--metrics-addr", "127.0.0.1:0", "--shutdown-grace", "30s")
+	base := "http://" + p.Ops.Addr().String()
 	if c := get(t, base+"/readyz"); c != 200 {
 		t.Fatalf("/readyz = %d before the signal", c)
 	}
-	server := p.srv.UDPAddrs()[0].String()
+	server := p.Server.UDPAddrs()[0].String()
 	newClient := func(user string) (*turn.Client, net.PacketConn) {
 		conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 		if err != nil {
@@ -163,14 +162,8 @@ func TestSIGTERMDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p.cancel() // SIGTERM
-	deadline := time.Now().Add(10 * time.Second)
-	for get(t, base+"/readyz") != 503 {
-		if time.Now().After(deadline) {
-			t.Fatal("/readyz stayed 200 after SIGTERM")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	p.Signal() // SIGTERM
+	testutil.WaitFor(t, 10*time.Second, "/readyz to turn 503 after SIGTERM", func() bool { return get(t, base+"/readyz") == 503 })
 	if c := get(t, base+"/healthz"); c != 200 {
 		t.Errorf("/healthz = %d while draining", c)
 	}
@@ -183,16 +176,37 @@ func TestSIGTERMDrains(t *testing.T) {
 			t.Fatalf("the live allocation stopped relaying while draining: %v", err)
 		}
 	}
-	select {
-	case code := <-p.done:
-		t.Fatalf("exited (%d) with an allocation live", code)
-	case <-time.After(300 * time.Millisecond):
+	// The live allocation has just relayed: the program is still draining.
+	if p.Exited() {
+		t.Fatalf("exited (%d) with an allocation live", p.Wait(t, 0))
 	}
 	_ = relayConn.Close() // the last allocation ends
-	if code := p.wait(t, 10*time.Second); code != 0 {
+	if code := p.Wait(t, 10*time.Second); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
-	if !strings.Contains(p.logs.String(), "drained") {
-		t.Errorf("no drain in the log:\n%s", p.logs)
+	if !strings.Contains(p.Logs.String(), "drained") {
+		t.Errorf("no drain in the log:\n%s", p.Logs)
 	}
+}
+
+// TestFlagTable: --help lists exactly the relay's flags of docs/FLAGS.md,
+// and each old name there is hidden, still works and logs a warning.
+func TestFlagTable(t *testing.T) {
+	cliconftest.CheckFlagTable(t, "../../docs/FLAGS.md", cliconftest.Server{
+		Name:      "relay",
+		EnvPrefix: "FERRY_RELAY",
+		Parse: func(args []string, env map[string]string) (any, []string, error) {
+			o := defaultOptions()
+			s := o.flags()
+			err := s.Parse(args, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+			return o, s.Deprecations(), err
+		},
+		Run: func(args ...string) (int, string) {
+			var out bytes.Buffer
+			code := run(context.Background(), args, func(string) (string, bool) { return "", false }, &out, &out)
+			return code, out.String()
+		},
+		// TLS without a certificate: a usage error.
+		FailArgs: []string{"--listen-tls", "127.0.0.1:0", "--metrics-addr="},
+	})
 }

@@ -116,7 +116,7 @@ func benchSTUN(ctx context.Context, o options) error {
 		"--no-tcp", "--no-tls", "--no-dtls", "--no-cli", "--no-rfc5780", "--no-software-attribute",
 		"--pidfile=" + dir + "/turnserver.pid", "--userdb=" + dir + "/turndb", "--log-file=stdout", "--simple-log",
 	}
-	ferryArgs := []string{"--listen=", "--stun-addr=127.0.0.1:" + strconv.Itoa(fp), "--metrics-addr=", "--log-level=warn"}
+	ferryArgs := []string{"--listen-https=", "--listen-stun=127.0.0.1:" + strconv.Itoa(fp), "--metrics-addr=", "--log-level=warn"}
 	fmt.Printf("coturn: %s %s\nferry:  %s %s\n", o.coturn, strings.Join(coturnArgs, " "), o.ferry, strings.Join(ferryArgs, " "))
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -200,13 +200,13 @@ func startFerryTLS(ctx context.Context, bin, certOut string, extra ...string) (*
 	if err != nil {
 		return nil, "", "", err
 	}
-	args := []string{"--listen=", "--insecure-listen=127.0.0.1:" + strconv.Itoa(port)}
+	args := []string{"--listen-https=", "--listen-http=127.0.0.1:" + strconv.Itoa(port)}
 	scheme := "ws"
 	if certOut != "" {
-		args = []string{"--listen=127.0.0.1:" + strconv.Itoa(port), "--tls-self-signed", "--tls-self-signed-out=" + certOut}
+		args = []string{"--listen-https=127.0.0.1:" + strconv.Itoa(port), "--tls-self-signed", "--tls-self-signed-out=" + certOut}
 		scheme = "wss"
 	}
-	args = append(args, "--stun-addr=",
+	args = append(args, "--listen-stun=",
 		"--metrics-addr=127.0.0.1:"+strconv.Itoa(mport), "--server-name=127.0.0.1",
 		"--ip-connect-rate=-1", "--max-conns-per-ip=-1", "--max-conns=-1", "--peer-rate=-1",
 		"--log-level=info")

@@ -11,9 +11,9 @@ import (
 
 // options are the command line; config turns them into rendezvous.Config.
 type options struct {
-	Listen, InsecureListen string
-	STUNAddr, STUNAltAddr  string
-	STUNExternalIPs        []netip.Addr
+	ListenHTTPS, ListenHTTP   string
+	ListenSTUN, ListenSTUNAlt string
+	ExternalIPs               []netip.Addr
 
 	ServerNames []string
 	PublicURL   string
@@ -39,23 +39,17 @@ type options struct {
 	Redis                     string
 	RegistryTTL               time.Duration
 	ReplicaID                 string
-	TLSCert, TLSKey           string
-	ACMEDomains               []string
-	ACMEEmail, ACMECA         string
-	ACMEStorage, ACMECARoot   string
-	TLSSelfSigned             bool
-	SelfSignedHosts           []string
-	SelfSignedOut             string
-	MetricsAddr               string
-	ShutdownGrace, RetryAfter time.Duration
-	LogLevel, LogFormat       string
+	RetryAfter                time.Duration
 	FDLimit                   uint64
+
+	TLS cliconf.TLSFlags
+	Ops cliconf.Ops
 }
 
 func defaultOptions() *options {
 	return &options{
-		Listen:         ":443",
-		STUNAddr:       ":3478",
+		ListenHTTPS:    ":443",
+		ListenSTUN:     ":3478",
 		CredentialTTL:  rendezvous.DefaultCredentialTTL,
 		BootstrapPeers: rendezvous.DefaultBootstrapPeers,
 		MaxMessageSize: rendezvous.DefaultMaxPayload,
@@ -70,17 +64,19 @@ func defaultOptions() *options {
 		MaxConnsPerIP:  rendezvous.DefaultMaxConnsPerIP,
 		MaxConns:       rendezvous.DefaultMaxConns,
 		RegistryTTL:    rendezvous.DefaultRegistryTTL,
-		SelfSignedOut:  "ferry-rendezvous-selfsigned.pem",
-		MetricsAddr:    ":9090",
-		ShutdownGrace:  rendezvous.DefaultShutdownGrace,
 		RetryAfter:     rendezvous.DefaultShutdownRetry,
-		LogLevel:       "info",
-		LogFormat:      "text",
+		TLS:            cliconf.TLSFlags{SelfSignedOut: "ferry-rendezvous-selfsigned.pem"},
+		Ops: cliconf.Ops{
+			MetricsAddr:   ":9090",
+			ShutdownGrace: rendezvous.DefaultShutdownGrace,
+			LogLevel:      "info",
+			LogFormat:     "text",
+		},
 	}
 }
 
 const summary = "ferry-rendezvous is Ferry's rendezvous server: STUN (RFC 8489, and RFC 5780 behaviour " +
-	"discovery with --stun-alt-addr), signaling between peers over a WebSocket at /v1/signal (login by " +
+	"discovery with --listen-stun-alt), signaling between peers over a WebSocket at /v1/signal (login by " +
 	"Ed25519 key, offer/answer/candidate routing by peer ID), short-lived TURN credentials for the relays, " +
 	"and DHT bootstrap seeds. One process keeps its registry in memory; with --redis, replicas share it. " +
 	"See cmd/ferry-rendezvous/README.md for ports, TLS, Kubernetes and scaling."
@@ -89,27 +85,32 @@ func (o *options) flags() *cliconf.Set {
 	s := cliconf.New("ferry-rendezvous", "FERRY_RENDEZVOUS", summary)
 
 	// Signaling listeners.
-	s.String(&o.Listen, "listen", "ADDR",
-		"HTTPS/WSS address for signaling (the WebSocket is at /v1/signal). Needs a certificate: --tls-cert/--tls-key, "+
+	s.String(&o.ListenHTTPS, "listen-https", "ADDR",
+		"HTTPS address for signaling (WSS: the WebSocket is at /v1/signal). Needs a certificate: --tls-cert/--tls-key, "+
 			"--acme-domain or --tls-self-signed. Port 443 crosses the strictest firewalls and is where ACME's "+
 			"TLS-ALPN-01 challenge arrives. An empty value turns it off.")
-	s.String(&o.InsecureListen, "insecure-listen", "ADDR",
-		"Also serve signaling over plain HTTP/WS on ADDR, without TLS: logins and messages can be read and "+
-			"altered on the path. For labs, or behind a proxy that terminates TLS. A warning is logged at start.")
+	s.Alias("listen", "listen-https")
+	s.String(&o.ListenHTTP, "listen-http", "ADDR",
+		"Also serve signaling over plain HTTP (WS) on ADDR, without TLS, so insecure: logins and messages can be "+
+			"read and altered on the path. For labs, or behind a proxy that terminates TLS. A warning is logged at start.")
+	s.Alias("insecure-listen", "listen-http")
 
 	// STUN.
-	s.String(&o.STUNAddr, "stun-addr", "IP:PORT",
+	s.String(&o.ListenSTUN, "listen-stun", "IP:PORT",
 		"UDP address for STUN Binding (RFC 8489): XOR-MAPPED-ADDRESS and FINGERPRINT. An empty value turns STUN off.")
-	s.String(&o.STUNAltAddr, "stun-alt-addr", "IP2:PORT2",
+	s.Alias("stun-addr", "listen-stun")
+	s.String(&o.ListenSTUNAlt, "listen-stun-alt", "IP2:PORT2",
 		"Turn on RFC 5780 NAT behaviour discovery: listen on all four combinations of the two IPs and two "+
-			"ports (--stun-addr must then be IP:PORT with a specific IP) and answer with OTHER-ADDRESS, "+
+			"ports (--listen-stun must then be IP:PORT with a specific IP) and answer with OTHER-ADDRESS, "+
 			"RESPONSE-ORIGIN and MAPPED-ADDRESS, honouring CHANGE-REQUEST and PADDING. Off by default because it "+
 			"raises the amplification factor: answers grow from 40 to 76 bytes for a 20-byte request, and can "+
 			"leave from an address and port the request was not sent to, which makes a spoofed request a better "+
 			"reflection tool. It needs two IPs that reach clients directly (no NAT in between).")
-	s.Addrs(&o.STUNExternalIPs, "stun-external-ip", "IP",
-		"Public address advertised for --stun-addr's IP (and a second one for --stun-alt-addr's IP) when the "+
+	s.Alias("stun-alt-addr", "listen-stun-alt")
+	s.Addrs(&o.ExternalIPs, "external-ip", "IP",
+		"Public address advertised for --listen-stun's IP (and a second one for --listen-stun-alt's IP) when the "+
 			"host sits behind a 1:1 NAT (a cloud VM's public IP). Repeatable.")
+	s.Alias("stun-external-ip", "external-ip")
 
 	// Identity of this server.
 	s.Strings(&o.ServerNames, "server-name", "NAME",
@@ -121,7 +122,7 @@ func (o *options) flags() *cliconf.Set {
 			"answers. Default: derived from the first --server-name, or from what each peer dialed.")
 	s.Strings(&o.STUNURLs, "stun-url", "URL",
 		"STUN URL handed to peers with their credentials (stun:HOST:PORT). Repeatable. Default: this server's "+
-			"--stun-addr with the first --server-name.")
+			"--listen-stun with the first --server-name.")
 
 	// Relays.
 	s.Secret(&o.RelaySecret, "relay-secret", "SECRET",
@@ -137,7 +138,7 @@ func (o *options) flags() *cliconf.Set {
 	s.Strings(&o.BootstrapSeeds, "bootstrap-seed", "URL",
 		"Another rendezvous server's signaling URL to list as a DHT seed after this one. Repeatable.")
 	s.Int(&o.BootstrapPeers, "bootstrap-peers", "N",
-		"Online DHT-capable peers listed in a bootstrap answer (at most 64); negative lists none.")
+		"Online DHT-capable peers listed in a bootstrap answer (at most 64); 0 means the default, negative lists none.")
 
 	// Limits.
 	s.Int64(&o.MaxMessageSize, "max-message-size", "BYTES",
@@ -152,15 +153,17 @@ func (o *options) flags() *cliconf.Set {
 	s.Int(&o.QueueSize, "queue-size", "N",
 		"Messages queued for one peer; a message for a peer whose queue is full is refused with 'busy'.")
 	floatFlag(s, &o.PeerRate, "peer-rate", "Frames per second one peer may send; beyond it frames are refused "+
-		"with 'rate limited', and a peer that keeps flooding is disconnected. Negative means no limit.")
+		"with 'rate limited', and a peer that keeps flooding is disconnected. 0 means the default, negative means no limit.")
 	s.Int(&o.PeerBurst, "peer-burst", "N", "Burst allowed above --peer-rate.")
 	floatFlag(s, &o.IPConnectRate, "ip-connect-rate",
 		"New connections per second from one source IP (one /64 for IPv6); beyond it, HTTP 429 with Retry-After. "+
-			"Behind a proxy, list it with --trusted-proxy, or every client has the proxy's address. Negative means no limit.")
+			"Behind a proxy, list it with --trusted-proxy, or every client has the proxy's address. 0 means the default, "+
+			"negative means no limit.")
 	s.Int(&o.IPConnectBurst, "ip-connect-burst", "N", "Burst allowed above --ip-connect-rate.")
 	s.Int(&o.MaxConnsPerIP, "max-conns-per-ip", "N",
-		"Open connections from one source IP (one /64); negative means no cap. CGNAT puts many users behind one address.")
-	s.Int(&o.MaxConns, "max-conns", "N", "Open connections on this server; negative means no cap.")
+		"Open signaling connections from one source IP (one /64); 0 means the default, negative means no cap. "+
+			"CGNAT puts many users behind one address.")
+	s.Int(&o.MaxConns, "max-conns", "N", "Open signaling connections on this server; 0 means the default, negative means no cap.")
 	s.Prefixes(&o.TrustedProxies, "trusted-proxy", "CIDR",
 		"Address (IP or CIDR) of a proxy in front of the signaling listeners, such as a load balancer or ingress "+
 			"that terminates TLS. Requests from it are counted against the client that its X-Forwarded-For names "+
@@ -176,35 +179,12 @@ func (o *options) flags() *cliconf.Set {
 		"Lifetime of a peer's Redis entry, refreshed every third of it while the peer stays (at least 3s).")
 	s.String(&o.ReplicaID, "replica-id", "NAME", "This replica's name in logs and Redis. Default: random. In Kubernetes, the pod name.")
 
-	// TLS.
-	s.String(&o.TLSCert, "tls-cert", "FILE", "PEM certificate (chain) for --listen; re-read when it changes.")
-	s.String(&o.TLSKey, "tls-key", "FILE", "PEM private key for --tls-cert.")
-	s.Strings(&o.ACMEDomains, "acme-domain", "NAME",
-		"Obtain and renew the certificate for NAME with ACME (certmagic). Repeatable. The CA validates with "+
-			"TLS-ALPN-01, which --listen answers; the CA connects to port 443, so --listen must be reachable there "+
-			"(directly, or forwarded).")
-	s.String(&o.ACMEEmail, "acme-email", "ADDR", "Contact address for the ACME account.")
-	s.String(&o.ACMECA, "acme-ca", "URL", "ACME directory URL. Default: Let's Encrypt production.")
-	s.String(&o.ACMECARoot, "acme-ca-root", "FILE", "PEM roots to trust for the ACME server's own HTTPS (a private CA). Default: the system roots.")
-	s.String(&o.ACMEStorage, "acme-storage", "DIR", "Where ACME keys and certificates are kept. Default: certmagic's data directory.")
-	s.Bool(&o.TLSSelfSigned, "tls-self-signed",
-		"Serve --listen with a self-signed certificate (development only), written to --tls-self-signed-out "+
-			"so clients can trust it (ferry --rendezvous-ca FILE).")
-	s.Strings(&o.SelfSignedHosts, "tls-self-signed-host", "NAME",
-		"Name or IP for the self-signed certificate. Repeatable. Default: localhost and 127.0.0.1.")
-	s.String(&o.SelfSignedOut, "tls-self-signed-out", "FILE", "Where --tls-self-signed writes its certificate (PEM).")
-
-	// Operations.
-	s.String(&o.MetricsAddr, "metrics-addr", "ADDR",
-		"Address for /healthz, /readyz and /metrics (Prometheus, ferry_rendezvous_*). Empty turns them off. Do not expose it publicly.")
-	s.Duration(&o.ShutdownGrace, "shutdown-grace", "D",
-		"On SIGTERM, /readyz turns false, every peer gets GOAWAY with a retry hint, and the server waits this "+
-			"long for them to go. Keep it below Kubernetes' terminationGracePeriodSeconds.")
+	o.TLS.Register(s, "listen-https", "The CA validates with TLS-ALPN-01, which --listen-https answers; the CA "+
+		"connects to port 443, so --listen-https must be reachable there (directly, or forwarded).")
+	o.Ops.Register(s, "every peer gets GOAWAY with a retry hint, and the server waits this long for them to go.")
 	s.Duration(&o.RetryAfter, "shutdown-retry", "D",
 		"Reconnect hint in the shutdown GOAWAY: each peer waits between this and twice this, so they do not all "+
 			"come back at once.")
-	s.String(&o.LogLevel, "log-level", "LEVEL", "debug, info, warn or error. Refused logins are logged at info.")
-	s.String(&o.LogFormat, "log-format", "FORMAT", "text or json.")
 	s.Func("fd-limit", "N", "", "Set the open-file limit (RLIMIT_NOFILE, soft and hard) to N at start: each peer "+
 		"holds one. Raising the hard limit needs privilege. Default: the soft limit raised to the hard one.",
 		func(v string) (err error) { o.FDLimit, err = strconv.ParseUint(v, 10, 64); return err })

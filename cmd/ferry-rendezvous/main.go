@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -16,8 +15,6 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ferrynet/ferry/internal/cliconf"
@@ -39,62 +36,31 @@ var started func(*rendezvous.Server, *opshttp.Server)
 // run is the whole program: it serves until ctx ends, then shuts down.
 func run(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
 	o := defaultOptions()
-	if code, ok := o.flags().ParseMain(args, env, stdout, stderr); !ok {
-		return code
-	}
-	logger, err := cliconf.Logger(stderr, o.LogLevel, o.LogFormat)
-	if err != nil {
-		_, _ = fmt.Fprintf(stderr, "ferry-rendezvous: %v\n", err)
-		return 2
-	}
-	if err := o.check(); err != nil {
-		_, _ = fmt.Fprintf(stderr, "ferry-rendezvous: %v\n(see ferry-rendezvous --help)\n", err)
-		return 2
-	}
-	if err := serve(ctx, o, logger); err != nil {
-		logger.Error("ferry-rendezvous failed", "err", err)
-		return 1
-	}
-	return 0
+	return o.flags().Main(args, env, stdout, stderr, &o.Ops, o.check,
+		func(logger *slog.Logger) error { return serve(ctx, o, logger) })
 }
 
 // check reports option combinations that cannot work.
 func (o *options) check() error {
 	switch {
-	case o.Listen == "" && o.InsecureListen == "" && o.STUNAddr == "":
-		return errors.New("nothing to serve: --listen, --insecure-listen and --stun-addr are all off")
-	case o.Listen != "" && !o.tlsEnabled() && o.InsecureListen == "":
-		return errors.New("--listen serves HTTPS and needs a certificate: --tls-cert/--tls-key, --acme-domain or " +
-			"--tls-self-signed (or use --insecure-listen ADDR in a lab)")
-	case o.STUNAltAddr != "" && o.STUNAddr == "":
-		return errors.New("--stun-alt-addr needs --stun-addr")
+	case o.ListenHTTPS == "" && o.ListenHTTP == "" && o.ListenSTUN == "":
+		return errors.New("nothing to serve: --listen-https, --listen-http and --listen-stun are all off")
+	case o.ListenHTTPS != "" && !o.TLS.Enabled() && o.ListenHTTP == "":
+		return errors.New("--listen-https needs a certificate: --tls-cert/--tls-key, --acme-domain or " +
+			"--tls-self-signed (or use --listen-http ADDR in a lab)")
+	case o.ListenSTUNAlt != "" && o.ListenSTUN == "":
+		return errors.New("--listen-stun-alt needs --listen-stun")
 	case len(o.Relays) > 0 && o.RelaySecret == "":
 		return errors.New("--relay needs --relay-secret to issue credentials")
-	case o.MaxMessageSize > 1<<20:
-		return errors.New("--max-message-size is at most 1Mi")
+	case o.MaxMessageSize > 1<<20 || o.MaxMessageSize < 0:
+		return errors.New("--max-message-size is 4Ki to 1Mi, or 0 for the default")
 	}
-	n := 0
-	for _, on := range []bool{o.TLSCert != "" || o.TLSKey != "", len(o.ACMEDomains) > 0, o.TLSSelfSigned} {
-		if on {
-			n++
-		}
-	}
-	if n > 1 {
-		return errors.New("choose one certificate source: --tls-cert/--tls-key, --acme-domain or --tls-self-signed")
-	}
-	return nil
+	return o.TLS.Check()
 }
 
-func (o *options) tlsEnabled() bool {
-	return o.TLSCert != "" || o.TLSKey != "" || len(o.ACMEDomains) > 0 || o.TLSSelfSigned
-}
-
-func serve(ctx context.Context, o *options, logger *slog.Logger) (err error) {
-	if err = raiseFDLimit(o.FDLimit); err != nil {
-		return err
-	}
-	cfg := rendezvous.Config{
-		STUNExternalIPs: o.STUNExternalIPs,
+func (o *options) config() rendezvous.Config {
+	return rendezvous.Config{
+		STUNExternalIPs: o.ExternalIPs,
 		ServerNames:     o.ServerNames,
 		PublicURL:       o.PublicURL,
 		STUNURLs:        o.STUNURLs,
@@ -117,10 +83,49 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) (err error) {
 		TrustedProxies:  o.TrustedProxies,
 		RegistryTTL:     o.RegistryTTL,
 		ReplicaID:       o.ReplicaID,
-		ShutdownGrace:   o.ShutdownGrace,
+		ShutdownGrace:   o.Ops.ShutdownGrace,
 		ShutdownRetry:   o.RetryAfter,
-		Logger:          logger,
 	}
+}
+
+func serve(ctx context.Context, o *options, logger *slog.Logger) error {
+	if err := raiseFDLimit(o.FDLimit); err != nil {
+		return err
+	}
+	var rdb redis.UniversalClient
+	if o.Redis != "" {
+		ropts, err := redis.ParseURL(o.Redis)
+		if err != nil {
+			return fmt.Errorf("--redis: %w", err)
+		}
+		c := redis.NewClient(ropts)
+		defer c.Close() // after the server's Close, which Serve returns after
+		rdb = c
+	}
+	spec := cliconf.Spec[*rendezvous.Server]{
+		Ops:     &o.Ops,
+		Started: started,
+		Build: func(ctx context.Context, d cliconf.Deps) (*rendezvous.Server, error) {
+			return o.build(ctx, d, rdb)
+		},
+	}
+	if o.TLS.Enabled() && o.ListenHTTPS != "" {
+		tc, err := o.tlsConfig(logger)
+		if err != nil {
+			return err
+		}
+		spec.TLS = &tc
+	} else if o.ListenHTTPS != "" {
+		logger.Info("no certificate source: --listen-https is off, signaling is served by --listen-http only")
+	}
+	return cliconf.Serve(ctx, logger, spec)
+}
+
+// build opens the sockets and makes the server.
+func (o *options) build(ctx context.Context, d cliconf.Deps, rdb redis.UniversalClient) (srv *rendezvous.Server, err error) {
+	cfg := o.config()
+	cfg.Redis = rdb
+	cfg.Logger, cfg.Registerer = d.Logger, d.Registry
 	// Whatever is opened before New is closed here if New is not reached;
 	// New closes it when it fails.
 	var owned []io.Closer
@@ -129,160 +134,63 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) (err error) {
 			c.Close()
 		}
 	}()
-
-	var certs *tlsconf.Source
-	if o.tlsEnabled() && o.Listen != "" {
-		certs, err = o.certSource(logger)
-		if err != nil {
-			return err
-		}
-		defer certs.Close()
-		ln, lerr := rendezvous.Listen(ctx, o.Listen)
+	if d.Certs != nil {
+		ln, lerr := rendezvous.Listen(ctx, o.ListenHTTPS)
 		if lerr != nil {
-			return lerr
+			return nil, lerr
 		}
 		owned = append(owned, ln)
-		cfg.Listener, cfg.TLSConfig = ln, certs.TLSConfig()
+		cfg.Listener, cfg.TLSConfig = ln, d.Certs.TLSConfig()
 		if len(cfg.ServerNames) == 0 {
-			cfg.ServerNames = o.defaultServerNames()
+			cfg.ServerNames = o.TLS.DefaultServerNames()
 		}
-	} else if o.Listen != "" {
-		logger.Info("no certificate source: --listen is off, signaling is served by --insecure-listen only")
 	}
-	if o.InsecureListen != "" {
-		ln, lerr := rendezvous.Listen(ctx, o.InsecureListen)
+	if o.ListenHTTP != "" {
+		ln, lerr := rendezvous.Listen(ctx, o.ListenHTTP)
 		if lerr != nil {
-			return lerr
+			return nil, lerr
 		}
 		owned = append(owned, ln)
 		cfg.InsecureListener = ln
 	}
-	if o.STUNAddr != "" {
-		conns, serr := rendezvous.ListenSTUN(ctx, o.STUNAddr, o.STUNAltAddr)
+	if o.ListenSTUN != "" {
+		conns, serr := rendezvous.ListenSTUN(ctx, o.ListenSTUN, o.ListenSTUNAlt)
 		if serr != nil {
-			return serr
+			return nil, serr
 		}
 		for _, c := range conns {
 			owned = append(owned, c)
 		}
 		cfg.STUNConns = conns
 	}
-	if o.Redis != "" {
-		ropts, rerr := redis.ParseURL(o.Redis)
-		if rerr != nil {
-			return fmt.Errorf("--redis: %w", rerr)
-		}
-		rdb := redis.NewClient(ropts)
-		defer rdb.Close()
-		cfg.Redis = rdb
-	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	cfg.Registerer = reg
-
 	owned = nil // New owns the sockets now, whatever happens.
-	srv, err := rendezvous.New(cfg)
+	srv, err = rendezvous.New(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer func() { err = errors.Join(err, srv.Close()) }()
-
-	var ops *opshttp.Server
-	if o.MetricsAddr != "" {
-		ln, lerr := opshttp.Listen(ctx, o.MetricsAddr)
-		if lerr != nil {
-			return lerr
-		}
-		ops = opshttp.New(ln, opshttp.Config{Gatherer: reg, Logger: logger, ReadyCheck: srv.Ready})
-		defer ops.Close() //nolint:contextcheck // bounded by opshttp's own shutdown timeout
-	}
-	if certs != nil && certs.Kind() == "acme" {
-		// The TLS listener answers TLS-ALPN-01 challenges from now on.
-		if err := certs.ManageAsync(context.WithoutCancel(ctx)); err != nil {
-			return fmt.Errorf("acme: %w", err)
-		}
-	}
-	if ops != nil {
-		ops.SetReady(true)
-		logger.Info("ops endpoints", "addr", ops.Addr().String())
-	}
-	if started != nil {
-		started(srv, ops)
-	}
-
-	<-ctx.Done()
-	logger.Info("signal received: shutting down", "peers", srv.Peers(), "grace", o.ShutdownGrace)
-	if ops != nil {
-		ops.SetReady(false)
-	}
-	// A second signal cuts the grace period short.
-	sctx, stop := signal.NotifyContext(context.WithoutCancel(ctx), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	sctx, cancel := context.WithTimeout(sctx, o.ShutdownGrace)
-	defer cancel()
-	return srv.Shutdown(sctx)
+	return srv, nil
 }
 
-func (o *options) certSource(logger *slog.Logger) (*tlsconf.Source, error) {
-	c := tlsconf.Config{
-		CertFile:        o.TLSCert,
-		KeyFile:         o.TLSKey,
-		ACMEDomains:     o.ACMEDomains,
-		ACMEEmail:       o.ACMEEmail,
-		ACMECA:          o.ACMECA,
-		ACMEStorage:     o.ACMEStorage,
-		ACMEDisableHTTP: true, // nothing serves port 80: TLS-ALPN-01 on --listen
-		SelfSigned:      o.TLSSelfSigned,
-		SelfSignedHosts: o.SelfSignedHosts,
-		Logger:          logger.With("component", "tls"),
+// tlsConfig is the certificate source for --listen-https.
+func (o *options) tlsConfig(logger *slog.Logger) (tlsconf.Config, error) {
+	c, err := o.TLS.Config(logger)
+	if err != nil {
+		return c, err
 	}
-	if o.TLSSelfSigned {
-		c.SelfSignedCertOut = o.SelfSignedOut
-	}
-	if len(o.ACMEDomains) > 0 {
-		// certmagic answers TLS-ALPN-01 through --listen; tell it where
-		// that is when the CA's port 443 is forwarded to another one.
-		host, port, err := net.SplitHostPort(o.Listen)
+	c.ACMEDisableHTTP = true // nothing serves port 80: TLS-ALPN-01 on --listen-https
+	if len(o.TLS.ACMEDomains) > 0 {
+		// certmagic answers TLS-ALPN-01 through --listen-https; tell it
+		// where that is when the CA's port 443 is forwarded to another one.
+		host, port, err := net.SplitHostPort(o.ListenHTTPS)
 		if err != nil {
-			return nil, fmt.Errorf("--listen: %w", err)
+			return c, fmt.Errorf("--listen-https: %w", err)
 		}
 		if p, _ := strconv.Atoi(port); p != 0 && p != 443 {
 			c.ACMEAltTLSALPNPort = p
 		}
 		c.ACMEListenHost = host
-		if o.ACMECARoot != "" {
-			pem, err := os.ReadFile(o.ACMECARoot)
-			if err != nil {
-				return nil, fmt.Errorf("--acme-ca-root: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("--acme-ca-root: %s holds no PEM certificate", o.ACMECARoot)
-			}
-			c.ACMECARoots = pool
-		}
 	}
-	src, err := tlsconf.New(c)
-	if err != nil {
-		return nil, err
-	}
-	if o.TLSSelfSigned {
-		logger.Warn("serving a self-signed certificate (development only); clients must trust it", "file", o.SelfSignedOut)
-	}
-	return src, nil
-}
-
-func (o *options) defaultServerNames() []string {
-	switch {
-	case len(o.ACMEDomains) > 0:
-		return o.ACMEDomains
-	case o.TLSSelfSigned && len(o.SelfSignedHosts) > 0:
-		return o.SelfSignedHosts
-	case o.TLSSelfSigned:
-		return []string{"localhost", "127.0.0.1"}
-	}
-	return nil
+	return c, nil
 }
 
 func raiseFDLimit(n uint64) error {

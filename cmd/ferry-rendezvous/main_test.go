@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,81 +23,21 @@ import (
 
 	"github.com/ferrynet/ferry/identity"
 	"github.com/ferrynet/ferry/internal/acmetest"
-	"github.com/ferrynet/ferry/internal/opshttp"
+	"github.com/ferrynet/ferry/internal/cliconf/cliconftest"
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/server/rendezvous"
 	"github.com/ferrynet/ferry/signal"
 	"github.com/ferrynet/ferry/wire"
 )
 
-// syncBuffer is a bytes.Buffer safe for a logger and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-type running struct {
-	srv  *rendezvous.Server
-	ops  *opshttp.Server
-	logs *syncBuffer
-	stop func() int // like SIGTERM; returns the exit code
-}
+// running is the program running in-process.
+type running = cliconftest.Program[*rendezvous.Server]
 
 // start runs the program in-process with args and env, and returns it
 // running. It is stopped at cleanup if the test has not stopped it.
 func start(t *testing.T, env map[string]string, args ...string) *running {
 	t.Helper()
-	type up struct {
-		s   *rendezvous.Server
-		ops *opshttp.Server
-	}
-	ch := make(chan up, 1)
-	started = func(s *rendezvous.Server, o *opshttp.Server) { ch <- up{s, o} }
-	t.Cleanup(func() { started = nil })
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
-	done := make(chan int, 1)
-	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	go func() { done <- run(ctx, args, lookup, logs, logs) }()
-	var once sync.Once
-	code := -1
-	stop := func() int {
-		once.Do(func() {
-			cancel()
-			select {
-			case code = <-done:
-			case <-time.After(30 * time.Second):
-				t.Errorf("ferry-rendezvous did not stop:\n%s", logs)
-			}
-		})
-		return code
-	}
-	t.Cleanup(func() {
-		if c := stop(); c != 0 {
-			t.Errorf("ferry-rendezvous exited with %d:\n%s", c, logs)
-		}
-	})
-	select {
-	case u := <-ch:
-		return &running{srv: u.s, ops: u.ops, logs: logs, stop: stop}
-	case c := <-done:
-		t.Fatalf("ferry-rendezvous exited with %d:\n%s", c, logs)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("ferry-rendezvous did not start:\n%s", logs)
-	}
-	return nil
+	return cliconftest.Start(t, run, &started, env, args...)
 }
 
 func runOnce(args ...string) (int, string) {
@@ -168,10 +107,10 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("--help exited %d", code)
 	}
 	for _, flag := range []string{
-		"--listen", "--insecure-listen", "--stun-addr", "--stun-alt-addr", "--relay-secret", "--relay",
-		"--credential-ttl", "--redis", "--acme-domain", "--acme-email", "--acme-ca", "--acme-storage",
+		"--listen-https", "--listen-http", "--listen-stun", "--listen-stun-alt", "--relay-secret", "--relay",
+		"--credential-ttl", "--redis", "--acme-domain", "--acme-email", "--acme-directory", "--acme-storage",
 		"--tls-cert", "--tls-key", "--tls-self-signed", "--metrics-addr", "--server-name",
-		"--trusted-proxy", "FERRY_RENDEZVOUS_STUN_ALT_ADDR", "amplification",
+		"--trusted-proxy", "FERRY_RENDEZVOUS_LISTEN_STUN_ALT", "amplification",
 	} {
 		if !strings.Contains(out, flag) {
 			t.Errorf("--help does not mention %s", flag)
@@ -182,19 +121,20 @@ func TestHelp(t *testing.T) {
 func TestBadUsage(t *testing.T) {
 	for _, args := range [][]string{
 		{"--no-such-flag"},
-		{"--listen", ":0"},                  // HTTPS without a certificate
-		{"--listen", "", "--stun-addr", ""}, // nothing to serve
-		{"--insecure-listen", ":0", "--relay", "turn:r.example:3478"}, // relay without a secret
+		{"--listen-https", ":0"},                                  // HTTPS without a certificate
+		{"--listen-https", "", "--listen-stun", ""},               // nothing to serve
+		{"--listen-http", ":0", "--relay", "turn:r.example:3478"}, // relay without a secret
 		{"--tls-self-signed", "--tls-cert", "c.pem", "--tls-key", "k.pem"},
 		{"--log-level", "loud"},
 		{"--peer-rate", "fast"},
+		{"--max-message-size", "-1"}, // a size has no "off"
 	} {
 		if code, out := runOnce(args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2:\n%s", args, code, out)
 		}
 	}
 	// Valid flags, impossible sockets: a runtime error.
-	if code, out := runOnce("--listen", "", "--stun-addr", ":0", "--stun-alt-addr", "127.0.0.2:0", "--metrics-addr", ""); code != 1 {
+	if code, out := runOnce("--listen-https", "", "--listen-stun", ":0", "--listen-stun-alt", "127.0.0.2:0", "--metrics-addr", ""); code != 1 {
 		t.Errorf("RFC 5780 on a wildcard: exit %d:\n%s", code, out)
 	}
 }
@@ -211,9 +151,9 @@ func TestInsecureOpsAndShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := map[string]string{"FERRY_RENDEZVOUS_RELAY_SECRET": "from-env", "FERRY_RENDEZVOUS_CONFIG": cfgFile}
-	r := start(t, env, "--listen", "", "--insecure-listen", "127.0.0.1:0", "--stun-addr", "127.0.0.1:0",
+	r := start(t, env, "--listen-https", "", "--listen-http", "127.0.0.1:0", "--listen-stun", "127.0.0.1:0",
 		"--metrics-addr", "127.0.0.1:0", "--server-name", "127.0.0.1", "--shutdown-retry", "1s", "--log-level", "debug")
-	url := "ws://" + r.srv.InsecureAddr().String()
+	url := "ws://" + r.Server.InsecureAddr().String()
 	a, b := dial(t, url), dial(t, url)
 	offerAnswer(t, a, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -224,13 +164,13 @@ func TestInsecureOpsAndShutdown(t *testing.T) {
 	}
 	if !strings.HasSuffix(cr.Username, ":"+a.PeerID().String()) || len(cr.RelayURLs) != 2 ||
 		time.Until(cr.Expires) > 2*time.Minute || len(cr.STUNURLs) != 1 ||
-		cr.STUNURLs[0] != "stun:"+r.srv.STUNAddrs()[0].String() {
+		cr.STUNURLs[0] != "stun:"+r.Server.STUNAddrs()[0].String() {
 		t.Fatalf("credentials %+v", cr)
 	}
-	if !strings.Contains(r.logs.String(), "plain HTTP") {
+	if !strings.Contains(r.Logs.String(), "plain HTTP") {
 		t.Fatal("no warning about the insecure listener")
 	}
-	ops := "http://" + r.ops.Addr().String()
+	ops := "http://" + r.Ops.Addr().String()
 	for _, path := range []string{"/healthz", "/readyz"} {
 		if code, body := httpGet(t, ops+path); code != 200 {
 			t.Fatalf("%s: %d %s", path, code, body)
@@ -251,8 +191,8 @@ func TestInsecureOpsAndShutdown(t *testing.T) {
 	states := make(chan signal.State, 8)
 	c := dial(t, url, signal.WithStateHook(func(s signal.State, _ error) { states <- s }))
 	<-states // connected
-	if code := r.stop(); code != 0 {
-		t.Fatalf("exit %d:\n%s", code, r.logs)
+	if code := r.Stop(t); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, r.Logs)
 	}
 	select {
 	case s := <-states:
@@ -263,8 +203,8 @@ func TestInsecureOpsAndShutdown(t *testing.T) {
 		t.Fatal("the client did not notice the shutdown")
 	}
 	c.Close()
-	if !strings.Contains(r.logs.String(), "shutting down") {
-		t.Fatalf("logs:\n%s", r.logs)
+	if !strings.Contains(r.Logs.String(), "shutting down") {
+		t.Fatalf("logs:\n%s", r.Logs)
 	}
 }
 
@@ -274,12 +214,12 @@ func TestSelfSignedTLS(t *testing.T) {
 	testutil.CheckLeaks(t)
 	testutil.Deadline(t, 60*time.Second)
 	certFile := filepath.Join(t.TempDir(), "rv.pem")
-	r := start(t, nil, "--listen", "127.0.0.1:0", "--tls-self-signed", "--tls-self-signed-out", certFile,
-		"--stun-addr", "", "--metrics-addr", "")
+	r := start(t, nil, "--listen-https", "127.0.0.1:0", "--tls-self-signed", "--tls-self-signed-out", certFile,
+		"--listen-stun", "", "--metrics-addr", "")
 	if _, err := os.Stat(certFile); err != nil {
 		t.Fatal(err)
 	}
-	url := "wss://127.0.0.1:" + strconv.Itoa(r.srv.Addr().(*net.TCPAddr).Port)
+	url := "wss://127.0.0.1:" + strconv.Itoa(r.Server.Addr().(*net.TCPAddr).Port)
 	a := dial(t, url, signal.WithCAFile(certFile))
 	b := dial(t, strings.Replace(url, "127.0.0.1", "localhost", 1), signal.WithCAFile(certFile))
 	offerAnswer(t, a, b)
@@ -319,30 +259,26 @@ func TestACME(t *testing.T) {
 	if err := os.WriteFile(rootFile, roots.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := start(t, nil, "--listen", "127.0.0.1:"+strconv.Itoa(port), "--acme-domain", domain,
-		"--acme-email", "ops@ferry.test", "--acme-ca", ca.DirectoryURL, "--acme-ca-root", rootFile,
-		"--acme-storage", filepath.Join(dir, "acme"), "--stun-addr", "", "--metrics-addr", "")
+	r := start(t, nil, "--listen-https", "127.0.0.1:"+strconv.Itoa(port), "--acme-domain", domain,
+		"--acme-email", "ops@ferry.test", "--acme-directory", ca.DirectoryURL, "--acme-ca-root", rootFile,
+		"--acme-storage", filepath.Join(dir, "acme"), "--listen-stun", "", "--metrics-addr", "")
 	tlsCfg := &tls.Config{RootCAs: ca.Roots, MinVersion: tls.VersionTLS12}
 	// Wait for the certificate: until then the handshake fails.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testutil.WaitFor(t, 60*time.Second, "an ACME certificate", func() bool {
 		d := &tls.Dialer{Config: &tls.Config{RootCAs: ca.Roots, ServerName: domain, MinVersion: tls.VersionTLS12}}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		conn, err := d.DialContext(ctx, "tcp", r.srv.Addr().String())
-		cancel()
-		if err == nil {
-			conn.Close()
-			break
+		defer cancel()
+		conn, err := d.DialContext(ctx, "tcp", r.Server.Addr().String())
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no ACME certificate: %v\n%s", err, r.logs)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		conn.Close()
+		return true
+	})
 	// The clients resolve the test domain to the server themselves.
 	toServer := signal.WithDialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, network, r.srv.Addr().String())
+		return d.DialContext(ctx, network, r.Server.Addr().String())
 	})
 	url := "wss://" + domain + ":" + strconv.Itoa(port)
 	a := dial(t, url, toServer, signal.WithTLSConfig(tlsCfg))
@@ -355,7 +291,7 @@ func TestACME(t *testing.T) {
 	if _, err := signal.Dial(ctx, url, id, toServer); err == nil {
 		t.Fatal("a client without Pebble's root connected")
 	}
-	if code := r.stop(); code != 0 {
+	if code := r.Stop(t); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 }
@@ -384,29 +320,24 @@ func TestRedisFlag(t *testing.T) {
 	var rs []*running
 	for i := range 2 {
 		var r *running
-		for attempt := 0; ; attempt++ { // redis-server may still be starting
-			code, out := runOnceCheckRedis(redisURL)
-			if code == 0 {
-				break
-			}
-			if attempt == 50 {
-				t.Fatalf("redis not reachable: %s", out)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		r = start(t, nil, "--listen", "", "--insecure-listen", "127.0.0.1:0", "--stun-addr", "", "--metrics-addr", "",
+		// redis-server may still be starting.
+		testutil.WaitFor(t, 10*time.Second, "redis-server to answer", func() bool {
+			code, _ := runOnceCheckRedis(redisURL)
+			return code == 0
+		})
+		r = start(t, nil, "--listen-https", "", "--listen-http", "127.0.0.1:0", "--listen-stun", "", "--metrics-addr", "",
 			"--redis", redisURL, "--replica-id", "cmd-"+strconv.Itoa(i), "--registry-ttl", "3s")
 		rs = append(rs, r)
 	}
-	a := dial(t, "ws://"+rs[0].srv.InsecureAddr().String())
-	b := dial(t, "ws://"+rs[1].srv.InsecureAddr().String())
+	a := dial(t, "ws://"+rs[0].Server.InsecureAddr().String())
+	b := dial(t, "ws://"+rs[1].Server.InsecureAddr().String())
 	if a.ServerID() == b.ServerID() {
 		t.Fatal("both peers on one replica")
 	}
 	offerAnswer(t, a, b)
 	offerAnswer(t, b, a)
 	for _, r := range slices.Backward(rs) {
-		if code := r.stop(); code != 0 {
+		if code := r.Stop(t); code != 0 {
 			t.Fatalf("exit %d", code)
 		}
 	}
@@ -446,4 +377,23 @@ func directoryCert(t *testing.T, ca *acmetest.Server) []byte {
 		t.Fatal(errors.New("the ACME server sent no certificate"))
 	}
 	return certs[0].Raw
+}
+
+// TestFlagTable: --help lists exactly the rendezvous' flags of
+// docs/FLAGS.md, and each old name there is hidden, still works and logs a
+// warning.
+func TestFlagTable(t *testing.T) {
+	cliconftest.CheckFlagTable(t, "../../docs/FLAGS.md", cliconftest.Server{
+		Name:      "rendezvous",
+		EnvPrefix: "FERRY_RENDEZVOUS",
+		Parse: func(args []string, env map[string]string) (any, []string, error) {
+			o := defaultOptions()
+			s := o.flags()
+			err := s.Parse(args, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+			return o, s.Deprecations(), err
+		},
+		Run: runOnce,
+		// A message size over 1Mi: a usage error.
+		FailArgs: []string{"--max-message-size", "2Mi", "--metrics-addr="},
+	})
 }

@@ -48,7 +48,7 @@ func TestCertmagicObtainsFromPebble(t *testing.T) {
 	src, err := tlsconf.New(tlsconf.Config{
 		ACMEDomains:        []string{domain},
 		ACMEEmail:          "ops@ferry.test",
-		ACMECA:             ca.DirectoryURL,
+		ACMEDirectory:      ca.DirectoryURL,
 		ACMECARoots:        ca.DirectoryRoots,
 		ACMEStorage:        t.TempDir(),
 		ACMEAltTLSALPNPort: port,

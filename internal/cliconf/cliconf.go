@@ -14,9 +14,15 @@
 // them: repeating the flag builds the list; in the environment the values are
 // comma-separated; in the YAML file they form a sequence.
 //
+// An option renamed in a release keeps its old name as a hidden alias for one
+// release (Alias): the old flag, environment variable and file key still set
+// the option, Usage does not list them, and Deprecations reports each use so
+// that the program can log a warning.
+//
 // Usage renders a --help text that lists every option with its metavariable,
 // environment variable, default and explanation. Both Ferry servers
-// (ferry-relay, ferry-rendezvous) build their command line with it.
+// (ferry-relay, ferry-rendezvous) build their command line with it, and share
+// the opening and the serve loop of their mains (ParseMain, Serve).
 package cliconf
 
 import (
@@ -51,7 +57,17 @@ type Set struct {
 	summary   string
 	opts      []*option
 	byName    map[string]*option
+	aliases   []alias
 	config    string
+
+	setupErr     error    // a registration mistake, reported by Parse
+	deprecations []string // uses of old names seen by the last Parse
+}
+
+// alias is an old name of an option, kept hidden for one release.
+type alias struct {
+	old    string
+	target *option
 }
 
 type option struct {
@@ -107,6 +123,43 @@ func (s *Set) add(o *option) {
 	s.byName[o.name] = o
 }
 
+// Alias keeps old as a hidden, deprecated name of the registered option
+// name: --old, the environment variable of old and the file key old still set
+// it, Usage does not list old, and each use is reported by Deprecations. Where
+// a layer sets both names, the new one wins in the environment, and the last
+// one given wins on the command line and in the file.
+func (s *Set) Alias(old, name string) {
+	o, ok := s.byName[name]
+	switch {
+	case !ok:
+		s.setupErr = errors.Join(s.setupErr, fmt.Errorf("cliconf: alias %q of unknown option %q", old, name))
+		return
+	case s.byName[old] != nil || s.aliasOf(old) != nil:
+		s.setupErr = errors.Join(s.setupErr, fmt.Errorf("cliconf: alias %q is already a name", old))
+		return
+	}
+	s.aliases = append(s.aliases, alias{old: old, target: o})
+}
+
+func (s *Set) aliasOf(old string) *option {
+	for _, a := range s.aliases {
+		if a.old == old {
+			return a.target
+		}
+	}
+	return nil
+}
+
+// Deprecations returns one sentence for each old name that the last Parse
+// saw (as a flag, an environment variable or a file key), for the program to
+// log as a warning once it has a logger.
+func (s *Set) Deprecations() []string { return s.deprecations }
+
+func (s *Set) deprecated(what, old, name string) {
+	s.deprecations = append(s.deprecations,
+		fmt.Sprintf("%s %s is deprecated and will be removed in the next release: use %s", what, old, name))
+}
+
 // String registers a string option.
 func (s *Set) String(p *string, name, metavar, help string) {
 	s.add(&option{name: name, metavar: metavar, help: help, def: *p, set: func(v string) error { *p = v; return nil }})
@@ -135,14 +188,20 @@ func (s *Set) Int(p *int, name, metavar, help string) {
 }
 
 // Int64 registers a 64-bit integer option. It accepts the suffixes k, M and G
-// (powers of 1000) and Ki, Mi, Gi (powers of 1024), for byte counts and rates.
+// (powers of 1000) and Ki, Mi, Gi (powers of 1024), for byte counts and rates,
+// and a leading minus sign (negative turns a cap off).
 func (s *Set) Int64(p *int64, name, metavar, help string) {
 	s.add(&option{
 		name: name, metavar: metavar, help: help, def: strconv.FormatInt(*p, 10),
 		set: func(v string) error {
-			n, err := ParseSize(v)
+			v = strings.TrimSpace(v)
+			neg := strings.HasPrefix(v, "-")
+			n, err := ParseSize(strings.TrimPrefix(v, "-"))
 			if err != nil {
 				return err
+			}
+			if neg {
+				n = -n
 			}
 			*p = n
 			return nil
@@ -240,13 +299,26 @@ func (r *recorder) String() string     { return strings.Join(r.vals, ",") }
 func (r *recorder) Set(v string) error { r.vals = append(r.vals, v); return nil }
 func (r *recorder) IsBoolFlag() bool   { return r.isBool }
 
+// aliasRecorder records an old name's values into its option's recorder,
+// keeping the command line's order, and notes that the old name was used.
+type aliasRecorder struct {
+	*recorder
+	used bool
+}
+
+func (a *aliasRecorder) Set(v string) error { a.used = true; return a.recorder.Set(v) }
+
 // Parse applies the layers to the registered destinations. args excludes the
 // program name. lookupEnv is normally os.LookupEnv; tests pass a map's lookup.
 // It returns ErrHelp when -h or --help is given.
 func (s *Set) Parse(args []string, lookupEnv func(string) (string, bool)) error {
+	if s.setupErr != nil {
+		return s.setupErr
+	}
 	if lookupEnv == nil {
 		lookupEnv = func(string) (string, bool) { return "", false }
 	}
+	s.deprecations = nil
 	fs := flag.NewFlagSet(s.program, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -256,11 +328,21 @@ func (s *Set) Parse(args []string, lookupEnv func(string) (string, bool)) error 
 		recs[o.name] = r
 		fs.Var(r, o.name, o.help)
 	}
+	aliasRecs := make([]*aliasRecorder, len(s.aliases))
+	for i, a := range s.aliases {
+		aliasRecs[i] = &aliasRecorder{recorder: recs[a.target.name]}
+		fs.Var(aliasRecs[i], a.old, "")
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ErrHelp
 		}
 		return err
+	}
+	for i, a := range s.aliases {
+		if aliasRecs[i].used {
+			s.deprecated("flag", "--"+a.old, "--"+a.target.name)
+		}
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (options are flags: --name value)", fs.Arg(0))
@@ -285,6 +367,15 @@ func (s *Set) Parse(args []string, lookupEnv func(string) (string, bool)) error 
 		}
 		env := s.EnvName(o.name)
 		v, ok := lookupEnv(env)
+		for _, a := range s.aliases {
+			if a.target != o || ok {
+				continue
+			}
+			if v, ok = lookupEnv(s.EnvName(a.old)); ok {
+				s.deprecated("environment variable", s.EnvName(a.old), env)
+				env = s.EnvName(a.old)
+			}
+		}
 		if !ok {
 			continue
 		}
@@ -365,6 +456,12 @@ func (s *Set) ApplyYAML(data []byte) error {
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, v := m.Content[i], m.Content[i+1]
 		o, ok := s.byName[k.Value]
+		if !ok {
+			if o = s.aliasOf(k.Value); o != nil {
+				ok = true
+				s.deprecated("config file key", k.Value, o.name)
+			}
+		}
 		if !ok || k.Value == configOption {
 			return fmt.Errorf("config file line %d: unknown option %q", k.Line, k.Value)
 		}

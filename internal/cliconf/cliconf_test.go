@@ -87,6 +87,12 @@ func TestLayers(t *testing.T) {
 			conf{Listen: []string{":30", ":31"}, Realm: "fromflag", Workers: 9, Rate: 2048, Debug: false, Secret: "s3", Drain: time.Minute, Ports: "5-6"},
 		},
 		{
+			"negative size",
+			[]string{"--rate", "-2k"},
+			nil,
+			func() conf { c := defaults(); c.Rate = -2000; return c }(),
+		},
+		{
 			"bool flag alone",
 			[]string{"--debug"},
 			nil,
@@ -127,7 +133,7 @@ func TestBadInput(t *testing.T) {
 		{"bad int flag", []string{"--workers", "x"}, nil, "--workers"},
 		{"bad duration env", nil, map[string]string{"PROG_DRAIN": "soon"}, "PROG_DRAIN"},
 		{"bad func", []string{"--ports", "7"}, nil, "MIN-MAX"},
-		{"bad size", []string{"--rate", "-1"}, nil, "size"},
+		{"bad size", []string{"--rate", "-x"}, nil, "size"},
 		{"missing file", []string{"--config", filepath.Join(dir, "none.yaml")}, nil, "config file"},
 		{"unknown key", []string{"--config", write("u.yaml", "nope: 1\n")}, nil, "unknown option \"nope\""},
 		{"list for scalar", []string{"--config", write("l.yaml", "realm: [a, b]\n")}, nil, "one value"},
@@ -212,5 +218,81 @@ func TestAddrsAndPrefixes(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), args[1]) {
 			t.Errorf("%v: %v", args, err)
 		}
+	}
+}
+
+// TestAlias: an old name sets its option as a flag, an environment variable
+// and a file key; each use is reported; the new name beats the old one in the
+// environment, the last one given wins on the command line; and --help does
+// not list the old name.
+func TestAlias(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(file, []byte("drain: 7s\nrealm: r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		args      []string
+		env       map[string]string
+		want      time.Duration
+		warnings  []string
+		wantRealm string
+	}{
+		{"new flag", []string{"--grace", "3s"}, nil, 3 * time.Second, nil, "def"},
+		{"old flag", []string{"--drain=4s"}, nil, 4 * time.Second, []string{"flag --drain"}, "def"},
+		{"old then new flag", []string{"--drain", "4s", "--grace", "5s"}, nil, 5 * time.Second, []string{"flag --drain"}, "def"},
+		{"new then old flag", []string{"--grace", "5s", "--drain", "4s"}, nil, 4 * time.Second, []string{"flag --drain"}, "def"},
+		{"old env", nil, map[string]string{"PROG_DRAIN": "6s"}, 6 * time.Second, []string{"environment variable PROG_DRAIN"}, "def"},
+		{"new env beats old", nil, map[string]string{"PROG_DRAIN": "6s", "PROG_GRACE": "2s"}, 2 * time.Second, nil, "def"},
+		{"old file key", []string{"--config", file}, nil, 7 * time.Second, []string{"config file key drain"}, "r"},
+		{"old alias of a list", []string{"--where", ":9"}, nil, time.Second, []string{"flag --where"}, "def"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			grace := time.Second
+			realm := "def"
+			var listen []string
+			s := New("prog", "PROG", "test")
+			s.Duration(&grace, "grace", "D", "Grace.")
+			s.String(&realm, "realm", "R", "Realm.")
+			s.Strings(&listen, "listen", "ADDR", "Listen.")
+			s.Alias("drain", "grace")
+			s.Alias("where", "listen")
+			if err := s.Parse(tc.args, envOf(tc.env)); err != nil {
+				t.Fatal(err)
+			}
+			if grace != tc.want || realm != tc.wantRealm {
+				t.Errorf("grace %v realm %q, want %v %q", grace, realm, tc.want, tc.wantRealm)
+			}
+			if tc.name == "old alias of a list" && fmt.Sprint(listen) != "[:9]" {
+				t.Errorf("listen = %v", listen)
+			}
+			got := s.Deprecations()
+			if len(got) != len(tc.warnings) {
+				t.Fatalf("deprecations %q, want %d", got, len(tc.warnings))
+			}
+			for i, w := range tc.warnings {
+				if !strings.HasPrefix(got[i], w+" is deprecated") || !strings.Contains(got[i], "use ") {
+					t.Errorf("deprecation %q, want it to start with %q", got[i], w)
+				}
+			}
+			if u := s.Usage(); strings.Contains(u, "drain") || strings.Contains(u, "where") {
+				t.Errorf("usage lists an old name:\n%s", u)
+			}
+		})
+	}
+
+	var v string
+	s := New("prog", "PROG", "test")
+	s.String(&v, "name", "N", "Name.")
+	s.Alias("old", "missing")
+	if err := s.Parse(nil, nil); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("alias of an unknown option: %v", err)
+	}
+	s = New("prog", "PROG", "test")
+	s.String(&v, "name", "N", "Name.")
+	s.Alias("name", "name")
+	if err := s.Parse(nil, nil); err == nil || !strings.Contains(err.Error(), "already") {
+		t.Errorf("alias that is an option's name: %v", err)
 	}
 }

@@ -3,14 +3,16 @@
 //
 //   - certificate files (CertFile, KeyFile), reloaded when they change on
 //     disk, so an external tool (cert-manager, certbot) can rotate them;
-//   - ACME through certmagic (ACMEDomains, ACMEEmail, ACMECA), which obtains
-//     and renews certificates; challenges are TLS-ALPN-01 on the server's own
-//     TLS listener (certmagic's GetCertificate answers them) or HTTP-01;
+//   - ACME through certmagic (ACMEDomains, ACMEEmail, ACMEDirectory), which
+//     obtains and renews certificates; challenges are TLS-ALPN-01 on the
+//     server's own TLS listener (certmagic's GetCertificate answers them) or
+//     HTTP-01;
 //   - a self-signed certificate for development (SelfSigned), optionally
 //     written to a file so clients can trust it.
 //
 // Both Ferry servers use it: the relay for TURN over TLS, the rendezvous for
-// HTTPS and WSS.
+// HTTPS and WSS. Their flags for it (--tls-cert, --acme-*, --tls-self-signed*)
+// are defined once, in internal/cliconf.
 package tlsconf
 
 import (
@@ -50,8 +52,9 @@ type Config struct {
 	// ACMEEmail is the ACME account's contact address (optional but
 	// recommended: the CA warns about expiry problems).
 	ACMEEmail string
-	// ACMECA is the ACME directory URL. Zero: Let's Encrypt production.
-	ACMECA string
+	// ACMEDirectory is the ACME directory URL. Zero: Let's Encrypt
+	// production.
+	ACMEDirectory string
 	// ACMEStorage is the directory for keys, certificates and account data.
 	// Zero: certmagic's default data directory.
 	ACMEStorage string
@@ -172,7 +175,7 @@ func newACME(cfg Config, logger *slog.Logger) (*Source, error) {
 		mc.Storage = &certmagic.FileStorage{Path: cfg.ACMEStorage}
 	}
 	magic = certmagic.New(cache, mc)
-	ca := cfg.ACMECA
+	ca := cfg.ACMEDirectory
 	if ca == "" {
 		ca = certmagic.LetsEncryptProductionCA
 	}

@@ -38,7 +38,7 @@ func TestTURNSWithACME(t *testing.T) {
 	certs, err := tlsconf.New(tlsconf.Config{
 		ACMEDomains:        []string{domain},
 		ACMEEmail:          "ops@ferry.test",
-		ACMECA:             ca.DirectoryURL,
+		ACMEDirectory:      ca.DirectoryURL,
 		ACMECARoots:        ca.DirectoryRoots,
 		ACMEStorage:        t.TempDir(),
 		ACMEAltTLSALPNPort: port,

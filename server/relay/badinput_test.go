@@ -334,7 +334,7 @@ func TestTCPConnectionCap(t *testing.T) {
 	s := startServer(t, func(c *Config) {
 		c.ListenTCP = []string{"127.0.0.1:0"}
 		c.FirstMessageTimeout = 3 * time.Second
-		c.MaxTCPConnections = 5
+		c.MaxConns = 5
 	})
 	var conns []net.Conn
 	for range 8 {

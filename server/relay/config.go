@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"runtime"
@@ -26,7 +27,7 @@ const (
 	DefaultMaxAllocationLifetime = time.Hour
 	DefaultUnauthRepliesPerIP    = 5.0
 	DefaultFirstMessageTimeout   = 10 * time.Second
-	DefaultMaxTCPConnections     = 10000
+	DefaultMaxConns              = 10000
 	DefaultConnectTimeout        = 30 * time.Second
 
 	// pionMaxLifetime is pion/turn's own ceiling: a requested LIFETIME of an
@@ -36,7 +37,9 @@ const (
 
 // Config configures a Server. Every field's zero value has the documented
 // meaning, so Config{ListenUDP: []string{":3478"}, AuthSecrets: []string{s}}
-// is a complete configuration. Validate reports what is inconsistent; New
+// is a complete configuration. For every cap and rate, zero means the
+// documented default and a negative value means no cap; a negative duration
+// or socket count is invalid. Validate reports what is inconsistent; New
 // calls it.
 type Config struct {
 	// ListenUDP lists UDP addresses ("IP:port" or ":port") to serve TURN on.
@@ -45,7 +48,7 @@ type Config struct {
 	ListenUDP []string
 
 	// UDPSockets is the number of sockets per UDP address. Zero means one per
-	// core (runtime.GOMAXPROCS).
+	// core (runtime.GOMAXPROCS); negative is invalid.
 	UDPSockets int
 
 	// ListenTCP lists TCP addresses for TURN over TCP. Zero: none.
@@ -111,25 +114,28 @@ type Config struct {
 	// means no cap.
 	MaxAllocationsPerUser int
 
-	// MaxAllocations caps concurrent allocations on the server. Zero: no cap.
+	// MaxAllocations caps concurrent allocations on the server. Zero means
+	// the default, which is no cap; negative means no cap.
 	MaxAllocations int
 
 	// AllocationBandwidth caps each allocation's relayed payload, in bytes per
-	// second in each direction (token bucket). Zero: no cap.
+	// second in each direction (token bucket). Zero means the default, which
+	// is no cap; negative means no cap.
 	AllocationBandwidth int64
 
 	// ServerBandwidth caps the whole server's relayed payload, in bytes per
-	// second in each direction (token bucket). Zero: no cap.
+	// second in each direction (token bucket). Zero means the default, which
+	// is no cap; negative means no cap.
 	ServerBandwidth int64
 
 	// AllocationLifetime is granted when an Allocate asks for none. Zero means
-	// 10 minutes.
+	// 10 minutes; negative is invalid.
 	AllocationLifetime time.Duration
 
 	// MinAllocationLifetime and MaxAllocationLifetime bound the lifetime a
 	// client may ask for in Allocate and Refresh (Refresh with 0 still
 	// deletes). Zero means no minimum, and a maximum of one hour, which is
-	// also the largest maximum allowed.
+	// also the largest maximum allowed; negative is invalid.
 	MinAllocationLifetime, MaxAllocationLifetime time.Duration
 
 	// UnauthRepliesPerIP caps the 401/438 replies per second sent to one
@@ -138,12 +144,14 @@ type Config struct {
 	UnauthRepliesPerIP float64
 
 	// FirstMessageTimeout bounds how long a TCP or TLS connection may take to
-	// complete its TLS handshake and first TURN message. Zero means 10s.
+	// complete its TLS handshake and first TURN message. Zero means 10s;
+	// negative is invalid.
 	FirstMessageTimeout time.Duration
 
-	// MaxTCPConnections caps concurrent TCP and TLS connections (control and
-	// RFC 6062 data connections together). Zero means 10000.
-	MaxTCPConnections int
+	// MaxConns caps concurrent TCP and TLS connections (control and RFC 6062
+	// data connections together; UDP has no connections). Zero means 10000;
+	// negative means no cap.
+	MaxConns int
 
 	// Logger receives the server's logs (ACL denials at debug level). Zero
 	// discards them.
@@ -204,9 +212,6 @@ func (c *Config) Validate() error {
 	if lo == 0 || lo > hi {
 		return fmt.Errorf("%w: relay port range %d-%d", ErrInvalidConfig, lo, hi)
 	}
-	if c.MaxAllocations < 0 || c.AllocationBandwidth < 0 || c.ServerBandwidth < 0 {
-		return fmt.Errorf("%w: negative quota", ErrInvalidConfig)
-	}
 	if c.AllocationLifetime < 0 || c.MinAllocationLifetime < 0 || c.MaxAllocationLifetime < 0 {
 		return fmt.Errorf("%w: negative lifetime", ErrInvalidConfig)
 	}
@@ -220,8 +225,8 @@ func (c *Config) Validate() error {
 	if def < time.Second || (lmin != 0 && lmin < time.Second) {
 		return fmt.Errorf("%w: lifetimes must be at least 1s", ErrInvalidConfig)
 	}
-	if c.FirstMessageTimeout < 0 || c.MaxTCPConnections < 0 {
-		return fmt.Errorf("%w: negative TCP limit", ErrInvalidConfig)
+	if c.FirstMessageTimeout < 0 {
+		return fmt.Errorf("%w: negative FirstMessageTimeout", ErrInvalidConfig)
 	}
 	for _, p := range append(append([]netip.Prefix(nil), c.AllowPeers...), c.DenyPeers...) {
 		if !p.IsValid() {
@@ -268,7 +273,15 @@ func (c Config) withDefaults() Config {
 	c.MaxAllocationsPerUser = cmp.Or(c.MaxAllocationsPerUser, DefaultMaxAllocationsPerUser)
 	c.UnauthRepliesPerIP = cmp.Or(c.UnauthRepliesPerIP, DefaultUnauthRepliesPerIP)
 	c.FirstMessageTimeout = cmp.Or(c.FirstMessageTimeout, DefaultFirstMessageTimeout)
-	c.MaxTCPConnections = cmp.Or(c.MaxTCPConnections, DefaultMaxTCPConnections)
+	c.MaxConns = cmp.Or(c.MaxConns, DefaultMaxConns)
+	// Negative caps are off: the code below this point knows only "no cap"
+	// as zero (allocations, bandwidth) or as a cap that is never reached.
+	if c.MaxConns < 0 {
+		c.MaxConns = math.MaxInt
+	}
+	c.MaxAllocations = max(c.MaxAllocations, 0)
+	c.AllocationBandwidth = max(c.AllocationBandwidth, 0)
+	c.ServerBandwidth = max(c.ServerBandwidth, 0)
 	if c.RelayNet == nil {
 		c.RelayNet = OSRelayNet{}
 	}

@@ -3,6 +3,7 @@ package relay
 import (
 	"crypto/tls"
 	"errors"
+	"math"
 	"net/netip"
 	"testing"
 	"time"
@@ -38,8 +39,11 @@ func TestConfigValidate(t *testing.T) {
 		}, true},
 		{"unspecified external ip", func(c *Config) { c.ExternalIPs = []netip.Addr{netip.IPv4Unspecified()} }, false},
 		{"inverted ports", func(c *Config) { c.RelayPortMin, c.RelayPortMax = 60000, 50000 }, false},
-		{"negative quota", func(c *Config) { c.MaxAllocations = -1 }, false},
-		{"negative bandwidth", func(c *Config) { c.ServerBandwidth = -1 }, false},
+		{"negative quota is no cap", func(c *Config) { c.MaxAllocations = -1 }, true},
+		{"negative bandwidth is no cap", func(c *Config) { c.ServerBandwidth, c.AllocationBandwidth = -1, -1 }, true},
+		{"negative conns is no cap", func(c *Config) { c.MaxConns = -1 }, true},
+		{"negative first message timeout", func(c *Config) { c.FirstMessageTimeout = -1 }, false},
+		{"negative sockets", func(c *Config) { c.UDPSockets = -1 }, false},
 		{"max lifetime over an hour", func(c *Config) { c.MaxAllocationLifetime = 2 * time.Hour }, false},
 		{"min over max", func(c *Config) {
 			c.MinAllocationLifetime = 30 * time.Minute
@@ -64,6 +68,31 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("error %v does not wrap ErrInvalidConfig", err)
 			}
 		})
+	}
+}
+
+// TestCapDefaults: for every cap, zero is the documented default and a
+// negative value is no cap, in the form the code after withDefaults reads.
+func TestCapDefaults(t *testing.T) {
+	zero := Config{}.withDefaults()
+	if zero.MaxConns != DefaultMaxConns || zero.MaxAllocationsPerUser != DefaultMaxAllocationsPerUser ||
+		zero.MaxAllocations != 0 || zero.AllocationBandwidth != 0 || zero.ServerBandwidth != 0 ||
+		zero.UnauthRepliesPerIP != DefaultUnauthRepliesPerIP {
+		t.Errorf("zero caps: %+v", zero)
+	}
+	off := Config{
+		MaxConns: -1, MaxAllocationsPerUser: -1, MaxAllocations: -1, AllocationBandwidth: -1, ServerBandwidth: -5,
+		UnauthRepliesPerIP: -1,
+	}.withDefaults()
+	if off.MaxConns != math.MaxInt || off.MaxAllocationsPerUser >= 0 || off.MaxAllocations != 0 ||
+		off.AllocationBandwidth != 0 || off.ServerBandwidth != 0 || off.UnauthRepliesPerIP >= 0 {
+		t.Errorf("negative caps: %+v", off)
+	}
+	if q := newQuota(off.MaxAllocationsPerUser, off.MaxAllocations); q.check("u") != "" {
+		t.Errorf("no quota refused an allocation: %q", q.check("u"))
+	}
+	if newByteLimiter(off.ServerBandwidth) != nil || newIPLimiter(off.UnauthRepliesPerIP) != nil {
+		t.Error("a limiter exists for a cap that is off")
 	}
 }
 

@@ -100,7 +100,7 @@ func newMetrics(activeAllocs func() float64) *metrics {
 		}, []string{"reason"}),
 		tcpRejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ferry_relay_tcp_connections_rejected_total",
-			Help: "TCP and TLS connections closed at accept because MaxTCPConnections was reached.",
+			Help: "TCP and TLS connections closed at accept because MaxConns was reached.",
 		}),
 		drop: map[string]prometheus.Counter{},
 	}

@@ -210,7 +210,7 @@ func TestDrain(t *testing.T) {
 	}
 
 	drained := make(chan error, 1)
-	go func() { drained <- s.Drain(context.Background()) }()
+	go func() { drained <- s.Shutdown(context.Background()) }()
 	waitFor(t, 5*time.Second, s.Draining)
 	if v := s.counter(t, "ferry_relay_draining"); v != 1 {
 		t.Errorf("ferry_relay_draining = %v", v)
@@ -232,7 +232,7 @@ func TestDrain(t *testing.T) {
 	}
 	select {
 	case derr := <-drained:
-		t.Fatalf("Drain returned with an allocation live: %v", derr)
+		t.Fatalf("Shutdown returned with an allocation live: %v", derr)
 	case <-time.After(200 * time.Millisecond):
 	}
 	_ = relay.Close()
@@ -242,10 +242,10 @@ func TestDrain(t *testing.T) {
 			t.Fatal(derr)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("Drain did not return after the last allocation ended")
+		t.Fatal("Shutdown did not return after the last allocation ended")
 	}
 
-	// A drain with a deadline gives up with the context's error.
+	// A shutdown with a deadline gives up with the context's error.
 	s2 := startServer(t, nil)
 	c2 := newClient(t, s2.udpAddr(), "stays", testSecret)
 	r2, err := c2.Allocate()
@@ -255,8 +255,8 @@ func TestDrain(t *testing.T) {
 	defer r2.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	if err := s2.Drain(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Drain with a live allocation and a deadline: %v", err)
+	if err := s2.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with a live allocation and a deadline: %v", err)
 	}
 }
 

@@ -785,32 +785,48 @@ func (g *generator) AllocateConn(c turn.AllocateConnConfig) (net.Conn, error) {
 	return s.newPeerConn(rl, conn), nil
 }
 
-// Drain stops accepting new allocations (Allocate gets 486 Allocation Quota
-// Reached) while live allocations go on being served. It returns when none is
-// left, or with ctx's error when ctx ends first. Draining cannot be undone.
-func (s *Server) Drain(ctx context.Context) error {
-	s.StartDrain()
+// Shutdown is the graceful stop: it refuses new allocations (Allocate gets
+// 486 Allocation Quota Reached, and Ready reports ErrDraining) while the live
+// ones go on being served, waits until none is left or ctx ends, and then
+// closes the server as Close does. It returns ctx's error when allocations
+// were still live as ctx ended, joined with what Close returns. A second call
+// returns at once with the first Close's result.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.startDrain()
+	var err error
+wait:
 	for s.allocs.Load() > 0 {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			err = ctx.Err()
+			s.log.Warn("shutdown grace ended with allocations still live", "allocations", s.allocs.Load())
+			break wait
 		case <-s.allocGone:
 		case <-time.After(time.Second):
 		}
 	}
-	return nil
+	return errors.Join(err, s.Close())
 }
 
-// StartDrain makes the server refuse new allocations, without waiting.
-func (s *Server) StartDrain() {
+// startDrain makes the server refuse new allocations, without waiting.
+func (s *Server) startDrain() {
 	if !s.draining.Swap(true) {
 		s.m.draining.Store(true)
 		s.log.Info("draining: refusing new allocations", "allocations", s.allocs.Load())
 	}
 }
 
-// Draining reports whether the server is draining.
+// Draining reports whether Shutdown (or Close) has begun.
 func (s *Server) Draining() bool { return s.draining.Load() }
+
+// Ready reports whether the server wants new clients: nil until Shutdown or
+// Close begins, then ErrDraining. The ops endpoint /readyz answers with it.
+func (s *Server) Ready() error {
+	if s.draining.Load() {
+		return ErrDraining
+	}
+	return nil
+}
 
 // Allocations returns the number of live allocations.
 func (s *Server) Allocations() int { return int(s.allocs.Load()) }
@@ -840,12 +856,12 @@ func (s *Server) TCPAddrs() []net.Addr {
 // closeWait bounds how long Close waits for pion's goroutines.
 const closeWait = 10 * time.Second
 
-// Close stops the relay: it closes every socket and allocation, waits for the
-// goroutines pion/turn runs for them, and unregisters the metrics. It is
-// idempotent.
+// Close stops the relay at once: it closes every socket and allocation, waits
+// for the goroutines pion/turn runs for them, and unregisters the metrics. It
+// is idempotent. Shutdown is the graceful stop.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
-		s.StartDrain()
+		s.startDrain()
 		s.cancel()
 		var errs []error
 		if err := s.turn.Close(); err != nil {

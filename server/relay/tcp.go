@@ -68,7 +68,7 @@ func (l *tcpListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		backoff = 5 * time.Millisecond
-		if l.s.m.tcpActive.Load() >= int64(l.s.cfg.MaxTCPConnections) {
+		if l.s.m.tcpActive.Load() >= int64(l.s.cfg.MaxConns) {
 			l.s.m.tcpRejected.Inc()
 			_ = c.Close()
 			continue

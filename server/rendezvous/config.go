@@ -43,7 +43,9 @@ const (
 
 // Config configures a Server. Every field's zero value has the documented
 // meaning; Config{STUNConns: conns} serves STUN alone, and adding a Listener
-// serves signaling too. Validate reports what is inconsistent; New calls
+// serves signaling too. For every cap and rate, zero means the documented
+// default and a negative value means no cap; a negative duration, size or
+// burst is invalid. Validate reports what is inconsistent; New calls
 // it. The server owns the sockets it is given: Close closes them, and so
 // does a New that fails.
 type Config struct {
@@ -106,7 +108,7 @@ type Config struct {
 	RelayURLs []string
 
 	// CredentialTTL is how long credentials stay valid. Zero means 10
-	// minutes.
+	// minutes; negative is invalid.
 	CredentialTTL time.Duration
 
 	// BootstrapSeeds are more DHT seed URLs (other rendezvous servers),
@@ -119,38 +121,40 @@ type Config struct {
 
 	// MaxPayload is the largest frame payload accepted from a peer; a
 	// WebSocket message may hold at most MaxPayload+19 bytes. Zero means
-	// 64 KiB. At least 4 KiB, at most 1 MiB.
+	// 64 KiB. At least 4 KiB, at most 1 MiB (so negative is invalid).
 	MaxPayload int
 
 	// LoginTimeout bounds the time from connection to LOGIN (and the HTTP
-	// request headers before it). Zero means 10s.
+	// request headers before it). Zero means 10s; negative is invalid.
 	LoginTimeout time.Duration
 
 	// IdleTimeout closes a logged-in connection that sends nothing for
-	// this long. Zero means 90s.
+	// this long. Zero means 90s; negative is invalid.
 	IdleTimeout time.Duration
 
 	// ClockSkew bounds the difference between a LOGIN's time and the
-	// server's clock. Zero means 5 minutes.
+	// server's clock. Zero means 5 minutes; negative is invalid.
 	ClockSkew time.Duration
 
 	// QueueSize bounds the frames queued for one peer; a message for a
-	// peer whose queue is full is refused with "busy". Zero means 128.
+	// peer whose queue is full is refused with "busy". Zero means 128;
+	// negative is invalid.
 	QueueSize int
 
 	// WriteTimeout closes a connection whose peer takes longer than this
-	// to accept a write. Zero means 10s.
+	// to accept a write. Zero means 10s; negative is invalid.
 	WriteTimeout time.Duration
 
 	// PeerRate and PeerBurst limit the frames per second one logged-in
 	// peer may send (token bucket). Zero means 50/s with a burst of 200;
-	// a negative PeerRate means no limit.
+	// a negative PeerRate means no limit, a negative PeerBurst is invalid.
 	PeerRate  float64
 	PeerBurst int
 
 	// IPConnectRate and IPConnectBurst limit new signaling connections per
 	// second from one source IP (one /64 for IPv6). Zero means 20/s with a
-	// burst of 100; a negative rate means no limit.
+	// burst of 100; a negative rate means no limit, a negative burst is
+	// invalid.
 	IPConnectRate  float64
 	IPConnectBurst int
 
@@ -180,7 +184,7 @@ type Config struct {
 	// RegistryTTL is how long a Redis registry entry outlives its
 	// replica: entries are refreshed every third of it while the peer is
 	// connected, so the peers of a replica that dies are gone within it.
-	// Zero means 30s; at least 3s.
+	// Zero means 30s; at least 3s (so negative is invalid).
 	RegistryTTL time.Duration
 
 	// RedisPrefix starts every Redis key and channel name. Zero means
@@ -191,13 +195,14 @@ type Config struct {
 	// random name.
 	ReplicaID string
 
-	// ShutdownGrace bounds how long Close waits for GOAWAY frames to reach
-	// the peers. Zero means 5s.
+	// ShutdownGrace bounds how long Close waits for the peers to leave
+	// after their GOAWAY (Shutdown takes its bound from its context
+	// instead). Zero means 5s; negative is invalid.
 	ShutdownGrace time.Duration
 
 	// ShutdownRetry is the reconnect hint in the GOAWAY sent at shutdown:
 	// each peer is told to wait between it and twice it, so that they do
-	// not all come back at once. Zero means 5s.
+	// not all come back at once. Zero means 5s; negative is invalid.
 	ShutdownRetry time.Duration
 
 	// Logger receives the server's logs. Zero discards them.

@@ -441,10 +441,20 @@ func (srv *Server) ReplicaID() string { return srv.cfg.replicaID }
 // Peers returns the number of peers logged in at this replica.
 func (srv *Server) Peers() int { return srv.hub.count() }
 
-// Shutdown stops accepting connections, sends every connected peer GOAWAY
-// (code shutdown, with a reconnect hint), waits until they are gone or ctx
-// ends, and then closes the server as Close does.
+// Shutdown is the graceful stop: it stops accepting connections (Ready
+// reports it), sends every connected peer GOAWAY (code shutdown, with a
+// reconnect hint), waits until they are gone or ctx ends, and then closes the
+// server as Close does. It returns ctx's error when peers were still
+// connected as ctx ended, joined with what closing returns. A second call
+// returns at once with the first close's result.
 func (srv *Server) Shutdown(ctx context.Context) error {
+	late, err := srv.shutdown(ctx)
+	return errors.Join(late, err)
+}
+
+// shutdown is Shutdown, with ctx's error (peers that outlived ctx) apart from
+// the errors of closing.
+func (srv *Server) shutdown(ctx context.Context) (late, err error) {
 	srv.mu.Lock()
 	first := !srv.draining
 	srv.draining = true
@@ -464,21 +474,24 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 			select {
 			case <-s.done:
 			case <-ctx.Done():
+				late = ctx.Err()
 			}
 		}
 	}
-	return srv.close(ctx)
+	return late, srv.close(ctx)
 }
 
 // Close shuts the server down: GOAWAY to every peer (bounded by
 // ShutdownGrace), then it closes every connection and socket, waits for its
-// goroutines and unregisters its metrics. It is idempotent.
+// goroutines and unregisters its metrics. Peers that outlive the grace are
+// cut off, which is not an error here. It is idempotent.
 //
 //nolint:contextcheck // Close has no caller context: ShutdownGrace bounds it
 func (srv *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), srv.cfg.ShutdownGrace)
 	defer cancel()
-	return srv.Shutdown(ctx)
+	_, err := srv.shutdown(ctx)
+	return err
 }
 
 func (srv *Server) close(ctx context.Context) error {
