@@ -9,6 +9,7 @@ import (
 
 	"github.com/pion/stun/v4"
 
+	"github.com/ferrynet/ferry/internal/netaddr"
 	"github.com/ferrynet/ferry/internal/testutil"
 )
 
@@ -179,7 +180,7 @@ func TestACLAllowPeer(t *testing.T) {
 	testutil.Deadline(t, 60*time.Second)
 	r := newACLRig(t, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
 	echo := startEcho(t, "udp4", "127.0.0.1:0")
-	peer := addrPortOf(echo.pc.LocalAddr())
+	peer := netaddr.AddrPort(echo.pc.LocalAddr())
 	u, tc := r.udp[false], r.tcp[false]
 
 	for _, p := range []netip.AddrPort{peer, netip.AddrPortFrom(netip.AddrFrom16(peer.Addr().As16()), peer.Port())} {
@@ -210,7 +211,7 @@ func TestACLAllowPeer(t *testing.T) {
 		}
 		close(accepted)
 	}()
-	res, err = tc.request(stun.MethodConnect, xorPeer(addrPortOf(ln.Addr())))
+	res, err = tc.request(stun.MethodConnect, xorPeer(netaddr.AddrPort(ln.Addr())))
 	if err != nil || code(res) != 0 {
 		t.Fatalf("Connect: %v code %d", err, code(res))
 	}

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/ferrynet/ferry/internal/netaddr"
 )
 
 // relayConn is an allocation's UDP relay socket, as handed to pion/turn. It
@@ -206,10 +208,10 @@ func (rc *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 				rc.s.m.drop[DropTruncated].Inc()
 				continue
 			}
-			from = unmapAP(from)
+			from = netaddr.Unmap(from)
 		} else {
 			n, addr, err = rc.pc.ReadFrom(buf)
-			from = addrPortOf(addr)
+			from = netaddr.AddrPort(addr)
 		}
 		if err != nil {
 			if rc.readerDone.CompareAndSwap(false, true) && rc.established {

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/ferrynet/ferry/internal/pionlog"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -15,6 +14,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ferrynet/ferry/internal/netaddr"
+	"github.com/ferrynet/ferry/internal/pionlog"
 
 	"github.com/pion/turn/v5"
 )
@@ -172,7 +174,7 @@ func New(cfg Config) (_ *Server, err error) {
 			PacketConn:            l,
 			RelayAddressGenerator: &generator{s: s, lis: l},
 			PermissionHandler: func(client net.Addr, peer net.IP) bool {
-				return s.permit(addrPortOf(client), false, peer, l.st.verb)
+				return s.permit(netaddr.AddrPort(client), false, peer, l.st.verb)
 			},
 		})
 	}
@@ -187,7 +189,7 @@ func New(cfg Config) (_ *Server, err error) {
 			Listener:              l,
 			RelayAddressGenerator: &generator{s: s, tcpControl: true},
 			PermissionHandler: func(client net.Addr, peer net.IP) bool {
-				ap := addrPortOf(client)
+				ap := netaddr.AddrPort(client)
 				return s.permit(ap, true, peer, l.verbOf(ap))
 			},
 		})
@@ -221,7 +223,7 @@ func (s *Server) pickRelayIPs(pcs []net.PacketConn, lists ...[]net.Listener) err
 		}
 	}
 	consider := func(a net.Addr) {
-		ip := addrPortOf(a).Addr()
+		ip := netaddr.AddrPort(a).Addr()
 		switch {
 		case !ip.IsValid() || ip.IsUnspecified():
 		case ip.Is4() && !s.relayV4.IsValid():
@@ -232,7 +234,7 @@ func (s *Server) pickRelayIPs(pcs []net.PacketConn, lists ...[]net.Listener) err
 	}
 	wildcard := false
 	check := func(a net.Addr) {
-		if ip := addrPortOf(a).Addr(); !ip.IsValid() || ip.IsUnspecified() {
+		if ip := netaddr.AddrPort(a).Addr(); !ip.IsValid() || ip.IsUnspecified() {
 			wildcard = true
 		}
 		consider(a)
@@ -529,8 +531,8 @@ func (s *Server) quotaHandle(userID, _ string, src net.Addr) bool {
 }
 
 func (s *Server) onAllocationCreated(src, _ net.Addr, _, userID, _ string, relayAddr net.Addr, _ int) {
-	key := addrPortOf(relayAddr)
-	client := addrPortOf(src)
+	key := netaddr.AddrPort(relayAddr)
+	client := netaddr.AddrPort(src)
 	s.mu.Lock()
 	rc := s.relays[key]
 	rl := s.tcpRelays[key]
@@ -561,7 +563,7 @@ func (s *Server) onAllocationCreated(src, _ net.Addr, _, userID, _ string, relay
 }
 
 func (s *Server) relayByAddr(a net.Addr) *relayConn {
-	key := addrPortOf(a)
+	key := netaddr.AddrPort(a)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.relays[key]
@@ -583,7 +585,7 @@ func (s *Server) onPermissionDeleted(_, _ net.Addr, _, _, _ string, relayAddr ne
 
 func (s *Server) onChannelCreated(_, _ net.Addr, _, _, _ string, relayAddr, peer net.Addr, number uint16) {
 	if rc := s.relayByAddr(relayAddr); rc != nil {
-		rc.addChannel(number, addrPortOf(peer))
+		rc.addChannel(number, netaddr.AddrPort(peer))
 	}
 }
 
@@ -767,12 +769,12 @@ func (g *generator) AllocateListener(c turn.AllocateListenerConfig) (net.Listene
 func (g *generator) AllocateConn(c turn.AllocateConnConfig) (net.Conn, error) {
 	s := g.s
 	s.mu.Lock()
-	rl := s.tcpRelays[addrPortOf(c.LocalAddr)]
+	rl := s.tcpRelays[netaddr.AddrPort(c.LocalAddr)]
 	s.mu.Unlock()
 	if rl == nil {
 		return nil, fmt.Errorf("relay: no TCP allocation at %v", c.LocalAddr)
 	}
-	peer := addrPortOf(c.RemoteAddr)
+	peer := netaddr.AddrPort(c.RemoteAddr)
 	if ok, _ := s.acl.Check(peer.Addr()); !ok {
 		return nil, ErrPeerDenied
 	}

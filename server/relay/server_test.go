@@ -10,6 +10,7 @@ import (
 
 	"github.com/pion/stun/v4"
 
+	"github.com/ferrynet/ferry/internal/netaddr"
 	"github.com/ferrynet/ferry/internal/testutil"
 )
 
@@ -120,7 +121,7 @@ func TestExternalIPAndPortRange(t *testing.T) {
 		}
 		defer r.Close()
 		relays = append(relays, r)
-		ap := addrPortOf(r.LocalAddr())
+		ap := netaddr.AddrPort(r.LocalAddr())
 		if ap.Addr() != ext || int(ap.Port()) < lo || int(ap.Port()) > lo+2 {
 			t.Fatalf("relayed address %v, want %v with a port in %d-%d", ap, ext, lo, lo+2)
 		}
@@ -154,11 +155,11 @@ func TestExternalIPAndPortRange(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer alloc.Close()
-	if ap := addrPortOf(alloc.Addr()); ap.Addr() != ext {
+	if ap := netaddr.AddrPort(alloc.Addr()); ap.Addr() != ext {
 		t.Fatalf("TCP relayed address %v", ap)
 	}
 	a := newAuthed(tc, "tcpuser")
-	res, err := a.request(stun.MethodConnect, xorPeer(addrPortOf(ln.Addr())))
+	res, err := a.request(stun.MethodConnect, xorPeer(netaddr.AddrPort(ln.Addr())))
 	if err != nil || code(res) != 0 {
 		t.Fatalf("Connect with an external IP: %v, code %d", err, code(res))
 	}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
+
+	"github.com/ferrynet/ferry/internal/netaddr"
 )
 
 // Raw TURN requests through a pion/turn client's transaction machinery, so a
@@ -182,7 +184,7 @@ type confinedPC struct {
 }
 
 func (c *confinedPC) WriteTo(p []byte, addr net.Addr) (int, error) {
-	ap := addrPortOf(addr)
+	ap := netaddr.AddrPort(addr)
 	if !ap.Addr().IsLoopback() {
 		c.n.mu.Lock()
 		c.n.writes = append(c.n.writes, ap)

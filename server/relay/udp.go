@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ferrynet/ferry/internal/netaddr"
 )
 
 // udpListener wraps one TURN UDP socket as pion/turn's PacketConn. pion runs
@@ -71,10 +73,10 @@ func (l *udpListener) ReadFrom(p []byte) (int, net.Addr, error) {
 		)
 		if l.udp != nil {
 			n, from, err = l.udp.ReadFromUDPAddrPort(p)
-			from = unmapAP(from)
+			from = netaddr.Unmap(from)
 		} else {
 			n, addr, err = l.pc.ReadFrom(p)
-			from = addrPortOf(addr)
+			from = netaddr.AddrPort(addr)
 		}
 		if err != nil {
 			if l.exited.CompareAndSwap(false, true) {
@@ -184,7 +186,7 @@ func (l *udpListener) WriteTo(p []byte, addr net.Addr) (int, error) {
 	}
 	if isErrorResponse(p) {
 		if m, ok := parseSTUN(p); ok {
-			if c := m.errorCode(); (c == 401 || c == 438) && !l.s.unauth.allow(addrPortOf(addr).Addr()) {
+			if c := m.errorCode(); (c == 401 || c == 438) && !l.s.unauth.allow(netaddr.AddrPort(addr).Addr()) {
 				l.s.m.drop[DropUnauthLimit].Inc()
 				return len(p), nil
 			}

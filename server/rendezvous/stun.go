@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	"github.com/pion/stun/v4"
+
+	"github.com/ferrynet/ferry/internal/netaddr"
 )
 
 // The STUN service: Binding over UDP per RFC 8489, and with four sockets
@@ -51,9 +53,9 @@ func stunLayout(conns []net.PacketConn, external []netip.Addr) (layout, error) {
 		if c == nil {
 			return l, fmt.Errorf("%w: STUN socket %d is nil", ErrInvalidConfig, i)
 		}
-		ap, err := addrPort(c.LocalAddr())
-		if err != nil {
-			return l, fmt.Errorf("%w: STUN socket %d: %w", ErrInvalidConfig, i, err)
+		ap := netaddr.AddrPort(c.LocalAddr())
+		if !ap.IsValid() {
+			return l, fmt.Errorf("%w: STUN socket %d: local address %v (%T) has no IP and port", ErrInvalidConfig, i, c.LocalAddr(), c.LocalAddr())
 		}
 		l.addrs[i] = ap
 	}
@@ -94,15 +96,6 @@ func stunLayout(conns []net.PacketConn, external []netip.Addr) (layout, error) {
 		return l, fmt.Errorf("%w: %d STUN external IPs, want %d", ErrInvalidConfig, len(external), want)
 	}
 	return l, nil
-}
-
-func addrPort(a net.Addr) (netip.AddrPort, error) {
-	ua, ok := a.(*net.UDPAddr)
-	if !ok {
-		return netip.AddrPort{}, fmt.Errorf("not a UDP socket (%T)", a)
-	}
-	ap := ua.AddrPort()
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 }
 
 type stunServer struct {
@@ -181,10 +174,9 @@ func (s *stunServer) read(i int, buf []byte) (int, netip.AddrPort, error) {
 	if err != nil {
 		return 0, netip.AddrPort{}, err
 	}
-	// A source that is not a UDP address gives an invalid AddrPort,
+	// A source without an IP and port gives an invalid AddrPort,
 	// which handle drops.
-	ap, _ := addrPort(a)
-	return n, ap, nil
+	return n, netaddr.AddrPort(a), nil
 }
 
 func (s *stunServer) write(i int, b []byte, to netip.AddrPort) error {

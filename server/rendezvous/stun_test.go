@@ -13,6 +13,7 @@ import (
 
 	"github.com/pion/stun/v4"
 
+	"github.com/ferrynet/ferry/internal/netaddr"
 	"github.com/ferrynet/ferry/internal/testutil"
 )
 
@@ -50,7 +51,7 @@ func TestSTUNBinding(t *testing.T) {
 	dst := s.STUNAddrs()[0]
 	c := listenUDP(t, "127.0.0.1:0")
 	defer c.Close()
-	local, _ := addrPort(c.LocalAddr())
+	local := netaddr.AddrPort(c.LocalAddr())
 
 	for _, fp := range []bool{false, true} {
 		var set []stun.Setter
@@ -100,7 +101,7 @@ func TestSTUNRFC5780(t *testing.T) {
 	a := s.STUNAddrs() // IP1:P1, IP1:P2, IP2:P1, IP2:P2
 	c := listenUDP(t, "127.0.0.1:0")
 	defer c.Close()
-	local, _ := addrPort(c.LocalAddr())
+	local := netaddr.AddrPort(c.LocalAddr())
 
 	for in := range 4 {
 		for _, flags := range []uint32{0, changePortFlag, changeIPFlag, changeIPFlag | changePortFlag} {
@@ -411,7 +412,7 @@ func TestSTUNDualStack(t *testing.T) {
 			t.Logf("skipping %s: %v", tc.local, err)
 			continue
 		}
-		local, _ := addrPort(c.LocalAddr())
+		local := netaddr.AddrPort(c.LocalAddr())
 		res, _ := stunExchange(t, c, netip.AddrPortFrom(netip.MustParseAddr(tc.server), port), bindingRequest(t), 2*time.Second)
 		c.Close()
 		if res == nil {
@@ -446,7 +447,7 @@ func TestSTUNResponsePort(t *testing.T) {
 	defer sender.Close()
 	other := listenUDP(t, "127.0.0.1:0")
 	defer other.Close()
-	otherAP, _ := addrPort(other.LocalAddr())
+	otherAP := netaddr.AddrPort(other.LocalAddr())
 	req := bindingRequest(t, respPort(otherAP.Port()), stun.Fingerprint)
 	if _, err := sender.WriteTo(req, net.UDPAddrFromAddrPort(s.STUNAddrs()[0])); err != nil {
 		t.Fatal(err)
@@ -465,7 +466,7 @@ func TestSTUNResponsePort(t *testing.T) {
 	if err := xa.GetFrom(m); err != nil {
 		t.Fatal(err)
 	}
-	if sent, _ := addrPort(sender.LocalAddr()); xa.Port != int(sent.Port()) {
+	if sent := netaddr.AddrPort(sender.LocalAddr()); xa.Port != int(sent.Port()) {
 		t.Fatalf("mapped port %d, want the sender's %d", xa.Port, sent.Port())
 	}
 	// Port 0 is malformed: dropped.
