@@ -109,7 +109,7 @@ func TestACLEveryVerb(t *testing.T) {
 			if err = u.send(peer, []byte("leak?")); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 5*time.Second, func() bool { return r.denials(t, VerbSend)-before == 1 })
+			testutil.WaitFor(t, 5*time.Second, "the Send denial to be counted", func() bool { return r.denials(t, VerbSend)-before == 1 })
 
 			before = r.denials(t, VerbConnect)
 			res, err = tc.request(stun.MethodConnect, xorPeer(peer))
@@ -147,7 +147,7 @@ func TestACLEveryVerb(t *testing.T) {
 			if err = u.send(peer, []byte("hello")); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 5*time.Second, func() bool {
+			testutil.WaitFor(t, 5*time.Second, "the denied dial attempt", func() bool {
 				w, _ := r.net.attempts()
 				for _, x := range w {
 					if x == peer {
@@ -196,7 +196,7 @@ func TestACLAllowPeer(t *testing.T) {
 	if err = u.send(peer, []byte("via send")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() bool { return echo.received() > 0 })
+	testutil.WaitFor(t, 5*time.Second, "the echo peer to hear the relayed datagram", func() bool { return echo.received() > 0 })
 
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {

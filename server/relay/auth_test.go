@@ -161,5 +161,5 @@ func TestLifetimeBounds(t *testing.T) {
 	if err != nil || code(res) != 0 {
 		t.Fatalf("Refresh(0): %v code %d", err, code(res))
 	}
-	waitFor(t, 5*time.Second, func() bool { return s.Allocations() == 0 })
+	testutil.WaitFor(t, 5*time.Second, "the allocation to end after Refresh(0)", func() bool { return s.Allocations() == 0 })
 }

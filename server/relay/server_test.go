@@ -39,7 +39,7 @@ func TestRelayUDPEcho(t *testing.T) {
 		t.Errorf("Allocations() = %d, want 1", got)
 	}
 	// Counters are bumped just after each send, so allow them a moment.
-	waitFor(t, 5*time.Second, func() bool {
+	testutil.WaitFor(t, 5*time.Second, "50 packets relayed each way", func() bool {
 		tr := s.Traffic()
 		return tr.ToPeerPackets >= 50 && tr.ToClientPackets >= 50
 	})
@@ -57,20 +57,9 @@ func TestRelayUDPEcho(t *testing.T) {
 	if err := relay.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() bool { return s.Allocations() == 0 })
+	testutil.WaitFor(t, 5*time.Second, "no live allocations", func() bool { return s.Allocations() == 0 })
 	if v := s.counter(t, "ferry_relay_allocations_deleted_total", "transport", "udp"); v != 1 {
 		t.Errorf("allocations_deleted_total = %v", v)
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", d)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
