@@ -337,15 +337,10 @@ func TestSignalReconnect(t *testing.T) {
 		t.Fatalf("after the restart: %v", st)
 	}
 	var ln2 net.Listener
-	for i := 0; ; i++ {
-		if ln2, err = net.Listen("tcp", addr); err == nil {
-			break
-		}
-		if i == 50 {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 5*time.Second, "the old server's port to be free", func() bool {
+		ln2, err = net.Listen("tcp", addr)
+		return err == nil
+	})
 	s2 := start(ln2)
 	defer s2.Close()
 	select {
@@ -360,10 +355,7 @@ func TestSignalReconnect(t *testing.T) {
 		t.Fatal("still on the old server")
 	}
 	// b reconnects too (at its own time).
-	deadline := time.Now().Add(20 * time.Second)
-	for s2.Peers() < 2 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 20*time.Second, "b to reconnect to the new server", func() bool { return s2.Peers() >= 2 })
 	exchange(t, a, b)
 }
 

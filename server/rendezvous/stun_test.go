@@ -3,6 +3,7 @@ package rendezvous
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -382,17 +383,13 @@ func TestSTUNNatDiscovery(t *testing.T) {
 // has the answer.
 func waitCount(t *testing.T, s *Server, disposition string, want float64) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.WaitFor(t, 5*time.Second, fmt.Sprintf("%v datagrams counted as %s", want, disposition), func() bool {
 		got := stunCount(s, disposition)
-		if got == want {
-			return
-		}
-		if got > want || time.Now().After(deadline) {
+		if got > want {
 			t.Fatalf("%s count %v, want %v", disposition, got, want)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return got == want
+	})
 }
 
 // TestSTUNDualStack: on a dual-stack wildcard socket, IPv4 clients (seen as
