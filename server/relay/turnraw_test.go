@@ -146,22 +146,7 @@ func newTCPClient(t *testing.T, server net.Addr) *turn.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, p := RESTCredentials(testSecret, "tcpuser", ":", time.Now().Add(time.Hour))
-	c, err := turn.NewClient(&turn.ClientConfig{
-		TURNServerAddr: server.String(),
-		Username:       u,
-		Password:       p,
-		Realm:          testRealm,
-		Conn:           turn.NewSTUNConn(conn),
-		RTO:            200 * time.Millisecond,
-		LoggerFactory:  quietPion{},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Listen(); err != nil {
-		t.Fatal(err)
-	}
+	c := listeningClient(t, server.String(), turn.NewSTUNConn(conn), "tcpuser", testSecret)
 	t.Cleanup(func() {
 		c.Close()
 		_ = conn.Close()

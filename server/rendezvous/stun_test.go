@@ -20,16 +20,7 @@ import (
 
 func newSTUNOnly(t *testing.T, conns []net.PacketConn) *Server {
 	t.Helper()
-	s, err := New(Config{STUNConns: conns})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return s
+	return startServer(t, Config{STUNConns: conns})
 }
 
 func bindingRequest(t testing.TB, setters ...stun.Setter) []byte {
