@@ -184,3 +184,51 @@ func TestDualStackListener(t *testing.T) {
 		_ = relay.Close()
 	}
 }
+
+// plainPC hides a *net.UDPConn behind net.PacketConn, as a socket from
+// pion's vnet or any wrapper would be.
+type plainPC struct{ net.PacketConn }
+
+// plainRelayNet opens relay sockets that are not OS sockets to the relay.
+type plainRelayNet struct{ OSRelayNet }
+
+func (n plainRelayNet) ListenPacket(network string, laddr netip.AddrPort) (net.PacketConn, error) {
+	pc, err := n.OSRelayNet.ListenPacket(network, laddr)
+	if err != nil {
+		return nil, err
+	}
+	return plainPC{pc}, nil
+}
+
+// TestRelayThroughPlainPacketConns: TURN and relay sockets that are not
+// *net.UDPConn get no fast path, and relay through pion both ways.
+func TestRelayThroughPlainPacketConns(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 30*time.Second)
+	turnPC, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, func(c *Config) {
+		c.ListenUDP = nil
+		c.PacketConns = []net.PacketConn{plainPC{turnPC}}
+		c.RelayNet = plainRelayNet{}
+		c.AllowPeers = loopback
+	})
+	peer := startEcho(t, "udp4", "127.0.0.1:0")
+	c := newClient(t, s.udpAddr(), "plain", testSecret)
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatalf("Allocate: %v", err)
+	}
+	defer relay.Close()
+	for i := range 20 {
+		if err := roundTrip(relay, peer.pc.LocalAddr(), []byte(fmt.Sprintf("plain %d", i)), 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.WaitFor(t, 5*time.Second, "20 packets counted each way", func() bool {
+		tr := s.Traffic()
+		return tr.ToPeerPackets >= 20 && tr.ToClientPackets >= 20
+	})
+}
