@@ -76,28 +76,20 @@ func (s *Server) bindPort(requested int, open func(port uint16) error) error {
 // AllocatePacketConn opens a UDP relay socket for a new allocation.
 func (g *generator) AllocatePacketConn(c turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
 	s := g.s
-	local, adv, err := s.relayIPs(c.Network)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err = s.reserve(c.UserID); err != nil {
-		return nil, nil, err
-	}
 	requested := c.RequestedPort
 	if requested == 0 && g.lis != nil {
 		requested = g.lis.st.port
 	}
 	var rc *relayConn
-	err = s.bindPort(requested, func(port uint16) error {
-		pc, lerr := s.cfg.RelayNet.ListenPacket(c.Network, netip.AddrPortFrom(local, port))
-		if lerr != nil {
-			return lerr
+	err := s.allocate(c.Network, c.UserID, requested, func(local, adv netip.AddrPort) error {
+		pc, err := s.cfg.RelayNet.ListenPacket(c.Network, local)
+		if err != nil {
+			return err
 		}
-		rc = newRelayConn(s, pc, netip.AddrPortFrom(local, port), netip.AddrPortFrom(adv, port), c.UserID, g.lis)
+		rc = newRelayConn(s, pc, local, adv, c.UserID, g.lis)
 		return nil
 	})
 	if err != nil {
-		s.quota.release(c.UserID)
 		return nil, nil, err
 	}
 	s.mu.Lock()
@@ -112,34 +104,46 @@ func (g *generator) AllocateListener(c turn.AllocateListenerConfig) (net.Listene
 	if !g.tcpControl {
 		return nil, nil, ErrTCPOverUDP
 	}
-	local, adv, err := s.relayIPs(c.Network)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err = s.reserve(c.UserID); err != nil {
-		return nil, nil, err
-	}
 	var rl *relayListener
-	err = s.bindPort(c.RequestedPort, func(port uint16) error {
-		ln, lerr := s.cfg.RelayNet.ListenTCP(c.Network, netip.AddrPortFrom(local, port))
-		if lerr != nil {
-			return lerr
+	err := s.allocate(c.Network, c.UserID, c.RequestedPort, func(local, adv netip.AddrPort) error {
+		ln, err := s.cfg.RelayNet.ListenTCP(c.Network, local)
+		if err != nil {
+			return err
 		}
 		rl = &relayListener{
-			s: s, ln: ln, local: netip.AddrPortFrom(local, port), adv: netip.AddrPortFrom(adv, port), user: c.UserID,
-			shard: &s.m.traffic[int(port)%counterShards],
+			s: s, ln: ln, local: local, adv: adv, user: c.UserID,
+			shard: &s.m.traffic[int(local.Port())%counterShards],
 			up:    newByteLimiter(s.cfg.AllocationBandwidth), down: newByteLimiter(s.cfg.AllocationBandwidth),
 		}
 		return nil
 	})
 	if err != nil {
-		s.quota.release(c.UserID)
 		return nil, nil, err
 	}
 	s.mu.Lock()
 	s.tcpRelays[rl.adv] = rl
 	s.mu.Unlock()
 	return rl, net.TCPAddrFromAddrPort(rl.adv), nil
+}
+
+// allocate takes a quota slot for user and calls open with the local and
+// advertised addresses of ports from the relay range (requested, when not
+// 0) until one opens. If none does, the slot is given back.
+func (s *Server) allocate(network, user string, requested int, open func(local, adv netip.AddrPort) error) error {
+	local, adv, err := s.relayIPs(network)
+	if err != nil {
+		return err
+	}
+	if err = s.reserve(user); err != nil {
+		return err
+	}
+	err = s.bindPort(requested, func(port uint16) error {
+		return open(netip.AddrPortFrom(local, port), netip.AddrPortFrom(adv, port))
+	})
+	if err != nil {
+		s.quota.release(user)
+	}
+	return err
 }
 
 // AllocateConn dials a peer for an RFC 6062 Connect, from the allocation's
