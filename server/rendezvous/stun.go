@@ -239,36 +239,30 @@ func (s *stunServer) handle(w *stunWorker, in int, pkt []byte, from netip.AddrPo
 	w.unknown = w.unknown[:0]
 	for _, a := range req.Attributes {
 		switch a.Type {
-		case stun.AttrChangeRequest:
+		case stun.AttrChangeRequest, stun.AttrResponsePort:
+			// RFC 5780 behaviour discovery. Without it (no alternate
+			// address) both are unknown comprehension-required
+			// attributes, and CHANGE-REQUEST gets its 420 (section 6.1).
 			if len(a.Value) != 4 {
 				s.count(STUNMalformed)
 				return
 			}
 			if !s.layout.rfc5780 {
-				// RFC 5780 section 6.1: a server without an alternate
-				// address answers CHANGE-REQUEST with 420.
 				w.unknown = append(w.unknown, a.Type)
 			}
-			flags = binary.BigEndian.Uint32(a.Value)
+			if a.Type == stun.AttrChangeRequest {
+				flags = binary.BigEndian.Uint32(a.Value)
+				break
+			}
+			// RESPONSE-PORT (section 7.5): answer to this port of the
+			// source address (clients use it to measure binding
+			// lifetimes).
+			if respPort = binary.BigEndian.Uint16(a.Value); respPort == 0 {
+				s.count(STUNMalformed)
+				return
+			}
 		case stun.AttrPadding:
 			padding = len(a.Value)
-		case stun.AttrResponsePort:
-			// RFC 5780 section 7.5: answer to this port of the source
-			// address (clients use it to measure binding lifetimes).
-			// Only with behaviour discovery on; otherwise it is an
-			// unknown comprehension-required attribute.
-			if len(a.Value) != 4 {
-				s.count(STUNMalformed)
-				return
-			}
-			if !s.layout.rfc5780 {
-				w.unknown = append(w.unknown, a.Type)
-			}
-			respPort = binary.BigEndian.Uint16(a.Value)
-			if respPort == 0 {
-				s.count(STUNMalformed)
-				return
-			}
 		case stun.AttrFingerprint, stun.AttrSoftware, stun.AttrUsername, stun.AttrMessageIntegrity,
 			stun.AttrMessageIntegritySHA256, stun.AttrUserhash, stun.AttrRealm, stun.AttrNonce,
 			stun.AttrPasswordAlgorithm, stun.AttrPriority, stun.AttrUseCandidate:
