@@ -9,12 +9,14 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/ferrynet/ferry/internal/testutil"
+	"github.com/ferrynet/ferry/signal"
 	"github.com/ferrynet/ferry/wire"
 )
 
@@ -211,14 +213,20 @@ func TestLoginAndIdleTimeout(t *testing.T) {
 	q.expectFatal(wire.SignalErrIdleTimeout)
 	// A client that pings stays: three silent witnesses, logged in one
 	// after the other after it, are each dropped as idle, so three idle
-	// timeouts have passed for it.
-	c := dial(t, s)
+	// timeouts have passed for it, and it never had to reconnect (it
+	// would, at once, so a count of peers alone cannot tell).
+	var reconnected atomic.Bool
+	c := dial(t, s, signal.WithStateHook(func(st signal.State, _ error) {
+		if st == signal.StateReconnecting {
+			reconnected.Store(true)
+		}
+	}))
 	for range 3 {
 		w := rawDial(t, s)
 		w.login()
 		w.expectFatal(wire.SignalErrIdleTimeout)
 	}
-	if c.ServerID() == "" {
+	if c.ServerID() == "" || reconnected.Load() {
 		t.Fatal("a pinging client was dropped")
 	}
 	testutil.WaitFor(t, 5*time.Second, "the pinging client to be the one peer left", func() bool { return s.Peers() == 1 })
