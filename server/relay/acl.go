@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"net"
 	"net/netip"
 )
 
@@ -142,4 +143,67 @@ func (a *ACL) judge(ip netip.Addr) (bool, string) {
 		}
 	}
 	return true, ""
+}
+
+// The ACL in the server: pion/turn's PermissionHandler, Send indications
+// and RFC 6062 Connect all ask permitAddr.
+
+// permit is the ACL as pion's PermissionHandler, for CreatePermission,
+// ChannelBind and Connect.
+func (s *Server) permit(client netip.AddrPort, tcp bool, peer net.IP, verb string) bool {
+	ip, _ := netip.AddrFromSlice(peer)
+	if !s.permitAddr(client, ip, verb) {
+		return false
+	}
+	// Bound the state one allocation can make: every permission and
+	// channel costs memory here and in pion/turn.
+	s.mu.Lock()
+	rc := s.byClient[clientKey{client, tcp}]
+	s.mu.Unlock()
+	if rc == nil {
+		return true
+	}
+	ip = ip.Unmap()
+	full := false
+	switch verb {
+	case VerbCreatePermission:
+		full = !rc.permitted(ip) && rc.permissions() >= MaxPeersPerAllocation
+	case VerbChannelBind:
+		full = (!rc.permitted(ip) && rc.permissions() >= MaxPeersPerAllocation) ||
+			rc.channels() >= MaxPeersPerAllocation
+	}
+	if full {
+		s.m.quotaRejections.WithLabelValues(QuotaPeers).Inc()
+		s.log.Debug("permission refused: too many peers", "client", client, "peer", ip, "verb", verb)
+		return false
+	}
+	return true
+}
+
+// MaxPeersPerAllocation caps the permissions (peer IPs) and the channels of
+// one allocation; requests beyond it are refused.
+const MaxPeersPerAllocation = 1024
+
+func (s *Server) permitAddr(client netip.AddrPort, ip netip.Addr, verb string) bool {
+	ok, reason := s.acl.Check(ip)
+	if !ok {
+		if verb == "" {
+			verb = "unknown"
+		}
+		s.m.aclDenials.WithLabelValues(verb, reason).Inc()
+		s.log.Debug("peer denied by ACL", "client", client, "peer", ip, "verb", verb, "reason", reason)
+	}
+	return ok
+}
+
+func verbOf(method uint16) string {
+	switch method {
+	case methodCreatePermission:
+		return VerbCreatePermission
+	case methodChannelBind:
+		return VerbChannelBind
+	case methodConnect:
+		return VerbConnect
+	}
+	return ""
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pion/stun/v4"
 
+	"github.com/ferrynet/ferry/internal/netaddr"
 	"github.com/ferrynet/ferry/internal/testutil"
 )
 
@@ -108,7 +109,7 @@ func TestACLEveryVerb(t *testing.T) {
 			if err = u.send(peer, []byte("leak?")); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 5*time.Second, func() bool { return r.denials(t, VerbSend)-before == 1 })
+			testutil.WaitFor(t, 5*time.Second, "the Send denial to be counted", func() bool { return r.denials(t, VerbSend)-before == 1 })
 
 			before = r.denials(t, VerbConnect)
 			res, err = tc.request(stun.MethodConnect, xorPeer(peer))
@@ -146,7 +147,7 @@ func TestACLEveryVerb(t *testing.T) {
 			if err = u.send(peer, []byte("hello")); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 5*time.Second, func() bool {
+			testutil.WaitFor(t, 5*time.Second, "the denied dial attempt", func() bool {
 				w, _ := r.net.attempts()
 				for _, x := range w {
 					if x == peer {
@@ -179,7 +180,7 @@ func TestACLAllowPeer(t *testing.T) {
 	testutil.Deadline(t, 60*time.Second)
 	r := newACLRig(t, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
 	echo := startEcho(t, "udp4", "127.0.0.1:0")
-	peer := addrPortOf(echo.pc.LocalAddr())
+	peer := netaddr.AddrPort(echo.pc.LocalAddr())
 	u, tc := r.udp[false], r.tcp[false]
 
 	for _, p := range []netip.AddrPort{peer, netip.AddrPortFrom(netip.AddrFrom16(peer.Addr().As16()), peer.Port())} {
@@ -195,7 +196,7 @@ func TestACLAllowPeer(t *testing.T) {
 	if err = u.send(peer, []byte("via send")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() bool { return echo.received() > 0 })
+	testutil.WaitFor(t, 5*time.Second, "the echo peer to hear the relayed datagram", func() bool { return echo.received() > 0 })
 
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
@@ -210,7 +211,7 @@ func TestACLAllowPeer(t *testing.T) {
 		}
 		close(accepted)
 	}()
-	res, err = tc.request(stun.MethodConnect, xorPeer(addrPortOf(ln.Addr())))
+	res, err = tc.request(stun.MethodConnect, xorPeer(netaddr.AddrPort(ln.Addr())))
 	if err != nil || code(res) != 0 {
 		t.Fatalf("Connect: %v code %d", err, code(res))
 	}

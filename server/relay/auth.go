@@ -1,14 +1,13 @@
 package relay
 
 import (
-	"crypto/hmac"
-	"crypto/md5"  //nolint:gosec // the STUN long-term key is MD5 by definition (RFC 8489 section 9.2.2)
-	"crypto/sha1" //nolint:gosec // the TURN REST password is HMAC-SHA1 by definition
-	"encoding/base64"
-	"strconv"
-	"strings"
+	"crypto/md5" //nolint:gosec // the STUN long-term key is MD5 by definition (RFC 8489 section 9.2.2)
+	"errors"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/ferrynet/ferry/internal/turnrest"
 )
 
 // Auth failure reasons: the label values of ferry_relay_auth_failures_total.
@@ -24,12 +23,13 @@ const (
 const maxChosenCache = 16384
 
 // authenticator resolves usernames to long-term keys: static users, and
-// coturn's TURN REST scheme (username "expiry<sep>user", password
-// base64(HMAC-SHA1(secret, username))) with several secrets for rotation.
+// coturn's TURN REST scheme (internal/turnrest: username "expiry<sep>user",
+// password base64(HMAC-SHA1(secret, username))) with several secrets for
+// rotation.
 type authenticator struct {
 	realm   string
 	sep     string
-	secrets [][]byte
+	secrets []string
 	users   map[string][]byte // username -> MD5(username:realm:password)
 	now     func() time.Time
 
@@ -38,10 +38,7 @@ type authenticator struct {
 }
 
 func newAuthenticator(realm, sep string, secrets []string, users map[string]string, now func() time.Time) *authenticator {
-	a := &authenticator{realm: realm, sep: sep, users: map[string][]byte{}, now: now, chosen: map[string]int{}}
-	for _, s := range secrets {
-		a.secrets = append(a.secrets, []byte(s))
-	}
+	a := &authenticator{realm: realm, sep: sep, secrets: slices.Clone(secrets), users: map[string][]byte{}, now: now, chosen: map[string]int{}}
 	for u, p := range users {
 		a.users[u] = longTermKey(u, realm, p)
 	}
@@ -56,21 +53,13 @@ func longTermKey(username, realm, password string) []byte {
 
 // RESTPassword returns the TURN REST password for username under secret:
 // base64(HMAC-SHA1(secret, username)), as coturn's --use-auth-secret expects.
-func RESTPassword(secret, username string) string {
-	m := hmac.New(sha1.New, []byte(secret))
-	m.Write([]byte(username))
-	return base64.StdEncoding.EncodeToString(m.Sum(nil))
-}
+func RESTPassword(secret, username string) string { return turnrest.Password(secret, username) }
 
 // RESTCredentials returns a TURN REST username and password for user, valid
 // until expiry: the format coturn accepts with --use-auth-secret, and the one
-// Ferry's rendezvous server issues.
+// Ferry's rendezvous server issues (both are internal/turnrest).
 func RESTCredentials(secret, user, separator string, expiry time.Time) (username, password string) {
-	username = strconv.FormatInt(expiry.Unix(), 10)
-	if user != "" {
-		username += separator + user
-	}
-	return username, RESTPassword(secret, username)
+	return turnrest.Credentials(secret, user, separator, expiry)
 }
 
 // candidates returns the user ID (for quotas) and the possible keys for a
@@ -85,20 +74,16 @@ func (a *authenticator) candidates(username, realm string) (userID string, keys 
 	if len(a.secrets) == 0 {
 		return "", nil, AuthUnknownUser
 	}
-	expiry, user := username, username
-	if i := strings.Index(username, a.sep); i >= 0 {
-		expiry, user = username[:i], username[i+len(a.sep):]
-	}
-	ts, err := strconv.ParseInt(expiry, 10, 64)
-	if err != nil {
-		return "", nil, AuthBadUsername
-	}
-	if ts < a.now().Unix() {
+	user, err := turnrest.Check(username, a.sep, a.now())
+	switch {
+	case errors.Is(err, turnrest.ErrExpired):
 		return "", nil, AuthExpired
+	case err != nil:
+		return "", nil, AuthBadUsername
 	}
 	keys = make([][]byte, len(a.secrets))
 	for i, s := range a.secrets {
-		keys[i] = longTermKey(username, realm, RESTPassword(string(s), username))
+		keys[i] = longTermKey(username, realm, turnrest.Password(s, username))
 	}
 	return user, keys, ""
 }

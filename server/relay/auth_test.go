@@ -2,7 +2,6 @@ package relay
 
 import (
 	"encoding/binary"
-	"strings"
 	"testing"
 	"time"
 
@@ -49,22 +48,6 @@ func TestAuthenticatorTable(t *testing.T) {
 	sep := newAuthenticator("r", "-", []string{"k"}, nil, func() time.Time { return now })
 	if user, _, reason := sep.candidates(future+"-carol", "r"); user != "carol" || reason != "" {
 		t.Errorf("custom separator: %q %q", user, reason)
-	}
-}
-
-func TestRESTCredentialsMatchPion(t *testing.T) {
-	exp := time.Now().Add(time.Hour)
-	u, p := RESTCredentials("secret", "dave", ":", exp)
-	if !strings.HasSuffix(u, ":dave") {
-		t.Fatalf("username %q", u)
-	}
-	// pion's generator computes the same password for the same username.
-	_, pp, err := turn.GenerateLongTermTURNRESTCredentials("secret", "dave", time.Until(exp))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if pp2 := RESTPassword("secret", u); pp2 != p || (len(pp) == 0) {
-		t.Fatalf("password mismatch")
 	}
 }
 
@@ -178,5 +161,5 @@ func TestLifetimeBounds(t *testing.T) {
 	if err != nil || code(res) != 0 {
 		t.Fatalf("Refresh(0): %v code %d", err, code(res))
 	}
-	waitFor(t, 5*time.Second, func() bool { return s.Allocations() == 0 })
+	testutil.WaitFor(t, 5*time.Second, "the allocation to end after Refresh(0)", func() bool { return s.Allocations() == 0 })
 }

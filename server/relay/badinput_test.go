@@ -123,7 +123,7 @@ func TestChannelDataBadLength(t *testing.T) {
 	if _, err := c.WriteTo([]byte{0x7F, 0xFE, 0x00, 0x01, 'q', 0, 0, 0}, server); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the 10 bad-length ChannelData drops", func() bool {
 		return s.counter(t, "ferry_relay_dropped_packets_total", "reason", DropBadLength) == 10
 	})
 	if err := roundTrip(relay, peer.pc.LocalAddr(), []byte("still fine"), 5*time.Second); err != nil {
@@ -309,11 +309,14 @@ func TestTCPGarbageAndSilence(t *testing.T) {
 			t.Fatal("a silent connection was kept open")
 		}
 	}
-	waitFor(t, 5*time.Second, func() bool { return s.counter(t, "ferry_relay_tcp_connections_active") == 0 })
+	testutil.WaitFor(t, 5*time.Second, "no active TCP connections", func() bool { return s.counter(t, "ferry_relay_tcp_connections_active") == 0 })
 
 	// Once a connection has spoken, the first-message deadline no longer
-	// applies.
+	// applies: a silent witness accepted after c is closed by its own
+	// deadline, which is no earlier than c's would have been, and c still
+	// answers after that.
 	c := dial(tcpAddr)
+	witness := dial(tcpAddr)
 	for i := range 2 {
 		m, _ := stun.Build(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
 		if _, err := c.Write(m.Raw); err != nil {
@@ -324,7 +327,9 @@ func TestTCPGarbageAndSilence(t *testing.T) {
 		if _, err := io.ReadAtLeast(c, buf, 20); err != nil {
 			t.Fatalf("Binding #%d over TCP: %v", i, err)
 		}
-		time.Sleep(500 * time.Millisecond)
+		if i == 0 && !closedWithin(witness, 5*time.Second) {
+			t.Fatal("the silent witness connection was kept open")
+		}
 	}
 }
 
@@ -349,7 +354,7 @@ func TestTCPConnectionCap(t *testing.T) {
 			_ = c.Close()
 		}
 	}()
-	waitFor(t, 5*time.Second, func() bool { return s.counter(t, "ferry_relay_tcp_connections_rejected_total") == 3 })
+	testutil.WaitFor(t, 5*time.Second, "3 rejected TCP connections", func() bool { return s.counter(t, "ferry_relay_tcp_connections_rejected_total") == 3 })
 	if v := s.counter(t, "ferry_relay_tcp_connections_active"); v != 5 {
 		t.Errorf("active TCP connections = %v, want 5", v)
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ferrynet/ferry/internal/netaddr"
 )
 
 func udpPair(t *testing.T) (*net.UDPConn, *net.UDPConn) {
@@ -57,8 +59,8 @@ func TestTxBatchCoalescesAndFallsBack(t *testing.T) {
 	if io.gsoMax.Load() == 0 {
 		t.Skip("the kernel lacks UDP_SEGMENT; the plain path is covered by the relay tests")
 	}
-	to := addrPortOf(recv.LocalAddr())
-	to2 := addrPortOf(recv2.LocalAddr())
+	to := netaddr.AddrPort(recv.LocalAddr())
+	to2 := netaddr.AddrPort(recv2.LocalAddr())
 	tx := newTxBatch(16)
 	var want, want2 [][]byte
 	for i := range 10 {
@@ -120,7 +122,7 @@ func TestRxBatch(t *testing.T) {
 	if _, err := sender.WriteTo(make([]byte, 3000), recv.LocalAddr()); err != nil {
 		t.Fatal(err)
 	}
-	from := addrPortOf(sender.LocalAddr())
+	from := netaddr.AddrPort(sender.LocalAddr())
 	for i, w := range want {
 		buf, n, src, trunc, err := rx.next()
 		if err != nil || trunc || src != from || !bytes.Equal(buf[chanHeaderSize:chanHeaderSize+n], w) {

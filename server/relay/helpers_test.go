@@ -168,6 +168,15 @@ func newClient(t *testing.T, server, user, secret string) *turnClient {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tc := &turnClient{Client: listeningClient(t, server, conn, user, secret), conn: conn}
+	t.Cleanup(tc.close)
+	return tc
+}
+
+// listeningClient returns a pion/turn client of server over conn, with REST
+// credentials for user under secret, its read loop started.
+func listeningClient(t *testing.T, server string, conn net.PacketConn, user, secret string) *turn.Client {
+	t.Helper()
 	username, password := RESTCredentials(secret, user, ":", time.Now().Add(time.Hour))
 	c, err := turn.NewClient(&turn.ClientConfig{
 		TURNServerAddr: server,
@@ -184,9 +193,7 @@ func newClient(t *testing.T, server, user, secret string) *turnClient {
 	if err := c.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	tc := &turnClient{Client: c, conn: conn}
-	t.Cleanup(tc.close)
-	return tc
+	return c
 }
 
 func (c *turnClient) close() {

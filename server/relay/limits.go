@@ -8,12 +8,14 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/ferrynet/ferry/internal/iplimit"
 )
 
 // ipLimiter is a per-source rate limit in bounded memory: sources hash into a
 // fixed table of token buckets, so a flood from many addresses can only make
 // the limit stricter for the addresses that share a bucket, never grow memory.
-// IPv6 sources are limited per /64, the unit one subscriber controls.
+// A source is what iplimit.Key says: an IPv4 address, or an IPv6 /64.
 type ipLimiter struct {
 	seed    maphash.Seed
 	buckets []*rate.Limiter
@@ -37,16 +39,7 @@ func (l *ipLimiter) allow(ip netip.Addr) bool {
 	if l == nil {
 		return true
 	}
-	ip = ip.Unmap()
-	var key [16]byte
-	if ip.Is4() {
-		a := ip.As4()
-		copy(key[:], a[:])
-	} else {
-		a := ip.As16()
-		copy(key[:8], a[:8])
-		key[15] = 6
-	}
+	key := iplimit.Key(ip).As16() // an IPv4 key is IPv4-mapped: no /64 key looks like one
 	h := maphash.Bytes(l.seed, key[:])
 	return l.buckets[h%uint64(len(l.buckets))].Allow()
 }

@@ -92,28 +92,6 @@ func ListenTCP(ctx context.Context, addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// addrPortOf returns the unmapped IP and port of a *net.UDPAddr or
-// *net.TCPAddr.
-func addrPortOf(a net.Addr) netip.AddrPort {
-	var ap netip.AddrPort
-	switch v := a.(type) {
-	case *net.UDPAddr:
-		ap = v.AddrPort()
-	case *net.TCPAddr:
-		ap = v.AddrPort()
-	default:
-		return netip.AddrPort{}
-	}
-	return unmapAP(ap)
-}
-
-func unmapAP(ap netip.AddrPort) netip.AddrPort {
-	if ap.Addr().Is4In6() {
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
-	return ap
-}
-
 // hostAddrs returns the first global unicast IPv4 and IPv6 address of the
 // host's up interfaces.
 func hostAddrs() (v4, v6 netip.Addr) {

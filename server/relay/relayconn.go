@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -17,10 +16,8 @@ import (
 // client and peer without entering pion/turn, with no allocation, no lock and
 // no log call per packet.
 type relayConn struct {
-	s     *Server
-	pc    net.PacketConn
-	udp   *net.UDPConn // pc when it is an OS socket, else nil
-	sio   *sockIO      // raw handle of udp for batched I/O (Linux), else nil
+	s *Server
+	udpSock
 	local netip.AddrPort
 	adv   netip.AddrPort // the relayed address clients see
 	user  string
@@ -56,13 +53,11 @@ var emptyChans = &chanTable{byNum: map[uint16]netip.AddrPort{}, byPeer: map[neti
 
 func newRelayConn(s *Server, pc net.PacketConn, local, adv netip.AddrPort, user string, lis *udpListener) *relayConn {
 	rc := &relayConn{
-		s: s, pc: pc, local: local, adv: adv, user: user, lis: lis,
+		s: s, udpSock: newUDPSock(pc), local: local, adv: adv, user: user, lis: lis,
 		shard: &s.m.traffic[int(local.Port())%counterShards],
 		up:    newByteLimiter(s.cfg.AllocationBandwidth),
 		down:  newByteLimiter(s.cfg.AllocationBandwidth),
 	}
-	rc.udp, _ = pc.(*net.UDPConn)
-	rc.sio = newSockIO(rc.udp)
 	rc.chans.Store(emptyChans)
 	empty := map[netip.Addr]struct{}{}
 	rc.perms.Store(&empty)
@@ -186,12 +181,6 @@ func (rc *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		return rc.readBatched(p)
 	}
 	for {
-		var (
-			n    int
-			from netip.AddrPort
-			addr net.Addr
-			err  error
-		)
 		// Read past a ChannelData header's worth of room, so the fast path
 		// can prepend the header in place.
 		fast := rc.fast() && len(p) > 2*chanHeaderSize
@@ -199,17 +188,10 @@ func (rc *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		if fast {
 			buf = p[chanHeaderSize:]
 		}
-		if rc.udp != nil {
-			var flags int
-			n, _, flags, from, err = rc.udp.ReadMsgUDPAddrPort(buf, nil)
-			if err == nil && flags&syscall.MSG_TRUNC != 0 {
-				rc.s.m.drop[DropTruncated].Inc()
-				continue
-			}
-			from = unmapAP(from)
-		} else {
-			n, addr, err = rc.pc.ReadFrom(buf)
-			from = addrPortOf(addr)
+		n, from, addr, trunc, err := rc.readOne(buf)
+		if trunc {
+			rc.s.m.drop[DropTruncated].Inc()
+			continue
 		}
 		if err != nil {
 			if rc.readerDone.CompareAndSwap(false, true) && rc.established {

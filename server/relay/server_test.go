@@ -10,6 +10,7 @@ import (
 
 	"github.com/pion/stun/v4"
 
+	"github.com/ferrynet/ferry/internal/netaddr"
 	"github.com/ferrynet/ferry/internal/testutil"
 )
 
@@ -38,7 +39,7 @@ func TestRelayUDPEcho(t *testing.T) {
 		t.Errorf("Allocations() = %d, want 1", got)
 	}
 	// Counters are bumped just after each send, so allow them a moment.
-	waitFor(t, 5*time.Second, func() bool {
+	testutil.WaitFor(t, 5*time.Second, "50 packets relayed each way", func() bool {
 		tr := s.Traffic()
 		return tr.ToPeerPackets >= 50 && tr.ToClientPackets >= 50
 	})
@@ -56,20 +57,9 @@ func TestRelayUDPEcho(t *testing.T) {
 	if err := relay.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() bool { return s.Allocations() == 0 })
+	testutil.WaitFor(t, 5*time.Second, "no live allocations", func() bool { return s.Allocations() == 0 })
 	if v := s.counter(t, "ferry_relay_allocations_deleted_total", "transport", "udp"); v != 1 {
 		t.Errorf("allocations_deleted_total = %v", v)
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", d)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -120,7 +110,7 @@ func TestExternalIPAndPortRange(t *testing.T) {
 		}
 		defer r.Close()
 		relays = append(relays, r)
-		ap := addrPortOf(r.LocalAddr())
+		ap := netaddr.AddrPort(r.LocalAddr())
 		if ap.Addr() != ext || int(ap.Port()) < lo || int(ap.Port()) > lo+2 {
 			t.Fatalf("relayed address %v, want %v with a port in %d-%d", ap, ext, lo, lo+2)
 		}
@@ -154,11 +144,11 @@ func TestExternalIPAndPortRange(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer alloc.Close()
-	if ap := addrPortOf(alloc.Addr()); ap.Addr() != ext {
+	if ap := netaddr.AddrPort(alloc.Addr()); ap.Addr() != ext {
 		t.Fatalf("TCP relayed address %v", ap)
 	}
 	a := newAuthed(tc, "tcpuser")
-	res, err := a.request(stun.MethodConnect, xorPeer(addrPortOf(ln.Addr())))
+	res, err := a.request(stun.MethodConnect, xorPeer(netaddr.AddrPort(ln.Addr())))
 	if err != nil || code(res) != 0 {
 		t.Fatalf("Connect with an external IP: %v, code %d", err, code(res))
 	}
@@ -193,4 +183,52 @@ func TestDualStackListener(t *testing.T) {
 		}
 		_ = relay.Close()
 	}
+}
+
+// plainPC hides a *net.UDPConn behind net.PacketConn, as a socket from
+// pion's vnet or any wrapper would be.
+type plainPC struct{ net.PacketConn }
+
+// plainRelayNet opens relay sockets that are not OS sockets to the relay.
+type plainRelayNet struct{ OSRelayNet }
+
+func (n plainRelayNet) ListenPacket(network string, laddr netip.AddrPort) (net.PacketConn, error) {
+	pc, err := n.OSRelayNet.ListenPacket(network, laddr)
+	if err != nil {
+		return nil, err
+	}
+	return plainPC{pc}, nil
+}
+
+// TestRelayThroughPlainPacketConns: TURN and relay sockets that are not
+// *net.UDPConn get no fast path, and relay through pion both ways.
+func TestRelayThroughPlainPacketConns(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 30*time.Second)
+	turnPC, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, func(c *Config) {
+		c.ListenUDP = nil
+		c.PacketConns = []net.PacketConn{plainPC{turnPC}}
+		c.RelayNet = plainRelayNet{}
+		c.AllowPeers = loopback
+	})
+	peer := startEcho(t, "udp4", "127.0.0.1:0")
+	c := newClient(t, s.udpAddr(), "plain", testSecret)
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatalf("Allocate: %v", err)
+	}
+	defer relay.Close()
+	for i := range 20 {
+		if err := roundTrip(relay, peer.pc.LocalAddr(), []byte(fmt.Sprintf("plain %d", i)), 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.WaitFor(t, 5*time.Second, "20 packets counted each way", func() bool {
+		tr := s.Traffic()
+		return tr.ToPeerPackets >= 20 && tr.ToClientPackets >= 20
+	})
 }

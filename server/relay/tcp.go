@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/ferrynet/ferry/internal/netaddr"
 )
 
 // tcpListener wraps a TURN TCP or TLS listener for pion/turn. Accept retries
@@ -78,7 +80,7 @@ func (l *tcpListener) Accept() (net.Conn, error) {
 		if l.tls != nil {
 			inner = tls.Server(c, l.tls)
 		}
-		tc := &tcpConn{Conn: inner, raw: c, l: l, client: addrPortOf(c.RemoteAddr())}
+		tc := &tcpConn{Conn: inner, raw: c, l: l, client: netaddr.AddrPort(c.RemoteAddr())}
 		if !l.track(tc) {
 			_ = c.Close()
 			return nil, net.ErrClosed

@@ -15,6 +15,8 @@ import (
 
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
+
+	"github.com/ferrynet/ferry/internal/netaddr"
 )
 
 // Raw TURN requests through a pion/turn client's transaction machinery, so a
@@ -144,22 +146,7 @@ func newTCPClient(t *testing.T, server net.Addr) *turn.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, p := RESTCredentials(testSecret, "tcpuser", ":", time.Now().Add(time.Hour))
-	c, err := turn.NewClient(&turn.ClientConfig{
-		TURNServerAddr: server.String(),
-		Username:       u,
-		Password:       p,
-		Realm:          testRealm,
-		Conn:           turn.NewSTUNConn(conn),
-		RTO:            200 * time.Millisecond,
-		LoggerFactory:  quietPion{},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Listen(); err != nil {
-		t.Fatal(err)
-	}
+	c := listeningClient(t, server.String(), turn.NewSTUNConn(conn), "tcpuser", testSecret)
 	t.Cleanup(func() {
 		c.Close()
 		_ = conn.Close()
@@ -182,7 +169,7 @@ type confinedPC struct {
 }
 
 func (c *confinedPC) WriteTo(p []byte, addr net.Addr) (int, error) {
-	ap := addrPortOf(addr)
+	ap := netaddr.AddrPort(addr)
 	if !ap.Addr().IsLoopback() {
 		c.n.mu.Lock()
 		c.n.writes = append(c.n.writes, ap)

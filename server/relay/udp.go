@@ -5,8 +5,39 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/ferrynet/ferry/internal/netaddr"
 )
+
+// udpSock is a UDP socket as the relay reads it: through the OS socket
+// when it is one (batched on Linux), else through net.PacketConn. TURN
+// sockets (udpListener) and relay sockets (relayConn) are both.
+type udpSock struct {
+	pc  net.PacketConn
+	udp *net.UDPConn // pc when it is an OS socket, else nil
+	sio *sockIO      // raw handle of udp for batched I/O (Linux), else nil
+}
+
+func newUDPSock(pc net.PacketConn) udpSock {
+	udp, _ := pc.(*net.UDPConn)
+	return udpSock{pc: pc, udp: udp, sio: newSockIO(udp)}
+}
+
+// readOne reads one datagram without batching. from is the unmapped source;
+// addr is the source a PacketConn that is not an OS socket reported (nil
+// for an OS socket); trunc reports a datagram larger than p (OS sockets
+// only).
+func (u *udpSock) readOne(p []byte) (n int, from netip.AddrPort, addr net.Addr, trunc bool, err error) {
+	if u.udp != nil {
+		var flags int
+		n, _, flags, from, err = u.udp.ReadMsgUDPAddrPort(p, nil)
+		return n, netaddr.Unmap(from), nil, err == nil && flags&syscall.MSG_TRUNC != 0, err
+	}
+	n, addr, err = u.pc.ReadFrom(p)
+	return n, netaddr.AddrPort(addr), addr, false, err
+}
 
 // udpListener wraps one TURN UDP socket as pion/turn's PacketConn. pion runs
 // one read loop per socket; ReadFrom relays ChannelData from clients with
@@ -14,10 +45,8 @@ import (
 // checks on STUN messages, and hands the rest to pion. WriteTo applies the
 // per-IP cap on 401 replies.
 type udpListener struct {
-	s   *Server
-	pc  net.PacketConn
-	udp *net.UDPConn // pc when it is an OS socket, else nil
-	sio *sockIO      // raw handle of udp for batched I/O (Linux), else nil
+	s *Server
+	udpSock
 
 	// Used only by the read goroutine.
 	rx     *rxBatch
@@ -37,10 +66,7 @@ type udpListener struct {
 }
 
 func newUDPListener(s *Server, pc net.PacketConn) *udpListener {
-	l := &udpListener{s: s, pc: pc, clients: map[netip.AddrPort]*relayConn{}, st: reqState{sharedTokens: true}}
-	l.udp, _ = pc.(*net.UDPConn)
-	l.sio = newSockIO(l.udp)
-	return l
+	return &udpListener{s: s, udpSock: newUDPSock(pc), clients: map[netip.AddrPort]*relayConn{}, st: reqState{sharedTokens: true}}
 }
 
 func (l *udpListener) addClient(client netip.AddrPort, rc *relayConn) {
@@ -63,19 +89,9 @@ func (l *udpListener) ReadFrom(p []byte) (int, net.Addr, error) {
 		return l.readBatched(p)
 	}
 	for {
-		var (
-			n    int
-			from netip.AddrPort
-			addr net.Addr
-			err  error
-		)
-		if l.udp != nil {
-			n, from, err = l.udp.ReadFromUDPAddrPort(p)
-			from = unmapAP(from)
-		} else {
-			n, addr, err = l.pc.ReadFrom(p)
-			from = addrPortOf(addr)
-		}
+		// Truncation is left to the parsers, as it always was here: a
+		// TURN socket's buffer is pion's, larger than any request.
+		n, from, addr, _, err := l.readOne(p)
 		if err != nil {
 			if l.exited.CompareAndSwap(false, true) {
 				l.s.live.Done()
@@ -184,7 +200,7 @@ func (l *udpListener) WriteTo(p []byte, addr net.Addr) (int, error) {
 	}
 	if isErrorResponse(p) {
 		if m, ok := parseSTUN(p); ok {
-			if c := m.errorCode(); (c == 401 || c == 438) && !l.s.unauth.allow(addrPortOf(addr).Addr()) {
+			if c := m.errorCode(); (c == 401 || c == 438) && !l.s.unauth.allow(netaddr.AddrPort(addr).Addr()) {
 				l.s.m.drop[DropUnauthLimit].Inc()
 				return len(p), nil
 			}

@@ -9,12 +9,14 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/ferrynet/ferry/internal/testutil"
+	"github.com/ferrynet/ferry/signal"
 	"github.com/ferrynet/ferry/wire"
 )
 
@@ -188,13 +190,7 @@ func TestFrameBadInput(t *testing.T) {
 	}
 	// Still serving, and nothing is left behind.
 	exchange(t, dial(t, s), dial(t, s))
-	deadline := time.Now().Add(10 * time.Second)
-	for s.Peers() > 2 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if s.Peers() > 2 {
-		t.Fatalf("%d peers still registered", s.Peers())
-	}
+	testutil.WaitFor(t, 10*time.Second, "the sessions ended by fatal errors to be unregistered", func() bool { return s.Peers() <= 2 })
 }
 
 func TestLoginAndIdleTimeout(t *testing.T) {
@@ -215,12 +211,25 @@ func TestLoginAndIdleTimeout(t *testing.T) {
 	q := rawDial(t, s)
 	q.login()
 	q.expectFatal(wire.SignalErrIdleTimeout)
-	// A client that pings stays.
-	c := dial(t, s)
-	time.Sleep(3 * s.cfg.IdleTimeout)
-	if c.ServerID() == "" || s.Peers() != 1 {
-		t.Fatalf("a pinging client was dropped (peers %d)", s.Peers())
+	// A client that pings stays: three silent witnesses, logged in one
+	// after the other after it, are each dropped as idle, so three idle
+	// timeouts have passed for it, and it never had to reconnect (it
+	// would, at once, so a count of peers alone cannot tell).
+	var reconnected atomic.Bool
+	c := dial(t, s, signal.WithStateHook(func(st signal.State, _ error) {
+		if st == signal.StateReconnecting {
+			reconnected.Store(true)
+		}
+	}))
+	for range 3 {
+		w := rawDial(t, s)
+		w.login()
+		w.expectFatal(wire.SignalErrIdleTimeout)
 	}
+	if c.ServerID() == "" || reconnected.Load() {
+		t.Fatal("a pinging client was dropped")
+	}
+	testutil.WaitFor(t, 5*time.Second, "the pinging client to be the one peer left", func() bool { return s.Peers() == 1 })
 }
 
 // TestFloodOneIP: one source IP opening connections too fast, or too many,
@@ -250,16 +259,10 @@ func TestFloodOneIP(t *testing.T) {
 			t.Fatalf("3rd open connection: %d", code)
 		}
 		a.conn.CloseNow()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			if code, _ := httpStatus(t, s); code == http.StatusSwitchingProtocols {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("no room after a connection closed")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		testutil.WaitFor(t, 10*time.Second, "room for a connection after one closed", func() bool {
+			code, _ := httpStatus(t, s)
+			return code == http.StatusSwitchingProtocols
+		})
 		b.conn.CloseNow()
 	})
 	t.Run("messages", func(t *testing.T) {
@@ -458,13 +461,7 @@ func storm(t *testing.T, s *Server, n int) uint64 {
 	for err := range errs {
 		t.Fatalf("a silent connection: %v", err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for counter(s.m.connections) != 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if got := counter(s.m.connections); got != 0 {
-		t.Fatalf("%v connections still open", got)
-	}
+	testutil.WaitFor(t, 20*time.Second, "every connection to be closed", func() bool { return counter(s.m.connections) == 0 })
 	peakMu.Lock()
 	defer peakMu.Unlock()
 	return peak

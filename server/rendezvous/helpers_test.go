@@ -12,6 +12,8 @@ import (
 	"github.com/pion/stun/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/ferrynet/ferry/internal/netaddr"
 )
 
 // listenUDP opens a UDP socket on addr or fails the test.
@@ -70,7 +72,7 @@ func stunExchange(t testing.TB, c net.PacketConn, dst netip.AddrPort, req []byte
 	if err := m.Decode(); err != nil {
 		t.Fatalf("answer does not decode: %v", err)
 	}
-	ap, _ := addrPort(from)
+	ap := netaddr.AddrPort(from)
 	return m, ap
 }
 

@@ -68,17 +68,6 @@ func Listen(ctx context.Context, addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// limitKey reduces an address to the unit per-IP limits count in: the
-// address itself for IPv4, its /64 for IPv6.
-func limitKey(ip netip.Addr) netip.Addr {
-	ip = ip.Unmap()
-	if ip.Is6() {
-		p, _ := ip.Prefix(64) // cannot fail for an IPv6 address
-		ip = p.Addr()
-	}
-	return ip
-}
-
 // clientAddr returns the address a request is attributed to: its TCP
 // peer's, or, when that peer is a trusted proxy, the rightmost address in
 // X-Forwarded-For that is not a trusted proxy. A header that is malformed,

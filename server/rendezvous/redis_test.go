@@ -3,6 +3,7 @@ package rendezvous
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -74,19 +75,13 @@ func TestRedisReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	for {
+	testutil.WaitFor(t, ttl+time.Second, "c's registry entry to expire with its dead replica", func() bool {
 		n, err := rdb.Exists(ctx, key).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n == 0 {
-			break
-		}
-		if time.Since(killed) > ttl+time.Second {
-			t.Fatalf("c's registry entry outlived its dead replica by %v (TTL %v)", time.Since(killed), ttl)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return n == 0
+	})
 	t.Logf("entry gone %v after the kill (TTL %v)", time.Since(killed).Round(time.Millisecond), ttl)
 	err := a.Offer(ctx, c.PeerID(), &wire.Offer{Ufrag: "u", Pwd: "p"})
 	if !errors.Is(err, signal.ErrPeerNotFound) {
@@ -119,22 +114,15 @@ func TestRedisDeadReplicaFast(t *testing.T) {
 	}
 	// The first attempts may race Redis noticing the dead connection;
 	// they end as unavailable (no answer from the replica), never hang.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.WaitFor(t, 10*time.Second, "offers to the dead replica's peer to be refused as not found", func() bool {
 		actx, acancel := context.WithTimeout(ctx, remoteTimeout+2*time.Second)
 		err := a.Offer(actx, c.PeerID(), &wire.Offer{Ufrag: "u", Pwd: "p"})
 		acancel()
-		if errors.Is(err, signal.ErrPeerNotFound) {
-			break
-		}
-		if err != nil && !errors.Is(err, signal.ErrUnavailable) {
+		if err != nil && !errors.Is(err, signal.ErrPeerNotFound) && !errors.Is(err, signal.ErrUnavailable) {
 			t.Fatalf("after the kill: %v", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still routed to a dead replica: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return errors.Is(err, signal.ErrPeerNotFound)
+	})
 }
 
 // TestRedisRefresh: entries are refreshed while the peer stays, re-created
@@ -150,31 +138,27 @@ func TestRedisRefresh(t *testing.T) {
 	defer cancel()
 	a := dial(t, s)
 	key := s.cfg.redisPrefix + "peer:" + a.PeerID().String()
-	time.Sleep(ttl + time.Second)
-	if pttl, err := rdb.PTTL(ctx, key).Result(); err != nil || pttl <= 0 {
-		t.Fatalf("entry after one TTL: %v %v", pttl, err)
-	}
+	// Without a refresh an entry's remaining time only falls: a rise is
+	// one, and it must come before the entry expires.
+	last := time.Duration(1<<63 - 1)
+	testutil.WaitFor(t, ttl+time.Second, "a refresh of the entry's TTL", func() bool {
+		pttl, err := rdb.PTTL(ctx, key).Result()
+		if err != nil || pttl <= 0 {
+			t.Fatalf("entry before a refresh: %v %v", pttl, err)
+		}
+		refreshed := pttl > last
+		last = pttl
+		return refreshed
+	})
 	if err := rdb.Del(ctx, key).Err(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(ttl)
-	for rdb.Exists(ctx, key).Val() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("deleted entry not re-created")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.WaitFor(t, ttl, "the deleted entry to be re-created", func() bool { return rdb.Exists(ctx, key).Val() != 0 })
 	if err := s.Ready(); err != nil {
 		t.Fatal(err)
 	}
 	a.Close()
-	deadline = time.Now().Add(5 * time.Second)
-	for rdb.Exists(ctx, key).Val() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("entry of a peer that left remains")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 5*time.Second, "the entry of a peer that left to be removed", func() bool { return rdb.Exists(ctx, key).Val() == 0 })
 }
 
 // TestRedisLostMessage: a replica that takes a message and never answers
@@ -268,24 +252,10 @@ func TestRedisBootstrap(t *testing.T) {
 	nodes[0].Close()
 	dialAs(t, r2, nodeIDs[1])
 	want := []identity.PeerID{nodes[2].PeerID()}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		got := peers()
-		if same(got, want...) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bootstrap peers %v, want only %v", got, want)
-		}
-	}
-	for deadline := time.Now().Add(2 * ttl); ; time.Sleep(50 * time.Millisecond) {
-		err := rdb.ZScore(ctx, key, string(ghost[:])).Err()
-		if errors.Is(err, redis.Nil) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the lapsed entry is still there after two TTLs: %v", err)
-		}
-	}
+	testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("the bootstrap peers to be only %v", want), func() bool { return same(peers(), want...) })
+	testutil.WaitFor(t, 2*ttl, "the lapsed entry to be removed", func() bool {
+		return errors.Is(rdb.ZScore(ctx, key, string(ghost[:])).Err(), redis.Nil)
+	})
 }
 
 // redisReplica starts an in-process replica named id on the redis-server at

@@ -24,6 +24,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/ferrynet/ferry/internal/iplimit"
 	"github.com/ferrynet/ferry/internal/lighttls"
 	"github.com/ferrynet/ferry/wire"
 )
@@ -210,7 +211,7 @@ func (srv *Server) handleSignal(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad remote address", http.StatusBadRequest)
 		return
 	}
-	ip := limitKey(client)
+	ip := iplimit.Key(client) // per-IP limits count an IPv4 address or an IPv6 /64
 	srv.mu.Lock()
 	draining := srv.draining
 	srv.mu.Unlock()

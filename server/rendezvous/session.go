@@ -18,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/ferrynet/ferry/identity"
+	"github.com/ferrynet/ferry/internal/turnrest"
 	"github.com/ferrynet/ferry/wire"
 )
 
@@ -313,8 +314,12 @@ func (s *session) routeFrame(ctx context.Context, f wire.Frame) bool {
 func (s *session) sendCredentials(id uint64) {
 	c := &wire.Credentials{ID: id, STUNURLs: s.srv.stunURLs(s)}
 	if cfg := &s.srv.cfg; cfg.RelaySecret != "" {
-		user, pass, exp := TURNCredentials(cfg.RelaySecret, s.peer, cfg.now(), cfg.CredentialTTL)
-		c.Username, c.Password, c.ExpiresUnix = user, pass, exp.Unix()
+		// coturn REST credentials (its use-auth-secret): any coturn
+		// relay, and Ferry's, configured with the same secret accepts
+		// them until exp.
+		exp := cfg.now().Add(cfg.CredentialTTL)
+		c.Username, c.Password = turnrest.Credentials(cfg.RelaySecret, s.peer.String(), ":", exp)
+		c.ExpiresUnix = exp.Unix()
 		c.RelayURLs = cfg.RelayURLs
 	}
 	s.srv.m.credentials.Inc()

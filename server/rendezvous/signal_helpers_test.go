@@ -31,6 +31,13 @@ func newServer(t testing.TB, mutate func(*Config)) *Server {
 	if mutate != nil {
 		mutate(&cfg)
 	}
+	return startServer(t, cfg)
+}
+
+// startServer starts a server with cfg, closed (and checked to close
+// cleanly) at cleanup.
+func startServer(t testing.TB, cfg Config) *Server {
+	t.Helper()
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	"github.com/pion/stun/v4"
+
+	"github.com/ferrynet/ferry/internal/netaddr"
 )
 
 // The STUN service: Binding over UDP per RFC 8489, and with four sockets
@@ -51,9 +53,9 @@ func stunLayout(conns []net.PacketConn, external []netip.Addr) (layout, error) {
 		if c == nil {
 			return l, fmt.Errorf("%w: STUN socket %d is nil", ErrInvalidConfig, i)
 		}
-		ap, err := addrPort(c.LocalAddr())
-		if err != nil {
-			return l, fmt.Errorf("%w: STUN socket %d: %w", ErrInvalidConfig, i, err)
+		ap := netaddr.AddrPort(c.LocalAddr())
+		if !ap.IsValid() {
+			return l, fmt.Errorf("%w: STUN socket %d: local address %v (%T) has no IP and port", ErrInvalidConfig, i, c.LocalAddr(), c.LocalAddr())
 		}
 		l.addrs[i] = ap
 	}
@@ -94,15 +96,6 @@ func stunLayout(conns []net.PacketConn, external []netip.Addr) (layout, error) {
 		return l, fmt.Errorf("%w: %d STUN external IPs, want %d", ErrInvalidConfig, len(external), want)
 	}
 	return l, nil
-}
-
-func addrPort(a net.Addr) (netip.AddrPort, error) {
-	ua, ok := a.(*net.UDPAddr)
-	if !ok {
-		return netip.AddrPort{}, fmt.Errorf("not a UDP socket (%T)", a)
-	}
-	ap := ua.AddrPort()
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 }
 
 type stunServer struct {
@@ -181,10 +174,9 @@ func (s *stunServer) read(i int, buf []byte) (int, netip.AddrPort, error) {
 	if err != nil {
 		return 0, netip.AddrPort{}, err
 	}
-	// A source that is not a UDP address gives an invalid AddrPort,
+	// A source without an IP and port gives an invalid AddrPort,
 	// which handle drops.
-	ap, _ := addrPort(a)
-	return n, ap, nil
+	return n, netaddr.AddrPort(a), nil
 }
 
 func (s *stunServer) write(i int, b []byte, to netip.AddrPort) error {
@@ -247,36 +239,30 @@ func (s *stunServer) handle(w *stunWorker, in int, pkt []byte, from netip.AddrPo
 	w.unknown = w.unknown[:0]
 	for _, a := range req.Attributes {
 		switch a.Type {
-		case stun.AttrChangeRequest:
+		case stun.AttrChangeRequest, stun.AttrResponsePort:
+			// RFC 5780 behaviour discovery. Without it (no alternate
+			// address) both are unknown comprehension-required
+			// attributes, and CHANGE-REQUEST gets its 420 (section 6.1).
 			if len(a.Value) != 4 {
 				s.count(STUNMalformed)
 				return
 			}
 			if !s.layout.rfc5780 {
-				// RFC 5780 section 6.1: a server without an alternate
-				// address answers CHANGE-REQUEST with 420.
 				w.unknown = append(w.unknown, a.Type)
 			}
-			flags = binary.BigEndian.Uint32(a.Value)
+			if a.Type == stun.AttrChangeRequest {
+				flags = binary.BigEndian.Uint32(a.Value)
+				break
+			}
+			// RESPONSE-PORT (section 7.5): answer to this port of the
+			// source address (clients use it to measure binding
+			// lifetimes).
+			if respPort = binary.BigEndian.Uint16(a.Value); respPort == 0 {
+				s.count(STUNMalformed)
+				return
+			}
 		case stun.AttrPadding:
 			padding = len(a.Value)
-		case stun.AttrResponsePort:
-			// RFC 5780 section 7.5: answer to this port of the source
-			// address (clients use it to measure binding lifetimes).
-			// Only with behaviour discovery on; otherwise it is an
-			// unknown comprehension-required attribute.
-			if len(a.Value) != 4 {
-				s.count(STUNMalformed)
-				return
-			}
-			if !s.layout.rfc5780 {
-				w.unknown = append(w.unknown, a.Type)
-			}
-			respPort = binary.BigEndian.Uint16(a.Value)
-			if respPort == 0 {
-				s.count(STUNMalformed)
-				return
-			}
 		case stun.AttrFingerprint, stun.AttrSoftware, stun.AttrUsername, stun.AttrMessageIntegrity,
 			stun.AttrMessageIntegritySHA256, stun.AttrUserhash, stun.AttrRealm, stun.AttrNonce,
 			stun.AttrPasswordAlgorithm, stun.AttrPriority, stun.AttrUseCandidate:

@@ -3,6 +3,7 @@ package rendezvous
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -13,21 +14,13 @@ import (
 
 	"github.com/pion/stun/v4"
 
+	"github.com/ferrynet/ferry/internal/netaddr"
 	"github.com/ferrynet/ferry/internal/testutil"
 )
 
 func newSTUNOnly(t *testing.T, conns []net.PacketConn) *Server {
 	t.Helper()
-	s, err := New(Config{STUNConns: conns})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return s
+	return startServer(t, Config{STUNConns: conns})
 }
 
 func bindingRequest(t testing.TB, setters ...stun.Setter) []byte {
@@ -50,7 +43,7 @@ func TestSTUNBinding(t *testing.T) {
 	dst := s.STUNAddrs()[0]
 	c := listenUDP(t, "127.0.0.1:0")
 	defer c.Close()
-	local, _ := addrPort(c.LocalAddr())
+	local := netaddr.AddrPort(c.LocalAddr())
 
 	for _, fp := range []bool{false, true} {
 		var set []stun.Setter
@@ -100,7 +93,7 @@ func TestSTUNRFC5780(t *testing.T) {
 	a := s.STUNAddrs() // IP1:P1, IP1:P2, IP2:P1, IP2:P2
 	c := listenUDP(t, "127.0.0.1:0")
 	defer c.Close()
-	local, _ := addrPort(c.LocalAddr())
+	local := netaddr.AddrPort(c.LocalAddr())
 
 	for in := range 4 {
 		for _, flags := range []uint32{0, changePortFlag, changeIPFlag, changeIPFlag | changePortFlag} {
@@ -381,17 +374,13 @@ func TestSTUNNatDiscovery(t *testing.T) {
 // has the answer.
 func waitCount(t *testing.T, s *Server, disposition string, want float64) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.WaitFor(t, 5*time.Second, fmt.Sprintf("%v datagrams counted as %s", want, disposition), func() bool {
 		got := stunCount(s, disposition)
-		if got == want {
-			return
-		}
-		if got > want || time.Now().After(deadline) {
+		if got > want {
 			t.Fatalf("%s count %v, want %v", disposition, got, want)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return got == want
+	})
 }
 
 // TestSTUNDualStack: on a dual-stack wildcard socket, IPv4 clients (seen as
@@ -411,7 +400,7 @@ func TestSTUNDualStack(t *testing.T) {
 			t.Logf("skipping %s: %v", tc.local, err)
 			continue
 		}
-		local, _ := addrPort(c.LocalAddr())
+		local := netaddr.AddrPort(c.LocalAddr())
 		res, _ := stunExchange(t, c, netip.AddrPortFrom(netip.MustParseAddr(tc.server), port), bindingRequest(t), 2*time.Second)
 		c.Close()
 		if res == nil {
@@ -446,7 +435,7 @@ func TestSTUNResponsePort(t *testing.T) {
 	defer sender.Close()
 	other := listenUDP(t, "127.0.0.1:0")
 	defer other.Close()
-	otherAP, _ := addrPort(other.LocalAddr())
+	otherAP := netaddr.AddrPort(other.LocalAddr())
 	req := bindingRequest(t, respPort(otherAP.Port()), stun.Fingerprint)
 	if _, err := sender.WriteTo(req, net.UDPAddrFromAddrPort(s.STUNAddrs()[0])); err != nil {
 		t.Fatal(err)
@@ -465,7 +454,7 @@ func TestSTUNResponsePort(t *testing.T) {
 	if err := xa.GetFrom(m); err != nil {
 		t.Fatal(err)
 	}
-	if sent, _ := addrPort(sender.LocalAddr()); xa.Port != int(sent.Port()) {
+	if sent := netaddr.AddrPort(sender.LocalAddr()); xa.Port != int(sent.Port()) {
 		t.Fatalf("mapped port %d, want the sender's %d", xa.Port, sent.Port())
 	}
 	// Port 0 is malformed: dropped.
