@@ -67,7 +67,7 @@ func ParseRelayPolicy(s string) (RelayPolicy, error) {
 }
 
 // ICETiming tunes how fast ICE settles on a path. A zero field keeps the
-// default given in its comment; docs/ARCHITECTURE.md says why the defaults
+// default given in its comment; sdk/internal/icepath/README.md says why the defaults
 // differ from pion's.
 type ICETiming struct {
 	// CheckInterval is the connectivity-check pacing (default 25 ms; pion:
