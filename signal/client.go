@@ -236,7 +236,8 @@ func (c *Client) ServerID() string {
 	return c.link.loggedIn.ServerID
 }
 
-// Done is closed when the client has stopped (Close, or ErrReplaced).
+// Done is closed when the client has stopped (Close, or ErrReplaced), after
+// State reports StateClosed and the state hook has been called for it.
 func (c *Client) Done() <-chan struct{} { return c.done }
 
 // Err returns why the client stopped: ErrClosed after Close, ErrReplaced

@@ -63,10 +63,12 @@ func (c *Client) run(l *link) {
 		}
 		err := c.err
 		c.mu.Unlock()
+		c.http.CloseIdleConnections()
+		// The state hook sees StateClosed before Done closes, so whoever
+		// waits on Done finds the client closed, hook included.
+		c.setState(StateClosed, err)
 		close(c.done)
 		close(c.inbox)
-		c.http.CloseIdleConnections()
-		c.setState(StateClosed, err)
 	}()
 	for {
 		err := c.serve(l)
