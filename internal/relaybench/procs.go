@@ -66,7 +66,7 @@ func FerryArgs(s Settings) []string {
 		"--relay-ports=" + strconv.Itoa(s.MinPort) + "-" + strconv.Itoa(s.MaxPort),
 		"--auth-secret=" + s.Secret, "--realm=" + s.Realm,
 		"--allow-peer=127.0.0.0/8",
-		"--max-allocations-per-user=0",
+		"--max-allocations-per-user=-1", // no cap, as coturn runs: the load is 32 users on one IP
 		"--metrics-addr=", "--log-level=warn",
 	}
 }
