@@ -121,7 +121,9 @@ func (o *options) flags() *cliconf.Set {
 	s.Prefixes(&o.DenyPeers, "deny-peer", "CIDR",
 		"Deny relaying to this range; beats --allow-peer and the defaults. Repeatable. Always denied "+
 			"unless allowed: 0.0.0.0/8 10/8 100.64/10 127/8 169.254/16 172.16/12 192.0.0.0/24 192.168/16 "+
-			"198.18/15 224/4 240/4 ::/128 ::1/128 64:ff9b::/96 100::/64 fc00::/7 fe80::/10 ff00::/8.")
+			"198.18/15 224/4 240/4 ::/128 ::1/128 ::/96 ::ffff:0:0:0/96 64:ff9b::/96 64:ff9b:1::/48 100::/64 "+
+			"fc00::/7 fec0::/10 fe80::/10 ff00::/8, the relay's own addresses and the host's interface addresses; "+
+			"the IPv4 address inside NAT64, 6to4 and Teredo addresses is judged as IPv4.")
 
 	// Quotas and limits.
 	s.Int(&o.MaxAllocsPerUser, "max-allocations-per-user", "N",

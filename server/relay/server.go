@@ -34,8 +34,10 @@ type Server struct {
 	udp []*udpListener
 	tcp []*tcpListener
 
-	relayV4, relayV6 netip.Addr // local relay addresses
-	advV4, advV6     netip.Addr // advertised relay addresses
+	relayV4, relayV6 netip.Addr   // local relay addresses
+	advV4, advV6     netip.Addr   // advertised relay addresses
+	fixedSelf        []netip.Addr // relay, advertised and listener addresses, for the ACL
+	selfAt           atomic.Int64 // when the ACL's own addresses were last refreshed (Unix ns)
 
 	bwUp, bwDown *byteLimiter
 	unauth       *ipLimiter
@@ -238,6 +240,14 @@ func (s *Server) logStarted(so sockets) {
 				"advertised", adv)
 		}
 	}
+	for _, ip := range s.fixedSelf {
+		for _, p := range s.acl.allow {
+			if ip.IsValid() && p.Contains(Canonical(ip)) {
+				s.log.Warn("an allowed peer range covers one of the relay's own addresses: clients can reach this host's services through it",
+					"allow_peer", p, "address", ip)
+			}
+		}
+	}
 	s.log.Info("relay started", "udp_sockets", len(s.udp), "tcp_listeners", len(so.tcps), "tls_listeners", len(so.tlss),
 		"relay_v4", s.relayV4, "relay_v6", s.relayV6, "advertised_v4", s.advV4, "advertised_v6", s.advV6,
 		"ports", fmt.Sprintf("%d-%d", s.cfg.RelayPortMin, s.cfg.RelayPortMax), "realm", s.cfg.Realm)
@@ -267,6 +277,8 @@ func (s *Server) pickRelayIPs(pcs []net.PacketConn, lists ...[]net.Listener) err
 	check := func(a net.Addr) {
 		if ip := netaddr.AddrPort(a).Addr(); !ip.IsValid() || ip.IsUnspecified() {
 			wildcard = true
+		} else {
+			s.fixedSelf = append(s.fixedSelf, ip)
 		}
 		consider(a)
 	}
@@ -298,6 +310,8 @@ func (s *Server) pickRelayIPs(pcs []net.PacketConn, lists ...[]net.Listener) err
 			s.advV6 = ip
 		}
 	}
+	s.fixedSelf = append(s.fixedSelf, s.relayV4, s.relayV6, s.advV4, s.advV6)
+	s.refreshSelf()
 	return nil
 }
 
