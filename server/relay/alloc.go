@@ -24,12 +24,12 @@ type generator struct {
 func (g *generator) Validate() error { return nil }
 
 // reserve takes a quota slot for a new relay socket.
-func (s *Server) reserve(user string) error {
+func (s *Server) reserve(userID string) error {
 	if s.draining.Load() {
 		s.m.quotaRejections.WithLabelValues(QuotaDraining).Inc()
 		return ErrDraining
 	}
-	if r := s.quota.acquire(user); r != "" {
+	if r := s.quota.acquire(splitUserID(userID)); r != "" {
 		s.m.quotaRejections.WithLabelValues(r).Inc()
 		return fmt.Errorf("%w: %s", ErrQuota, r)
 	}
@@ -141,7 +141,7 @@ func (s *Server) allocate(network, user string, requested int, open func(local, 
 		return open(netip.AddrPortFrom(local, port), netip.AddrPortFrom(adv, port))
 	})
 	if err != nil {
-		s.quota.release(user)
+		s.quota.release(splitUserID(user))
 	}
 	return err
 }

@@ -19,6 +19,7 @@ const (
 const (
 	QuotaUser     = "user"     // the user's allocation cap
 	QuotaTotal    = "total"    // the server's allocation cap
+	QuotaIP       = "ip"       // the source's allocation cap (MaxAllocationsPerIP)
 	QuotaDraining = "draining" // the server is draining
 	QuotaPorts    = "ports"    // the relay port range is exhausted
 	QuotaPeers    = "peers"    // an allocation's permissions or channels (MaxPeersPerAllocation)

@@ -42,6 +42,7 @@ type Server struct {
 	bwUp, bwDown *byteLimiter
 	unauth       *ipLimiter
 	quota        *quota
+	connIPs      *ipCounter // TCP and TLS client connections per source
 	draining     atomic.Bool
 
 	resvMu sync.Mutex
@@ -100,13 +101,14 @@ func New(cfg Config) (_ *Server, err error) {
 		cfg:       c,
 		log:       c.Logger,
 		acl:       NewACL(c.AllowPeers, c.DenyPeers),
-		auth:      newAuthenticator(c.Realm, c.AuthSeparator, c.AuthSecrets, c.Users, c.now),
+		auth:      newAuthenticator(c.Realm, c.AuthSeparator, c.AuthSecrets, c.Users, c.now, c.MaxCredentialLifetime),
 		ctx:       ctx,
 		cancel:    cancel,
 		bwUp:      newByteLimiter(c.ServerBandwidth),
 		bwDown:    newByteLimiter(c.ServerBandwidth),
 		unauth:    newIPLimiter(c.UnauthRepliesPerIP),
-		quota:     newQuota(c.MaxAllocationsPerUser, c.MaxAllocations),
+		quota:     newQuota(c.MaxAllocationsPerUser, c.MaxAllocationsPerIP, c.MaxAllocations),
+		connIPs:   newIPCounter(c.MaxConnsPerIP),
 		relays:    map[netip.AddrPort]*relayConn{},
 		byClient:  map[clientKey]*relayConn{},
 		tcpRelays: map[netip.AddrPort]*relayListener{},
