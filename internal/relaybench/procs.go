@@ -66,7 +66,8 @@ func FerryArgs(s Settings) []string {
 		"--relay-ports=" + strconv.Itoa(s.MinPort) + "-" + strconv.Itoa(s.MaxPort),
 		"--auth-secret=" + s.Secret, "--realm=" + s.Realm,
 		"--allow-peer=127.0.0.0/8",
-		"--max-allocations-per-user=0",
+		"--max-allocations-per-user=-1", "--max-allocations-per-ip=-1", "--max-allocations=-1",
+		"--allocation-bandwidth=-1", "--server-bandwidth=-1",
 		"--metrics-addr=", "--log-level=warn",
 	}
 }
