@@ -1,10 +1,13 @@
 package relay
 
 import (
+	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/ferrynet/ferry/internal/cliconf/cliconftest"
 	"github.com/ferrynet/ferry/internal/netaddr"
 	"github.com/ferrynet/ferry/internal/testutil"
 )
@@ -191,5 +194,25 @@ func BenchmarkACLCheck(b *testing.B) {
 	for b.Loop() {
 		acl.Check(ips[i%len(ips)])
 		i++
+	}
+}
+
+// TestAllowCoveringSelfWarns: an allow range that re-opens the relay's own
+// addresses is said at start.
+func TestAllowCoveringSelfWarns(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 30*time.Second)
+	for _, tc := range []struct {
+		allow []netip.Prefix
+		warns bool
+	}{{loopback, true}, {[]netip.Prefix{netip.MustParsePrefix("10.99.0.0/16")}, false}} {
+		var logs cliconftest.SyncBuffer
+		startServer(t, func(c *Config) {
+			c.AllowPeers = tc.allow
+			c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		})
+		if got := strings.Contains(logs.String(), "covers the relay's own addresses"); got != tc.warns {
+			t.Errorf("allow %v: warned %v, want %v\n%s", tc.allow, got, tc.warns, logs.String())
+		}
 	}
 }

@@ -242,12 +242,16 @@ func (s *Server) logStarted(so sockets) {
 				"advertised", adv)
 		}
 	}
-	for _, ip := range s.fixedSelf {
-		for _, p := range s.acl.allow {
-			if ip.IsValid() && p.Contains(Canonical(ip)) {
-				s.log.Warn("an allowed peer range covers one of the relay's own addresses: clients can reach this host's services through it",
-					"allow_peer", p, "address", ip)
+	for _, p := range s.acl.allow {
+		var own []netip.Addr
+		for _, ip := range append(slices.Clone(s.fixedSelf), interfaceAddrs()...) {
+			if ip = Canonical(ip); ip.IsValid() && p.Contains(ip) && !slices.Contains(own, ip) {
+				own = append(own, ip)
 			}
+		}
+		if len(own) > 0 {
+			s.log.Warn("an allowed peer range covers the relay's own addresses: clients can reach this host's services through them",
+				"allow_peer", p, "addresses", own)
 		}
 	}
 	s.log.Info("relay started", "udp_sockets", len(s.udp), "tcp_listeners", len(so.tcps), "tls_listeners", len(so.tlss),
