@@ -43,6 +43,7 @@ type Server struct {
 	unauth       *ipLimiter
 	quota        *quota
 	connIPs      *ipCounter // TCP and TLS client connections per source
+	unalloc      unallocList
 	draining     atomic.Bool
 
 	resvMu sync.Mutex

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"container/list"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -71,7 +72,13 @@ func (l *tcpListener) Accept() (net.Conn, error) {
 		}
 		backoff = 5 * time.Millisecond
 		client := netaddr.AddrPort(c.RemoteAddr())
-		if l.s.m.tcpActive.Load() >= int64(l.s.cfg.MaxConns) || !l.s.connIPs.acquire(client.Addr()) {
+		if !l.s.connIPs.acquire(client.Addr()) {
+			l.s.m.tcpRejected.Inc()
+			_ = c.Close()
+			continue
+		}
+		if l.s.m.tcpActive.Load() >= int64(l.s.cfg.MaxConns) && !l.s.evictIdle() {
+			l.s.connIPs.release(client.Addr())
 			l.s.m.tcpRejected.Inc()
 			_ = c.Close()
 			continue
@@ -100,6 +107,7 @@ func (l *tcpListener) track(tc *tcpConn) bool {
 	}
 	l.conns[tc] = struct{}{}
 	l.byClient[tc.client] = tc
+	l.s.unalloc.add(tc)
 	l.s.m.tcpActive.Add(1)
 	l.s.live.Add(1)
 	return true
@@ -116,6 +124,7 @@ func (l *tcpListener) untrack(tc *tcpConn) {
 		delete(l.byClient, tc.client)
 	}
 	l.s.connIPs.release(tc.client.Addr())
+	l.s.unalloc.drop(tc)
 	l.s.m.tcpActive.Add(-1)
 	l.s.live.Done()
 }
@@ -192,6 +201,8 @@ type tcpConn struct {
 	// connection's read deadline while the connection holds no allocation
 	// and is not a bound RFC 6062 data connection.
 	accepted time.Time
+	unalloc  *list.Element // in Server.unalloc while it holds no allocation
+	gone     bool          // closed: never in Server.unalloc again (guarded by its mu)
 	idleMu   sync.Mutex
 	holds    bool // has a live allocation
 	isBound  bool // a data connection after its ConnectionBind
@@ -212,6 +223,7 @@ func (c *tcpConn) allocated() {
 	c.idleMu.Lock()
 	defer c.idleMu.Unlock()
 	c.holds = true
+	c.l.s.unalloc.remove(c)
 	_ = c.raw.SetReadDeadline(time.Time{})
 }
 
@@ -221,6 +233,7 @@ func (c *tcpConn) allocationEnded() {
 	defer c.idleMu.Unlock()
 	c.holds = false
 	if !c.isBound {
+		c.l.s.unalloc.add(c)
 		_ = c.raw.SetReadDeadline(time.Now().Add(c.l.s.cfg.UnallocatedTimeout))
 	}
 }
@@ -231,6 +244,7 @@ func (c *tcpConn) bound() {
 	c.idleMu.Lock()
 	defer c.idleMu.Unlock()
 	c.isBound = true
+	c.l.s.unalloc.remove(c)
 	_ = c.raw.SetReadDeadline(time.Time{})
 }
 
@@ -467,4 +481,64 @@ func (p *peerConn) Close() error {
 // dialContext bounds an RFC 6062 Connect's dial.
 func (s *Server) dialContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(s.ctx, DefaultConnectTimeout)
+}
+
+// unallocList orders the TCP and TLS connections that hold no allocation
+// (and are not bound data connections) by when they became so, oldest
+// first. At MaxConns the oldest of them makes room for a new connection:
+// a legitimate client allocates within round trips of its accept and leaves
+// the list, so connections held idle on purpose cannot lock it out unless
+// they are renewed faster than MaxConns per allocation round trip.
+type unallocList struct {
+	mu sync.Mutex
+	l  list.List
+}
+
+func (u *unallocList) add(tc *tcpConn) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if tc.unalloc == nil && !tc.gone {
+		tc.unalloc = u.l.PushBack(tc)
+	}
+}
+
+// drop removes a closed connection for good.
+func (u *unallocList) drop(tc *tcpConn) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	tc.gone = true
+	if tc.unalloc != nil {
+		u.l.Remove(tc.unalloc)
+		tc.unalloc = nil
+	}
+}
+
+func (u *unallocList) remove(tc *tcpConn) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if tc.unalloc != nil {
+		u.l.Remove(tc.unalloc)
+		tc.unalloc = nil
+	}
+}
+
+// evictIdle closes the oldest connection without an allocation, and
+// reports whether there was one.
+func (s *Server) evictIdle() bool {
+	s.unalloc.mu.Lock()
+	e := s.unalloc.l.Front()
+	var tc *tcpConn
+	if e != nil {
+		tc = e.Value.(*tcpConn) //nolint:forcetypeassert // the list holds only *tcpConn
+		s.unalloc.l.Remove(e)
+		tc.unalloc = nil
+	}
+	s.unalloc.mu.Unlock()
+	if tc == nil {
+		return false
+	}
+	s.m.tcpEvicted.Inc()
+	s.log.Debug("closing the oldest connection without an allocation to make room", "client", tc.client)
+	_ = tc.Close()
+	return true
 }
