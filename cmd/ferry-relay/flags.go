@@ -154,7 +154,7 @@ func (o *options) flags() *cliconf.Set {
 	s.Duration(&o.MaxCredentialLifetime, "max-credential-lifetime", "D",
 		"Refuse TURN REST usernames that expire further in the future than this, so leaked credentials stop "+
 			"working within it; keep the rendezvous' --credential-ttl well below. 0 means the default, "+
-			"negative means no bound.")
+			"negative (-1s) means no bound.")
 	s.Func("unauth-replies-per-ip", "N", strconv.FormatFloat(relay.DefaultUnauthRepliesPerIP, 'g', -1, 64),
 		"401/438 replies per second to one source IP (one /64 for IPv6); beyond it requests are dropped "+
 			"unanswered, so spoofed requests cannot turn the relay into a reflector. 0 means the default; "+
