@@ -25,12 +25,13 @@ type options struct {
 
 	AllowPeers, DenyPeers []netip.Prefix
 
-	MaxAllocsPerUser, MaxAllocs        int
-	AllocBandwidth, ServerBandwidth    int64
-	Lifetime, MinLifetime, MaxLifetime time.Duration
-	UnauthPerIP                        float64
-	FirstMessageTimeout                time.Duration
-	MaxConns                           int
+	MaxAllocsPerUser, MaxAllocsPerIP, MaxAllocs int
+	AllocBandwidth, ServerBandwidth             int64
+	Lifetime, MinLifetime, MaxLifetime          time.Duration
+	MaxCredentialLifetime                       time.Duration
+	UnauthPerIP                                 float64
+	FirstMessageTimeout, UnallocatedTimeout     time.Duration
+	MaxConns, MaxConnsPerIP                     int
 
 	TLS cliconf.TLSFlags
 	Ops cliconf.Ops
@@ -38,19 +39,26 @@ type options struct {
 
 func defaultOptions() *options {
 	return &options{
-		ListenUDP:           []string{":3478"},
-		ListenTCP:           []string{":3478"},
-		Realm:               relay.DefaultRealm,
-		AuthSeparator:       relay.DefaultAuthSeparator,
-		Users:               map[string]string{},
-		PortMin:             relay.DefaultRelayPortMin,
-		PortMax:             relay.DefaultRelayPortMax,
-		MaxAllocsPerUser:    relay.DefaultMaxAllocationsPerUser,
-		Lifetime:            relay.DefaultAllocationLifetime,
-		MaxLifetime:         relay.DefaultMaxAllocationLifetime,
-		UnauthPerIP:         relay.DefaultUnauthRepliesPerIP,
-		FirstMessageTimeout: relay.DefaultFirstMessageTimeout,
-		MaxConns:            relay.DefaultMaxConns,
+		ListenUDP:             []string{":3478"},
+		ListenTCP:             []string{":3478"},
+		Realm:                 relay.DefaultRealm,
+		AuthSeparator:         relay.DefaultAuthSeparator,
+		Users:                 map[string]string{},
+		PortMin:               relay.DefaultRelayPortMin,
+		PortMax:               relay.DefaultRelayPortMax,
+		MaxAllocsPerUser:      relay.DefaultMaxAllocationsPerUser,
+		MaxAllocsPerIP:        relay.DefaultMaxAllocationsPerIP,
+		MaxAllocs:             relay.DefaultMaxAllocations,
+		AllocBandwidth:        relay.DefaultAllocationBandwidth,
+		ServerBandwidth:       relay.DefaultServerBandwidth,
+		Lifetime:              relay.DefaultAllocationLifetime,
+		MaxLifetime:           relay.DefaultMaxAllocationLifetime,
+		MaxCredentialLifetime: relay.DefaultMaxCredentialLifetime,
+		UnauthPerIP:           relay.DefaultUnauthRepliesPerIP,
+		FirstMessageTimeout:   relay.DefaultFirstMessageTimeout,
+		UnallocatedTimeout:    relay.DefaultUnallocatedTimeout,
+		MaxConns:              relay.DefaultMaxConns,
+		MaxConnsPerIP:         relay.DefaultMaxConnsPerIP,
 		Ops: cliconf.Ops{
 			MetricsAddr:   ":9090",
 			ShutdownGrace: 30 * time.Second,
@@ -121,23 +129,32 @@ func (o *options) flags() *cliconf.Set {
 	s.Prefixes(&o.DenyPeers, "deny-peer", "CIDR",
 		"Deny relaying to this range; beats --allow-peer and the defaults. Repeatable. Always denied "+
 			"unless allowed: 0.0.0.0/8 10/8 100.64/10 127/8 169.254/16 172.16/12 192.0.0.0/24 192.168/16 "+
-			"198.18/15 224/4 240/4 ::/128 ::1/128 64:ff9b::/96 100::/64 fc00::/7 fe80::/10 ff00::/8.")
+			"198.18/15 224/4 240/4 ::/128 ::1/128 ::/96 ::ffff:0:0:0/96 64:ff9b::/96 64:ff9b:1::/48 100::/64 "+
+			"fc00::/7 fec0::/10 fe80::/10 ff00::/8, the relay's own addresses and the host's interface addresses; "+
+			"the IPv4 address inside NAT64, 6to4 and Teredo addresses is judged as IPv4.")
 
 	// Quotas and limits.
 	s.Int(&o.MaxAllocsPerUser, "max-allocations-per-user", "N",
 		"Concurrent allocations per user (the REST username's user part, or the static user); 0 means the "+
 			"default, negative means no cap.")
+	s.Int(&o.MaxAllocsPerIP, "max-allocations-per-ip", "N",
+		"Concurrent allocations per source IP (one /64 for IPv6), whatever usernames they use; sized for a "+
+			"few dozen users behind one carrier-grade NAT. 0 means the default, negative means no cap.")
 	s.Int(&o.MaxAllocs, "max-allocations", "N",
-		"Concurrent allocations on the server; 0 means the default, no cap; negative means no cap.")
+		"Concurrent allocations on the server; 0 means the default, negative means no cap.")
 	s.Int64(&o.AllocBandwidth, "allocation-bandwidth", "BYTES/S",
 		"Per-allocation cap on relayed payload bytes per second, each direction (token bucket; suffixes k, M, "+
-			"Ki, Mi). 0 means the default, no cap; negative means no cap.")
+			"Ki, Mi). 0 means the default, negative means no cap.")
 	s.Int64(&o.ServerBandwidth, "server-bandwidth", "BYTES/S",
-		"Whole-server cap on relayed payload bytes per second, each direction. 0 means the default, no cap; "+
-			"negative means no cap.")
+		"Whole-server cap on relayed payload bytes per second, each direction; raise it to your link's "+
+			"capacity. 0 means the default, negative means no cap.")
 	s.Duration(&o.Lifetime, "allocation-lifetime", "D", "Lifetime of an allocation that asks for none.")
 	s.Duration(&o.MinLifetime, "min-allocation-lifetime", "D", "Shortest lifetime granted to Allocate and Refresh.")
 	s.Duration(&o.MaxLifetime, "max-allocation-lifetime", "D", "Longest lifetime granted (at most 1h).")
+	s.Duration(&o.MaxCredentialLifetime, "max-credential-lifetime", "D",
+		"Refuse TURN REST usernames that expire further in the future than this, so leaked credentials stop "+
+			"working within it; keep the rendezvous' --credential-ttl well below. 0 means the default, "+
+			"negative (-1s) means no bound.")
 	s.Func("unauth-replies-per-ip", "N", strconv.FormatFloat(relay.DefaultUnauthRepliesPerIP, 'g', -1, 64),
 		"401/438 replies per second to one source IP (one /64 for IPv6); beyond it requests are dropped "+
 			"unanswered, so spoofed requests cannot turn the relay into a reflector. 0 means the default; "+
@@ -145,8 +162,14 @@ func (o *options) flags() *cliconf.Set {
 		func(v string) (err error) { o.UnauthPerIP, err = strconv.ParseFloat(v, 64); return err })
 	s.Duration(&o.FirstMessageTimeout, "first-message-timeout", "D",
 		"Time a TCP or TLS connection gets to finish its TLS handshake and send its first TURN message.")
+	s.Duration(&o.UnallocatedTimeout, "unallocated-timeout", "D",
+		"Time a TCP or TLS connection may stay open without an allocation: from its accept to its first "+
+			"Allocate (an RFC 6062 data connection: its ConnectionBind), and from the end of its allocation.")
 	s.Int(&o.MaxConns, "max-conns", "N",
 		"Concurrent TCP and TLS connections (UDP has none); 0 means the default, negative means no cap.")
+	s.Int(&o.MaxConnsPerIP, "max-conns-per-ip", "N",
+		"Concurrent TCP and TLS connections per source IP (one /64 for IPv6); 0 means the default, negative "+
+			"means no cap.")
 	s.Alias("max-tcp-connections", "max-conns")
 
 	o.TLS.Register(s, "listen-tls", "The CA validates with TLS-ALPN-01 on port 443 (served by --listen-tls "+
@@ -183,6 +206,7 @@ func (o *options) relayConfig() relay.Config {
 		AllowPeers:            o.AllowPeers,
 		DenyPeers:             o.DenyPeers,
 		MaxAllocationsPerUser: o.MaxAllocsPerUser,
+		MaxAllocationsPerIP:   o.MaxAllocsPerIP,
 		MaxAllocations:        o.MaxAllocs,
 		AllocationBandwidth:   o.AllocBandwidth,
 		ServerBandwidth:       o.ServerBandwidth,
@@ -190,7 +214,10 @@ func (o *options) relayConfig() relay.Config {
 		MinAllocationLifetime: o.MinLifetime,
 		MaxAllocationLifetime: o.MaxLifetime,
 		UnauthRepliesPerIP:    o.UnauthPerIP,
+		MaxCredentialLifetime: o.MaxCredentialLifetime,
 		FirstMessageTimeout:   o.FirstMessageTimeout,
+		UnallocatedTimeout:    o.UnallocatedTimeout,
 		MaxConns:              o.MaxConns,
+		MaxConnsPerIP:         o.MaxConnsPerIP,
 	}
 }

@@ -46,6 +46,10 @@ func child() int {
 		Realm:                 "bench",
 		AllowPeers:            []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 		MaxAllocationsPerUser: -1,
+		MaxAllocationsPerIP:   -1, // every bench client is on 127.0.0.1
+		MaxAllocations:        -1,
+		AllocationBandwidth:   -1, // coturn, the comparison, has no caps either
+		ServerBandwidth:       -1,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -62,6 +62,8 @@ func FerryArgs(s Settings) []string {
 	return []string{
 		"--listen-udp=127.0.0.1:" + strconv.Itoa(s.Port), "--listen-tcp=",
 		"--udp-sockets=" + strconv.Itoa(s.Threads),
+		// No caps, as coturn runs: the load is many users on one IP.
+		"--max-allocations-per-ip=-1", "--max-allocations=-1", "--allocation-bandwidth=-1", "--server-bandwidth=-1",
 		"--relay-ip=127.0.0.1",
 		"--relay-ports=" + strconv.Itoa(s.MinPort) + "-" + strconv.Itoa(s.MaxPort),
 		"--auth-secret=" + s.Secret, "--realm=" + s.Realm,

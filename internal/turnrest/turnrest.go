@@ -31,6 +31,9 @@ var (
 	// ErrBadPassword means the password is not the one the secret gives
 	// for the username.
 	ErrBadPassword = errors.New("turnrest: wrong password")
+	// ErrTooFar means the username's expiry is further in the future than
+	// the checker's maximum credential lifetime.
+	ErrTooFar = errors.New("turnrest: credentials expire further in the future than allowed")
 )
 
 // Password returns the password of username under secret:
@@ -78,6 +81,26 @@ func Check(username, sep string, now time.Time) (user string, err error) {
 	}
 	if expiry.Unix() < now.Unix() {
 		return "", ErrExpired
+	}
+	return user, nil
+}
+
+// CheckBounded is Check that also refuses, with ErrTooFar, a username whose
+// expiry is more than maxLifetime after now: a relay bounds how long
+// credentials it did not issue may work, so that a leaked or carelessly
+// issued username stops working within that bound. maxLifetime <= 0 means
+// no bound.
+func CheckBounded(username, sep string, now time.Time, maxLifetime time.Duration) (user string, err error) {
+	expiry, user, err := Parse(username, sep)
+	if err != nil {
+		return "", err
+	}
+	if expiry.Unix() < now.Unix() {
+		return "", ErrExpired
+	}
+	// Compare in seconds: far-future expiries overflow time.Duration.
+	if maxLifetime > 0 && expiry.Unix()-now.Unix() > int64(maxLifetime/time.Second) {
+		return "", ErrTooFar
 	}
 	return user, nil
 }

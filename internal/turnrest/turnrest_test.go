@@ -123,3 +123,30 @@ func TestCheckAndVerify(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckBounded(t *testing.T) {
+	now := time.Unix(1_700_000_000, 500_000_000)
+	for _, tc := range []struct {
+		name, username string
+		max            time.Duration
+		user           string
+		err            error
+	}{
+		{"within the bound", "1700003600:alice", 24 * time.Hour, "alice", nil},
+		{"exactly the bound", "1700086400:alice", 24 * time.Hour, "alice", nil},
+		{"one second beyond", "1700086401:alice", 24 * time.Hour, "", ErrTooFar},
+		{"years ahead", "4102444800:alice", 24 * time.Hour, "", ErrTooFar},
+		{"far beyond time.Duration", "9223372036854775807:alice", 24 * time.Hour, "", ErrTooFar},
+		{"no bound", "9223372036854775807:alice", 0, "alice", nil},
+		{"negative bound is none", "4102444800:alice", -1, "alice", nil},
+		{"expired beats the bound", "1699999999:alice", 24 * time.Hour, "", ErrExpired},
+		{"not a time", "soon:alice", 24 * time.Hour, "", ErrBadUsername},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			user, err := CheckBounded(tc.username, ":", now, tc.max)
+			if user != tc.user || !errors.Is(err, tc.err) {
+				t.Errorf("CheckBounded = %q, %v; want %q, %v", user, err, tc.user, tc.err)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package relay
 import (
 	"net"
 	"net/netip"
+	"sync/atomic"
 )
 
 // ACL reasons: the label values of ferry_relay_acl_denials_total{reason}.
@@ -22,6 +23,10 @@ const (
 	ReasonNAT64       = "nat64"        // 64:ff9b::/96
 	ReasonDiscard     = "discard"      // 100::/64
 	ReasonULA         = "ula"          // fc00::/7
+	ReasonSiteLocal   = "site_local"   // fec0::/10, deprecated by RFC 3879
+	ReasonV4Compat    = "ipv4_compat"  // ::/96, IPv4-compatible, deprecated by RFC 4291
+	ReasonV4Trans     = "ipv4_trans"   // ::ffff:0:0:0/96, IPv4-translated (RFC 2765 SIIT)
+	ReasonSelf        = "self"         // the relay's own addresses and the host's interface addresses
 )
 
 type aclEntry struct {
@@ -51,32 +56,54 @@ var DefaultDeniedPeers = []netip.Prefix{
 	netip.MustParsePrefix("fc00::/7"),
 	netip.MustParsePrefix("fe80::/10"),
 	netip.MustParsePrefix("ff00::/8"),
+	netip.MustParsePrefix("64:ff9b:1::/48"),
+	netip.MustParsePrefix("fec0::/10"),
+	netip.MustParsePrefix("::/96"),
+	netip.MustParsePrefix("::ffff:0:0:0/96"),
 }
 
 var defaultDenyReasons = []string{
 	ReasonThisNetwork, ReasonPrivate, ReasonShared, ReasonLoopback, ReasonLinkLocal, ReasonPrivate,
 	ReasonIETF, ReasonPrivate, ReasonBenchmark, ReasonMulticast, ReasonReserved,
 	ReasonUnspecified, ReasonLoopback, ReasonNAT64, ReasonDiscard, ReasonULA, ReasonLinkLocal, ReasonMulticast,
+	ReasonNAT64, ReasonSiteLocal, ReasonV4Compat, ReasonV4Trans,
 }
 
-var nat64Prefix = netip.MustParsePrefix("64:ff9b::/96")
+// IPv6 ranges that carry an IPv4 address (see embeddedV4).
+var (
+	nat64Prefix      = netip.MustParsePrefix("64:ff9b::/96")    // RFC 6052 well-known prefix
+	nat64LocalPrefix = netip.MustParsePrefix("64:ff9b:1::/48")  // RFC 8215 local use
+	v4CompatPrefix   = netip.MustParsePrefix("::/96")           // RFC 4291 section 2.5.5.1
+	v4TransPrefix    = netip.MustParsePrefix("::ffff:0:0:0/96") // RFC 2765 section 2.1
+	sixToFourPrefix  = netip.MustParsePrefix("2002::/16")       // RFC 3056
+	teredoPrefix     = netip.MustParsePrefix("2001::/32")       // RFC 4380
+	ipv6Unspecified  = netip.IPv6Unspecified()
+	ipv6Loopback     = netip.IPv6Loopback()
+)
 
 // ACL decides which peer addresses an allocation may relay to. The relay
 // consults it for CreatePermission, ChannelBind, Send and (RFC 6062) Connect.
 //
 // Precedence, highest first: an explicit deny (DenyPeers), an explicit allow
-// (AllowPeers), the default deny list (DefaultDeniedPeers), and finally allow.
+// (AllowPeers), the default deny list (DefaultDeniedPeers, then the relay's
+// own addresses, see SetSelf), and finally allow.
 //
 // Addresses are canonicalised before they are judged: an IPv4-mapped IPv6
-// address (::ffff:a.b.c.d) is judged as the IPv4 address, zones are dropped,
-// and a NAT64 address (64:ff9b::/96) is judged both as itself and as the IPv4
-// address it embeds; either verdict can deny it. So allowing 64:ff9b::/96 to
-// reach the IPv4 internet through a NAT64 gateway never opens 64:ff9b::a00:1
-// (10.0.0.1).
+// address (::ffff:a.b.c.d) is judged as the IPv4 address, and zones are
+// dropped. An IPv6 address that carries an IPv4 address is judged both as
+// itself and as every IPv4 address it carries, and either verdict can deny
+// it: NAT64 (64:ff9b::/96 and the local-use 64:ff9b:1::/48, the IPv4
+// address in the last 32 bits), IPv4-compatible (::a.b.c.d),
+// IPv4-translated (::ffff:0:a.b.c.d), 6to4 (2002:AABB:CCDD::/48) and Teredo
+// (2001:0:SSSS:SSSS::, the server's address, and the client's, stored
+// inverted in the last 32 bits). So allowing 64:ff9b::/96 to reach the IPv4
+// internet through a NAT64 gateway never opens 64:ff9b::a00:1 (10.0.0.1),
+// and 2002:7f00:1:: never reaches 127.0.0.1 through a 6to4 router.
 type ACL struct {
 	allow []netip.Prefix
 	deny  []netip.Prefix
 	defs  []aclEntry
+	self  atomic.Pointer[map[netip.Addr]struct{}]
 }
 
 // NewACL returns an ACL with the default deny list plus the operator's
@@ -109,6 +136,22 @@ func canonPrefix(p netip.Prefix) netip.Prefix {
 // Canonical returns the address the ACL judges for ip: unmapped, without zone.
 func Canonical(ip netip.Addr) netip.Addr { return ip.Unmap().WithZone("") }
 
+// SetSelf replaces the set of the relay's own addresses: they are denied with
+// ReasonSelf unless AllowPeers covers them, after the default deny list (so
+// 127.0.0.1 keeps the reason loopback). The relay sets its relay, advertised
+// and listener addresses and every address of the host's interfaces, so that
+// a client cannot reach the relay host's other services (its metrics port,
+// an SSH daemon) through its public address.
+func (a *ACL) SetSelf(addrs []netip.Addr) {
+	m := make(map[netip.Addr]struct{}, len(addrs))
+	for _, ip := range addrs {
+		if ip.IsValid() {
+			m[Canonical(ip)] = struct{}{}
+		}
+	}
+	a.self.Store(&m)
+}
+
 // Check reports whether relaying to ip is allowed, and when it is not, the
 // reason (one of the Reason* constants).
 func (a *ACL) Check(ip netip.Addr) (ok bool, reason string) {
@@ -119,11 +162,33 @@ func (a *ACL) Check(ip netip.Addr) (ok bool, reason string) {
 	if ok, reason = a.judge(ip); !ok {
 		return false, reason
 	}
-	if ip.Is6() && nat64Prefix.Contains(ip) {
-		b := ip.As16()
-		return a.judge(netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}))
+	v4s, n := embeddedV4(ip)
+	for _, v4 := range v4s[:n] {
+		if ok, reason = a.judge(v4); !ok {
+			return false, reason
+		}
 	}
 	return true, ""
+}
+
+// embeddedV4 returns the IPv4 addresses an IPv6 address carries (see ACL).
+func embeddedV4(ip netip.Addr) (out [2]netip.Addr, n int) {
+	if !ip.Is6() {
+		return out, 0
+	}
+	b := ip.As16()
+	v4 := func(i int) netip.Addr { return netip.AddrFrom4([4]byte(b[i : i+4])) }
+	switch {
+	case ip == ipv6Unspecified || ip == ipv6Loopback: // in ::/96, but not IPv4-compatible
+	case nat64Prefix.Contains(ip), nat64LocalPrefix.Contains(ip), v4CompatPrefix.Contains(ip), v4TransPrefix.Contains(ip):
+		out[0], n = v4(12), 1
+	case sixToFourPrefix.Contains(ip):
+		out[0], n = v4(2), 1
+	case teredoPrefix.Contains(ip):
+		client := [4]byte{^b[12], ^b[13], ^b[14], ^b[15]}
+		out[0], out[1], n = v4(4), netip.AddrFrom4(client), 2
+	}
+	return out, n
 }
 
 func (a *ACL) judge(ip netip.Addr) (bool, string) {
@@ -140,6 +205,11 @@ func (a *ACL) judge(ip netip.Addr) (bool, string) {
 	for _, e := range a.defs {
 		if e.prefix.Contains(ip) {
 			return false, e.reason
+		}
+	}
+	if self := a.self.Load(); self != nil {
+		if _, found := (*self)[ip]; found {
+			return false, ReasonSelf
 		}
 	}
 	return true, ""
@@ -185,7 +255,7 @@ func (s *Server) permit(client netip.AddrPort, tcp bool, peer net.IP, verb strin
 const MaxPeersPerAllocation = 1024
 
 func (s *Server) permitAddr(client netip.AddrPort, ip netip.Addr, verb string) bool {
-	ok, reason := s.acl.Check(ip)
+	ok, reason := s.checkPeer(ip)
 	if !ok {
 		if verb == "" {
 			verb = "unknown"

@@ -31,6 +31,7 @@ func newACLRig(t *testing.T, allow []netip.Prefix) *aclRig {
 		c.UDPSockets = 1
 		c.ListenTCP = []string{"127.0.0.1:0", "[::1]:0"}
 		c.RelayIPs = []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")}
+		c.ExternalIPs = []netip.Addr{netip.MustParseAddr(rigExternalV4), netip.MustParseAddr(rigExternalV6)}
 		c.RelayNet = cn
 		c.AllowPeers = allow
 	})
@@ -56,6 +57,13 @@ func newACLRig(t *testing.T, allow []netip.Prefix) *aclRig {
 	return r
 }
 
+// The rig's advertised addresses: public, so that only the relay's own-address
+// rule denies them.
+const (
+	rigExternalV4 = "198.51.100.200"
+	rigExternalV6 = "2001:db8::200"
+)
+
 func (r *aclRig) denials(t *testing.T, verb string) float64 {
 	return r.s.counter(t, "ferry_relay_acl_denials_total", "verb", verb)
 }
@@ -71,6 +79,11 @@ func TestACLEveryVerb(t *testing.T) {
 	denied := []string{
 		"0.0.0.0", "0.1.2.3", "::", "::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "64:ff9b::a00:1",
 		"169.254.169.254", "100.64.0.1", "224.0.0.1", "255.255.255.255", "fe80::1", "fc00::1",
+		// Finding 4 of issue 11: the other encodings of private IPv4, and the
+		// relay's own addresses.
+		"2002:7f00:1::", "2002:a00:1::", "2002:a9fe:a9fe::", "::7f00:1", "::ffff:0:a00:1",
+		"64:ff9b:1::a00:1", "64:ff9b:1::cb00:7105", "2001:0:a00:1::1", "2001:0:cb00:7105::80ff:fffe",
+		"fec0::1", rigExternalV4, rigExternalV6, "2002:c633:64c8::1",
 	}
 	for i, a := range denied {
 		ip := netip.MustParseAddr(a)
@@ -130,7 +143,7 @@ func TestACLEveryVerb(t *testing.T) {
 
 	// Public addresses are allowed for every verb (the confined network
 	// records the traffic instead of sending it).
-	for i, a := range []string{"203.0.113.5", "2001:db8::5"} {
+	for i, a := range []string{"203.0.113.5", "2001:db8::5", "2002:cb00:7105::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2"} {
 		ip := netip.MustParseAddr(a)
 		peer := netip.AddrPortFrom(ip, 4000)
 		t.Run("allowed "+a, func(t *testing.T) {

@@ -24,12 +24,12 @@ type generator struct {
 func (g *generator) Validate() error { return nil }
 
 // reserve takes a quota slot for a new relay socket.
-func (s *Server) reserve(user string) error {
+func (s *Server) reserve(userID string) error {
 	if s.draining.Load() {
 		s.m.quotaRejections.WithLabelValues(QuotaDraining).Inc()
 		return ErrDraining
 	}
-	if r := s.quota.acquire(user); r != "" {
+	if r := s.quota.acquire(splitUserID(userID)); r != "" {
 		s.m.quotaRejections.WithLabelValues(r).Inc()
 		return fmt.Errorf("%w: %s", ErrQuota, r)
 	}
@@ -141,7 +141,7 @@ func (s *Server) allocate(network, user string, requested int, open func(local, 
 		return open(netip.AddrPortFrom(local, port), netip.AddrPortFrom(adv, port))
 	})
 	if err != nil {
-		s.quota.release(user)
+		s.quota.release(splitUserID(user))
 	}
 	return err
 }
@@ -157,7 +157,7 @@ func (g *generator) AllocateConn(c turn.AllocateConnConfig) (net.Conn, error) {
 		return nil, fmt.Errorf("relay: no TCP allocation at %v", c.LocalAddr)
 	}
 	peer := netaddr.AddrPort(c.RemoteAddr)
-	if ok, _ := s.acl.Check(peer.Addr()); !ok {
+	if ok, _ := s.checkPeer(peer.Addr()); !ok { // pion asked permit already; this is the last word
 		return nil, ErrPeerDenied
 	}
 	ctx, cancel := s.dialContext()

@@ -12,11 +12,12 @@ import (
 
 // Auth failure reasons: the label values of ferry_relay_auth_failures_total.
 const (
-	AuthWrongRealm   = "wrong_realm"   // REALM differs from the configured realm
-	AuthUnknownUser  = "unknown_user"  // not a static user, and no REST secret applies
-	AuthBadUsername  = "bad_username"  // a REST username whose expiry is not a number
-	AuthExpired      = "expired"       // a REST username whose expiry has passed
-	AuthBadIntegrity = "bad_integrity" // MESSAGE-INTEGRITY does not match: forged or wrong password
+	AuthWrongRealm   = "wrong_realm"    // REALM differs from the configured realm
+	AuthUnknownUser  = "unknown_user"   // not a static user, and no REST secret applies
+	AuthBadUsername  = "bad_username"   // a REST username whose expiry is not a number
+	AuthExpired      = "expired"        // a REST username whose expiry has passed
+	AuthTooFar       = "expiry_too_far" // a REST username valid for longer than MaxCredentialLifetime
+	AuthBadIntegrity = "bad_integrity"  // MESSAGE-INTEGRITY does not match: forged or wrong password
 )
 
 // maxChosenCache bounds the memory of which secret verified which REST username.
@@ -32,13 +33,17 @@ type authenticator struct {
 	secrets []string
 	users   map[string][]byte // username -> MD5(username:realm:password)
 	now     func() time.Time
+	maxLife time.Duration // furthest a REST expiry may be; 0: no bound
 
 	mu     sync.Mutex
 	chosen map[string]int // REST username -> index of the secret that verified it
 }
 
-func newAuthenticator(realm, sep string, secrets []string, users map[string]string, now func() time.Time) *authenticator {
-	a := &authenticator{realm: realm, sep: sep, secrets: slices.Clone(secrets), users: map[string][]byte{}, now: now, chosen: map[string]int{}}
+func newAuthenticator(realm, sep string, secrets []string, users map[string]string, now func() time.Time, maxLife time.Duration) *authenticator {
+	a := &authenticator{
+		realm: realm, sep: sep, secrets: slices.Clone(secrets), users: map[string][]byte{}, now: now,
+		maxLife: maxLife, chosen: map[string]int{},
+	}
 	for u, p := range users {
 		a.users[u] = longTermKey(u, realm, p)
 	}
@@ -74,10 +79,12 @@ func (a *authenticator) candidates(username, realm string) (userID string, keys 
 	if len(a.secrets) == 0 {
 		return "", nil, AuthUnknownUser
 	}
-	user, err := turnrest.Check(username, a.sep, a.now())
+	user, err := turnrest.CheckBounded(username, a.sep, a.now(), a.maxLife)
 	switch {
 	case errors.Is(err, turnrest.ErrExpired):
 		return "", nil, AuthExpired
+	case errors.Is(err, turnrest.ErrTooFar):
+		return "", nil, AuthTooFar
 	case err != nil:
 		return "", nil, AuthBadUsername
 	}

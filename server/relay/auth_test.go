@@ -13,7 +13,7 @@ import (
 
 func TestAuthenticatorTable(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	a := newAuthenticator("r", ":", []string{"k1", "k2"}, map[string]string{"bob": "pw"}, func() time.Time { return now })
+	a := newAuthenticator("r", ":", []string{"k1", "k2"}, map[string]string{"bob": "pw"}, func() time.Time { return now }, 24*time.Hour)
 	future := "1700000100"
 	tests := []struct {
 		username, realm string
@@ -25,6 +25,10 @@ func TestAuthenticatorTable(t *testing.T) {
 		{future + ":alice", "r", "alice", "", 2},
 		{future, "r", future, "", 2},
 		{"1699999999:alice", "r", "", AuthExpired, 0},
+		{"1700086400:alice", "r", "alice", "", 2},       // exactly 24h ahead
+		{"1700086401:alice", "r", "", AuthTooFar, 0},    // finding 9: beyond the maximum lifetime
+		{"4102444800:alice", "r", "", AuthTooFar, 0},    // year 2100
+		{"9223372036854775807", "r", "", AuthTooFar, 0}, // the largest expiry there is
 		{"soon:alice", "r", "", AuthBadUsername, 0},
 		{"alice", "r", "", AuthBadUsername, 0},
 		{"", "r", "", AuthBadUsername, 0},
@@ -36,7 +40,7 @@ func TestAuthenticatorTable(t *testing.T) {
 				tc.username, tc.realm, user, len(keys), reason, tc.user, tc.keys, tc.reason)
 		}
 	}
-	static := newAuthenticator("r", ":", nil, map[string]string{"bob": "pw"}, time.Now)
+	static := newAuthenticator("r", ":", nil, map[string]string{"bob": "pw"}, time.Now, 0)
 	if _, _, reason := static.candidates(future+":alice", "r"); reason != AuthUnknownUser {
 		t.Errorf("REST username without secrets: reason %q", reason)
 	}
@@ -45,7 +49,7 @@ func TestAuthenticatorTable(t *testing.T) {
 	if want := turn.GenerateAuthKey(future+":alice", "r", RESTPassword("k2", future+":alice")); string(keys[1]) != string(want) {
 		t.Error("REST key differs from pion's long-term key")
 	}
-	sep := newAuthenticator("r", "-", []string{"k"}, nil, func() time.Time { return now })
+	sep := newAuthenticator("r", "-", []string{"k"}, nil, func() time.Time { return now }, 0)
 	if user, _, reason := sep.candidates(future+"-carol", "r"); user != "carol" || reason != "" {
 		t.Errorf("custom separator: %q %q", user, reason)
 	}
@@ -91,13 +95,19 @@ func TestAuthFailuresCounted(t *testing.T) {
 	if c := allocateWith(t, addr, u, p); c != 401 {
 		t.Errorf("an expired credential got %d, want 401", c)
 	}
+	// Finding 9 of issue 11: valid REST credentials that expire further out
+	// than MaxCredentialLifetime (24h by default) are refused.
+	u, p = RESTCredentials("new-secret", "forever", ":", time.Now().Add(30*24*time.Hour))
+	if c := allocateWith(t, addr, u, p); c != 401 {
+		t.Errorf("credentials valid for 30 days got %d, want 401", c)
+	}
 	if c := allocateWith(t, addr, "nobody-here:x", "pw"); c != 401 {
 		t.Errorf("a malformed REST username got %d, want 401", c)
 	}
 	if c := allocateWith(t, addr, "static", "wrong"); c != 401 {
 		t.Errorf("a wrong static password got %d, want 401", c)
 	}
-	for reason, min := range map[string]float64{AuthBadIntegrity: 2, AuthExpired: 1, AuthBadUsername: 1} {
+	for reason, min := range map[string]float64{AuthBadIntegrity: 2, AuthExpired: 1, AuthBadUsername: 1, AuthTooFar: 1} {
 		if v := s.counter(t, "ferry_relay_auth_failures_total", "reason", reason); v < min {
 			t.Errorf("auth_failures_total{reason=%q} = %v, want >= %v", reason, v, min)
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -354,8 +355,64 @@ func TestTCPConnectionCap(t *testing.T) {
 			_ = c.Close()
 		}
 	}()
-	testutil.WaitFor(t, 5*time.Second, "3 rejected TCP connections", func() bool { return s.counter(t, "ferry_relay_tcp_connections_rejected_total") == 3 })
+	// At the cap, each new connection makes room by closing the oldest one
+	// without an allocation: the first three go, the last five stay.
+	testutil.WaitFor(t, 5*time.Second, "3 evicted TCP connections", func() bool { return s.counter(t, "ferry_relay_tcp_connections_evicted_total") == 3 })
 	if v := s.counter(t, "ferry_relay_tcp_connections_active"); v != 5 {
 		t.Errorf("active TCP connections = %v, want 5", v)
+	}
+	for i, c := range conns[:3] {
+		if !closedWithin(c, 5*time.Second) {
+			t.Errorf("connection %d, among the oldest, was kept open", i)
+		}
+	}
+	m, _ := stun.Build(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
+	for i, c := range conns[3:] {
+		if _, err := c.Write(m.Raw); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadAtLeast(c, make([]byte, 512), 20); err != nil {
+			t.Errorf("connection %d, among the newest, does not answer: %v", i+3, err)
+		}
+	}
+	if v := s.counter(t, "ferry_relay_tcp_connections_rejected_total"); v != 0 {
+		t.Errorf("rejected connections = %v, want 0 (there was always one to evict)", v)
+	}
+}
+
+// TestEvictionSparesAllocations: at MaxConns, connections that hold an
+// allocation are never evicted; with none left to evict, new ones are
+// refused.
+func TestEvictionSparesAllocations(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 30*time.Second)
+	s := startServer(t, func(c *Config) {
+		c.ListenTCP = []string{"127.0.0.1:0"}
+		c.MaxConns = 2
+	})
+	server := s.TCPAddrs()[0].String()
+	var owners []*tcpSTUN
+	for i := range 2 {
+		x := newTCPSTUN(t, dialFrom(t, "127.0.0.1", server), "owner"+strconv.Itoa(i))
+		if res := x.do(stun.MethodAllocate, transportUDP); code(res) != 0 {
+			t.Fatalf("Allocate %d: code %d", i, code(res))
+		}
+		owners = append(owners, x)
+	}
+	late := dialFrom(t, "127.0.0.1", server)
+	if !closedWithin(late, 5*time.Second) {
+		t.Fatal("a connection beyond the cap was accepted")
+	}
+	if v := s.counter(t, "ferry_relay_tcp_connections_rejected_total"); v != 1 {
+		t.Errorf("rejected = %v, want 1", v)
+	}
+	if v := s.counter(t, "ferry_relay_tcp_connections_evicted_total"); v != 0 {
+		t.Errorf("evicted = %v, want 0", v)
+	}
+	for i, x := range owners {
+		if res := x.do(stun.MethodRefresh, lifetimeAttr(600)); code(res) != 0 {
+			t.Errorf("owner %d after the refusal: code %d", i, code(res))
+		}
 	}
 }

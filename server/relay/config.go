@@ -23,6 +23,13 @@ const (
 	DefaultRelayPortMin          = 49152
 	DefaultRelayPortMax          = 65535
 	DefaultMaxAllocationsPerUser = 10
+	DefaultMaxAllocationsPerIP   = 64
+	DefaultMaxAllocations        = 10000
+	DefaultAllocationBandwidth   = 2 << 20   // 2 MiB/s, 16.8 Mbit/s
+	DefaultServerBandwidth       = 128 << 20 // 128 MiB/s, 1.07 Gbit/s
+	DefaultMaxConnsPerIP         = 128
+	DefaultUnallocatedTimeout    = 30 * time.Second
+	DefaultMaxCredentialLifetime = 24 * time.Hour
 	DefaultAllocationLifetime    = 10 * time.Minute
 	DefaultMaxAllocationLifetime = time.Hour
 	DefaultUnauthRepliesPerIP    = 5.0
@@ -114,18 +121,25 @@ type Config struct {
 	// means no cap.
 	MaxAllocationsPerUser int
 
+	// MaxAllocationsPerIP caps concurrent allocations per source (an IPv4
+	// address or an IPv6 /64, see internal/iplimit), whatever usernames they
+	// use: REST usernames are cheap to mint, source addresses are not. Zero
+	// means 64 (room for a few dozen users behind one carrier-grade NAT);
+	// negative means no cap.
+	MaxAllocationsPerIP int
+
 	// MaxAllocations caps concurrent allocations on the server. Zero means
-	// the default, which is no cap; negative means no cap.
+	// 10000; negative means no cap.
 	MaxAllocations int
 
 	// AllocationBandwidth caps each allocation's relayed payload, in bytes per
-	// second in each direction (token bucket). Zero means the default, which
-	// is no cap; negative means no cap.
+	// second in each direction (token bucket). Zero means 2 MiB/s (a video
+	// call needs a fraction of it); negative means no cap.
 	AllocationBandwidth int64
 
 	// ServerBandwidth caps the whole server's relayed payload, in bytes per
-	// second in each direction (token bucket). Zero means the default, which
-	// is no cap; negative means no cap.
+	// second in each direction (token bucket). Zero means 128 MiB/s (about a
+	// 1 Gbit/s link); negative means no cap.
 	ServerBandwidth int64
 
 	// AllocationLifetime is granted when an Allocate asks for none. Zero means
@@ -148,10 +162,30 @@ type Config struct {
 	// negative is invalid.
 	FirstMessageTimeout time.Duration
 
+	// UnallocatedTimeout bounds how long a TCP or TLS connection may stay
+	// open without an allocation: from its accept until its first successful
+	// Allocate (for an RFC 6062 data connection, its ConnectionBind), and
+	// again from the moment its allocation ends. Talking (Binding requests,
+	// unauthenticated Allocates) does not extend it. Zero means 30s;
+	// negative is invalid.
+	UnallocatedTimeout time.Duration
+
 	// MaxConns caps concurrent TCP and TLS connections (control and RFC 6062
 	// data connections together; UDP has no connections). Zero means 10000;
 	// negative means no cap.
 	MaxConns int
+
+	// MaxConnsPerIP caps the concurrent TCP and TLS connections of one
+	// source (an IPv4 address or an IPv6 /64). Zero means 128; negative
+	// means no cap.
+	MaxConnsPerIP int
+
+	// MaxCredentialLifetime is the furthest in the future a TURN REST
+	// username's expiry may be: a username valid for longer is refused, so
+	// that leaked credentials stop working within this bound. Zero means 24h
+	// (the rendezvous' credential lifetime must stay below it); negative
+	// means no bound.
+	MaxCredentialLifetime time.Duration
 
 	// Logger receives the server's logs (ACL denials at debug level). Zero
 	// discards them.
@@ -225,8 +259,8 @@ func (c *Config) Validate() error {
 	if def < time.Second || (lmin != 0 && lmin < time.Second) {
 		return fmt.Errorf("%w: lifetimes must be at least 1s", ErrInvalidConfig)
 	}
-	if c.FirstMessageTimeout < 0 {
-		return fmt.Errorf("%w: negative FirstMessageTimeout", ErrInvalidConfig)
+	if c.FirstMessageTimeout < 0 || c.UnallocatedTimeout < 0 {
+		return fmt.Errorf("%w: negative FirstMessageTimeout or UnallocatedTimeout", ErrInvalidConfig)
 	}
 	for _, p := range append(append([]netip.Prefix(nil), c.AllowPeers...), c.DenyPeers...) {
 		if !p.IsValid() {
@@ -274,14 +308,26 @@ func (c Config) withDefaults() Config {
 	c.UnauthRepliesPerIP = cmp.Or(c.UnauthRepliesPerIP, DefaultUnauthRepliesPerIP)
 	c.FirstMessageTimeout = cmp.Or(c.FirstMessageTimeout, DefaultFirstMessageTimeout)
 	c.MaxConns = cmp.Or(c.MaxConns, DefaultMaxConns)
+	c.MaxConnsPerIP = cmp.Or(c.MaxConnsPerIP, DefaultMaxConnsPerIP)
+	c.MaxAllocationsPerIP = cmp.Or(c.MaxAllocationsPerIP, DefaultMaxAllocationsPerIP)
+	c.MaxAllocations = cmp.Or(c.MaxAllocations, DefaultMaxAllocations)
+	c.AllocationBandwidth = cmp.Or(c.AllocationBandwidth, DefaultAllocationBandwidth)
+	c.ServerBandwidth = cmp.Or(c.ServerBandwidth, DefaultServerBandwidth)
+	c.UnallocatedTimeout = cmp.Or(c.UnallocatedTimeout, DefaultUnallocatedTimeout)
+	c.MaxCredentialLifetime = cmp.Or(c.MaxCredentialLifetime, DefaultMaxCredentialLifetime)
 	// Negative caps are off: the code below this point knows only "no cap"
-	// as zero (allocations, bandwidth) or as a cap that is never reached.
+	// as zero (total allocations, bandwidth, credential lifetime), as a
+	// negative per-user or per-IP cap, or as a cap that is never reached.
 	if c.MaxConns < 0 {
 		c.MaxConns = math.MaxInt
+	}
+	if c.MaxConnsPerIP < 0 {
+		c.MaxConnsPerIP = math.MaxInt
 	}
 	c.MaxAllocations = max(c.MaxAllocations, 0)
 	c.AllocationBandwidth = max(c.AllocationBandwidth, 0)
 	c.ServerBandwidth = max(c.ServerBandwidth, 0)
+	c.MaxCredentialLifetime = max(c.MaxCredentialLifetime, 0)
 	if c.RelayNet == nil {
 		c.RelayNet = OSRelayNet{}
 	}

@@ -75,21 +75,36 @@ func TestConfigValidate(t *testing.T) {
 // negative value is no cap, in the form the code after withDefaults reads.
 func TestCapDefaults(t *testing.T) {
 	zero := Config{}.withDefaults()
-	if zero.MaxConns != DefaultMaxConns || zero.MaxAllocationsPerUser != DefaultMaxAllocationsPerUser ||
-		zero.MaxAllocations != 0 || zero.AllocationBandwidth != 0 || zero.ServerBandwidth != 0 ||
-		zero.UnauthRepliesPerIP != DefaultUnauthRepliesPerIP {
+	if zero.MaxConns != DefaultMaxConns || zero.MaxConnsPerIP != DefaultMaxConnsPerIP ||
+		zero.MaxAllocationsPerUser != DefaultMaxAllocationsPerUser || zero.MaxAllocationsPerIP != DefaultMaxAllocationsPerIP ||
+		zero.MaxAllocations != DefaultMaxAllocations || zero.AllocationBandwidth != DefaultAllocationBandwidth ||
+		zero.ServerBandwidth != DefaultServerBandwidth || zero.UnauthRepliesPerIP != DefaultUnauthRepliesPerIP ||
+		zero.UnallocatedTimeout != DefaultUnallocatedTimeout || zero.MaxCredentialLifetime != DefaultMaxCredentialLifetime {
 		t.Errorf("zero caps: %+v", zero)
 	}
+	// Every default is finite (issue 11: a relay protects itself out of
+	// the box).
+	if zero.MaxAllocations <= 0 || zero.AllocationBandwidth <= 0 || zero.ServerBandwidth <= 0 || zero.MaxCredentialLifetime <= 0 {
+		t.Errorf("a default cap is off: %+v", zero)
+	}
 	off := Config{
-		MaxConns: -1, MaxAllocationsPerUser: -1, MaxAllocations: -1, AllocationBandwidth: -1, ServerBandwidth: -5,
-		UnauthRepliesPerIP: -1,
+		MaxConns: -1, MaxConnsPerIP: -1, MaxAllocationsPerUser: -1, MaxAllocationsPerIP: -1, MaxAllocations: -1,
+		AllocationBandwidth: -1, ServerBandwidth: -5, UnauthRepliesPerIP: -1, MaxCredentialLifetime: -1,
 	}.withDefaults()
-	if off.MaxConns != math.MaxInt || off.MaxAllocationsPerUser >= 0 || off.MaxAllocations != 0 ||
-		off.AllocationBandwidth != 0 || off.ServerBandwidth != 0 || off.UnauthRepliesPerIP >= 0 {
+	if off.MaxConns != math.MaxInt || off.MaxConnsPerIP != math.MaxInt || off.MaxAllocationsPerUser >= 0 ||
+		off.MaxAllocationsPerIP >= 0 || off.MaxAllocations != 0 ||
+		off.AllocationBandwidth != 0 || off.ServerBandwidth != 0 || off.UnauthRepliesPerIP >= 0 || off.MaxCredentialLifetime != 0 {
 		t.Errorf("negative caps: %+v", off)
 	}
-	if q := newQuota(off.MaxAllocationsPerUser, off.MaxAllocations); q.check("u") != "" {
-		t.Errorf("no quota refused an allocation: %q", q.check("u"))
+	ip := netip.MustParseAddr("192.0.2.1")
+	q := newQuota(off.MaxAllocationsPerUser, off.MaxAllocationsPerIP, off.MaxAllocations)
+	for range 100 {
+		if r := q.acquire("u", ip); r != "" {
+			t.Fatalf("no quota refused an allocation: %q", r)
+		}
+	}
+	if c := newIPCounter(off.MaxConnsPerIP); !c.acquire(ip) || c.full(ip) {
+		t.Error("no per-IP connection cap refused a connection")
 	}
 	if newByteLimiter(off.ServerBandwidth) != nil || newIPLimiter(off.UnauthRepliesPerIP) != nil {
 		t.Error("a limiter exists for a cap that is off")

@@ -65,3 +65,54 @@ func FuzzSTUNView(f *testing.F) {
 		}
 	})
 }
+
+// FuzzACLEncodings checks the peer ACL on any address, and that no IPv6
+// encoding of a denied IPv4 address (IPv4-mapped, 6to4 with any subnet and
+// interface, Teredo with it as server or as client, NAT64 with an allowed
+// prefix) is allowed.
+func FuzzACLEncodings(f *testing.F) {
+	f.Add([]byte{10, 0, 0, 1}, make([]byte, 16))
+	f.Add([]byte{127, 0, 0, 1}, []byte("0123456789abcdef"))
+	f.Add([]byte{203, 0, 113, 5}, []byte{0x20, 0x01, 0, 0, 0xcb, 0, 0x71, 5, 0, 0, 0, 0, 0x80, 0xff, 0xff, 0xfe})
+	acl := NewACL([]netip.Prefix{netip.MustParsePrefix("64:ff9b::/96")}, nil)
+	acl.SetSelf([]netip.Addr{netip.MustParseAddr("198.51.100.200")})
+	f.Fuzz(func(t *testing.T, v4b, rest []byte) {
+		if len(rest) == 16 {
+			ok, reason := acl.Check(netip.AddrFrom16([16]byte(rest)))
+			if ok != (reason == "") {
+				t.Fatalf("Check(%x) = %v %q", rest, ok, reason)
+			}
+		}
+		if len(v4b) != 4 || len(rest) < 16 {
+			return
+		}
+		v4 := netip.AddrFrom4([4]byte(v4b))
+		if ok, _ := acl.Check(v4); ok {
+			return
+		}
+		var r [16]byte
+		copy(r[:], rest)
+		encode := func(at int, inv bool, prefix ...byte) netip.Addr {
+			b := r
+			copy(b[:], prefix)
+			for i := range 4 {
+				b[at+i] = v4b[i]
+				if inv {
+					b[at+i] = ^v4b[i]
+				}
+			}
+			return netip.AddrFrom16(b)
+		}
+		for _, ip := range []netip.Addr{
+			netip.AddrFrom16(v4.As16()),                                    // IPv4-mapped
+			encode(2, false, 0x20, 0x02),                                   // 6to4
+			encode(4, false, 0x20, 0x01, 0, 0),                             // Teredo server
+			encode(12, true, 0x20, 0x01, 0, 0, 0xcb, 0, 0x71, 5),           // Teredo client
+			encode(12, false, 0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0), // NAT64, allowed prefix
+		} {
+			if ok, _ := acl.Check(ip); ok {
+				t.Fatalf("%v is denied but its encoding %v is allowed", v4, ip)
+			}
+		}
+	})
+}

@@ -15,13 +15,13 @@ import (
 
 // authHandle is pion's AuthHandler.
 func (s *Server) authHandle(ra *turn.RequestAttributes) (string, []byte, bool) {
-	userID, key, reason := s.auth.key(ra.Username, ra.Realm)
+	user, key, reason := s.auth.key(ra.Username, ra.Realm)
 	if reason != "" {
 		s.m.authFailures.WithLabelValues(reason).Inc()
 		s.log.Debug("auth failed", "client", ra.SrcAddr, "username", ra.Username, "reason", reason)
 		return "", nil, false
 	}
-	return userID, key, true
+	return userIDOf(user, netaddr.AddrPort(ra.SrcAddr).Addr()), key, true
 }
 
 // onAuth counts integrity failures: pion calls it after checking the key.
@@ -34,15 +34,16 @@ func (s *Server) onAuth(src, _ net.Addr, _, username, _, method string, ok bool)
 
 // quotaHandle is pion's QuotaHandler, consulted before an allocation is made.
 func (s *Server) quotaHandle(userID, _ string, src net.Addr) bool {
+	user, ip := splitUserID(userID)
 	reason := ""
 	if s.draining.Load() {
 		reason = QuotaDraining
 	} else {
-		reason = s.quota.check(userID)
+		reason = s.quota.check(user, ip)
 	}
 	if reason != "" {
 		s.m.quotaRejections.WithLabelValues(reason).Inc()
-		s.log.Debug("allocation refused", "client", src, "user", userID, "reason", reason)
+		s.log.Debug("allocation refused", "client", src, "user", user, "reason", reason)
 		return false
 	}
 	return true
@@ -60,6 +61,9 @@ func (s *Server) onAllocationCreated(src, _ net.Addr, _, userID, _ string, relay
 	case rc != nil:
 		rc.client = client
 		rc.established = true
+		if rc.lis == nil {
+			rc.ctrl = s.tcpConnOf(client)
+		}
 		s.mu.Lock()
 		s.byClient[clientKey{client, rc.lis == nil}] = rc
 		s.mu.Unlock()
@@ -70,6 +74,7 @@ func (s *Server) onAllocationCreated(src, _ net.Addr, _, userID, _ string, relay
 		transport = "udp"
 	case rl != nil:
 		rl.established = true
+		rl.ctrl = s.tcpConnOf(client)
 		s.live.Add(1) // pion's accept loop for the allocation
 		transport = "tcp"
 	default:
@@ -77,7 +82,8 @@ func (s *Server) onAllocationCreated(src, _ net.Addr, _, userID, _ string, relay
 	}
 	s.allocs.Add(1)
 	s.m.allocCreated.WithLabelValues(transport).Inc()
-	s.log.Debug("allocation created", "client", client, "relay", key, "user", userID, "transport", transport)
+	user, _ := splitUserID(userID)
+	s.log.Debug("allocation created", "client", client, "relay", key, "user", user, "transport", transport)
 }
 
 func (s *Server) relayByAddr(a net.Addr) *relayConn {
@@ -135,7 +141,10 @@ func (s *Server) relayClosed(rc *relayConn) {
 		delete(s.byClient, k)
 	}
 	s.mu.Unlock()
-	s.quota.release(rc.user)
+	s.quota.release(splitUserID(rc.user))
+	if rc.ctrl != nil {
+		rc.ctrl.allocationEnded()
+	}
 	if rc.established {
 		s.allocationEnded("udp")
 		s.log.Debug("allocation deleted", "client", rc.client, "relay", rc.adv, "user", rc.user)
@@ -148,8 +157,23 @@ func (s *Server) tcpRelayClosed(rl *relayListener) {
 		delete(s.tcpRelays, rl.adv)
 	}
 	s.mu.Unlock()
-	s.quota.release(rl.user)
+	s.quota.release(splitUserID(rl.user))
+	if rl.ctrl != nil {
+		rl.ctrl.allocationEnded()
+	}
 	if rl.established {
 		s.allocationEnded("tcp")
 	}
+}
+
+// tcpConnOf returns the TCP or TLS connection of client, marked as holding
+// an allocation, or nil.
+func (s *Server) tcpConnOf(client netip.AddrPort) *tcpConn {
+	for _, l := range s.tcp {
+		if tc := l.conn(client); tc != nil {
+			tc.allocated()
+			return tc
+		}
+	}
+	return nil
 }

@@ -19,6 +19,7 @@ const (
 const (
 	QuotaUser     = "user"     // the user's allocation cap
 	QuotaTotal    = "total"    // the server's allocation cap
+	QuotaIP       = "ip"       // the source's allocation cap (MaxAllocationsPerIP)
 	QuotaDraining = "draining" // the server is draining
 	QuotaPorts    = "ports"    // the relay port range is exhausted
 	QuotaPeers    = "peers"    // an allocation's permissions or channels (MaxPeersPerAllocation)
@@ -62,6 +63,7 @@ type metrics struct {
 	drop            map[string]prometheus.Counter
 	tcpActive       atomic.Int64
 	tcpRejected     prometheus.Counter
+	tcpEvicted      prometheus.Counter
 	draining        atomic.Bool
 
 	collectors []prometheus.Collector
@@ -100,7 +102,11 @@ func newMetrics(activeAllocs func() float64) *metrics {
 		}, []string{"reason"}),
 		tcpRejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ferry_relay_tcp_connections_rejected_total",
-			Help: "TCP and TLS connections closed at accept because MaxConns was reached.",
+			Help: "TCP and TLS connections closed at accept because MaxConns or MaxConnsPerIP was reached.",
+		}),
+		tcpEvicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ferry_relay_tcp_connections_evicted_total",
+			Help: "TCP and TLS connections without an allocation closed to make room for a new one at MaxConns.",
 		}),
 		drop: map[string]prometheus.Counter{},
 	}
@@ -113,7 +119,7 @@ func newMetrics(activeAllocs func() float64) *metrics {
 	}
 	m.collectors = []prometheus.Collector{
 		m.allocCreated, m.allocDeleted, m.authFailures, m.authChallenges, m.aclDenials,
-		m.quotaRejections, m.dropped, m.tcpRejected,
+		m.quotaRejections, m.dropped, m.tcpRejected, m.tcpEvicted,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "ferry_relay_allocations_active",
 			Help: "Allocations currently live.",

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -125,4 +127,41 @@ func hostAddrs() (v4, v6 netip.Addr) {
 		}
 	}
 	return
+}
+
+// selfRefresh is how often the relay re-reads the host's interface addresses
+// for the ACL's own-address set (addresses come and go: DHCP, IPv6 privacy
+// addresses, a VPN).
+const selfRefresh = 30 * time.Second
+
+// interfaceAddrs returns every address of every interface of the host.
+func interfaceAddrs() []netip.Addr {
+	as, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	out := make([]netip.Addr, 0, len(as))
+	for _, a := range as {
+		if p, perr := netip.ParsePrefix(a.String()); perr == nil {
+			out = append(out, p.Addr())
+		}
+	}
+	return out
+}
+
+// refreshSelf gives the ACL the relay's own addresses: relay, advertised and
+// listener addresses, and every interface address of the host.
+func (s *Server) refreshSelf() {
+	s.selfAt.Store(time.Now().UnixNano())
+	s.acl.SetSelf(append(slices.Clone(s.fixedSelf), interfaceAddrs()...))
+}
+
+// checkPeer is the ACL's verdict on ip, after refreshing the relay's own
+// addresses when they are older than selfRefresh (one caller refreshes;
+// the others use the set they find).
+func (s *Server) checkPeer(ip netip.Addr) (bool, string) {
+	if at := s.selfAt.Load(); time.Since(time.Unix(0, at)) > selfRefresh && s.selfAt.CompareAndSwap(at, time.Now().UnixNano()) {
+		s.refreshSelf()
+	}
+	return s.acl.Check(ip)
 }

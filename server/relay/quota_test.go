@@ -59,7 +59,7 @@ func TestQuotaPerUserAndTotal(t *testing.T) {
 	s.mu.Lock()
 	var victim *relayConn
 	for _, rc := range s.relays {
-		if rc.user == "ben" {
+		if u, _ := splitUserID(rc.user); u == "ben" {
 			victim = rc
 		}
 	}

@@ -20,8 +20,8 @@ type relayConn struct {
 	udpSock
 	local netip.AddrPort
 	adv   netip.AddrPort // the relayed address clients see
-	user  string
-	lis   *udpListener // the TURN socket that owns the allocation; nil for TCP control
+	user  string         // the user ID (userIDOf)
+	lis   *udpListener   // the TURN socket that owns the allocation; nil for TCP control
 	shard *trafficShard
 	up    *byteLimiter // client -> peer
 	down  *byteLimiter // peer -> client
@@ -30,6 +30,7 @@ type relayConn struct {
 	// reading goroutine and before the listener can find this conn.
 	client      netip.AddrPort
 	established bool
+	ctrl        *tcpConn // the TCP or TLS control connection, if any
 
 	tblMu sync.Mutex // serialises writers of the tables below
 	chans atomic.Pointer[chanTable]

@@ -34,12 +34,16 @@ type Server struct {
 	udp []*udpListener
 	tcp []*tcpListener
 
-	relayV4, relayV6 netip.Addr // local relay addresses
-	advV4, advV6     netip.Addr // advertised relay addresses
+	relayV4, relayV6 netip.Addr   // local relay addresses
+	advV4, advV6     netip.Addr   // advertised relay addresses
+	fixedSelf        []netip.Addr // relay, advertised and listener addresses, for the ACL
+	selfAt           atomic.Int64 // when the ACL's own addresses were last refreshed (Unix ns)
 
 	bwUp, bwDown *byteLimiter
 	unauth       *ipLimiter
 	quota        *quota
+	connIPs      *ipCounter // TCP and TLS client connections per source
+	unalloc      unallocList
 	draining     atomic.Bool
 
 	resvMu sync.Mutex
@@ -98,13 +102,14 @@ func New(cfg Config) (_ *Server, err error) {
 		cfg:       c,
 		log:       c.Logger,
 		acl:       NewACL(c.AllowPeers, c.DenyPeers),
-		auth:      newAuthenticator(c.Realm, c.AuthSeparator, c.AuthSecrets, c.Users, c.now),
+		auth:      newAuthenticator(c.Realm, c.AuthSeparator, c.AuthSecrets, c.Users, c.now, c.MaxCredentialLifetime),
 		ctx:       ctx,
 		cancel:    cancel,
 		bwUp:      newByteLimiter(c.ServerBandwidth),
 		bwDown:    newByteLimiter(c.ServerBandwidth),
 		unauth:    newIPLimiter(c.UnauthRepliesPerIP),
-		quota:     newQuota(c.MaxAllocationsPerUser, c.MaxAllocations),
+		quota:     newQuota(c.MaxAllocationsPerUser, c.MaxAllocationsPerIP, c.MaxAllocations),
+		connIPs:   newIPCounter(c.MaxConnsPerIP),
 		relays:    map[netip.AddrPort]*relayConn{},
 		byClient:  map[clientKey]*relayConn{},
 		tcpRelays: map[netip.AddrPort]*relayListener{},
@@ -238,6 +243,18 @@ func (s *Server) logStarted(so sockets) {
 				"advertised", adv)
 		}
 	}
+	for _, p := range s.acl.allow {
+		var own []netip.Addr
+		for _, ip := range append(slices.Clone(s.fixedSelf), interfaceAddrs()...) {
+			if ip = Canonical(ip); ip.IsValid() && p.Contains(ip) && !slices.Contains(own, ip) {
+				own = append(own, ip)
+			}
+		}
+		if len(own) > 0 {
+			s.log.Warn("an allowed peer range covers the relay's own addresses: clients can reach this host's services through them",
+				"allow_peer", p, "addresses", own)
+		}
+	}
 	s.log.Info("relay started", "udp_sockets", len(s.udp), "tcp_listeners", len(so.tcps), "tls_listeners", len(so.tlss),
 		"relay_v4", s.relayV4, "relay_v6", s.relayV6, "advertised_v4", s.advV4, "advertised_v6", s.advV6,
 		"ports", fmt.Sprintf("%d-%d", s.cfg.RelayPortMin, s.cfg.RelayPortMax), "realm", s.cfg.Realm)
@@ -267,6 +284,8 @@ func (s *Server) pickRelayIPs(pcs []net.PacketConn, lists ...[]net.Listener) err
 	check := func(a net.Addr) {
 		if ip := netaddr.AddrPort(a).Addr(); !ip.IsValid() || ip.IsUnspecified() {
 			wildcard = true
+		} else {
+			s.fixedSelf = append(s.fixedSelf, ip)
 		}
 		consider(a)
 	}
@@ -298,6 +317,8 @@ func (s *Server) pickRelayIPs(pcs []net.PacketConn, lists ...[]net.Listener) err
 			s.advV6 = ip
 		}
 	}
+	s.fixedSelf = append(s.fixedSelf, s.relayV4, s.relayV6, s.advV4, s.advV6)
+	s.refreshSelf()
 	return nil
 }
 

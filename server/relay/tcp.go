@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"container/list"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -70,18 +71,27 @@ func (l *tcpListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		backoff = 5 * time.Millisecond
-		if l.s.m.tcpActive.Load() >= int64(l.s.cfg.MaxConns) {
+		client := netaddr.AddrPort(c.RemoteAddr())
+		if !l.s.connIPs.acquire(client.Addr()) {
 			l.s.m.tcpRejected.Inc()
 			_ = c.Close()
 			continue
 		}
-		_ = c.SetReadDeadline(time.Now().Add(l.s.cfg.FirstMessageTimeout))
+		if l.s.m.tcpActive.Load() >= int64(l.s.cfg.MaxConns) && !l.s.evictIdle() {
+			l.s.connIPs.release(client.Addr())
+			l.s.m.tcpRejected.Inc()
+			_ = c.Close()
+			continue
+		}
+		now := time.Now()
+		_ = c.SetReadDeadline(now.Add(l.s.cfg.FirstMessageTimeout))
 		inner := c
 		if l.tls != nil {
 			inner = tls.Server(c, l.tls)
 		}
-		tc := &tcpConn{Conn: inner, raw: c, l: l, client: netaddr.AddrPort(c.RemoteAddr())}
+		tc := &tcpConn{Conn: inner, raw: c, l: l, client: client, accepted: now}
 		if !l.track(tc) {
+			l.s.connIPs.release(client.Addr())
 			_ = c.Close()
 			return nil, net.ErrClosed
 		}
@@ -97,6 +107,7 @@ func (l *tcpListener) track(tc *tcpConn) bool {
 	}
 	l.conns[tc] = struct{}{}
 	l.byClient[tc.client] = tc
+	l.s.unalloc.add(tc)
 	l.s.m.tcpActive.Add(1)
 	l.s.live.Add(1)
 	return true
@@ -112,8 +123,17 @@ func (l *tcpListener) untrack(tc *tcpConn) {
 	if l.byClient[tc.client] == tc {
 		delete(l.byClient, tc.client)
 	}
+	l.s.connIPs.release(tc.client.Addr())
+	l.s.unalloc.drop(tc)
 	l.s.m.tcpActive.Add(-1)
 	l.s.live.Done()
+}
+
+// conn returns the connection of client, or nil.
+func (l *tcpListener) conn(client netip.AddrPort) *tcpConn {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.byClient[client]
 }
 
 // verbOf returns the ACL verb of the request the client's connection is
@@ -153,8 +173,10 @@ const maxTCPFrame = stunHeaderSize + maxStunBody
 // tcpConn frames the TURN byte stream of one TCP or TLS connection, so the
 // relay can check each STUN message before pion/turn reads it: it hands pion
 // only whole, inspected frames, and ends the connection at the first bytes
-// that are neither STUN nor ChannelData. After a ConnectionBind (RFC 6062) the
-// connection carries raw peer data and is passed through untouched.
+// that are neither STUN nor ChannelData. After a successful ConnectionBind
+// (RFC 6062) the connection carries raw peer data and is passed through
+// untouched; the switch happens when pion writes its success response, never
+// on the request alone, so a refused ConnectionBind leaves every check on.
 type tcpConn struct {
 	net.Conn          // TLS or plain
 	raw      net.Conn // the TCP connection, for deadlines
@@ -167,14 +189,80 @@ type tcpConn struct {
 	end      int
 	ready    int // bytes at buf[start:] that are whole, inspected frames
 	first    bool
-	rawMode  bool
+	rawMode  atomic.Bool
 	closeErr error
 	once     sync.Once
+
+	bindMu sync.Mutex
+	bindTx [stunTxIDSize]byte // transaction of the ConnectionBind pion is handling
+	bindOn bool
+
+	// The unallocated timeout (Config.UnallocatedTimeout) is the raw
+	// connection's read deadline while the connection holds no allocation
+	// and is not a bound RFC 6062 data connection.
+	accepted time.Time
+	unalloc  *list.Element // in Server.unalloc while it holds no allocation
+	gone     bool          // closed: never in Server.unalloc again (guarded by its mu)
+	idleMu   sync.Mutex
+	holds    bool // has a live allocation
+	isBound  bool // a data connection after its ConnectionBind
 }
+
+// spoke is called after the first TURN message: the first-message deadline
+// gives way to the unallocated timeout, counted from the accept.
+func (c *tcpConn) spoke() {
+	c.idleMu.Lock()
+	defer c.idleMu.Unlock()
+	if !c.holds && !c.isBound {
+		_ = c.raw.SetReadDeadline(c.accepted.Add(c.l.s.cfg.UnallocatedTimeout))
+	}
+}
+
+// allocated is called when an allocation is made on the connection.
+func (c *tcpConn) allocated() {
+	c.idleMu.Lock()
+	defer c.idleMu.Unlock()
+	c.holds = true
+	c.l.s.unalloc.remove(c)
+	_ = c.raw.SetReadDeadline(time.Time{})
+}
+
+// allocationEnded starts the unallocated timeout again.
+func (c *tcpConn) allocationEnded() {
+	c.idleMu.Lock()
+	defer c.idleMu.Unlock()
+	c.holds = false
+	if !c.isBound {
+		c.l.s.unalloc.add(c)
+		_ = c.raw.SetReadDeadline(time.Now().Add(c.l.s.cfg.UnallocatedTimeout))
+	}
+}
+
+// bound is called when pion accepts a ConnectionBind: the connection now
+// carries a peer's data and lives as long as the peer connection.
+func (c *tcpConn) bound() {
+	c.idleMu.Lock()
+	defer c.idleMu.Unlock()
+	c.isBound = true
+	c.l.s.unalloc.remove(c)
+	_ = c.raw.SetReadDeadline(time.Time{})
+}
+
+const (
+	stunTxIDSize = 12
+	// typeConnectionBindSuccess is the message type of a ConnectionBind
+	// success response (method 0x000B, class success).
+	typeConnectionBindSuccess = 0x010B
+)
 
 // Read implements net.Conn for pion's STUN framing.
 func (c *tcpConn) Read(p []byte) (int, error) {
-	if c.rawMode && c.ready == 0 {
+	if c.rawMode.Load() && c.ready == 0 {
+		if c.start < c.end { // peer data that arrived with the ConnectionBind
+			n := copy(p, c.buf[c.start:c.end])
+			c.start += n
+			return n, nil
+		}
 		return c.Conn.Read(p)
 	}
 	for c.ready == 0 {
@@ -189,6 +277,21 @@ func (c *tcpConn) Read(p []byte) (int, error) {
 		c.start, c.end = 0, 0
 	}
 	return n, nil
+}
+
+// Write implements net.Conn. It watches for pion's success response to the
+// ConnectionBind it was handed: from then on the connection is raw.
+func (c *tcpConn) Write(p []byte) (int, error) {
+	if len(p) >= stunHeaderSize && binary.BigEndian.Uint16(p[0:2]) == typeConnectionBindSuccess {
+		c.bindMu.Lock()
+		if c.bindOn && string(p[8:stunHeaderSize]) == string(c.bindTx[:]) {
+			c.bindOn = false
+			c.rawMode.Store(true)
+			c.bound()
+		}
+		c.bindMu.Unlock()
+	}
+	return c.Conn.Write(p)
 }
 
 // nextFrame reads until one whole frame is buffered, inspects it, and marks
@@ -211,11 +314,15 @@ func (c *tcpConn) nextFrame() error {
 				keep = c.l.s.inspect(frame, c.client, &c.st)
 				if keep && !c.first {
 					c.first = true
-					_ = c.raw.SetReadDeadline(time.Time{})
+					c.spoke()
 				}
-				if m, ok := parseSTUN(frame); ok && m.class() == classRequest && m.method() == methodConnectionBind {
-					// Whatever follows is the peer data stream.
-					c.rawMode = true
+				if m, ok := parseSTUN(frame); keep && ok && m.class() == classRequest && m.method() == methodConnectionBind {
+					// If pion accepts it, whatever follows is the peer
+					// data stream (see Write).
+					c.bindMu.Lock()
+					copy(c.bindTx[:], frame[8:stunHeaderSize])
+					c.bindOn = true
+					c.bindMu.Unlock()
 				}
 			}
 			if !keep {
@@ -223,9 +330,6 @@ func (c *tcpConn) nextFrame() error {
 				continue
 			}
 			c.ready = size
-			if c.rawMode {
-				c.ready = c.end - c.start
-			}
 			return nil
 		}
 		// Need more bytes.
@@ -286,12 +390,13 @@ type relayListener struct {
 	ln    net.Listener
 	local netip.AddrPort
 	adv   netip.AddrPort
-	user  string
+	user  string // the user ID (userIDOf)
 	shard *trafficShard
 	up    *byteLimiter
 	down  *byteLimiter
 
 	established bool
+	ctrl        *tcpConn // the control connection
 	readerDone  atomic.Bool
 	closeOnce   sync.Once
 	closeErr    error
@@ -376,4 +481,64 @@ func (p *peerConn) Close() error {
 // dialContext bounds an RFC 6062 Connect's dial.
 func (s *Server) dialContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(s.ctx, DefaultConnectTimeout)
+}
+
+// unallocList orders the TCP and TLS connections that hold no allocation
+// (and are not bound data connections) by when they became so, oldest
+// first. At MaxConns the oldest of them makes room for a new connection:
+// a legitimate client allocates within round trips of its accept and leaves
+// the list, so connections held idle on purpose cannot lock it out unless
+// they are renewed faster than MaxConns per allocation round trip.
+type unallocList struct {
+	mu sync.Mutex
+	l  list.List
+}
+
+func (u *unallocList) add(tc *tcpConn) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if tc.unalloc == nil && !tc.gone {
+		tc.unalloc = u.l.PushBack(tc)
+	}
+}
+
+// drop removes a closed connection for good.
+func (u *unallocList) drop(tc *tcpConn) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	tc.gone = true
+	if tc.unalloc != nil {
+		u.l.Remove(tc.unalloc)
+		tc.unalloc = nil
+	}
+}
+
+func (u *unallocList) remove(tc *tcpConn) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if tc.unalloc != nil {
+		u.l.Remove(tc.unalloc)
+		tc.unalloc = nil
+	}
+}
+
+// evictIdle closes the oldest connection without an allocation, and
+// reports whether there was one.
+func (s *Server) evictIdle() bool {
+	s.unalloc.mu.Lock()
+	e := s.unalloc.l.Front()
+	var tc *tcpConn
+	if e != nil {
+		tc = e.Value.(*tcpConn) //nolint:forcetypeassert // the list holds only *tcpConn
+		s.unalloc.l.Remove(e)
+		tc.unalloc = nil
+	}
+	s.unalloc.mu.Unlock()
+	if tc == nil {
+		return false
+	}
+	s.m.tcpEvicted.Inc()
+	s.log.Debug("closing the oldest connection without an allocation to make room", "client", tc.client)
+	_ = tc.Close()
+	return true
 }
