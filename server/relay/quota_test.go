@@ -152,6 +152,8 @@ func measureLimit(t *testing.T, limit int, perAlloc bool, allocs int) {
 	k := startSink(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
 	for range allocs {
 		c := newClient(t, s.udpAddr(), "bw", testSecret)
 		relay, err := c.Allocate()
@@ -167,20 +169,32 @@ func measureLimit(t *testing.T, limit int, perAlloc bool, allocs int) {
 		return k.rate(time.Time{}, time.Now()) > 0 &&
 			s.counter(t, "ferry_relay_dropped_packets_total", "reason", DropRateLimited) > 0
 	})
-	from := time.Now()
-	time.Sleep(2 * time.Second)
-	to := time.Now()
-	cancel()
-	wg.Wait()
 	want := float64(limit) // the server cap covers every allocation
 	if perAlloc {
 		want = float64(limit * allocs)
 	}
-	got := k.rate(from, to)
-	t.Logf("offered %d B/s per allocation x %d, limit %d B/s (per allocation: %v): measured %.0f B/s",
-		2*limit, allocs, limit, perAlloc, got)
-	if got < 0.9*want || got > 1.1*want {
-		t.Errorf("measured %.0f B/s, want within 10%% of %.0f", got, want)
+	// The cap must hold in every window. The floor says the limiter lets
+	// the full rate through, which only a window in which the senders got
+	// the CPU to offer twice the rate can show: on a starved machine a
+	// window may fall short for want of load, so up to three are tried.
+	var got float64
+	for window := 1; window <= 3; window++ {
+		from := time.Now()
+		time.Sleep(2 * time.Second)
+		got = k.rate(from, time.Now())
+		t.Logf("window %d: offered %d B/s per allocation x %d, limit %d B/s (per allocation: %v): measured %.0f B/s",
+			window, 2*limit, allocs, limit, perAlloc, got)
+		if got > 1.1*want {
+			t.Fatalf("measured %.0f B/s, above the cap %.0f by more than 10%%", got, want)
+		}
+		if got >= 0.9*want {
+			break
+		}
+	}
+	cancel()
+	wg.Wait()
+	if got < 0.9*want {
+		t.Errorf("measured %.0f B/s in the last of three windows, want within 10%% of %.0f", got, want)
 	}
 }
 
