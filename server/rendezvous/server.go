@@ -25,7 +25,6 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/ferrynet/ferry/internal/iplimit"
-	"github.com/ferrynet/ferry/internal/lighttls"
 	"github.com/ferrynet/ferry/wire"
 )
 
@@ -139,14 +138,6 @@ func (srv *Server) startHTTP(ln net.Listener, tlsCfg *tls.Config, insecure net.L
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(srv.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return srv.ctx },
-		// Requests over TLS are marked: lighttls connections are not
-		// *tls.Conn, so net/http leaves Request.TLS nil.
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if _, ok := c.(*lighttls.Conn); ok {
-				return context.WithValue(ctx, overTLS{}, true)
-			}
-			return ctx
-		},
 		// WebSockets need HTTP/1.1: no HTTP/2.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 	}
@@ -160,10 +151,7 @@ func (srv *Server) startHTTP(ln net.Listener, tlsCfg *tls.Config, insecure net.L
 		if c.MinVersion < tls.VersionTLS12 {
 			c.MinVersion = tls.VersionTLS12
 		}
-		// TLS through lighttls: crypto/tls's handshake, then a record
-		// layer that keeps no buffers on an idle connection (about 4 KiB
-		// less per peer than a *tls.Conn; internal/lighttls).
-		srv.ln = lighttls.NewListener(ln, c)
+		srv.ln = tls.NewListener(ln, c)
 		srv.serve(srv.ln, "wss")
 	} else if ln != nil {
 		srv.ln = ln
@@ -198,9 +186,6 @@ func (srv *Server) serve(ln net.Listener, scheme string) {
 	}()
 	srv.log.Info("signaling listening", "addr", ln.Addr().String(), "url", scheme+"://"+ln.Addr().String()+DefaultSignalPath)
 }
-
-// overTLS marks the context of a request that came over TLS.
-type overTLS struct{}
 
 // mono returns monotonic nanoseconds since the server started.
 func (srv *Server) mono() int64 { return int64(time.Since(srv.epoch)) }
@@ -245,7 +230,7 @@ func (srv *Server) handleSignal(w http.ResponseWriter, r *http.Request) {
 		ip:     ip,
 		remote: remote,
 		host:   r.Host,
-		secure: r.TLS != nil || r.Context().Value(overTLS{}) != nil,
+		secure: r.TLS != nil,
 		done:   make(chan struct{}),
 	}
 	srv.mu.Lock()
