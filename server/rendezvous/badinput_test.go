@@ -39,7 +39,7 @@ func TestLoginRefused(t *testing.T) {
 		}},
 		{"key of the claimed ID, signed by another", LoginBadSignature, wire.SignalErrLoginFailed, func(p *rawPeer, m *wire.Login) {
 			other := newIdentity(t)
-			m.Signature = [wire.SignatureLen]byte(other.Sign(m.SignedData()))
+			m.Signature = [wire.SignatureLen]byte(other.Sign(m.SignedData(p.ekm)))
 		}},
 		{"stale time", LoginStale, wire.SignalErrLoginFailed, func(p *rawPeer, m *wire.Login) {
 			m.TimeUnixMillis = time.Now().Add(-10 * time.Minute).UnixMilli()

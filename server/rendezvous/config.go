@@ -3,6 +3,7 @@ package rendezvous
 import (
 	"cmp"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
@@ -80,10 +81,15 @@ type Config struct {
 	InsecureListener net.Listener
 
 	// ServerNames are the names a LOGIN may be signed for: the host names
-	// (and IP addresses) peers put in their URL. A login signed for another
-	// name is refused, so a login cannot be relayed to this server from
-	// another. Zero: the host of PublicURL, and if that is zero too, any
-	// name (logged as a warning at start).
+	// (and IP addresses) peers put in their URL; "*.example.com" matches
+	// one label. A login signed for another name is refused, so a login
+	// cannot be relayed to this server from another. The HTTP Host header
+	// is never used for this: the client writes it. Zero: the host of
+	// PublicURL; with TLSConfig, the DNS names and IP addresses of its
+	// certificates, or of the one its GetCertificate serves to a hello
+	// without SNI (ACME serves none: it needs ServerNames); without either, any name, logged as a warning
+	// at start (over TLS a login is still bound to its connection, see
+	// wire/SPEC.md section 7.4; without TLS nothing else binds it).
 	ServerNames []string
 
 	// PublicURL is this server's signaling URL as peers reach it, such as
@@ -285,7 +291,51 @@ func (c *Config) Validate() error {
 	if c.TLSConfig != nil && len(c.TLSConfig.Certificates) == 0 && c.TLSConfig.GetCertificate == nil && c.TLSConfig.GetConfigForClient == nil {
 		return fmt.Errorf("%w: TLSConfig has no certificates", ErrInvalidConfig)
 	}
+	if c.TLSConfig != nil && len(c.serverNames()) == 0 {
+		return fmt.Errorf("%w: with TLS, the server names logins are signed for are required: set ServerNames (--server-name), "+
+			"PublicURL, or give TLSConfig a certificate that names them", ErrInvalidConfig)
+	}
 	return nil
+}
+
+// serverNames are the names logins may be signed for: ServerNames, or the
+// host of PublicURL, or the names of TLSConfig's certificates.
+func (c *Config) serverNames() []string {
+	if len(c.ServerNames) > 0 {
+		return c.ServerNames
+	}
+	if c.PublicURL != "" {
+		return []string{hostOnly(c.PublicURL)}
+	}
+	if c.TLSConfig == nil {
+		return nil
+	}
+	certs := c.TLSConfig.Certificates
+	if len(certs) == 0 && c.TLSConfig.GetCertificate != nil {
+		// Certificate files reloaded on change: the pair served to a
+		// hello without SNI. ACME answers only for its names (none here).
+		if crt, err := c.TLSConfig.GetCertificate(&tls.ClientHelloInfo{}); err == nil && crt != nil {
+			certs = []tls.Certificate{*crt}
+		}
+	}
+	var names []string
+	for _, crt := range certs {
+		leaf := crt.Leaf
+		if leaf == nil && len(crt.Certificate) > 0 {
+			var err error
+			if leaf, err = x509.ParseCertificate(crt.Certificate[0]); err != nil {
+				continue
+			}
+		}
+		if leaf == nil {
+			continue
+		}
+		names = append(names, leaf.DNSNames...)
+		for _, ip := range leaf.IPAddresses {
+			names = append(names, ip.String())
+		}
+	}
+	return names
 }
 
 func isIPv6(s string) bool {
@@ -339,6 +389,7 @@ type settings struct {
 	Config
 	maxPayload  int
 	bootPeers   int
+	names       []string // what logins may be signed for; none: any
 	replicaID   string
 	redisPrefix string
 }
@@ -369,6 +420,7 @@ func (c *Config) withDefaults() settings {
 		s.bootPeers = 0
 	}
 	s.redisPrefix = cmp.Or(c.RedisPrefix, "ferry:rv:")
+	s.names = c.serverNames()
 	s.replicaID = c.ReplicaID
 	if s.now == nil {
 		s.now = time.Now

@@ -26,6 +26,7 @@ const (
 	LoginBadNonce     = "bad_nonce"     // not this connection's nonce: a replay
 	LoginStale        = "stale"         // time outside the clock skew bound
 	LoginWrongServer  = "wrong_server"  // signed for another server name
+	LoginUnbound      = "unbound"       // over TLS, not bound to the TLS connection (or bound without TLS)
 	LoginBadVersion   = "bad_version"   // unsupported signaling version
 	LoginMalformed    = "malformed"     // LOGIN that does not decode, or another frame first
 	LoginTimeout      = "timeout"       // no LOGIN within the login timeout

@@ -166,13 +166,15 @@ func (srv *Server) startHTTP(ln net.Listener, tlsCfg *tls.Config, insecure net.L
 		srv.warnPlain(insecure)
 		srv.serve(insecure, "ws")
 	}
-	if len(srv.cfg.ServerNames) == 0 && srv.cfg.PublicURL == "" {
-		srv.log.Warn("no server names configured: a login may be signed for any name the client sent as Host, so logins could be relayed from another server; set ServerNames (--server-name)")
+	if len(srv.cfg.names) == 0 {
+		srv.log.Warn("no server names configured: a login signed for any name is accepted, so a login made for another server can be relayed here; set ServerNames (--server-name)")
 	}
 }
 
 func (srv *Server) warnPlain(ln net.Listener) {
-	srv.log.Warn("signaling is served over plain HTTP without TLS: logins and messages are readable and forgeable on the path; use this only in a lab",
+	srv.log.Warn("signaling is served over plain HTTP without TLS: logins and messages are readable and forgeable on the path, "+
+		"and a login is not bound to a TLS connection, so only the server name check keeps one from being relayed from another server; "+
+		"use this only in a lab or behind a proxy that terminates TLS",
 		"addr", ln.Addr().String())
 }
 
@@ -217,6 +219,17 @@ func (srv *Server) handleSignal(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "ferry rendezvous: "+msg+"; retry in "+strconv.Itoa(secs)+"s", http.StatusTooManyRequests)
 		return
 	}
+	var ekm []byte
+	if r.TLS != nil {
+		// The keying material a login on this connection signs (RFC
+		// 5705, RFC 8446 section 7.5): a login relayed from another
+		// connection signed another value.
+		if ekm, err = r.TLS.ExportKeyingMaterial(wire.LoginExporterLabel, nil, wire.LoginExporterLen); err != nil {
+			srv.limits.release(ip)
+			http.Error(w, "ferry rendezvous: this TLS connection has no keying material exporter (TLS 1.2 needs extended master secret): "+err.Error(), http.StatusBadRequest)
+			return
+		}
+	}
 	conn, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		srv.limits.release(ip)
@@ -233,6 +246,7 @@ func (srv *Server) handleSignal(w http.ResponseWriter, r *http.Request) {
 		secure: r.TLS != nil,
 		done:   make(chan struct{}),
 	}
+	copy(s.ekm[:], ekm)
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	if srv.closed {
@@ -284,30 +298,30 @@ func (srv *Server) sweep() {
 	}
 }
 
-// nameOK reports whether a login signed for name is for this server.
-func (srv *Server) nameOK(name, host string) bool {
-	for _, n := range srv.names(host) {
+// nameOK reports whether a login signed for name is for this server: one
+// of its configured names (or those of its certificate), a "*." name
+// matching one label. A server without names accepts any (it warned at
+// start). The Host header plays no part: the client writes it.
+func (srv *Server) nameOK(name string) bool {
+	if len(srv.cfg.names) == 0 {
+		return true
+	}
+	for _, n := range srv.cfg.names {
 		if strings.EqualFold(n, name) {
 			return true
+		}
+		if suffix, ok := strings.CutPrefix(n, "*."); ok {
+			label, rest, found := strings.Cut(name, ".")
+			if found && label != "" && strings.EqualFold(rest, suffix) {
+				return true
+			}
 		}
 	}
 	return false
 }
 
-// names returns the names logins may be signed for on a connection whose
-// Host header is host.
-func (srv *Server) names(host string) []string {
-	if len(srv.cfg.ServerNames) > 0 {
-		return srv.cfg.ServerNames
-	}
-	if srv.cfg.PublicURL != "" {
-		return []string{hostOnly(srv.cfg.PublicURL)}
-	}
-	return []string{hostname(host)}
-}
-
-func (srv *Server) namesText(host string) string {
-	return "it answers to " + strings.Join(srv.names(host), ", ")
+func (srv *Server) namesText() string {
+	return "it answers to " + strings.Join(srv.cfg.names, ", ")
 }
 
 // hostname strips the port (and IPv6 brackets) from a Host header.

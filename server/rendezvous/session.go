@@ -32,9 +32,10 @@ type session struct {
 	conn   *websocket.Conn
 	ip     netip.Addr
 	remote string
-	host   string // the HTTP Host header: what the peer dialed
+	host   string // the HTTP Host header: for URLs handed back, never for checks
 	secure bool   // over TLS
 	nonce  [wire.NonceLen]byte
+	ekm    [wire.LoginExporterLen]byte // the TLS exporter a login signs (secure only)
 
 	// Set by the reader during login; read-only once loggedIn is set.
 	peer       identity.PeerID
@@ -97,6 +98,7 @@ func (s *session) run(ctx context.Context, end func()) {
 			ServerTimeUnixMillis: s.srv.cfg.now().UnixMilli(),
 			MaxPayload:           uint32(s.srv.cfg.maxPayload),
 			LoginTimeoutMillis:   uint32(s.srv.cfg.LoginTimeout.Milliseconds()),
+			ChannelBinding:       s.binding(),
 		}, true)
 	}
 	if s.readLoop(ctx, true) {
@@ -358,15 +360,26 @@ func (s *session) login(ctx context.Context, p []byte) bool {
 	case identity.IDFromPublicKey(pub) != id:
 		err := &identity.MismatchError{Expected: id, Presented: identity.IDFromPublicKey(pub)}
 		return s.loginFailed(LoginWrongKey, "the public key does not hash to the claimed peer ID: "+err.Error())
-	case !s.srv.nameOK(m.ServerName, s.host):
+	case !s.srv.nameOK(m.ServerName):
 		return s.loginFailed(LoginWrongServer, fmt.Sprintf("the login is signed for server name %q, which is not this server (%s)",
-			m.ServerName, s.srv.namesText(s.host)))
+			m.ServerName, s.srv.namesText()))
+	case m.ChannelBinding != s.binding():
+		if s.secure {
+			return s.loginFailed(LoginUnbound, "this server is reached over TLS and accepts only logins bound to the TLS connection "+
+				"(channel binding 1, the signature covering the TLS exporter; wire/SPEC.md section 7.4): update the client")
+		}
+		return s.loginFailed(LoginUnbound, fmt.Sprintf("channel binding %d, but this connection reaches the server without TLS of its own, "+
+			"so only binding 0 (as the CHALLENGE said) can be checked", m.ChannelBinding))
 	case skew > s.srv.cfg.ClockSkew || skew < -s.srv.cfg.ClockSkew:
 		return s.loginFailed(LoginStale, fmt.Sprintf("the login time is %v away from the server's clock; at most %v is accepted (check the clock)",
 			skew.Round(time.Second), s.srv.cfg.ClockSkew))
 	}
-	if err := identity.Verify(id, pub, m.SignedData(), m.Signature[:]); err != nil {
-		return s.loginFailed(LoginBadSignature, "the signature does not verify: "+err.Error())
+	if err := identity.Verify(id, pub, m.SignedData(s.ekm[:]), m.Signature[:]); err != nil {
+		reason := "the signature does not verify: " + err.Error()
+		if s.secure {
+			reason += " (it must cover this TLS connection's exporter: a login relayed from another connection fails here)"
+		}
+		return s.loginFailed(LoginBadSignature, reason)
 	}
 	var tok [8]byte
 	_, _ = rand.Read(tok[:])
@@ -396,6 +409,14 @@ func (s *session) login(ctx context.Context, p []byte) bool {
 	s.timer.Reset(s.srv.cfg.IdleTimeout)
 	s.log().Debug("peer logged in")
 	return true
+}
+
+// binding is the channel binding a login on this connection must have.
+func (s *session) binding() uint32 {
+	if s.secure {
+		return wire.ChannelBindingTLSExporter
+	}
+	return wire.ChannelBindingNone
 }
 
 func (s *session) loginFailed(result, reason string) bool {
