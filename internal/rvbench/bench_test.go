@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 // child serves STUN ("stun") or signaling ("signal") on loopback, prints
 // "READY addr", and runs until SIGTERM.
 func child(mode string) int {
-	cfg := rendezvous.Config{IPConnectRate: -1, MaxConnsPerIP: -1, MaxConns: -1, PeerRate: -1}
+	cfg := rendezvous.Config{IPConnectRate: -1, MaxConnsPerIP: -1, MaxConns: -1, PeerRate: -1, IPLoginRate: -1, STUNRate: -1}
 	switch mode {
 	case "stun":
 		c, err := net.ListenPacket("udp", "127.0.0.1:0")

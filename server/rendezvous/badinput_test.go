@@ -535,6 +535,7 @@ func FuzzSessionInput(f *testing.F) {
 		}
 		srv.cfg.replicaID = "fuzz"
 		srv.hub = newHub(srv)
+		srv.limits = newIPLimits(&srv.cfg)
 		srv.readBufs.New = func() any { b := make([]byte, 4096+wire.Overhead+1); return &b }
 		s := &session{srv: srv, hold: true, done: make(chan struct{}), host: "127.0.0.1:1"}
 		s.timer = time.NewTimer(time.Hour)

@@ -113,7 +113,8 @@ func New(cfg Config) (srv *Server, err error) {
 		srv.hub.dir = d
 	}
 	if len(cfg.STUNConns) > 0 {
-		srv.stun = newSTUNServer(cfg.STUNConns, l, srv.m, srv.log.With("component", "stun"))
+		lim := newSTUNLimiter(s.STUNRate, s.STUNBurst, DefaultSTUNSources, srv.mono)
+		srv.stun = newSTUNServer(cfg.STUNConns, l, srv.m, srv.log.With("component", "stun"), lim)
 		srv.stun.start()
 		srv.log.Info("STUN listening", "addrs", l.addrs, "rfc5780", l.rfc5780)
 	}
@@ -294,6 +295,9 @@ func (srv *Server) sweep() {
 			return
 		case <-t.C:
 			srv.limits.sweep(srv.mono())
+			if srv.stun != nil && srv.stun.limit != nil {
+				srv.stun.limit.sweep()
+			}
 		}
 	}
 }
