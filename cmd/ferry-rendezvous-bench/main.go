@@ -369,7 +369,7 @@ func benchCapacity(ctx context.Context, o options) error {
 			i+1, r.stack0/(1<<20), r.stack1/(1<<20), kib(r.stack1-r.stack0))
 	}
 	fmt.Printf("peers online (all servers): %.0f\n", online)
-	fmt.Printf("server RSS per peer, all servers: %.1f KiB (bar: <= 20 KB)\n", rssDelta/float64(o.peers)/1024)
+	fmt.Printf("server RSS per peer, all servers: %.1f KiB (bar: <= 28 KiB at 20,000 peers)\n", rssDelta/float64(o.peers)/1024)
 	if red != nil {
 		redis1, err := benchproc.RSS(red.PID())
 		if err != nil {
