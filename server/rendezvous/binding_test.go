@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -223,6 +224,18 @@ func TestTLSNeedsServerNames(t *testing.T) {
 	cfg.ServerNames = []string{"rv.example"}
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("with names: %v", err)
+	}
+	// A certificate given whole names the server by its DNS names and IPs.
+	cert, _, err := tlsconf.SelfSigned([]string{"rv.example", "192.0.2.9"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = Config{Listener: ln, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("names from the certificate: %v", err)
+	}
+	if got := cfg.serverNames(); !slices.Equal(got, []string{"rv.example", "192.0.2.9"}) {
+		t.Fatalf("names from the certificate: %v", got)
 	}
 }
 
