@@ -4,9 +4,11 @@
 //
 // Dial connects to a rendezvous server over a WebSocket (wss://, trusting
 // the system roots plus an optional CA file), logs in by signing the
-// server's nonce with the node's Ed25519 identity, and keeps that login:
-// when the connection drops or the server restarts it reconnects with
-// backoff and logs in again.
+// server's nonce and name with the node's Ed25519 identity (over TLS, also
+// keying material exported from the TLS connection, so the server cannot
+// relay the login elsewhere), and keeps that login: when the connection
+// drops or the server restarts it reconnects with backoff and logs in
+// again.
 //
 //	c, err := signal.Dial(ctx, "wss://rendezvous.example.com", id)
 //	err = c.Offer(ctx, peer, &wire.Offer{RouteHeader: wire.RouteHeader{SessionID: sid}, Ufrag: u, Pwd: p})

@@ -178,8 +178,12 @@ func permanent(err error) bool {
 // when it refused for now.
 func (c *Client) connect(ctx context.Context) (l *link, retry time.Duration, err error) {
 	conn, resp, err := websocket.Dial(ctx, c.url, &websocket.DialOptions{HTTPClient: c.http})
-	if resp != nil && resp.Body != nil {
-		resp.Body.Close()
+	var tlsState *tls.ConnectionState
+	if resp != nil {
+		tlsState = resp.TLS
+		if resp.Body != nil {
+			resp.Body.Close()
+		}
 	}
 	if err != nil {
 		if resp != nil {
@@ -226,6 +230,10 @@ func (c *Client) connect(ctx context.Context) (l *link, retry time.Duration, err
 	if ch.Version != wire.SignalVersion {
 		return nil, 0, &permanentError{fmt.Errorf("%w: server speaks signaling version %d, this client %d", ErrProtocol, ch.Version, wire.SignalVersion)}
 	}
+	ekm, err := channelBinding(ch.ChannelBinding, tlsState)
+	if err != nil {
+		return nil, 0, &permanentError{err}
+	}
 	login := &wire.Login{
 		Version:        wire.SignalVersion,
 		PeerID:         c.id.PeerID(),
@@ -234,8 +242,9 @@ func (c *Client) connect(ctx context.Context) (l *link, retry time.Duration, err
 		ServerName:     c.serverName,
 		TimeUnixMillis: c.o.now().UnixMilli(),
 		Capabilities:   c.o.capabilities,
+		ChannelBinding: ch.ChannelBinding,
 	}
-	login.Signature = [wire.SignatureLen]byte(c.id.Sign(login.SignedData()))
+	login.Signature = [wire.SignatureLen]byte(c.id.Sign(login.SignedData(ekm)))
 	frame, err := wire.AppendMessage(nil, login)
 	if err != nil {
 		return nil, 0, &permanentError{err}
@@ -269,6 +278,27 @@ func (c *Client) connect(ctx context.Context) (l *link, retry time.Duration, err
 	}
 	l.lastRecv.Store(time.Now().UnixNano())
 	return l, 0, nil
+}
+
+// channelBinding returns the keying material a login signs for the binding
+// the CHALLENGE asked for (wire/SPEC.md section 7.4): with the TLS
+// exporter, the login is good on this TLS connection only, so a server the
+// client logs in to cannot replay it at another.
+func channelBinding(binding uint32, st *tls.ConnectionState) ([]byte, error) {
+	switch binding {
+	case wire.ChannelBindingNone:
+		return nil, nil
+	case wire.ChannelBindingTLSExporter:
+		if st == nil {
+			return nil, fmt.Errorf("%w: the server asks for a login bound to TLS, but this connection has no TLS (a ws:// URL to a wss server?)", ErrProtocol)
+		}
+		ekm, err := st.ExportKeyingMaterial(wire.LoginExporterLabel, nil, wire.LoginExporterLen)
+		if err != nil {
+			return nil, fmt.Errorf("%w: the server asks for a login bound to TLS: %w", ErrProtocol, err)
+		}
+		return ekm, nil
+	}
+	return nil, fmt.Errorf("%w: the server asks for channel binding %d, which this client does not know (update it)", ErrProtocol, binding)
 }
 
 func retryAfter(h string) time.Duration {

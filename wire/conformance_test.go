@@ -133,6 +133,7 @@ func signalFields(m Message, put func(string, any, bool)) {
 		i64("server_time_unix_millis", m.ServerTimeUnixMillis)
 		u64("max_payload", uint64(m.MaxPayload))
 		u64("login_timeout_millis", uint64(m.LoginTimeoutMillis))
+		u64("channel_binding", uint64(m.ChannelBinding))
 	case *Login:
 		u64("version", uint64(m.Version))
 		fixed("peer_id", m.PeerID[:])
@@ -142,6 +143,7 @@ func signalFields(m Message, put func(string, any, bool)) {
 		i64("time_unix_millis", m.TimeUnixMillis)
 		fixed("signature", m.Signature[:])
 		strs("capabilities", m.Capabilities)
+		u64("channel_binding", uint64(m.ChannelBinding))
 	case *LoggedIn:
 		fixed("peer_id", m.PeerID[:])
 		str("server_id", m.ServerID)

@@ -125,12 +125,12 @@ func sampleSignalMessages() []sampleMessage {
 	return []sampleMessage{
 		{"challenge", &Challenge{
 			Version: 1, Nonce: sampleNonce, ServerTimeUnixMillis: 1_700_000_000_123,
-			MaxPayload: 65536, LoginTimeoutMillis: 10000,
+			MaxPayload: 65536, LoginTimeoutMillis: 10000, ChannelBinding: ChannelBindingTLSExporter,
 		}},
 		{"login", &Login{
 			Version: 1, PeerID: samplePeerA, PublicKey: pub, Nonce: sampleNonce,
 			ServerName: "rendezvous.example.com", TimeUnixMillis: 1_700_000_000_456, Signature: sig,
-			Capabilities: []string{"dht"},
+			Capabilities: []string{"dht"}, ChannelBinding: ChannelBindingTLSExporter,
 		}},
 		{"logged-in", &LoggedIn{PeerID: samplePeerA, ServerID: "rv-1", IdleTimeoutMillis: 90000, MaxPayload: 65536}},
 		{"offer", &Offer{

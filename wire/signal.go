@@ -118,7 +118,33 @@ const (
 
 // loginContext starts the bytes a LOGIN signature covers; the NUL ends it,
 // so no other Ferry signature over the same key can be mistaken for a login.
-const loginContext = "ferry-rendezvous-login-v1\x00"
+// loginContextTLS starts those of a LOGIN bound to its TLS connection.
+const (
+	loginContext    = "ferry-rendezvous-login-v1\x00"
+	loginContextTLS = "ferry-rendezvous-login-v2\x00"
+)
+
+// Channel bindings of a login (Challenge.ChannelBinding,
+// Login.ChannelBinding; SPEC.md section 7.4).
+const (
+	// ChannelBindingNone: the login signature covers no property of the
+	// connection (a server without TLS of its own, behind a proxy that
+	// terminates TLS, or a lab).
+	ChannelBindingNone uint32 = 0
+	// ChannelBindingTLSExporter: the signature also covers
+	// [LoginExporterLen] bytes of keying material exported from the TLS
+	// connection (RFC 5705, RFC 8446 section 7.5) with label
+	// [LoginExporterLabel] and no context, so a login cannot be relayed
+	// over another TLS connection.
+	ChannelBindingTLSExporter uint32 = 1
+)
+
+// LoginExporterLabel and LoginExporterLen name the TLS keying material a
+// bound LOGIN signs.
+const (
+	LoginExporterLabel = "EXPORTER-ferry-rendezvous-login"
+	LoginExporterLen   = 32
+)
 
 // AppendLoginSignedData appends to b the bytes that a LOGIN's signature
 // covers:
@@ -132,6 +158,29 @@ func AppendLoginSignedData(b []byte, nonce [NonceLen]byte, serverName string, ti
 		serverName = serverName[:MaxServerNameLen]
 	}
 	b = append(b, loginContext...)
+	return appendLoginFields(b, nonce, serverName, timeUnixMillis)
+}
+
+// AppendLoginSignedDataTLS appends to b the bytes that the signature of a
+// LOGIN bound to its TLS connection ([ChannelBindingTLSExporter]) covers:
+//
+//	"ferry-rendezvous-login-v2" 0x00 | nonce (32) | len(serverName) (1) | serverName | timeUnixMillis (8) | exporter (32)
+//
+// exporter is the connection's keying material ([LoginExporterLabel],
+// [LoginExporterLen] bytes); one of another length is cut or zero-padded to
+// it, which makes the signature fail to verify.
+func AppendLoginSignedDataTLS(b []byte, nonce [NonceLen]byte, serverName string, timeUnixMillis int64, exporter []byte) []byte {
+	if len(serverName) > MaxServerNameLen {
+		serverName = serverName[:MaxServerNameLen]
+	}
+	b = append(b, loginContextTLS...)
+	b = appendLoginFields(b, nonce, serverName, timeUnixMillis)
+	var ekm [LoginExporterLen]byte
+	copy(ekm[:], exporter)
+	return append(b, ekm[:]...)
+}
+
+func appendLoginFields(b []byte, nonce [NonceLen]byte, serverName string, timeUnixMillis int64) []byte {
 	b = append(b, nonce[:]...)
 	b = append(b, byte(len(serverName)))
 	b = append(b, serverName...)

@@ -13,6 +13,7 @@ import "google.golang.org/protobuf/encoding/protowire"
 //	field 3  server_time_unix_millis  int64    wire type 0: tag 0x18, varint
 //	field 4  max_payload              uint32   wire type 0: tag 0x20, varint
 //	field 5  login_timeout_millis     uint32   wire type 0: tag 0x28, varint
+//	field 6  channel_binding          uint32   wire type 0: tag 0x30, varint
 type Challenge struct {
 	// Version is the signaling protocol version the server speaks
 	// ([SignalVersion]).
@@ -26,6 +27,10 @@ type Challenge struct {
 	MaxPayload uint32
 	// LoginTimeoutMillis is how long the server waits for the LOGIN.
 	LoginTimeoutMillis uint32
+	// ChannelBinding is what the server requires a LOGIN's signature to
+	// cover besides the nonce: [ChannelBindingTLSExporter] when it
+	// terminates TLS itself, [ChannelBindingNone] otherwise.
+	ChannelBinding uint32
 }
 
 const (
@@ -34,6 +39,7 @@ const (
 	challengeServerTime   protowire.Number = 3
 	challengeMaxPayload   protowire.Number = 4
 	challengeLoginTimeout protowire.Number = 5
+	challengeBinding      protowire.Number = 6
 )
 
 var _ Message = (*Challenge)(nil)
@@ -47,7 +53,8 @@ func (m *Challenge) Len() int {
 		sizeFixedField(challengeNonce, m.Nonce[:]) +
 		sizeVarintField(challengeServerTime, uint64(m.ServerTimeUnixMillis)) +
 		sizeVarintField(challengeMaxPayload, uint64(m.MaxPayload)) +
-		sizeVarintField(challengeLoginTimeout, uint64(m.LoginTimeoutMillis))
+		sizeVarintField(challengeLoginTimeout, uint64(m.LoginTimeoutMillis)) +
+		sizeVarintField(challengeBinding, uint64(m.ChannelBinding))
 }
 
 // Append appends the encoded message to b. It cannot fail.
@@ -56,7 +63,8 @@ func (m *Challenge) Append(b []byte) ([]byte, error) {
 	b = appendFixedField(b, challengeNonce, m.Nonce[:])
 	b = appendVarintField(b, challengeServerTime, uint64(m.ServerTimeUnixMillis))
 	b = appendVarintField(b, challengeMaxPayload, uint64(m.MaxPayload))
-	return appendVarintField(b, challengeLoginTimeout, uint64(m.LoginTimeoutMillis)), nil
+	b = appendVarintField(b, challengeLoginTimeout, uint64(m.LoginTimeoutMillis))
+	return appendVarintField(b, challengeBinding, uint64(m.ChannelBinding)), nil
 }
 
 // Unmarshal resets m and decodes b into it.
@@ -82,6 +90,8 @@ func (m *Challenge) Unmarshal(b []byte) error {
 			m.MaxPayload, n, err = consumeUint32(msg, num, typ, b)
 		case challengeLoginTimeout:
 			m.LoginTimeoutMillis, n, err = consumeUint32(msg, num, typ, b)
+		case challengeBinding:
+			m.ChannelBinding, n, err = consumeUint32(msg, num, typ, b)
 		default:
 			n, err = skipField(msg, num, typ, b)
 		}

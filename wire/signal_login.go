@@ -5,7 +5,9 @@ import "google.golang.org/protobuf/encoding/protowire"
 // Login proves a peer's identity to a rendezvous server (type [TypeLogin]):
 // the peer signs, with the Ed25519 key whose SHA-256 is PeerID, the bytes
 // [AppendLoginSignedData] builds from the CHALLENGE's nonce, the name of the
-// server it meant to reach, and its clock.
+// server it meant to reach, and its clock, or, when the CHALLENGE asks for a
+// TLS channel binding, the bytes [AppendLoginSignedDataTLS] builds, which
+// also cover keying material exported from the TLS connection.
 //
 // Payload (protobuf message ferry.signal.v1.Login):
 //
@@ -17,6 +19,7 @@ import "google.golang.org/protobuf/encoding/protowire"
 //	field 6  time_unix_millis  int64             wire type 0: tag 0x30, varint
 //	field 7  signature         bytes             wire type 2: tag 0x3a, length 64, bytes
 //	field 8  capabilities      repeated string   wire type 2: tag 0x42, length, UTF-8 (one field per entry)
+//	field 9  channel_binding   uint32            wire type 0: tag 0x48, varint
 type Login struct {
 	// Version is the signaling protocol version the peer speaks.
 	Version uint32
@@ -32,13 +35,15 @@ type Login struct {
 	ServerName string
 	// TimeUnixMillis is the peer's clock when it signed.
 	TimeUnixMillis int64
-	// Signature is the Ed25519 signature over
-	// AppendLoginSignedData(nil, Nonce, ServerName, TimeUnixMillis).
+	// Signature is the Ed25519 signature over [Login.SignedData].
 	Signature [SignatureLen]byte
 	// Capabilities names optional features of the peer; "dht" offers the
 	// peer as a DHT bootstrap node to others. At most
 	// [MaxCapabilitiesLogin] entries of at most [MaxCapabilityLen] bytes.
 	Capabilities []string
+	// ChannelBinding says what else the signature covers:
+	// [ChannelBindingNone] or [ChannelBindingTLSExporter].
+	ChannelBinding uint32
 }
 
 const (
@@ -50,6 +55,7 @@ const (
 	loginTime         protowire.Number = 6
 	loginSignature    protowire.Number = 7
 	loginCapabilities protowire.Number = 8
+	loginBinding      protowire.Number = 9
 )
 
 var _ Message = (*Login)(nil)
@@ -57,8 +63,14 @@ var _ Message = (*Login)(nil)
 // Type returns [TypeLogin].
 func (*Login) Type() Type { return TypeLogin }
 
-// SignedData returns the bytes the signature covers.
-func (m *Login) SignedData() []byte {
+// SignedData returns the bytes the signature covers: with
+// [ChannelBindingTLSExporter], those of [AppendLoginSignedDataTLS] with
+// exporter, the connection's keying material; otherwise those of
+// [AppendLoginSignedData] (exporter is then ignored).
+func (m *Login) SignedData(exporter []byte) []byte {
+	if m.ChannelBinding == ChannelBindingTLSExporter {
+		return AppendLoginSignedDataTLS(nil, m.Nonce, m.ServerName, m.TimeUnixMillis, exporter)
+	}
 	return AppendLoginSignedData(nil, m.Nonce, m.ServerName, m.TimeUnixMillis)
 }
 
@@ -71,7 +83,8 @@ func (m *Login) Len() int {
 		sizeBytesField(loginServerName, len(m.ServerName)) +
 		sizeVarintField(loginTime, uint64(m.TimeUnixMillis)) +
 		sizeFixedField(loginSignature, m.Signature[:]) +
-		sizeStrings(loginCapabilities, m.Capabilities)
+		sizeStrings(loginCapabilities, m.Capabilities) +
+		sizeVarintField(loginBinding, uint64(m.ChannelBinding))
 }
 
 // Append appends the encoded message to b.
@@ -90,7 +103,8 @@ func (m *Login) Append(b []byte) ([]byte, error) {
 	b = appendStringField(b, loginServerName, m.ServerName)
 	b = appendVarintField(b, loginTime, uint64(m.TimeUnixMillis))
 	b = appendFixedField(b, loginSignature, m.Signature[:])
-	return appendStrings(b, loginCapabilities, m.Capabilities), nil
+	b = appendStrings(b, loginCapabilities, m.Capabilities)
+	return appendVarintField(b, loginBinding, uint64(m.ChannelBinding)), nil
 }
 
 // Unmarshal resets m and decodes b into it. It copies what it keeps.
@@ -122,6 +136,8 @@ func (m *Login) Unmarshal(b []byte) error {
 			n, err = consumeFixed(msg, num, typ, b, m.Signature[:])
 		case loginCapabilities:
 			n, err = consumeAppendString(msg, num, typ, b, &m.Capabilities, MaxCapabilitiesLogin, MaxCapabilityLen)
+		case loginBinding:
+			m.ChannelBinding, n, err = consumeUint32(msg, num, typ, b)
 		default:
 			n, err = skipField(msg, num, typ, b)
 		}

@@ -126,7 +126,7 @@ func TestLoginVector(t *testing.T) {
 		Version: 1, PeerID: id, PublicKey: [PublicKeyLen]byte(pub), Nonce: sampleNonce,
 		ServerName: "rendezvous.example.com", TimeUnixMillis: 1_700_000_000_456,
 	}
-	data := m.SignedData()
+	data := m.SignedData(nil)
 	if got := hex.EncodeToString(data); got != vecLoginData {
 		t.Fatalf("signed data\n%s\nwant\n%s", got, vecLoginData)
 	}
@@ -149,7 +149,7 @@ func TestLoginVector(t *testing.T) {
 	if err := back.Unmarshal(f.Payload); err != nil {
 		t.Fatal(err)
 	}
-	if !ed25519.Verify(back.PublicKey[:], back.SignedData(), back.Signature[:]) {
+	if !ed25519.Verify(back.PublicKey[:], back.SignedData(nil), back.Signature[:]) {
 		t.Fatal("vector signature does not verify")
 	}
 	// A server name over the bound is truncated, so it cannot collide
@@ -157,6 +157,55 @@ func TestLoginVector(t *testing.T) {
 	long := strings.Repeat("a", MaxServerNameLen+1)
 	if d := AppendLoginSignedData(nil, sampleNonce, long, 0); d[len(loginContext)+NonceLen] != MaxServerNameLen {
 		t.Fatal("long server name not truncated")
+	}
+}
+
+// The LOGIN vector of SPEC.md section 7.6 bound to its TLS connection
+// (channel binding 1), with the exporter value e0 e1 .. ff.
+const (
+	vecLoginTLSData = "66657272792d72656e64657a766f75732d6c6f67696e2d7632" + "00" +
+		"0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20" +
+		"16" + "72656e64657a766f75732e6578616d706c652e636f6d" + "0000018bcfe569c8" +
+		"e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"
+	vecLoginTLSSig = "055872eef813558ddfffdc094016f2e94db876e63eff1507362175d37b7aa0ef" +
+		"afeab8f36f79790a22cc78b5282d5f21f835afd6eca34675caddcbe4777e3905"
+)
+
+func TestLoginVectorTLS(t *testing.T) {
+	seed := make([]byte, ed25519.SeedSize)
+	for i := range seed {
+		seed[i] = byte(i)
+	}
+	priv := ed25519.NewKeyFromSeed(seed)
+	ekm := make([]byte, LoginExporterLen)
+	for i := range ekm {
+		ekm[i] = byte(0xe0 + i)
+	}
+	m := &Login{
+		Version: 1, Nonce: sampleNonce, ServerName: "rendezvous.example.com",
+		TimeUnixMillis: 1_700_000_000_456, ChannelBinding: ChannelBindingTLSExporter,
+	}
+	data := m.SignedData(ekm)
+	if got := hex.EncodeToString(data); got != vecLoginTLSData {
+		t.Fatalf("signed data\n%s\nwant\n%s", got, vecLoginTLSData)
+	}
+	if got := hex.EncodeToString(ed25519.Sign(priv, data)); got != vecLoginTLSSig {
+		t.Fatalf("signature %s", got)
+	}
+	// Unbound, the same login signs the v1 bytes whatever the exporter.
+	m.ChannelBinding = ChannelBindingNone
+	if got := hex.EncodeToString(m.SignedData(ekm)); got != vecLoginData {
+		t.Fatalf("unbound signed data %s", got)
+	}
+	// Another connection's exporter, or one of the wrong length, gives
+	// other bytes.
+	m.ChannelBinding = ChannelBindingTLSExporter
+	other := bytes.Clone(ekm)
+	other[0] ^= 1
+	for _, e := range [][]byte{other, ekm[:16], nil} {
+		if bytes.Equal(m.SignedData(e), data) {
+			t.Fatalf("exporter %x signs the same bytes", e)
+		}
 	}
 }
 

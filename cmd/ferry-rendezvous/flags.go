@@ -30,6 +30,15 @@ type options struct {
 	LoginTimeout, IdleTimeout time.Duration
 	ClockSkew                 time.Duration
 	QueueSize                 int
+	QueueBytes                int64
+	IPLoginRate               float64
+	IPLoginBurst              int
+	IPCredentialRate          float64
+	IPCredentialBurst         int
+	STUNRate                  float64
+	STUNBurst                 int
+	AllowPeerFile             string
+	DHTPeerFile               string
 	PeerRate                  float64
 	PeerBurst                 int
 	IPConnectRate             float64
@@ -48,24 +57,31 @@ type options struct {
 
 func defaultOptions() *options {
 	return &options{
-		ListenHTTPS:    ":443",
-		ListenSTUN:     ":3478",
-		CredentialTTL:  rendezvous.DefaultCredentialTTL,
-		BootstrapPeers: rendezvous.DefaultBootstrapPeers,
-		MaxMessageSize: rendezvous.DefaultMaxPayload,
-		LoginTimeout:   rendezvous.DefaultLoginTimeout,
-		IdleTimeout:    rendezvous.DefaultIdleTimeout,
-		ClockSkew:      rendezvous.DefaultClockSkew,
-		QueueSize:      rendezvous.DefaultQueueSize,
-		PeerRate:       rendezvous.DefaultPeerRate,
-		PeerBurst:      rendezvous.DefaultPeerBurst,
-		IPConnectRate:  rendezvous.DefaultIPConnectRate,
-		IPConnectBurst: rendezvous.DefaultIPConnectBurst,
-		MaxConnsPerIP:  rendezvous.DefaultMaxConnsPerIP,
-		MaxConns:       rendezvous.DefaultMaxConns,
-		RegistryTTL:    rendezvous.DefaultRegistryTTL,
-		RetryAfter:     rendezvous.DefaultShutdownRetry,
-		TLS:            cliconf.TLSFlags{SelfSignedOut: "ferry-rendezvous-selfsigned.pem"},
+		ListenHTTPS:       ":443",
+		ListenSTUN:        ":3478",
+		CredentialTTL:     rendezvous.DefaultCredentialTTL,
+		BootstrapPeers:    rendezvous.DefaultBootstrapPeers,
+		MaxMessageSize:    rendezvous.DefaultMaxPayload,
+		LoginTimeout:      rendezvous.DefaultLoginTimeout,
+		IdleTimeout:       rendezvous.DefaultIdleTimeout,
+		ClockSkew:         rendezvous.DefaultClockSkew,
+		QueueSize:         rendezvous.DefaultQueueSize,
+		QueueBytes:        rendezvous.DefaultQueueBytes,
+		IPLoginRate:       rendezvous.DefaultIPLoginRate,
+		IPLoginBurst:      rendezvous.DefaultIPLoginBurst,
+		IPCredentialRate:  rendezvous.DefaultIPCredentialRate,
+		IPCredentialBurst: rendezvous.DefaultIPCredentialBurst,
+		STUNRate:          rendezvous.DefaultSTUNRate,
+		STUNBurst:         rendezvous.DefaultSTUNBurst,
+		PeerRate:          rendezvous.DefaultPeerRate,
+		PeerBurst:         rendezvous.DefaultPeerBurst,
+		IPConnectRate:     rendezvous.DefaultIPConnectRate,
+		IPConnectBurst:    rendezvous.DefaultIPConnectBurst,
+		MaxConnsPerIP:     rendezvous.DefaultMaxConnsPerIP,
+		MaxConns:          rendezvous.DefaultMaxConns,
+		RegistryTTL:       rendezvous.DefaultRegistryTTL,
+		RetryAfter:        rendezvous.DefaultShutdownRetry,
+		TLS:               cliconf.TLSFlags{SelfSignedOut: "ferry-rendezvous-selfsigned.pem"},
 		Ops: cliconf.Ops{
 			MetricsAddr:   ":9090",
 			ShutdownGrace: rendezvous.DefaultShutdownGrace,
@@ -92,7 +108,9 @@ func (o *options) flags() *cliconf.Set {
 	s.Alias("listen", "listen-https")
 	s.String(&o.ListenHTTP, "listen-http", "ADDR",
 		"Also serve signaling over plain HTTP (WS) on ADDR, without TLS, so insecure: logins and messages can be "+
-			"read and altered on the path. For labs, or behind a proxy that terminates TLS. A warning is logged at start.")
+			"read and altered on the path, and a login is not bound to a TLS connection, so only the --server-name "+
+			"check keeps one from being relayed from another server. For labs, or behind a proxy that terminates TLS. "+
+			"A warning is logged at start.")
 	s.Alias("insecure-listen", "listen-http")
 
 	// STUN.
@@ -111,12 +129,18 @@ func (o *options) flags() *cliconf.Set {
 		"Public address advertised for --listen-stun's IP (and a second one for --listen-stun-alt's IP) when the "+
 			"host sits behind a 1:1 NAT (a cloud VM's public IP). Repeatable.")
 	s.Alias("stun-external-ip", "external-ip")
+	floatFlag(s, &o.STUNRate, "stun-rate",
+		"STUN requests per second answered for one source IP (one /64 for IPv6); beyond it requests are dropped. "+
+			"0 means the default, negative means no limit.")
+	s.Int(&o.STUNBurst, "stun-burst", "N", "Burst allowed above --stun-rate.")
 
 	// Identity of this server.
 	s.Strings(&o.ServerNames, "server-name", "NAME",
-		"A host name (or IP) peers use to reach this server. Logins must be signed for one of them, so a login "+
-			"cannot be relayed from another server. Repeatable. Default: the --acme-domain names, or the "+
-			"--tls-self-signed-host names; with none, any name the client sent as Host (a warning is logged).")
+		"A host name (or IP) peers use to reach this server; *.DOMAIN matches one label. Logins must be signed for "+
+			"one of them, so a login cannot be relayed from another server (over TLS a login is also bound to its "+
+			"TLS connection). The Host header is never used for this. Repeatable. Default: the --acme-domain names, "+
+			"the --tls-self-signed-host names, or those of the --tls-cert certificate; without TLS and without names, "+
+			"any name (a warning is logged).")
 	s.String(&o.PublicURL, "public-url", "URL",
 		"This server's signaling URL as peers reach it (wss://NAME/v1/signal), the first seed in bootstrap "+
 			"answers. Default: derived from the first --server-name, or from what each peer dialed.")
@@ -132,7 +156,19 @@ func (o *options) flags() *cliconf.Set {
 	s.Strings(&o.Relays, "relay", "URL",
 		"A TURN relay handed out with credentials: turn:HOST:PORT?transport=udp, turn:HOST:PORT?transport=tcp, "+
 			"or turns:HOST:PORT (TLS). Repeatable. Needs --relay-secret.")
-	s.Duration(&o.CredentialTTL, "credential-ttl", "D", "How long issued TURN credentials stay valid.")
+	s.Duration(&o.CredentialTTL, "credential-ttl", "D", "How long issued TURN credentials stay valid; at most 24h, "+
+		"which is also ferry-relay's default maximum (a relay refuses credentials that outlive its own maximum).")
+	floatFlag(s, &o.IPCredentialRate, "ip-credential-rate",
+		"Credential requests per second answered for one source IP (one /64 for IPv6), across all its peers: each "+
+			"answer is a relay username, so one address with many identities gets no more than this. Beyond it, "+
+			"'rate limited' with a retry hint. 0 means the default, negative means no limit.")
+	s.Int(&o.IPCredentialBurst, "ip-credential-burst", "N", "Burst allowed above --ip-credential-rate.")
+	s.String(&o.AllowPeerFile, "allow-peer-file", "FILE",
+		"Admit only the peer IDs listed in FILE (one per line; # starts a comment), for a closed network: other "+
+			"logins are refused with 'not allowed'. Read at start. Default: any peer ID may log in.")
+	s.String(&o.DHTPeerFile, "dht-peer-file", "FILE",
+		"List in bootstrap answers only the DHT-capable peers whose IDs are in FILE (same format). The \"dht\" "+
+			"capability is self-declared, so by default any peer may offer itself as a DHT seed.")
 
 	// Bootstrap.
 	s.Strings(&o.BootstrapSeeds, "bootstrap-seed", "URL",
@@ -152,6 +188,13 @@ func (o *options) flags() *cliconf.Set {
 	s.Duration(&o.ClockSkew, "clock-skew", "D", "Largest difference accepted between a login's time and the server's clock.")
 	s.Int(&o.QueueSize, "queue-size", "N",
 		"Messages queued for one peer; a message for a peer whose queue is full is refused with 'busy'.")
+	s.Int64(&o.QueueBytes, "queue-bytes", "BYTES",
+		"Bytes of messages held for one peer (queued or being written), so a peer that stops reading holds no "+
+			"more; beyond it messages are refused with 'busy'. At least --max-message-size plus 19.")
+	floatFlag(s, &o.IPLoginRate, "ip-login-rate",
+		"Login attempts per second from one source IP (one /64 for IPv6); beyond it the login is refused with "+
+			"'rate limited' and a retry hint, before its signature is checked. 0 means the default, negative means no limit.")
+	s.Int(&o.IPLoginBurst, "ip-login-burst", "N", "Burst allowed above --ip-login-rate.")
 	floatFlag(s, &o.PeerRate, "peer-rate", "Frames per second one peer may send; beyond it frames are refused "+
 		"with 'rate limited', and a peer that keeps flooding is disconnected. 0 means the default, negative means no limit.")
 	s.Int(&o.PeerBurst, "peer-burst", "N", "Burst allowed above --peer-rate.")

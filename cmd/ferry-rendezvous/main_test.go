@@ -397,3 +397,41 @@ func TestFlagTable(t *testing.T) {
 		FailArgs: []string{"--max-message-size", "2Mi", "--metrics-addr="},
 	})
 }
+
+// TestPeerFile: --allow-peer-file and --dht-peer-file read one peer ID a
+// line, with comments and blank lines; a bad line names its number.
+func TestPeerFile(t *testing.T) {
+	a, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	good := filepath.Join(dir, "peers")
+	if err := os.WriteFile(good, []byte("# members\n\n"+a.PeerID().String()+"  # alice\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	allow, err := peerFile(good, "--allow-peer-file")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !allow(a.PeerID()) || allow(b.PeerID()) {
+		t.Fatal("the list does not hold exactly its members")
+	}
+	if f, err := peerFile("", "--allow-peer-file"); f != nil || err != nil {
+		t.Fatalf("no file: %v %v", f != nil, err)
+	}
+	bad := filepath.Join(dir, "bad")
+	if err := os.WriteFile(bad, []byte(a.PeerID().String()+"\nnot-a-peer-id\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := peerFile(bad, "--allow-peer-file"); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Fatalf("bad line: %v", err)
+	}
+	if _, err := peerFile(filepath.Join(dir, "missing"), "--dht-peer-file"); err == nil || !strings.Contains(err.Error(), "--dht-peer-file") {
+		t.Fatalf("missing file: %v", err)
+	}
+}

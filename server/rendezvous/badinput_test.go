@@ -39,7 +39,7 @@ func TestLoginRefused(t *testing.T) {
 		}},
 		{"key of the claimed ID, signed by another", LoginBadSignature, wire.SignalErrLoginFailed, func(p *rawPeer, m *wire.Login) {
 			other := newIdentity(t)
-			m.Signature = [wire.SignatureLen]byte(other.Sign(m.SignedData()))
+			m.Signature = [wire.SignatureLen]byte(other.Sign(m.SignedData(p.ekm)))
 		}},
 		{"stale time", LoginStale, wire.SignalErrLoginFailed, func(p *rawPeer, m *wire.Login) {
 			m.TimeUnixMillis = time.Now().Add(-10 * time.Minute).UnixMilli()
@@ -535,6 +535,7 @@ func FuzzSessionInput(f *testing.F) {
 		}
 		srv.cfg.replicaID = "fuzz"
 		srv.hub = newHub(srv)
+		srv.limits = newIPLimits(&srv.cfg)
 		srv.readBufs.New = func() any { b := make([]byte, 4096+wire.Overhead+1); return &b }
 		s := &session{srv: srv, hold: true, done: make(chan struct{}), host: "127.0.0.1:1"}
 		s.timer = time.NewTimer(time.Hour)

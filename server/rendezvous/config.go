@@ -3,6 +3,7 @@ package rendezvous
 import (
 	"cmp"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,31 +15,41 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ferrynet/ferry/identity"
 	"github.com/ferrynet/ferry/wire"
 )
 
 // Defaults applied to zero fields of Config.
 const (
-	DefaultMaxPayload       = 64 << 10
-	DefaultLoginTimeout     = 10 * time.Second
-	DefaultIdleTimeout      = 90 * time.Second
-	DefaultClockSkew        = 5 * time.Minute
-	DefaultQueueSize        = 128
-	DefaultWriteTimeout     = 10 * time.Second
-	DefaultPeerRate         = 50.0
-	DefaultPeerBurst        = 200
-	DefaultIPConnectRate    = 20.0
-	DefaultIPConnectBurst   = 100
-	DefaultMaxConnsPerIP    = 1000
-	DefaultMaxConns         = 200000
-	DefaultCredentialTTL    = 10 * time.Minute
-	DefaultBootstrapPeers   = 16
-	DefaultRegistryTTL      = 30 * time.Second
-	DefaultShutdownGrace    = 5 * time.Second
-	DefaultShutdownRetry    = 5 * time.Second
-	DefaultSignalPath       = "/v1/signal"
-	minRegistryTTL          = 3 * time.Second
-	maxConfiguredMaxPayload = 1 << 20
+	DefaultMaxPayload        = 64 << 10
+	DefaultLoginTimeout      = 10 * time.Second
+	DefaultIdleTimeout       = 90 * time.Second
+	DefaultClockSkew         = 5 * time.Minute
+	DefaultQueueSize         = 128
+	DefaultQueueBytes        = 1 << 20
+	DefaultWriteTimeout      = 10 * time.Second
+	DefaultPeerRate          = 50.0
+	DefaultPeerBurst         = 200
+	DefaultIPConnectRate     = 20.0
+	DefaultIPConnectBurst    = 100
+	DefaultMaxConnsPerIP     = 1000
+	DefaultMaxConns          = 200000
+	DefaultCredentialTTL     = 10 * time.Minute
+	MaxCredentialTTL         = 24 * time.Hour
+	DefaultSTUNRate          = 50.0
+	DefaultSTUNBurst         = 200
+	DefaultSTUNSources       = 100000
+	DefaultIPLoginRate       = 5.0
+	DefaultIPLoginBurst      = 50
+	DefaultIPCredentialRate  = 2.0
+	DefaultIPCredentialBurst = 60
+	DefaultBootstrapPeers    = 16
+	DefaultRegistryTTL       = 30 * time.Second
+	DefaultShutdownGrace     = 5 * time.Second
+	DefaultShutdownRetry     = 5 * time.Second
+	DefaultSignalPath        = "/v1/signal"
+	minRegistryTTL           = 3 * time.Second
+	maxConfiguredMaxPayload  = 1 << 20
 )
 
 // Config configures a Server. Every field's zero value has the documented
@@ -65,6 +76,19 @@ type Config struct {
 	// Zero: the sockets' own addresses.
 	STUNExternalIPs []netip.Addr
 
+	// STUNRate and STUNBurst limit the STUN requests answered per second
+	// for one source IP (one /64 for IPv6); requests over it are dropped
+	// unanswered (ferry_rendezvous_stun_requests_total{disposition=
+	// "rate_limited"}). An answer is never larger than its request, so
+	// the limit is against floods and reflection of volume, not
+	// amplification. Sources are UDP, so they can be spoofed: at most
+	// DefaultSTUNSources are tracked at once (idle ones are forgotten
+	// every minute), and requests from further sources are answered
+	// untracked. Zero means 50/s with a burst of 200; a negative rate
+	// means no limit, a negative burst is invalid.
+	STUNRate  float64
+	STUNBurst int
+
 	// Listener serves HTTP(S) with the signaling WebSocket at /v1/signal.
 	// Zero: no signaling (a STUN-only server).
 	Listener net.Listener
@@ -80,10 +104,15 @@ type Config struct {
 	InsecureListener net.Listener
 
 	// ServerNames are the names a LOGIN may be signed for: the host names
-	// (and IP addresses) peers put in their URL. A login signed for another
-	// name is refused, so a login cannot be relayed to this server from
-	// another. Zero: the host of PublicURL, and if that is zero too, any
-	// name (logged as a warning at start).
+	// (and IP addresses) peers put in their URL; "*.example.com" matches
+	// one label. A login signed for another name is refused, so a login
+	// cannot be relayed to this server from another. The HTTP Host header
+	// is never used for this: the client writes it. Zero: the host of
+	// PublicURL; with TLSConfig, the DNS names and IP addresses of its
+	// certificates, or of the one its GetCertificate serves to a hello
+	// without SNI (ACME serves none: it needs ServerNames); without either, any name, logged as a warning
+	// at start (over TLS a login is still bound to its connection, see
+	// wire/SPEC.md section 7.4; without TLS nothing else binds it).
 	ServerNames []string
 
 	// PublicURL is this server's signaling URL as peers reach it, such as
@@ -108,8 +137,42 @@ type Config struct {
 	RelayURLs []string
 
 	// CredentialTTL is how long credentials stay valid. Zero means 10
-	// minutes; negative is invalid.
+	// minutes; at most MaxCredentialTTL (24h), the default maximum the
+	// relay accepts too (ferry-relay refuses a REST username whose expiry
+	// is further out than its own maximum, so keep that at least this);
+	// negative is invalid.
 	CredentialTTL time.Duration
+
+	// IPCredentialRate and IPCredentialBurst limit CREDENTIALS_REQUESTs
+	// per second from one source IP (one /64 for IPv6), across all its
+	// peers, since each answer is a relay username: one address minting
+	// identities cannot mint relay credentials faster than this. A request
+	// over the limit gets a non-fatal "rate limited" error with a retry
+	// hint. Zero means 2/s with a burst of 60; a negative rate means no
+	// limit, a negative burst is invalid.
+	IPCredentialRate  float64
+	IPCredentialBurst int
+
+	// IPLoginRate and IPLoginBurst limit LOGIN attempts per second from
+	// one source IP (one /64 for IPv6); an attempt over the limit is
+	// refused (fatal, with a retry hint) before its signature is checked.
+	// Zero means 5/s with a burst of 50; a negative rate means no limit,
+	// a negative burst is invalid.
+	IPLoginRate  float64
+	IPLoginBurst int
+
+	// AllowPeer, when set, is asked for every LOGIN whose signature
+	// verifies: false refuses it ("not allowed"), for an operator who runs
+	// a closed network (ferry-rendezvous --allow-peer-file). It must be
+	// fast and safe for concurrent use. Zero: any PeerID may log in.
+	AllowPeer func(identity.PeerID) bool
+
+	// AllowDHT, when set, decides which peers that log in with the "dht"
+	// capability are listed in BOOTSTRAP answers (ferry-rendezvous
+	// --dht-peer-file); the capability is self-declared, so without it
+	// any peer can offer itself to others as a DHT seed. Zero: every peer
+	// that declares it.
+	AllowDHT func(identity.PeerID) bool
 
 	// BootstrapSeeds are more DHT seed URLs (other rendezvous servers),
 	// listed after this server's PublicURL in BOOTSTRAP answers.
@@ -140,6 +203,15 @@ type Config struct {
 	// peer whose queue is full is refused with "busy". Zero means 128;
 	// negative is invalid.
 	QueueSize int
+
+	// QueueBytes bounds the bytes of routed messages queued for one peer
+	// (written or not), so that a peer that stops reading holds this much
+	// at most rather than QueueSize full-sized frames (8 MiB with the
+	// defaults); a message over it is refused with "busy". The server's
+	// own small frames may pass it (QueueSize bounds them). Zero means
+	// 1 MiB; at least MaxPayload plus the frame overhead, so that one
+	// message always fits; negative is invalid.
+	QueueBytes int
 
 	// WriteTimeout closes a connection whose peer takes longer than this
 	// to accept a write. Zero means 10s; negative is invalid.
@@ -273,10 +345,16 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: negative %s", ErrInvalidConfig, name)
 		}
 	}
+	if c.CredentialTTL > MaxCredentialTTL {
+		return fmt.Errorf("%w: CredentialTTL %v exceeds %v: relay credentials should be short-lived", ErrInvalidConfig, c.CredentialTTL, MaxCredentialTTL)
+	}
 	if c.RegistryTTL != 0 && c.RegistryTTL < minRegistryTTL {
 		return fmt.Errorf("%w: RegistryTTL %v is below %v", ErrInvalidConfig, c.RegistryTTL, minRegistryTTL)
 	}
-	if c.QueueSize < 0 || c.PeerBurst < 0 || c.IPConnectBurst < 0 {
+	if c.QueueBytes != 0 && c.QueueBytes < cmp.Or(c.MaxPayload, DefaultMaxPayload)+wire.Overhead {
+		return fmt.Errorf("%w: QueueBytes %d is below MaxPayload plus the frame overhead (or negative)", ErrInvalidConfig, c.QueueBytes)
+	}
+	if c.QueueSize < 0 || c.PeerBurst < 0 || c.IPConnectBurst < 0 || c.IPLoginBurst < 0 || c.IPCredentialBurst < 0 || c.STUNBurst < 0 {
 		return fmt.Errorf("%w: negative queue size or burst", ErrInvalidConfig)
 	}
 	if len(c.ReplicaID) > wire.MaxServerIDLen || strings.ContainsAny(c.ReplicaID, " \t\n{}") {
@@ -285,7 +363,51 @@ func (c *Config) Validate() error {
 	if c.TLSConfig != nil && len(c.TLSConfig.Certificates) == 0 && c.TLSConfig.GetCertificate == nil && c.TLSConfig.GetConfigForClient == nil {
 		return fmt.Errorf("%w: TLSConfig has no certificates", ErrInvalidConfig)
 	}
+	if c.TLSConfig != nil && len(c.serverNames()) == 0 {
+		return fmt.Errorf("%w: with TLS, the server names logins are signed for are required: set ServerNames (--server-name), "+
+			"PublicURL, or give TLSConfig a certificate that names them", ErrInvalidConfig)
+	}
 	return nil
+}
+
+// serverNames are the names logins may be signed for: ServerNames, or the
+// host of PublicURL, or the names of TLSConfig's certificates.
+func (c *Config) serverNames() []string {
+	if len(c.ServerNames) > 0 {
+		return c.ServerNames
+	}
+	if c.PublicURL != "" {
+		return []string{hostOnly(c.PublicURL)}
+	}
+	if c.TLSConfig == nil {
+		return nil
+	}
+	certs := c.TLSConfig.Certificates
+	if len(certs) == 0 && c.TLSConfig.GetCertificate != nil {
+		// Certificate files reloaded on change: the pair served to a
+		// hello without SNI. ACME answers only for its names (none here).
+		if crt, err := c.TLSConfig.GetCertificate(&tls.ClientHelloInfo{}); err == nil && crt != nil {
+			certs = []tls.Certificate{*crt}
+		}
+	}
+	var names []string
+	for _, crt := range certs {
+		leaf := crt.Leaf
+		if leaf == nil && len(crt.Certificate) > 0 {
+			var err error
+			if leaf, err = x509.ParseCertificate(crt.Certificate[0]); err != nil {
+				continue
+			}
+		}
+		if leaf == nil {
+			continue
+		}
+		names = append(names, leaf.DNSNames...)
+		for _, ip := range leaf.IPAddresses {
+			names = append(names, ip.String())
+		}
+	}
+	return names
 }
 
 func isIPv6(s string) bool {
@@ -339,6 +461,7 @@ type settings struct {
 	Config
 	maxPayload  int
 	bootPeers   int
+	names       []string // what logins may be signed for; none: any
 	replicaID   string
 	redisPrefix string
 }
@@ -355,10 +478,17 @@ func (c *Config) withDefaults() settings {
 	s.ShutdownRetry = cmp.Or(s.ShutdownRetry, DefaultShutdownRetry)
 	s.maxPayload = cmp.Or(c.MaxPayload, DefaultMaxPayload)
 	s.QueueSize = cmp.Or(s.QueueSize, DefaultQueueSize)
+	s.QueueBytes = cmp.Or(s.QueueBytes, DefaultQueueBytes)
 	s.PeerRate = cmp.Or(s.PeerRate, DefaultPeerRate)
 	s.PeerBurst = cmp.Or(s.PeerBurst, DefaultPeerBurst)
 	s.IPConnectRate = cmp.Or(s.IPConnectRate, DefaultIPConnectRate)
 	s.IPConnectBurst = cmp.Or(s.IPConnectBurst, DefaultIPConnectBurst)
+	s.STUNRate = cmp.Or(s.STUNRate, DefaultSTUNRate)
+	s.STUNBurst = cmp.Or(s.STUNBurst, DefaultSTUNBurst)
+	s.IPLoginRate = cmp.Or(s.IPLoginRate, DefaultIPLoginRate)
+	s.IPLoginBurst = cmp.Or(s.IPLoginBurst, DefaultIPLoginBurst)
+	s.IPCredentialRate = cmp.Or(s.IPCredentialRate, DefaultIPCredentialRate)
+	s.IPCredentialBurst = cmp.Or(s.IPCredentialBurst, DefaultIPCredentialBurst)
 	s.MaxConnsPerIP = cmp.Or(s.MaxConnsPerIP, DefaultMaxConnsPerIP)
 	s.MaxConns = cmp.Or(s.MaxConns, DefaultMaxConns)
 	s.bootPeers = c.BootstrapPeers
@@ -369,6 +499,7 @@ func (c *Config) withDefaults() settings {
 		s.bootPeers = 0
 	}
 	s.redisPrefix = cmp.Or(c.RedisPrefix, "ferry:rv:")
+	s.names = c.serverNames()
 	s.replicaID = c.ReplicaID
 	if s.now == nil {
 		s.now = time.Now

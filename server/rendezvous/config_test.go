@@ -50,6 +50,13 @@ func TestConfigValidate(t *testing.T) {
 		{"negative queue", func(c *Config) { c.QueueSize = -1 }, "negative queue"},
 		{"replica ID with space", func(c *Config) { c.ReplicaID = "a b" }, "replica ID"},
 		{"TLS without certificates", func(c *Config) { c.TLSConfig = &tls.Config{} }, "no certificates"},
+		// Finding 9: credential lifetimes are bounded.
+		{"credential TTL over the maximum", func(c *Config) { c.CredentialTTL = 48 * time.Hour }, "CredentialTTL"},
+		{"credential TTL at the maximum", func(c *Config) { c.CredentialTTL = MaxCredentialTTL }, ""},
+		{"queue bytes under one message", func(c *Config) { c.QueueBytes = 1000 }, "QueueBytes"},
+		{"negative queue bytes", func(c *Config) { c.QueueBytes = -1 }, "QueueBytes"},
+		{"negative login burst", func(c *Config) { c.IPLoginBurst = -1 }, "burst"},
+		{"negative credential burst", func(c *Config) { c.IPCredentialBurst = -1 }, "burst"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -45,6 +45,8 @@ type ipLimits struct {
 	burst    int
 	maxPerIP int
 	maxTotal int
+	login    rateSpec // LOGIN attempts per IP
+	cred     rateSpec // CREDENTIALS_REQUESTs per IP
 
 	mu    sync.Mutex
 	total int
@@ -53,14 +55,23 @@ type ipLimits struct {
 
 type ipState struct {
 	conns int
-	b     bucket
+	b     bucket // new connections
+	login bucket
+	cred  bucket
+}
+
+type rateSpec struct {
+	rate  float64
+	burst int
 }
 
 func newIPLimits(s *settings) *ipLimits {
 	return &ipLimits{
 		rate: s.IPConnectRate, burst: s.IPConnectBurst,
 		maxPerIP: s.MaxConnsPerIP, maxTotal: s.MaxConns,
-		ips: map[netip.Addr]*ipState{},
+		login: rateSpec{s.IPLoginRate, s.IPLoginBurst},
+		cred:  rateSpec{s.IPCredentialRate, s.IPCredentialBurst},
+		ips:   map[netip.Addr]*ipState{},
 	}
 }
 
@@ -88,6 +99,30 @@ func (l *ipLimits) admit(ip netip.Addr, now int64) (string, time.Duration) {
 	return "", 0
 }
 
+// takeLogin takes a LOGIN attempt from ip's bucket; false says when to
+// retry.
+func (l *ipLimits) takeLogin(ip netip.Addr, now int64) (bool, time.Duration) {
+	return l.take(ip, now, func(st *ipState) *bucket { return &st.login }, l.login)
+}
+
+// takeCredentials takes a CREDENTIALS_REQUEST from ip's bucket.
+func (l *ipLimits) takeCredentials(ip netip.Addr, now int64) (bool, time.Duration) {
+	return l.take(ip, now, func(st *ipState) *bucket { return &st.cred }, l.cred)
+}
+
+// take takes from one bucket of a connected IP (its state exists while it
+// has a connection).
+func (l *ipLimits) take(ip netip.Addr, now int64, which func(*ipState) *bucket, r rateSpec) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.ips[ip]
+	if st == nil {
+		st = &ipState{}
+		l.ips[ip] = st
+	}
+	return which(st).take(now, r.rate, r.burst)
+}
+
 // release accounts the end of a connection admitted from ip.
 func (l *ipLimits) release(ip netip.Addr) {
 	l.mu.Lock()
@@ -104,7 +139,8 @@ func (l *ipLimits) sweep(now int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for ip, st := range l.ips {
-		if st.conns == 0 && st.b.full(now, l.rate, l.burst) {
+		if st.conns == 0 && st.b.full(now, l.rate, l.burst) &&
+			st.login.full(now, l.login.rate, l.login.burst) && st.cred.full(now, l.cred.rate, l.cred.burst) {
 			delete(l.ips, ip)
 		}
 	}

@@ -16,6 +16,7 @@ const (
 	STUNIndication       = "indication"        // dropped: a Binding indication (keepalive), which has no answer
 	STUNUnsupported      = "unsupported"       // dropped: a method other than Binding, or a response
 	STUNSendError        = "send_error"        // the answer could not be sent
+	STUNRateLimited      = "rate_limited"      // dropped: over the per-source rate (STUNRate)
 )
 
 // Login results: ferry_rendezvous_logins_total{result}.
@@ -26,6 +27,9 @@ const (
 	LoginBadNonce     = "bad_nonce"     // not this connection's nonce: a replay
 	LoginStale        = "stale"         // time outside the clock skew bound
 	LoginWrongServer  = "wrong_server"  // signed for another server name
+	LoginUnbound      = "unbound"       // over TLS, not bound to the TLS connection (or bound without TLS)
+	LoginNotAllowed   = "not_allowed"   // the PeerID is not on the operator's list (AllowPeer)
+	LoginRateLimited  = "rate_limited"  // over the per-IP login rate
 	LoginBadVersion   = "bad_version"   // unsupported signaling version
 	LoginMalformed    = "malformed"     // LOGIN that does not decode, or another frame first
 	LoginTimeout      = "timeout"       // no LOGIN within the login timeout
@@ -47,10 +51,12 @@ const (
 
 // Rate limit scopes: ferry_rendezvous_rate_limited_total{scope}.
 const (
-	LimitIPConnect = "ip_connect" // new connections per second from one IP
-	LimitIPConns   = "ip_conns"   // open connections from one IP
-	LimitMaxConns  = "max_conns"  // open connections on the server
-	LimitPeer      = "peer"       // frames per second from one peer
+	LimitIPConnect     = "ip_connect"     // new connections per second from one IP
+	LimitIPConns       = "ip_conns"       // open connections from one IP
+	LimitMaxConns      = "max_conns"      // open connections on the server
+	LimitPeer          = "peer"           // frames per second from one peer
+	LimitIPLogin       = "ip_login"       // LOGIN attempts per second from one IP
+	LimitIPCredentials = "ip_credentials" // CREDENTIALS_REQUESTs per second from one IP
 )
 
 type metrics struct {
@@ -116,12 +122,12 @@ func newMetrics() *metrics {
 		}),
 	}
 	m.stunBy = map[string]prometheus.Counter{}
-	for _, d := range []string{STUNAnswered, STUNChanged, STUNUnknownAttribute, STUNNotSTUN, STUNMalformed, STUNIndication, STUNUnsupported, STUNSendError} {
+	for _, d := range []string{STUNAnswered, STUNChanged, STUNUnknownAttribute, STUNNotSTUN, STUNMalformed, STUNIndication, STUNUnsupported, STUNSendError, STUNRateLimited} {
 		m.stunBy[d] = m.stun.WithLabelValues(d)
 	}
 	// Make the labelled series visible at zero, so dashboards see them
 	// before the first event.
-	for _, r := range []string{LoginOK, LoginBadSignature, LoginWrongKey, LoginBadNonce, LoginStale, LoginWrongServer, LoginBadVersion, LoginMalformed, LoginTimeout} {
+	for _, r := range []string{LoginOK, LoginBadSignature, LoginWrongKey, LoginBadNonce, LoginStale, LoginWrongServer, LoginBadVersion, LoginMalformed, LoginTimeout, LoginUnbound, LoginNotAllowed, LoginRateLimited} {
 		m.logins.WithLabelValues(r)
 	}
 	for _, r := range []string{DropPeerNotFound, DropBusy, DropRateLimited, DropUnavailable} {
@@ -130,7 +136,7 @@ func newMetrics() *metrics {
 	for _, p := range []string{PathLocal, PathRemote} {
 		m.routed.WithLabelValues(p)
 	}
-	for _, s := range []string{LimitIPConnect, LimitIPConns, LimitMaxConns, LimitPeer} {
+	for _, s := range []string{LimitIPConnect, LimitIPConns, LimitMaxConns, LimitPeer, LimitIPLogin, LimitIPCredentials} {
 		m.rateLimited.WithLabelValues(s)
 	}
 	for _, op := range []string{"register", "refresh", "unregister", "lookup", "publish", "subscribe", "ping"} {

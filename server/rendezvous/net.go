@@ -101,9 +101,22 @@ func clientAddr(remoteAddr string, forwarded []string, trusted []netip.Prefix) (
 	return peer, remoteAddr, nil
 }
 
+// parseHop reads one X-Forwarded-For entry: an IP address, or IP:PORT
+// ("198.51.100.1:5555", "[2001:db8::1]:5555"), or a bracketed IPv6 address,
+// as proxies variously write them. An address with a zone is not a client's.
 func parseHop(s string) (netip.Addr, bool) {
 	ip, err := netip.ParseAddr(s)
-	return ip.Unmap(), err == nil
+	if err != nil {
+		if ap, aerr := netip.ParseAddrPort(s); aerr == nil {
+			ip, err = ap.Addr(), nil
+		} else if inner, ok := strings.CutPrefix(s, "["); ok && strings.HasSuffix(inner, "]") {
+			ip, err = netip.ParseAddr(strings.TrimSuffix(inner, "]"))
+		}
+	}
+	if err != nil || ip.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	return ip.Unmap(), true
 }
 
 func inPrefixes(ip netip.Addr, ps []netip.Prefix) bool {

@@ -30,6 +30,13 @@ func TestClientAddr(t *testing.T) {
 		{"trusted proxy without header", "10.1.2.3:1000", nil, "10.1.2.3"},
 		{"IPv6 proxy, mapped client", "[fd00::1]:1000", []string{"::ffff:198.51.100.3"}, "198.51.100.3"},
 		{"IPv6 client", "10.1.2.3:1000", []string{"2001:db8::1"}, "2001:db8::1"},
+		// Finding 9: some proxies write the client's port too.
+		{"IPv4 client with port", "10.1.2.3:1000", []string{"198.51.100.4:5555"}, "198.51.100.4"},
+		{"IPv6 client with port", "10.1.2.3:1000", []string{"[2001:db8::2]:5555"}, "2001:db8::2"},
+		{"bracketed IPv6 without port", "10.1.2.3:1000", []string{"[2001:db8::3]"}, "2001:db8::3"},
+		{"trusted proxy with port is skipped", "10.1.2.3:1000", []string{"198.51.100.5, 10.0.0.7:80"}, "198.51.100.5"},
+		{"port without host", "10.1.2.3:1000", []string{":5555"}, "10.1.2.3"},
+		{"zone is not an address", "10.1.2.3:1000", []string{"fe80::1%eth0"}, "10.1.2.3"},
 	} {
 		got, _, err := clientAddr(tc.remote, tc.xff, trusted)
 		if err != nil || got.String() != tc.want {

@@ -25,7 +25,6 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/ferrynet/ferry/internal/iplimit"
-	"github.com/ferrynet/ferry/internal/lighttls"
 	"github.com/ferrynet/ferry/wire"
 )
 
@@ -114,7 +113,8 @@ func New(cfg Config) (srv *Server, err error) {
 		srv.hub.dir = d
 	}
 	if len(cfg.STUNConns) > 0 {
-		srv.stun = newSTUNServer(cfg.STUNConns, l, srv.m, srv.log.With("component", "stun"))
+		lim := newSTUNLimiter(s.STUNRate, s.STUNBurst, DefaultSTUNSources, srv.mono)
+		srv.stun = newSTUNServer(cfg.STUNConns, l, srv.m, srv.log.With("component", "stun"), lim)
 		srv.stun.start()
 		srv.log.Info("STUN listening", "addrs", l.addrs, "rfc5780", l.rfc5780)
 	}
@@ -139,14 +139,6 @@ func (srv *Server) startHTTP(ln net.Listener, tlsCfg *tls.Config, insecure net.L
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(srv.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return srv.ctx },
-		// Requests over TLS are marked: lighttls connections are not
-		// *tls.Conn, so net/http leaves Request.TLS nil.
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if _, ok := c.(*lighttls.Conn); ok {
-				return context.WithValue(ctx, overTLS{}, true)
-			}
-			return ctx
-		},
 		// WebSockets need HTTP/1.1: no HTTP/2.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 	}
@@ -160,10 +152,7 @@ func (srv *Server) startHTTP(ln net.Listener, tlsCfg *tls.Config, insecure net.L
 		if c.MinVersion < tls.VersionTLS12 {
 			c.MinVersion = tls.VersionTLS12
 		}
-		// TLS through lighttls: crypto/tls's handshake, then a record
-		// layer that keeps no buffers on an idle connection (about 4 KiB
-		// less per peer than a *tls.Conn; internal/lighttls).
-		srv.ln = lighttls.NewListener(ln, c)
+		srv.ln = tls.NewListener(ln, c)
 		srv.serve(srv.ln, "wss")
 	} else if ln != nil {
 		srv.ln = ln
@@ -178,13 +167,15 @@ func (srv *Server) startHTTP(ln net.Listener, tlsCfg *tls.Config, insecure net.L
 		srv.warnPlain(insecure)
 		srv.serve(insecure, "ws")
 	}
-	if len(srv.cfg.ServerNames) == 0 && srv.cfg.PublicURL == "" {
-		srv.log.Warn("no server names configured: a login may be signed for any name the client sent as Host, so logins could be relayed from another server; set ServerNames (--server-name)")
+	if len(srv.cfg.names) == 0 {
+		srv.log.Warn("no server names configured: a login signed for any name is accepted, so a login made for another server can be relayed here; set ServerNames (--server-name)")
 	}
 }
 
 func (srv *Server) warnPlain(ln net.Listener) {
-	srv.log.Warn("signaling is served over plain HTTP without TLS: logins and messages are readable and forgeable on the path; use this only in a lab",
+	srv.log.Warn("signaling is served over plain HTTP without TLS: logins and messages are readable and forgeable on the path, "+
+		"and a login is not bound to a TLS connection, so only the server name check keeps one from being relayed from another server; "+
+		"use this only in a lab or behind a proxy that terminates TLS",
 		"addr", ln.Addr().String())
 }
 
@@ -198,9 +189,6 @@ func (srv *Server) serve(ln net.Listener, scheme string) {
 	}()
 	srv.log.Info("signaling listening", "addr", ln.Addr().String(), "url", scheme+"://"+ln.Addr().String()+DefaultSignalPath)
 }
-
-// overTLS marks the context of a request that came over TLS.
-type overTLS struct{}
 
 // mono returns monotonic nanoseconds since the server started.
 func (srv *Server) mono() int64 { return int64(time.Since(srv.epoch)) }
@@ -232,6 +220,17 @@ func (srv *Server) handleSignal(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "ferry rendezvous: "+msg+"; retry in "+strconv.Itoa(secs)+"s", http.StatusTooManyRequests)
 		return
 	}
+	var ekm []byte
+	if r.TLS != nil {
+		// The keying material a login on this connection signs (RFC
+		// 5705, RFC 8446 section 7.5): a login relayed from another
+		// connection signed another value.
+		if ekm, err = r.TLS.ExportKeyingMaterial(wire.LoginExporterLabel, nil, wire.LoginExporterLen); err != nil {
+			srv.limits.release(ip)
+			http.Error(w, "ferry rendezvous: this TLS connection has no keying material exporter (TLS 1.2 needs extended master secret): "+err.Error(), http.StatusBadRequest)
+			return
+		}
+	}
 	conn, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		srv.limits.release(ip)
@@ -245,9 +244,10 @@ func (srv *Server) handleSignal(w http.ResponseWriter, r *http.Request) {
 		ip:     ip,
 		remote: remote,
 		host:   r.Host,
-		secure: r.TLS != nil || r.Context().Value(overTLS{}) != nil,
+		secure: r.TLS != nil,
 		done:   make(chan struct{}),
 	}
+	copy(s.ekm[:], ekm)
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	if srv.closed {
@@ -295,34 +295,37 @@ func (srv *Server) sweep() {
 			return
 		case <-t.C:
 			srv.limits.sweep(srv.mono())
+			if srv.stun != nil && srv.stun.limit != nil {
+				srv.stun.limit.sweep()
+			}
 		}
 	}
 }
 
-// nameOK reports whether a login signed for name is for this server.
-func (srv *Server) nameOK(name, host string) bool {
-	for _, n := range srv.names(host) {
+// nameOK reports whether a login signed for name is for this server: one
+// of its configured names (or those of its certificate), a "*." name
+// matching one label. A server without names accepts any (it warned at
+// start). The Host header plays no part: the client writes it.
+func (srv *Server) nameOK(name string) bool {
+	if len(srv.cfg.names) == 0 {
+		return true
+	}
+	for _, n := range srv.cfg.names {
 		if strings.EqualFold(n, name) {
 			return true
+		}
+		if suffix, ok := strings.CutPrefix(n, "*."); ok {
+			label, rest, found := strings.Cut(name, ".")
+			if found && label != "" && strings.EqualFold(rest, suffix) {
+				return true
+			}
 		}
 	}
 	return false
 }
 
-// names returns the names logins may be signed for on a connection whose
-// Host header is host.
-func (srv *Server) names(host string) []string {
-	if len(srv.cfg.ServerNames) > 0 {
-		return srv.cfg.ServerNames
-	}
-	if srv.cfg.PublicURL != "" {
-		return []string{hostOnly(srv.cfg.PublicURL)}
-	}
-	return []string{hostname(host)}
-}
-
-func (srv *Server) namesText(host string) string {
-	return "it answers to " + strings.Join(srv.names(host), ", ")
+func (srv *Server) namesText() string {
+	return "it answers to " + strings.Join(srv.cfg.names, ", ")
 }
 
 // hostname strips the port (and IPv6 brackets) from a Host header.

@@ -32,9 +32,10 @@ type session struct {
 	conn   *websocket.Conn
 	ip     netip.Addr
 	remote string
-	host   string // the HTTP Host header: what the peer dialed
+	host   string // the HTTP Host header: for URLs handed back, never for checks
 	secure bool   // over TLS
 	nonce  [wire.NonceLen]byte
+	ekm    [wire.LoginExporterLen]byte // the TLS exporter a login signs (secure only)
 
 	// Set by the reader during login; read-only once loggedIn is set.
 	peer       identity.PeerID
@@ -52,6 +53,7 @@ type session struct {
 
 	mu       sync.Mutex
 	queue    [][]byte
+	queued   int // bytes of the frames queued or being written
 	flushing bool
 	closing  bool // a final frame is queued: close once the queue drains
 	status   websocket.StatusCode
@@ -97,6 +99,7 @@ func (s *session) run(ctx context.Context, end func()) {
 			ServerTimeUnixMillis: s.srv.cfg.now().UnixMilli(),
 			MaxPayload:           uint32(s.srv.cfg.maxPayload),
 			LoginTimeoutMillis:   uint32(s.srv.cfg.LoginTimeout.Milliseconds()),
+			ChannelBinding:       s.binding(),
 		}, true)
 	}
 	if s.readLoop(ctx, true) {
@@ -312,6 +315,18 @@ func (s *session) routeFrame(ctx context.Context, f wire.Frame) bool {
 }
 
 func (s *session) sendCredentials(id uint64) {
+	if ok, wait := s.srv.limits.takeCredentials(s.ip, s.srv.mono()); !ok {
+		// Each answer is a relay username: one address with many
+		// identities gets no more of them than this.
+		s.srv.m.rateLimited.WithLabelValues(LimitIPCredentials).Inc()
+		s.sendMessage(&wire.SignalError{
+			ID:               id,
+			Code:             wire.SignalErrRateLimited,
+			Reason:           fmt.Sprintf("too many credential requests from your address (over %g/s)", s.srv.cfg.IPCredentialRate),
+			RetryAfterMillis: uint32(max(wait.Milliseconds(), 1)),
+		}, true)
+		return
+	}
 	c := &wire.Credentials{ID: id, STUNURLs: s.srv.stunURLs(s)}
 	if cfg := &s.srv.cfg; cfg.RelaySecret != "" {
 		// coturn REST credentials (its use-auth-secret): any coturn
@@ -338,6 +353,18 @@ func (s *session) sendBootstrap(ctx context.Context, id uint64) {
 
 // login checks a LOGIN (SPEC.md section 7.4) and registers the peer.
 func (s *session) login(ctx context.Context, p []byte) bool {
+	if ok, wait := s.srv.limits.takeLogin(s.ip, s.srv.mono()); !ok {
+		s.srv.m.rateLimited.WithLabelValues(LimitIPLogin).Inc()
+		s.srv.m.logins.WithLabelValues(LoginRateLimited).Inc()
+		s.sendMessage(&wire.SignalError{
+			Code:             wire.SignalErrRateLimited,
+			Reason:           fmt.Sprintf("too many logins from your address (over %g/s); retry later", s.srv.cfg.IPLoginRate),
+			RetryAfterMillis: uint32(max(wait.Milliseconds(), 1)),
+			Fatal:            true,
+		}, true)
+		s.closeAfter(websocket.StatusPolicyViolation, wire.SignalErrRateLimited.String())
+		return false
+	}
 	var m wire.Login
 	if err := m.Unmarshal(p); err != nil {
 		s.srv.m.logins.WithLabelValues(LoginMalformed).Inc()
@@ -358,20 +385,36 @@ func (s *session) login(ctx context.Context, p []byte) bool {
 	case identity.IDFromPublicKey(pub) != id:
 		err := &identity.MismatchError{Expected: id, Presented: identity.IDFromPublicKey(pub)}
 		return s.loginFailed(LoginWrongKey, "the public key does not hash to the claimed peer ID: "+err.Error())
-	case !s.srv.nameOK(m.ServerName, s.host):
+	case !s.srv.nameOK(m.ServerName):
 		return s.loginFailed(LoginWrongServer, fmt.Sprintf("the login is signed for server name %q, which is not this server (%s)",
-			m.ServerName, s.srv.namesText(s.host)))
+			m.ServerName, s.srv.namesText()))
+	case m.ChannelBinding != s.binding():
+		if s.secure {
+			return s.loginFailed(LoginUnbound, "this server is reached over TLS and accepts only logins bound to the TLS connection "+
+				"(channel binding 1, the signature covering the TLS exporter; wire/SPEC.md section 7.4): update the client")
+		}
+		return s.loginFailed(LoginUnbound, fmt.Sprintf("channel binding %d, but this connection reaches the server without TLS of its own, "+
+			"so only binding 0 (as the CHALLENGE said) can be checked", m.ChannelBinding))
 	case skew > s.srv.cfg.ClockSkew || skew < -s.srv.cfg.ClockSkew:
 		return s.loginFailed(LoginStale, fmt.Sprintf("the login time is %v away from the server's clock; at most %v is accepted (check the clock)",
 			skew.Round(time.Second), s.srv.cfg.ClockSkew))
 	}
-	if err := identity.Verify(id, pub, m.SignedData(), m.Signature[:]); err != nil {
-		return s.loginFailed(LoginBadSignature, "the signature does not verify: "+err.Error())
+	if err := identity.Verify(id, pub, m.SignedData(s.ekm[:]), m.Signature[:]); err != nil {
+		reason := "the signature does not verify: " + err.Error()
+		if s.secure {
+			reason += " (it must cover this TLS connection's exporter: a login relayed from another connection fails here)"
+		}
+		return s.loginFailed(LoginBadSignature, reason)
+	}
+	if allow := s.srv.cfg.AllowPeer; allow != nil && !allow(id) {
+		return s.loginFailed(LoginNotAllowed, "this server admits only the peers its operator lists, and "+id.String()+" is not one")
 	}
 	var tok [8]byte
 	_, _ = rand.Read(tok[:])
 	s.peer, s.token = id, hex.EncodeToString(tok[:])
-	s.dht = slices.Contains(m.Capabilities, "dht")
+	// "dht" is self-declared: the operator may restrict whom BOOTSTRAP
+	// answers list (AllowDHT).
+	s.dht = slices.Contains(m.Capabilities, "dht") && (s.srv.cfg.AllowDHT == nil || s.srv.cfg.AllowDHT(id))
 	s.serverName = m.ServerName
 	// LOGGED_IN is queued before the peer becomes reachable, so that it
 	// reaches the peer ahead of any message routed to it, but held until
@@ -396,6 +439,14 @@ func (s *session) login(ctx context.Context, p []byte) bool {
 	s.timer.Reset(s.srv.cfg.IdleTimeout)
 	s.log().Debug("peer logged in")
 	return true
+}
+
+// binding is the channel binding a login on this connection must have.
+func (s *session) binding() uint32 {
+	if s.secure {
+		return wire.ChannelBindingTLSExporter
+	}
+	return wire.ChannelBindingNone
 }
 
 func (s *session) loginFailed(result, reason string) bool {
@@ -461,7 +512,7 @@ func (s *session) enqueue(frame []byte, control bool) bool {
 	if control {
 		limit += controlReserve
 	}
-	if len(s.queue) >= limit {
+	if len(s.queue) >= limit || !control && s.queued+len(frame) > s.srv.cfg.QueueBytes {
 		s.mu.Unlock()
 		if control {
 			s.log().Info("peer does not read; dropping the connection", "queued", limit)
@@ -470,6 +521,7 @@ func (s *session) enqueue(frame []byte, control bool) bool {
 		return false
 	}
 	s.queue = append(s.queue, frame)
+	s.queued += len(frame)
 	s.startFlushLocked()
 	s.mu.Unlock()
 	return true
@@ -518,12 +570,12 @@ func (s *session) flush() {
 	for {
 		s.mu.Lock()
 		if s.dead {
-			s.flushing, s.queue = false, nil
+			s.flushing, s.queue, s.queued = false, nil, 0
 			s.mu.Unlock()
 			return
 		}
 		if len(s.queue) == 0 {
-			s.flushing, s.queue = false, nil
+			s.flushing, s.queue, s.queued = false, nil, 0
 			if !s.closing {
 				s.mu.Unlock()
 				return
@@ -555,10 +607,13 @@ func (s *session) flush() {
 			if err != nil {
 				s.kill()
 				s.mu.Lock()
-				s.flushing, s.queue = false, nil
+				s.flushing, s.queue, s.queued = false, nil, 0
 				s.mu.Unlock()
 				return
 			}
+			s.mu.Lock()
+			s.queued -= len(msg)
+			s.mu.Unlock()
 		}
 		if cap(msg) > maxWriteMessage {
 			msg = nil

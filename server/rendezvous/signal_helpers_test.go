@@ -98,6 +98,7 @@ type rawPeer struct {
 	conn    *websocket.Conn
 	id      *identity.Identity
 	ch      wire.Challenge
+	ekm     []byte // the TLS exporter a login signs (over TLS)
 	pending []byte // frames left over from the last message read
 }
 
@@ -141,7 +142,7 @@ func (p *rawPeer) loginMessage() *wire.Login {
 }
 
 func (p *rawPeer) sign(m *wire.Login) {
-	m.Signature = [wire.SignatureLen]byte(p.id.Sign(m.SignedData()))
+	m.Signature = [wire.SignatureLen]byte(p.id.Sign(m.SignedData(p.ekm)))
 }
 
 // login logs in and checks LOGGED_IN.

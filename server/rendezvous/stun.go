@@ -11,6 +11,7 @@ import (
 
 	"github.com/pion/stun/v4"
 
+	"github.com/ferrynet/ferry/internal/iplimit"
 	"github.com/ferrynet/ferry/internal/netaddr"
 )
 
@@ -104,15 +105,73 @@ type stunServer struct {
 	layout layout
 	m      *metrics
 	log    *slog.Logger
+	limit  *stunLimiter // nil: no rate limit
 	wg     sync.WaitGroup
+}
+
+// stunLimiter rate-limits STUN requests per source (an IPv4 address or an
+// IPv6 /64), in shards so that the readers of the sockets rarely contend.
+type stunLimiter struct {
+	rate     float64
+	burst    int
+	perShard int // tracked sources per shard
+	now      func() int64
+	shards   [16]stunShard
+}
+
+type stunShard struct {
+	mu sync.Mutex
+	m  map[netip.Addr]bucket
+}
+
+func newSTUNLimiter(rate float64, burst, sources int, now func() int64) *stunLimiter {
+	if rate < 0 {
+		return nil
+	}
+	l := &stunLimiter{rate: rate, burst: burst, perShard: max(sources/16, 1), now: now}
+	for i := range l.shards {
+		l.shards[i].m = map[netip.Addr]bucket{}
+	}
+	return l
+}
+
+// allow takes a token for a request from key.
+func (l *stunLimiter) allow(key netip.Addr) bool {
+	a := key.As16()
+	sh := &l.shards[(a[3]^a[7]^a[15])&15]
+	now := l.now()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	b, ok := sh.m[key]
+	if !ok && len(sh.m) >= l.perShard {
+		return true // the table is full (spoofed sources?): untracked
+	}
+	took, _ := b.take(now, l.rate, l.burst)
+	sh.m[key] = b
+	return took
+}
+
+// sweep forgets sources whose bucket is full again.
+func (l *stunLimiter) sweep() {
+	now := l.now()
+	for i := range l.shards {
+		sh := &l.shards[i]
+		sh.mu.Lock()
+		for k, b := range sh.m {
+			if b.full(now, l.rate, l.burst) {
+				delete(sh.m, k)
+			}
+		}
+		sh.mu.Unlock()
+	}
 }
 
 // maxDatagram is the read buffer: the largest UDP payload, so that a padded
 // request (RFC 5780 PADDING) is never truncated.
 const maxDatagram = 65535
 
-func newSTUNServer(conns []net.PacketConn, l layout, m *metrics, log *slog.Logger) *stunServer {
-	s := &stunServer{conns: conns, udp: make([]*net.UDPConn, len(conns)), layout: l, m: m, log: log}
+func newSTUNServer(conns []net.PacketConn, l layout, m *metrics, log *slog.Logger, limit *stunLimiter) *stunServer {
+	s := &stunServer{conns: conns, udp: make([]*net.UDPConn, len(conns)), layout: l, m: m, log: log, limit: limit}
 	for i, c := range conns {
 		s.udp[i], _ = c.(*net.UDPConn)
 	}
@@ -201,6 +260,10 @@ func isSTUN(b []byte) bool {
 func (s *stunServer) handle(w *stunWorker, in int, pkt []byte, from netip.AddrPort) {
 	if !from.IsValid() || from.Port() == 0 {
 		s.count(STUNMalformed)
+		return
+	}
+	if s.limit != nil && !s.limit.allow(iplimit.Key(from.Addr())) {
+		s.count(STUNRateLimited)
 		return
 	}
 	if !isSTUN(pkt) {

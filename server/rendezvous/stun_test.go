@@ -252,7 +252,7 @@ func FuzzSTUNHandle(f *testing.F) {
 			netip.MustParseAddrPort("192.0.2.1:3478"), netip.MustParseAddrPort("192.0.2.1:3479"),
 			netip.MustParseAddrPort("192.0.2.2:3478"), netip.MustParseAddrPort("192.0.2.2:3479"),
 		}}
-		s := newSTUNServer(conns, l, newMetrics(), discardLogger())
+		s := newSTUNServer(conns, l, newMetrics(), discardLogger(), nil)
 		w := &stunWorker{}
 		s.handle(w, int(in%4), pkt, netip.MustParseAddrPort("198.51.100.7:5000"))
 		for _, out := range rec.sent {
