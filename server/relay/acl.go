@@ -104,6 +104,13 @@ type ACL struct {
 	deny  []netip.Prefix
 	defs  []aclEntry
 	self  atomic.Pointer[map[netip.Addr]struct{}]
+	// relays are the own addresses allocations live on, with the relay
+	// port range: a peer there may be another client's allocation, which
+	// two clients of one relay need (two UDP-blocked peers have no other
+	// path), so it is allowed on those ports and denied (ReasonSelf) on
+	// every other (SetRelayAddrs, CheckPort).
+	relays           map[netip.Addr]struct{}
+	portMin, portMax uint16
 }
 
 // NewACL returns an ACL with the default deny list plus the operator's
@@ -150,6 +157,43 @@ func (a *ACL) SetSelf(addrs []netip.Addr) {
 		}
 	}
 	a.self.Store(&m)
+}
+
+// SetRelayAddrs names the own addresses allocations are relayed on and the
+// relay port range. Call it before the ACL is in use. Those addresses are
+// allowed by Check (a permission names an IP only) and by CheckPort on a
+// port of the range: another allocation on this relay. On any other port
+// CheckPort denies them with ReasonSelf, unless AllowPeers covers them.
+func (a *ACL) SetRelayAddrs(addrs []netip.Addr, portMin, portMax uint16) {
+	a.relays = make(map[netip.Addr]struct{}, len(addrs))
+	for _, ip := range addrs {
+		if ip.IsValid() {
+			a.relays[Canonical(ip)] = struct{}{}
+		}
+	}
+	a.portMin, a.portMax = portMin, portMax
+}
+
+// CheckPort is Check for a peer transport address: it also denies the
+// relay's own allocation addresses on ports outside the relay port range
+// (the host's other services, the TURN listener itself).
+func (a *ACL) CheckPort(ap netip.AddrPort) (ok bool, reason string) {
+	if ok, reason = a.Check(ap.Addr()); !ok {
+		return false, reason
+	}
+	if !a.portOK(ap) {
+		return false, ReasonSelf
+	}
+	return true, ""
+}
+
+func (a *ACL) allowed(ip netip.Addr) bool {
+	for _, p := range a.allow {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // Check reports whether relaying to ip is allowed, and when it is not, the
@@ -209,6 +253,9 @@ func (a *ACL) judge(ip netip.Addr) (bool, string) {
 	}
 	if self := a.self.Load(); self != nil {
 		if _, found := (*self)[ip]; found {
+			if _, relay := a.relays[ip]; relay {
+				return true, "" // ports are CheckPort's
+			}
 			return false, ReasonSelf
 		}
 	}
@@ -220,8 +267,12 @@ func (a *ACL) judge(ip netip.Addr) (bool, string) {
 
 // permit is the ACL as pion's PermissionHandler, for CreatePermission,
 // ChannelBind and Connect.
-func (s *Server) permit(client netip.AddrPort, tcp bool, peer net.IP, verb string) bool {
+func (s *Server) permit(client netip.AddrPort, tcp bool, peer net.IP, st reqState) bool {
+	verb := st.verb
 	ip, _ := netip.AddrFromSlice(peer)
+	if st.offPort {
+		return s.noteVerdict(client, ip, verb, false, ReasonSelf)
+	}
 	if !s.permitAddr(client, ip, verb) {
 		return false
 	}
@@ -256,6 +307,20 @@ const MaxPeersPerAllocation = 1024
 
 func (s *Server) permitAddr(client netip.AddrPort, ip netip.Addr, verb string) bool {
 	ok, reason := s.checkPeer(ip)
+	return s.noteVerdict(client, ip, verb, ok, reason)
+}
+
+// permitAddrPort is permitAddr for a peer whose port is known (Send,
+// ChannelBind's fast path, Connect, every datagram pion relays).
+func (s *Server) permitAddrPort(client netip.AddrPort, peer netip.AddrPort, verb string) bool {
+	ok, reason := s.checkPeer(peer.Addr())
+	if ok {
+		ok, reason = s.acl.CheckPort(peer)
+	}
+	return s.noteVerdict(client, peer.Addr(), verb, ok, reason)
+}
+
+func (s *Server) noteVerdict(client netip.AddrPort, ip netip.Addr, verb string, ok bool, reason string) bool {
 	if !ok {
 		if verb == "" {
 			verb = "unknown"
@@ -276,4 +341,24 @@ func verbOf(method uint16) string {
 		return VerbConnect
 	}
 	return ""
+}
+
+// portOK is the per-datagram half of CheckPort: false only for one of the
+// relay's own allocation addresses on a port outside the relay port range
+// (and not re-opened by AllowPeers). It costs a map lookup per datagram.
+func (a *ACL) portOK(ap netip.AddrPort) bool {
+	if len(a.relays) == 0 {
+		return true
+	}
+	if ap.Port() >= a.portMin && ap.Port() <= a.portMax {
+		return true
+	}
+	ip := Canonical(ap.Addr())
+	v4s, n := embeddedV4(ip)
+	for _, c := range append([]netip.Addr{ip}, v4s[:n]...) {
+		if _, relay := a.relays[c]; relay && !a.allowed(c) {
+			return false
+		}
+	}
+	return true
 }

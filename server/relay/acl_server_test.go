@@ -3,6 +3,7 @@ package relay
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -83,7 +84,7 @@ func TestACLEveryVerb(t *testing.T) {
 		// relay's own addresses.
 		"2002:7f00:1::", "2002:a00:1::", "2002:a9fe:a9fe::", "::7f00:1", "::ffff:0:a00:1",
 		"64:ff9b:1::a00:1", "64:ff9b:1::cb00:7105", "2001:0:a00:1::1", "2001:0:cb00:7105::80ff:fffe",
-		"fec0::1", rigExternalV4, rigExternalV6, "2002:c633:64c8::1",
+		"fec0::1",
 	}
 	for i, a := range denied {
 		ip := netip.MustParseAddr(a)
@@ -139,6 +140,50 @@ func TestACLEveryVerb(t *testing.T) {
 	}
 	if w, d := r.net.attempts(); len(w) != 0 || len(d) != 0 {
 		t.Fatalf("denied peers were contacted: writes %v, dials %v", w, d)
+	}
+
+	// The relay's own allocation addresses (here the advertised ones, and a
+	// 6to4 address wrapping one) may be another client's allocation, which
+	// two clients of one relay need, so a permission for them is granted;
+	// but Send and Connect to a port off the relay port range (the host's
+	// other services) are denied, and nothing reaches such a port.
+	for _, a := range []string{rigExternalV4, rigExternalV6, "2002:c633:64c8::1"} {
+		ip := netip.MustParseAddr(a)
+		off := netip.AddrPortFrom(ip, 9)
+		t.Run("own "+a, func(t *testing.T) {
+			u, tc := r.udp[ip.Is6()], r.tcp[ip.Is6()]
+			res, err := u.request(stun.MethodCreatePermission, xorPeer(off))
+			if err != nil || code(res) != 0 {
+				t.Fatalf("CreatePermission for an own address: %v code %d, want success", err, code(res))
+			}
+			before := r.denials(t, VerbSend)
+			if err = u.send(off, []byte("leak?")); err != nil {
+				t.Fatal(err)
+			}
+			testutil.WaitFor(t, 5*time.Second, "the Send denial to be counted", func() bool { return r.denials(t, VerbSend)-before == 1 })
+			before = r.denials(t, VerbConnect)
+			if res, err = tc.request(stun.MethodConnect, xorPeer(off)); err != nil {
+				t.Fatal(err)
+			}
+			if c := code(res); c != 403 {
+				t.Errorf("Connect to an own address off the relay ports: code %d, want 403", c)
+			}
+			if d := r.denials(t, VerbConnect) - before; d != 1 {
+				t.Errorf("Connect: %v ACL denials counted, want 1", d)
+			}
+			// On a relay port, another allocation may listen: allowed.
+			on := netip.AddrPortFrom(ip, DefaultRelayPortMin+7)
+			if err = u.send(on, []byte("to an allocation")); err != nil {
+				t.Fatal(err)
+			}
+			testutil.WaitFor(t, 5*time.Second, "the datagram to an own relay port", func() bool {
+				w, _ := r.net.attempts()
+				return slices.Contains(w, on)
+			})
+		})
+	}
+	if w, d := r.net.attempts(); slices.ContainsFunc(w, func(x netip.AddrPort) bool { return x.Port() == 9 }) || len(d) != 0 {
+		t.Fatalf("own addresses off the relay ports were contacted: writes %v, dials %v", w, d)
 	}
 
 	// Public addresses are allowed for every verb (the confined network

@@ -157,7 +157,7 @@ func (g *generator) AllocateConn(c turn.AllocateConnConfig) (net.Conn, error) {
 		return nil, fmt.Errorf("relay: no TCP allocation at %v", c.LocalAddr)
 	}
 	peer := netaddr.AddrPort(c.RemoteAddr)
-	if ok, _ := s.checkPeer(peer.Addr()); !ok { // pion asked permit already; this is the last word
+	if !s.permitAddrPort(netaddr.AddrPort(c.LocalAddr), peer, VerbConnect) { // pion asked permit (IP only) already; this is the last word
 		return nil, ErrPeerDenied
 	}
 	ctx, cancel := s.dialContext()

@@ -108,7 +108,10 @@ func (s *Server) onPermissionDeleted(_, _ net.Addr, _, _, _ string, relayAddr ne
 }
 
 func (s *Server) onChannelCreated(_, _ net.Addr, _, _, _ string, relayAddr, peer net.Addr, number uint16) {
-	if rc := s.relayByAddr(relayAddr); rc != nil {
+	// A channel to a port the ACL refuses (the relay's own address off the
+	// relay port range) never enters the fast path; pion's own path for
+	// it ends in relayConn.WriteTo, which drops it.
+	if rc := s.relayByAddr(relayAddr); rc != nil && s.acl.portOK(netaddr.AddrPort(peer)) {
 		rc.addChannel(number, netaddr.AddrPort(peer))
 	}
 }

@@ -28,7 +28,7 @@ func (s *Server) inspect(b []byte, client netip.AddrPort, st *reqState) bool {
 	case classIndication:
 		if m.method() == methodSend {
 			if v, _, found := m.attr(attrXORPeerAddress); found {
-				if peer, valid := m.xorAddr(v); valid && !s.permitAddr(client, peer.Addr(), VerbSend) {
+				if peer, valid := m.xorAddr(v); valid && !s.permitAddrPort(client, peer, VerbSend) {
 					s.m.drop[DropACL].Inc()
 					return false
 				}
@@ -40,6 +40,16 @@ func (s *Server) inspect(b []byte, client netip.AddrPort, st *reqState) bool {
 	}
 	method := m.method()
 	st.verb = verbOf(method)
+	st.offPort = false
+	if method == methodChannelBind || method == methodConnect {
+		// pion's PermissionHandler sees the peer's IP only; the port is
+		// judged here (the relay's own addresses off its port range).
+		if v, _, found := m.attr(attrXORPeerAddress); found {
+			if peer, valid := m.xorAddr(v); valid && !s.acl.portOK(peer) {
+				st.offPort = true
+			}
+		}
+	}
 	mi := m.integrityOffset()
 	if mi < 0 {
 		if method != methodBinding {
@@ -73,6 +83,7 @@ func (s *Server) inspect(b []byte, client netip.AddrPort, st *reqState) bool {
 // the hooks pion calls while handling it on the same goroutine.
 type reqState struct {
 	verb         string // ACL verb, for the permission handler
+	offPort      bool   // the request's peer is an own address off the relay ports (ACL.CheckPort)
 	port         int    // relay port reserved by a RESERVATION-TOKEN, for the generator
 	sharedTokens bool   // resolve RESERVATION-TOKENs server-wide (UDP sockets)
 }

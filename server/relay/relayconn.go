@@ -2,6 +2,7 @@ package relay
 
 import (
 	"encoding/binary"
+	"github.com/ferrynet/ferry/internal/netaddr"
 	"net"
 	"net/netip"
 	"sync"
@@ -326,6 +327,10 @@ func (rc *relayConn) flushToClient() {
 
 // WriteTo is pion relaying a Send indication or ChannelData to a peer.
 func (rc *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if !rc.s.acl.portOK(netaddr.AddrPort(addr)) {
+		rc.s.m.drop[DropACL].Inc()
+		return len(p), nil
+	}
 	if !rc.allowUp(len(p)) {
 		rc.s.m.drop[DropRateLimited].Inc()
 		return len(p), nil

@@ -211,7 +211,7 @@ func (s *Server) turnConfig(so sockets) turn.ServerConfig {
 			PacketConn:            l,
 			RelayAddressGenerator: &generator{s: s, lis: l},
 			PermissionHandler: func(client net.Addr, peer net.IP) bool {
-				return s.permit(netaddr.AddrPort(client), false, peer, l.st.verb)
+				return s.permit(netaddr.AddrPort(client), false, peer, l.st)
 			},
 		})
 	}
@@ -227,7 +227,7 @@ func (s *Server) turnConfig(so sockets) turn.ServerConfig {
 			RelayAddressGenerator: &generator{s: s, tcpControl: true},
 			PermissionHandler: func(client net.Addr, peer net.IP) bool {
 				ap := netaddr.AddrPort(client)
-				return s.permit(ap, true, peer, l.verbOf(ap))
+				return s.permit(ap, true, peer, l.stateOf(ap))
 			},
 		})
 	}
@@ -318,6 +318,7 @@ func (s *Server) pickRelayIPs(pcs []net.PacketConn, lists ...[]net.Listener) err
 		}
 	}
 	s.fixedSelf = append(s.fixedSelf, s.relayV4, s.relayV6, s.advV4, s.advV6)
+	s.acl.SetRelayAddrs([]netip.Addr{s.relayV4, s.relayV6, s.advV4, s.advV6}, s.cfg.RelayPortMin, s.cfg.RelayPortMax)
 	s.refreshSelf()
 	return nil
 }

@@ -138,13 +138,13 @@ func (l *tcpListener) conn(client netip.AddrPort) *tcpConn {
 
 // verbOf returns the ACL verb of the request the client's connection is
 // handing to pion (the permission handler runs on that connection's goroutine).
-func (l *tcpListener) verbOf(client netip.AddrPort) string {
+func (l *tcpListener) stateOf(client netip.AddrPort) reqState {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if tc := l.byClient[client]; tc != nil {
-		return tc.st.verb
+		return tc.st
 	}
-	return ""
+	return reqState{}
 }
 
 // Close closes the listener and every connection it accepted.
