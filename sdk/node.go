@@ -44,6 +44,7 @@ type Node struct {
 	udp      udpState
 	dialing  map[string]*attempt  // by session ID: our offers awaiting answers
 	incoming map[string]*incoming // by peer + session ID: offers being answered
+	offers   *offerLimiter
 
 	closeOnce sync.Once
 	closeErr  error
@@ -97,6 +98,7 @@ func New(ctx context.Context, opts ...NodeOption) (_ *Node, err error) {
 		log:       cfg.logger.With("node", id.PeerID().Short()),
 		dialing:   map[string]*attempt{},
 		incoming:  map[string]*incoming{},
+		offers:    newOfferLimiter(nc.offerRate, nc.offerBurst),
 	}
 	defer func() {
 		if err != nil {
@@ -417,11 +419,24 @@ func (n *Node) onSignal(m signal.Message) {
 
 // answer accepts an offer: it starts a controlled ICE agent, answers, and
 // in the background waits for the path and the dialer's QUIC session, which
-// it hands to the router.
+// it hands to the router. Offers beyond the sender's rate are ignored, and
+// offers from peers the allow hook refuses are declined, both before any
+// ICE or relay work.
 func (n *Node) answer(from PeerID, o *wire.Offer) {
 	key := from.String() + string(o.SessionID)
 	if n.ctx.Err() != nil {
 		return
+	}
+	if !n.offers.allow(from, time.Now()) {
+		n.log.Debug("offer over the sender's rate ignored", "peer", from.Short())
+		return
+	}
+	if n.cfg.allowPeer != nil {
+		if err := n.cfg.allowPeer(from); err != nil {
+			n.log.Debug("offer refused by the allow hook", "peer", from.Short(), "err", err)
+			n.wg.Go(func() { n.sayBye(from, o.SessionID, "refused") })
+			return
+		}
 	}
 	in := &incoming{remote: make(chan string, maxTrickle)}
 	n.mu.Lock()

@@ -128,6 +128,8 @@ type nodeConfig struct {
 	dialTCP      func(ctx context.Context, network, addr string) (net.Conn, error)
 	loopback     bool
 	ipFilter     func(net.IP) bool
+	offerRate    float64
+	offerBurst   int
 }
 
 // WithIdentity sets the node's identity. New needs it or WithIdentityFile.
@@ -182,4 +184,14 @@ func WithLoopbackCandidates() NodeOption { return nodeOpt(func(c *config) { c.no
 // candidates on (for example, to keep a node off some interfaces).
 func WithCandidateFilter(keep func(net.IP) bool) NodeOption {
 	return nodeOpt(func(c *config) { c.node.ipFilter = keep })
+}
+
+// WithOfferLimit bounds the offers (requests to connect, each of which
+// would start an ICE agent and use relay quota) that one sender may make:
+// perSecond on average, burst at once (defaults DefaultOfferRate and
+// DefaultOfferBurst). Offers beyond it are ignored. Offers from peers that
+// WithAllowPeer refuses are declined before any ICE or relay work, and count
+// against the limit too.
+func WithOfferLimit(perSecond float64, burst int) NodeOption {
+	return nodeOpt(func(c *config) { c.node.offerRate, c.node.offerBurst = perSecond, burst })
 }
