@@ -461,6 +461,13 @@ func (c *Conn) finish(err error) {
 	c.err = err
 	s := c.sess
 	c.sess = nil
+	if s != nil && s.dataOn && c.lastConsumed > c.lastAckSent {
+		// What the application consumed is acknowledged before the
+		// GOAWAY, so the peer's Flush does not report a loss.
+		s.finalAck = c.lastConsumed
+		c.lastAckSent = c.lastConsumed
+		c.unackedRecv = 0
+	}
 	if err == ErrClosed { //nolint:errorlint // identity check of our own sentinel
 		c.setStateLocked(StateClosed, nil)
 	} else {

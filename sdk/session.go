@@ -59,6 +59,7 @@ type session struct {
 	termOnce sync.Once
 	err      error // why the session ended; set before stop closes
 	goaway   *wire.GoAway
+	finalAck uint64      // an ACK to send before the GOAWAY; set before stop closes
 	running  atomic.Bool // the writer goroutine owns closing qc
 	// life orders start against terminate: a session terminated first
 	// never starts its goroutines, so wait's WaitGroup.Wait cannot race
@@ -110,20 +111,23 @@ func (s *session) terminate(ga *wire.GoAway, cause error) {
 }
 
 // sayGoAway writes the session's GOAWAY frame, if it has one and the
-// control stream holds only whole frames.
-func (s *session) sayGoAway() {
+// control stream holds only whole frames, and reports whether it did.
+func (s *session) sayGoAway() bool {
 	if s.goaway == nil {
-		return
+		return false
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.dirty {
-		return
+		return false
 	}
 	_ = s.ctrl.SetWriteDeadline(time.Now().Add(goAwayGrace))
 	s.out = s.out[:0]
+	if s.finalAck != 0 {
+		s.appendMsg(&wire.Ack{Cumulative: s.finalAck})
+	}
 	s.appendMsg(s.goaway)
-	_ = s.flushOut()
+	return s.flushOut() == nil
 }
 
 func (s *session) closeQUIC() {
@@ -367,7 +371,17 @@ loop:
 		}
 	}
 	// Stopping: say GOAWAY if there is one, then close the QUIC connection.
-	s.sayGoAway()
+	if s.sayGoAway() {
+		// A CONNECTION_CLOSE sent now could overtake the GOAWAY (and the
+		// ACK before it), which the peer would then never read: give it
+		// a moment to read them and close the connection itself.
+		t := time.NewTimer(goAwayGrace)
+		select {
+		case <-s.qc.Context().Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	s.closeQUIC()
 }
 
