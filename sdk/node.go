@@ -18,15 +18,6 @@ import (
 	"github.com/ferrynet/ferry/wire"
 )
 
-// Errors of Node.Dial.
-var (
-	// ErrPeerNotFound: the peer is not online at the rendezvous server.
-	ErrPeerNotFound = errors.New("sdk: peer not found")
-	// ErrNoPath: ICE found no working candidate pair. The error lists the
-	// candidates gathered on both sides and the checks tried.
-	ErrNoPath = icepath.ErrNoPath
-)
-
 // A Node is a peer: logged in to a rendezvous server under its identity, it
 // dials other peers by PeerID and accepts their connections, finding a path
 // with ICE (direct when the NATs allow it, through a TURN relay otherwise)
@@ -178,6 +169,9 @@ func (n *Node) Dial(ctx context.Context, peer PeerID, opts ...DialOption) (*Conn
 		return n.dialPath(ctx, &cfg, peer)
 	})
 	if err != nil {
+		if np := (*NoPathError)(nil); errors.As(err, &np) {
+			return nil, err // names the peer already
+		}
 		return nil, fmt.Errorf("sdk: dial %s: %w", peer.Short(), err)
 	}
 	return c, nil
@@ -301,7 +295,7 @@ func (n *Node) dialPath(ctx context.Context, cfg *config, peer PeerID) (*session
 	stopFeed()
 	if err != nil {
 		n.sayBye(peer, sid, "no path") //nolint:contextcheck // ctx may have ended; the goodbye uses the node's
-		return nil, err
+		return nil, iceError(ctx, peer, err)
 	}
 	tr := &quic.Transport{Conn: pc}
 	p := &path{ice: ag, release: func() {
@@ -317,6 +311,22 @@ func (n *Node) dialPath(ctx context.Context, cfg *config, peer PeerID) (*session
 	p.took = time.Since(start)
 	ok = true
 	return s, nil
+}
+
+// iceError turns an ICE failure into the SDK's errors: a *NoPathError
+// holding the dump, or ctx's error alone when ctx ended.
+func iceError(ctx context.Context, peer PeerID, err error) error {
+	var f *icepath.Failure
+	if !errors.As(err, &f) {
+		return err
+	}
+	switch {
+	case errors.Is(f.Err, icepath.ErrNoPath):
+		return &NoPathError{Peer: peer, Dump: f.Dump}
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	return fmt.Errorf("sdk: ICE: %w", f.Err)
 }
 
 // trickle gathers ag's candidates and sends each to peer as it comes.
@@ -509,7 +519,7 @@ func (n *Node) acceptPath(from PeerID, o *wire.Offer, in *incoming, start time.T
 	pc, err := ag.Connect(ctx, o.Ufrag, o.Pwd)
 	stopFeed()
 	if err != nil {
-		return err
+		return iceError(ctx, from, err)
 	}
 	tr := &quic.Transport{Conn: pc}
 	p := &path{ice: ag, release: func() {

@@ -1,7 +1,9 @@
 package sdk
 
 import (
+	"context"
 	"errors"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -121,5 +123,18 @@ func TestOfferLimiterBoundedMemory(t *testing.T) {
 	}
 	if len(l.byID) != 1 {
 		t.Errorf("refilled senders kept: %d", len(l.byID))
+	}
+}
+
+func TestNodeAcceptAfterClose(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 30*time.Second)
+	in := newInfra(t)
+	n := in.node(t)
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Accept(context.Background()); !errors.Is(err, net.ErrClosed) || !errors.Is(err, ErrClosed) {
+		t.Fatalf("Accept after Close: %v, want net.ErrClosed", err)
 	}
 }

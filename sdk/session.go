@@ -138,6 +138,16 @@ func (s *session) closeQUIC() {
 	_ = s.qc.CloseWithError(code, reason)
 }
 
+// cause returns why the session ended, or nil while it runs.
+func (s *session) cause() error {
+	select {
+	case <-s.stop:
+		return s.err
+	default:
+		return nil
+	}
+}
+
 // wait blocks until the session's goroutines have exited, then releases its
 // path. terminate must have been called.
 func (s *session) wait() {
@@ -177,13 +187,13 @@ func sessionError(err error) error {
 	var appErr *quic.ApplicationError
 	if errors.As(err, &appErr) && appErr.Remote {
 		if appErr.ErrorCode == codeAbandoned {
-			return fmt.Errorf("sdk: peer abandoned the session: %w", err)
+			return &SessionLostError{Cause: errors.New("the peer abandoned the session")}
 		}
 		if appErr.ErrorCode < 0x100 {
 			return &GoAwayError{Code: wire.GoAwayCode(appErr.ErrorCode), Reason: appErr.ErrorMessage, Remote: true}
 		}
 	}
-	return fmt.Errorf("sdk: session lost: %w", err)
+	return &SessionLostError{Cause: err}
 }
 
 // isWireError reports whether err is a framing error from the wire codec.
@@ -362,8 +372,8 @@ loop:
 		case now := <-ticker.C:
 			silent := now.Sub(time.Unix(0, s.lastHeard.Load()))
 			if silent >= time.Duration(s.c.cfg.heartbeatMisses)*interval {
-				s.terminate(nil, &timeoutError{msg: fmt.Sprintf("sdk: peer silent for %v (%d heartbeat intervals of %v)",
-					silent.Round(time.Millisecond), s.c.cfg.heartbeatMisses, interval)})
+				s.terminate(nil, &SessionLostError{Cause: &timeoutError{msg: fmt.Sprintf("peer silent for %v (%d heartbeat intervals of %v)",
+					silent.Round(time.Millisecond), s.c.cfg.heartbeatMisses, interval)}})
 				break loop
 			}
 			ticks++
@@ -518,7 +528,7 @@ func (s *session) acceptStream(st *quic.Stream) {
 		return
 	}
 	_ = st.SetReadDeadline(time.Time{})
-	str := &Stream{st: st, proto: proto, conn: s.c}
+	str := &Stream{st: st, proto: proto, conn: s.c, sess: s}
 	select {
 	case s.c.streams <- str:
 	default:
