@@ -36,6 +36,7 @@ type Node struct {
 	dialing  map[string]*attempt  // by session ID: our offers awaiting answers
 	incoming map[string]*incoming // by peer + session ID: offers being answered
 	offers   *offerLimiter
+	peers    map[PeerID]*peerSlot // one connection per peer; see peers.go
 
 	closeOnce sync.Once
 	closeErr  error
@@ -90,7 +91,9 @@ func New(ctx context.Context, opts ...NodeOption) (_ *Node, err error) {
 		dialing:   map[string]*attempt{},
 		incoming:  map[string]*incoming{},
 		offers:    newOfferLimiter(nc.offerRate, nc.offerBurst),
+		peers:     map[PeerID]*peerSlot{},
 	}
+	n.router.peers = n
 	defer func() {
 		if err != nil {
 			n.cancel()
@@ -156,18 +159,26 @@ func (n *Node) Close() error {
 	return n.closeErr
 }
 
-// Dial connects to peer, through the rendezvous server: it fails fast with
-// ErrPeerNotFound when the peer is offline, with ErrNoPath when ICE finds no
-// way through, and with an identity error when whoever answers cannot prove
-// peer's key. opts override the node's options for this connection.
+// Dial returns the connection to peer, making one through the rendezvous
+// server unless the node has one already. A node keeps one connection per
+// peer: Dial returns the one that exists (dialed or accepted), or joins a
+// dial under way (which the first caller's ctx bounds), and when two peers
+// dial each other at once both end up with the same connection (the one
+// dialed by the lower PeerID). opts apply when a new connection is made.
+//
+// Dial fails fast with ErrPeerNotFound when the peer is offline, with
+// ErrNoPath when ICE finds no way through, with ErrDialSelf for the node's
+// own PeerID, and with an identity error when whoever answers cannot prove
+// peer's key.
 func (n *Node) Dial(ctx context.Context, peer PeerID, opts ...DialOption) (*Conn, error) {
+	if peer == n.PeerID() {
+		return nil, ErrDialSelf
+	}
 	cfg := n.cfg
 	if err := applyOpts(&cfg, opts, DialOption.applyDial); err != nil {
 		return nil, err
 	}
-	c, err := n.newDialConn(ctx, cfg, peer, func(ctx context.Context, c *Conn) (*session, error) {
-		return n.dialPath(ctx, &cfg, peer)
-	})
+	c, err := n.dialOnce(ctx, cfg, peer)
 	if err != nil {
 		if np := (*NoPathError)(nil); errors.As(err, &np) {
 			return nil, err // names the peer already
