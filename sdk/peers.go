@@ -66,6 +66,9 @@ func (n *Node) dialOnce(ctx context.Context, cfg config, peer PeerID) (*Conn, er
 			return nil, ctx.Err()
 		}
 		if sl.err != nil {
+			if ctx.Err() == nil && (errors.Is(sl.err, context.Canceled) || errors.Is(sl.err, context.DeadlineExceeded)) {
+				continue // the ctx of the caller who started that dial ended, not ours
+			}
 			return nil, sl.err
 		}
 		if sl.conn.Err() == nil {
