@@ -45,6 +45,9 @@ type Conn struct {
 	forget func()
 	// notify passes events to the node's event hook; may be nil.
 	notify func(PeerID, Event)
+	// route offers an incoming stream to the node's listeners first; it
+	// reports whether it took the stream. Nil for an Endpoint's conns.
+	route func(*Stream) bool
 
 	mu          sync.Mutex
 	state       State

@@ -38,6 +38,9 @@ type Node struct {
 	offers   *offerLimiter
 	peers    map[PeerID]*peerSlot // one connection per peer; see peers.go
 
+	lmu       sync.Mutex
+	listeners map[string]*streamListener // by protocol; see netconn.go
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -92,6 +95,7 @@ func New(ctx context.Context, opts ...NodeOption) (_ *Node, err error) {
 		incoming:  map[string]*incoming{},
 		offers:    newOfferLimiter(nc.offerRate, nc.offerBurst),
 		peers:     map[PeerID]*peerSlot{},
+		listeners: map[string]*streamListener{},
 	}
 	n.router.peers = n
 	defer func() {
@@ -327,7 +331,7 @@ func (n *Node) dialPath(ctx context.Context, cfg *config, peer PeerID) (*session
 // iceError turns an ICE failure into the SDK's errors: a *NoPathError
 // holding the dump, or ctx's error alone when ctx ended.
 func iceError(ctx context.Context, peer PeerID, err error) error {
-	var f *icepath.Failure
+	var f *icepath.ConnectError
 	if !errors.As(err, &f) {
 		return err
 	}

@@ -89,7 +89,7 @@ func (n *Node) runDial(ctx context.Context, cfg config, peer PeerID, sl *peerSlo
 	// The dial ends with the caller's ctx or with the node.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	defer context.AfterFunc(n.ctx, cancel)()
+	defer context.AfterFunc(n.ctx, cancel)() //nolint:contextcheck // the node closing ends the dial too
 	c, err := n.newDialConn(ctx, cfg, peer, func(ctx context.Context, _ *Conn) (*session, error) {
 		return n.dialPath(ctx, &cfg, peer)
 	})
@@ -178,12 +178,13 @@ func (n *Node) forgetConn(c *Conn) {
 	}
 }
 
-// peerRegistry is the router's view of a Node's registry; an Endpoint has
-// none.
+// peerRegistry is the router's view of a Node's registry of connections
+// and stream listeners; an Endpoint has none.
 type peerRegistry interface {
 	admitIncoming(PeerID) error
 	adoptIncoming(*Conn) bool
 	forgetConn(*Conn)
+	routeStream(*Stream) bool
 }
 
 var _ peerRegistry = (*Node)(nil)

@@ -14,7 +14,7 @@ import (
 func (n *Node) connCount() int {
 	n.router.mu.Lock()
 	defer n.router.mu.Unlock()
-	return len(n.router.conns)
+	return len(n.conns)
 }
 
 func TestDialReusesConnection(t *testing.T) {
@@ -121,8 +121,8 @@ func TestSimultaneousDial(t *testing.T) {
 			t.Fatalf("round %d: Recv = %q, %v", round, m, err)
 		}
 		// Neither side's Accept sees the connection its Dial returned.
-		if len(a.router.accepted) != 0 || len(b.router.accepted) != 0 {
-			t.Errorf("round %d: Accept would also return it (%d, %d queued)", round, len(a.router.accepted), len(b.router.accepted))
+		if len(a.accepted) != 0 || len(b.accepted) != 0 {
+			t.Errorf("round %d: Accept would also return it (%d, %d queued)", round, len(a.accepted), len(b.accepted))
 		}
 		_ = a.Close()
 		_ = b.Close()

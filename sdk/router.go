@@ -211,6 +211,9 @@ func (r *router) track(c *Conn, byID bool) error {
 	}
 	r.conns[c] = struct{}{}
 	c.notify = r.notify
+	if r.peers != nil {
+		c.route = r.peers.routeStream
+	}
 	c.forget = func() {
 		r.mu.Lock()
 		delete(r.conns, c)

@@ -529,6 +529,9 @@ func (s *session) acceptStream(st *quic.Stream) {
 	}
 	_ = st.SetReadDeadline(time.Time{})
 	str := &Stream{st: st, proto: proto, conn: s.c, sess: s}
+	if s.c.route != nil && s.c.route(str) {
+		return
+	}
 	select {
 	case s.c.streams <- str:
 	default:

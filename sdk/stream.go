@@ -17,6 +17,8 @@ import (
 
 // Stream error codes, sent when a stream is refused or reset. Codes from
 // streamErrorApp up carry an application's code (ResetWithCode).
+type streamCode = quic.StreamErrorCode
+
 const (
 	streamErrorRefused     quic.StreamErrorCode = 1 // bad or missing stream header
 	streamErrorBusy        quic.StreamErrorCode = 2 // the accept backlog is full
@@ -37,6 +39,8 @@ func (s *Stream) streamError(err error) error {
 			return ErrClosed
 		}
 		switch code := se.ErrorCode; {
+		case code == streamErrorClosed:
+			return fmt.Errorf("%w: it closed the stream", ErrPeerClosed)
 		case code == streamErrorUnsupported:
 			return fmt.Errorf("%w: %q", ErrProtocolNotSupported, s.proto)
 		case code == streamErrorRefused:

@@ -232,15 +232,15 @@ func (ag *Agent) AddRemote(cand string) error {
 	return ag.a.AddRemoteCandidate(c)
 }
 
-// Failure is Connect's error: Err is ErrNoPath, ctx's error or whatever else
+// ConnectError is Connect's error: Err is ErrNoPath, ctx's error or whatever else
 // stopped ICE, and Dump what was tried (Diagnose), kept apart so that a
 // caller can log it without putting it in every error string.
-type Failure struct {
+type ConnectError struct {
 	Err  error
 	Dump string
 }
 
-func (f *Failure) Error() string {
+func (f *ConnectError) Error() string {
 	if errors.Is(f.Err, ErrNoPath) {
 		return f.Err.Error() + ": " + f.Dump
 	}
@@ -248,10 +248,10 @@ func (f *Failure) Error() string {
 }
 
 // Unwrap returns Err.
-func (f *Failure) Unwrap() error { return f.Err }
+func (f *ConnectError) Unwrap() error { return f.Err }
 
 // Connect runs the connectivity checks against the peer's credentials and
-// returns the path once a pair is selected. It fails with a *Failure: of
+// returns the path once a pair is selected. It fails with a *ConnectError: of
 // ErrNoPath, naming what was tried, when ICE fails, and of ctx's error when
 // ctx ends.
 func (ag *Agent) Connect(ctx context.Context, remoteUfrag, remotePwd string) (*PacketConn, error) {
@@ -300,13 +300,13 @@ func (ag *Agent) Connect(ctx context.Context, remoteUfrag, remotePwd string) (*P
 	if err != nil {
 		select {
 		case <-failed:
-			return nil, &Failure{Err: ErrNoPath, Dump: ag.Diagnose()}
+			return nil, &ConnectError{Err: ErrNoPath, Dump: ag.Diagnose()}
 		default:
 		}
 		if perr := parent.Err(); perr != nil {
 			err = perr
 		}
-		return nil, &Failure{Err: err, Dump: ag.Diagnose()}
+		return nil, &ConnectError{Err: err, Dump: ag.Diagnose()}
 	}
 	if ag.controlling && ag.cfg.Policy == PolicyAuto {
 		ag.mu.Lock()
