@@ -41,6 +41,8 @@ type Node struct {
 	lmu       sync.Mutex
 	listeners map[string]*streamListener // by protocol; see netconn.go
 
+	loginErr error // why the last login in New failed
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -63,7 +65,14 @@ type incoming struct {
 	bye    bool
 }
 
-// New creates a node and logs it in to its rendezvous server.
+// New creates a node and logs it in to its rendezvous server: it returns
+// once logged in, so the first Dial can start at once. ctx bounds the
+// whole of New; each rendezvous server is given at most the login timeout
+// (WithLoginTimeout, default DefaultLoginTimeout), after which the next is
+// tried, so New with context.Background fails rather than hangs when no
+// server answers. Without WithIdentity or WithIdentityFile the node uses a
+// fresh identity kept in memory only: its PeerID then changes on every
+// start, so peers cannot find it again after a restart.
 func New(ctx context.Context, opts ...NodeOption) (_ *Node, err error) {
 	cfg := defaultConfig()
 	if err = applyOpts(&cfg, opts, NodeOption.applyNode); err != nil {
@@ -77,7 +86,9 @@ func New(ctx context.Context, opts ...NodeOption) (_ *Node, err error) {
 		}
 	}
 	if id == nil {
-		return nil, errors.New("sdk: New needs WithIdentity or WithIdentityFile")
+		if id, err = GenerateIdentity(); err != nil {
+			return nil, err
+		}
 	}
 	if len(nc.rendezvous) == 0 {
 		return nil, errors.New("sdk: New needs at least one rendezvous URL (WithRendezvous)")
@@ -115,22 +126,37 @@ func New(ctx context.Context, opts ...NodeOption) (_ *Node, err error) {
 	}
 	var errs []error
 	for _, u := range nc.rendezvous {
-		n.rv, err = signal.Dial(ctx, u, id, copts...)
-		if err == nil {
-			// Learn early whether UDP gets out, so the first Dial knows
-			// how to reach the relays.
-			if cr, cerr := n.credentials(ctx); cerr == nil {
-				n.startUDPProbe(cr.STUNURLs)
-				n.awaitUDPProbe(ctx, udpProbeGrace)
-			}
+		if n.login(ctx, u, copts) == nil {
 			return n, nil
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", u, err))
+		errs = append(errs, fmt.Errorf("%s: %w", u, n.loginErr))
 		if ctx.Err() != nil {
 			break
 		}
 	}
 	return nil, fmt.Errorf("sdk: no rendezvous server: %w", errors.Join(errs...))
+}
+
+// login logs in to the rendezvous server at u within the login timeout,
+// and learns whether UDP gets out, so the first Dial knows how to reach the
+// relays.
+func (n *Node) login(ctx context.Context, u string, copts []signal.Option) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.node.loginTimeout)
+	defer cancel()
+	rv, err := signal.Dial(ctx, u, n.id, copts...)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			err = fmt.Errorf("no login within %v: %w", n.cfg.node.loginTimeout, err)
+		}
+		n.loginErr = err
+		return err
+	}
+	n.rv = rv
+	if cr, cerr := n.credentials(ctx); cerr == nil {
+		n.startUDPProbe(cr.STUNURLs)
+		n.awaitUDPProbe(ctx, udpProbeGrace)
+	}
+	return nil
 }
 
 // PeerID returns the node's own PeerID, the one peers dial.

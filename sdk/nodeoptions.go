@@ -130,9 +130,21 @@ type nodeConfig struct {
 	ipFilter     func(net.IP) bool
 	offerRate    float64
 	offerBurst   int
+	loginTimeout time.Duration
 }
 
-// WithIdentity sets the node's identity. New needs it or WithIdentityFile.
+// DefaultLoginTimeout bounds the login to each rendezvous server in New.
+const DefaultLoginTimeout = 15 * time.Second
+
+// WithLoginTimeout bounds the login to each rendezvous server in New
+// (default DefaultLoginTimeout).
+func WithLoginTimeout(d time.Duration) NodeOption {
+	return nodeOpt(func(c *config) { c.node.loginTimeout = d })
+}
+
+// WithIdentity sets the node's identity. Without it or WithIdentityFile, a
+// node uses a fresh identity kept in memory only, whose PeerID changes on
+// every start.
 func WithIdentity(id *Identity) NodeOption { return nodeOpt(func(c *config) { c.node.identity = id }) }
 
 // WithIdentityFile loads the node's identity from path, creating the key

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -136,5 +137,96 @@ func TestNodeAcceptAfterClose(t *testing.T) {
 	}
 	if _, err := n.Accept(context.Background()); !errors.Is(err, net.ErrClosed) || !errors.Is(err, ErrClosed) {
 		t.Fatalf("Accept after Close: %v, want net.ErrClosed", err)
+	}
+}
+
+// TestNewFailsWhenNoRendezvousAnswers: New with context.Background returns
+// an error after the login timeout instead of hanging, whether the server
+// refuses connections or accepts them and says nothing.
+func TestNewFailsWhenNoRendezvousAnswers(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 30*time.Second)
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = silent.Close() })
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			_ = c.Close()
+		}
+	})
+	refusing, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusedAddr := refusing.Addr().String()
+	_ = refusing.Close()
+	for name, addr := range map[string]string{"silent": silent.Addr().String(), "refused": refusedAddr} {
+		t.Run(name, func(t *testing.T) {
+			n, err := New(context.Background(), WithRendezvous("ws://"+addr+"/v1/signal"), WithLoginTimeout(300*time.Millisecond))
+			if err == nil {
+				_ = n.Close()
+				t.Fatal("New succeeded without a rendezvous server")
+			}
+			if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "no login within 300ms") {
+				t.Fatalf("New = %v, want the login timeout", err)
+			}
+		})
+	}
+}
+
+// TestNewGeneratesIdentity: without an identity option, a node runs under
+// a fresh in-memory identity.
+func TestNewGeneratesIdentity(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 30*time.Second)
+	in := newInfra(t)
+	var ids []PeerID
+	for range 2 {
+		n, err := New(ctxT(t, 10*time.Second), WithRendezvous(in.url))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, n.PeerID())
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ids[0].IsZero() || ids[0] == ids[1] {
+		t.Fatalf("generated PeerIDs %s and %s", ids[0].Short(), ids[1].Short())
+	}
+}
+
+func TestNodeOptionsValidate(t *testing.T) {
+	for name, c := range map[string]struct {
+		opt  NodeOption
+		want string
+	}{
+		"offer rate":    {WithOfferLimit(0, 1), "offer limit"},
+		"offer burst":   {WithOfferLimit(1, 0), "offer limit"},
+		"login timeout": {WithLoginTimeout(0), "login timeout"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := New(context.Background(), WithRendezvous("ws://127.0.0.1:1/v1/signal"), c.opt)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error about %s", err, c.want)
+			}
+		})
 	}
 }

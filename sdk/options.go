@@ -121,7 +121,7 @@ func defaultConfig() config {
 		acceptBacklog:     DefaultAcceptBacklog,
 		streamBacklog:     DefaultStreamBacklog,
 		logger:            slog.New(slog.DiscardHandler),
-		node:              nodeConfig{offerRate: DefaultOfferRate, offerBurst: DefaultOfferBurst},
+		node:              nodeConfig{offerRate: DefaultOfferRate, offerBurst: DefaultOfferBurst, loginTimeout: DefaultLoginTimeout},
 	}
 }
 
@@ -161,6 +161,9 @@ func (c *config) validate() error {
 	}
 	if c.acceptBacklog < 1 || c.streamBacklog < 1 {
 		errs = append(errs, errors.New("backlogs must be positive"))
+	}
+	if c.node.loginTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("login timeout %v must be positive", c.node.loginTimeout))
 	}
 	if c.node.offerRate <= 0 || c.node.offerBurst < 1 {
 		errs = append(errs, fmt.Errorf("offer limit %v/s, burst %d: both must be positive", c.node.offerRate, c.node.offerBurst))
