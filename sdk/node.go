@@ -140,12 +140,12 @@ func New(ctx context.Context, opts ...NodeOption) (_ *Node, err error) {
 // login logs in to the rendezvous server at u within the login timeout,
 // and learns whether UDP gets out, so the first Dial knows how to reach the
 // relays.
-func (n *Node) login(ctx context.Context, u string, copts []signal.Option) error {
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.node.loginTimeout)
+func (n *Node) login(parent context.Context, u string, copts []signal.Option) error {
+	ctx, cancel := context.WithTimeout(parent, n.cfg.node.loginTimeout)
 	defer cancel()
 	rv, err := signal.Dial(ctx, u, n.id, copts...)
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil && parent.Err() == nil {
 			err = fmt.Errorf("no login within %v: %w", n.cfg.node.loginTimeout, err)
 		}
 		n.loginErr = err
