@@ -24,6 +24,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 )
 
@@ -45,6 +46,9 @@ var (
 	ErrInvalidPeerID = errors.New("identity: invalid peer ID")
 	// ErrBadKeyFile reports an identity file that exists but cannot be used.
 	ErrBadKeyFile = errors.New("identity: bad key file")
+	// ErrKeyFileMode reports a key file that users other than its owner
+	// may read or write; errors.Is also matches ErrBadKeyFile for it.
+	ErrKeyFileMode = errors.New("identity: key file open to other users")
 	// ErrBadSignature reports a signature that does not verify.
 	ErrBadSignature = errors.New("identity: bad signature")
 )
@@ -194,17 +198,54 @@ const pemType = "FERRY ED25519 PRIVATE KEY"
 // Load reads the identity stored at path, creating a new one there (mode
 // 0600, parent directories 0700) if the file does not exist. An unreadable
 // or corrupt file is an error that names the file and what is wrong; it is
-// never silently replaced.
+// never silently replaced. On Unix, a file that group or others may access
+// is refused (ErrKeyFileMode) with the chmod that fixes it: whoever can read
+// the key can be this node.
 func Load(path string) (*Identity, error) {
-	b, err := os.ReadFile(path)
-	switch {
-	case err == nil:
-		return decodeFile(path, b)
-	case errors.Is(err, fs.ErrNotExist):
+	b, err := readKeyFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
 		return create(path)
-	default:
+	}
+	if err != nil {
+		return nil, err
+	}
+	return decodeFile(path, b)
+}
+
+// maxKeyFile bounds what Load reads: a key file is about 200 bytes.
+const maxKeyFile = 64 << 10
+
+// readKeyFile reads a key file after checking that it is a regular file
+// only its owner may access. A missing file is fs.ErrNotExist, unwrapped
+// by nothing else.
+func readKeyFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if err != nil {
 		return nil, fmt.Errorf("%w: read %s: %w", ErrBadKeyFile, path, err)
 	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%w: read %s: %w", ErrBadKeyFile, path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file (%v)", ErrBadKeyFile, path, fi.Mode().Type())
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
+		return nil, fmt.Errorf("%w: %w: %s has mode %04o, so other users can read the private key; run: chmod 600 %s",
+			ErrBadKeyFile, ErrKeyFileMode, path, perm, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: read %s: %w", ErrBadKeyFile, path, err)
+	}
+	if len(b) > maxKeyFile {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes; a key file is about 200", ErrBadKeyFile, path, maxKeyFile)
+	}
+	return b, nil
 }
 
 func decodeFile(path string, b []byte) (*Identity, error) {
@@ -236,9 +277,9 @@ func create(path string) (*Identity, error) {
 	if err := Save(id, path); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			// Another process created it first; use theirs.
-			b, rerr := os.ReadFile(path)
+			b, rerr := readKeyFile(path)
 			if rerr != nil {
-				return nil, fmt.Errorf("%w: read %s: %w", ErrBadKeyFile, path, rerr)
+				return nil, rerr
 			}
 			return decodeFile(path, b)
 		}

@@ -45,6 +45,9 @@ type Conn struct {
 	forget func()
 	// notify passes events to the node's event hook; may be nil.
 	notify func(PeerID, Event)
+	// route offers an incoming stream to the node's listeners first; it
+	// reports whether it took the stream. Nil for an Endpoint's conns.
+	route func(*Stream) bool
 
 	mu          sync.Mutex
 	state       State
@@ -94,6 +97,8 @@ type Conn struct {
 	started     bool          // the supervisor runs
 	// eventsClosed: Events was closed after the Closed event; guarded by mu.
 	eventsClosed bool
+	// subs are the channels of Subscribe; guarded by mu.
+	subs map[chan Event]struct{}
 }
 
 // Stats are a connection's counters.
@@ -157,8 +162,38 @@ func (c *Conn) State() State {
 
 // Events returns the stream of state changes. It is closed after the Closed
 // event. Events are kept in a bounded queue (64); if nobody reads, the oldest
-// are dropped. There is one stream per Conn: concurrent readers share it.
+// are dropped. There is one stream per Conn: concurrent readers share it
+// (each event goes to one of them); use Subscribe to give each reader
+// every event.
 func (c *Conn) Events() <-chan Event { return c.events }
+
+// Subscribe returns a stream of every event from now on, of its own: each
+// subscriber gets every event. A subscriber's queue holds the latest 64
+// events; a slow reader loses the oldest, never the newest, and never holds
+// the connection up. The channel is closed after the Closed event, or when
+// cancel is called (then the events still queued are dropped). Subscribing
+// to a closed Conn returns a closed channel.
+func (c *Conn) Subscribe() (events <-chan Event, cancel func()) {
+	ch := make(chan Event, eventBacklog)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.eventsClosed {
+		close(ch)
+		return ch, func() {}
+	}
+	if c.subs == nil {
+		c.subs = map[chan Event]struct{}{}
+	}
+	c.subs[ch] = struct{}{}
+	return ch, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if _, ok := c.subs[ch]; ok {
+			delete(c.subs, ch)
+			close(ch)
+		}
+	}
+}
 
 // RTT returns the smoothed round-trip time measured by heartbeats
 // (exponentially weighted, 1/8 per sample), or 0 before the first sample.
@@ -214,19 +249,32 @@ func (c *Conn) emitLocked(ev Event) {
 	if c.notify != nil {
 		c.notify(c.remote, ev)
 	}
+	last := ev.State == StateClosed && ev.Path == nil
+	pushNewest(c.events, ev)
+	for ch := range c.subs {
+		pushNewest(ch, ev)
+		if last {
+			close(ch)
+		}
+	}
+	if last {
+		close(c.events)
+		c.eventsClosed = true
+		c.subs = nil
+	}
+}
+
+// pushNewest queues ev on ch, dropping the oldest events while it is full,
+// so the newest always gets in. Only the emitter sends on ch.
+func pushNewest(ch chan Event, ev Event) {
 	for {
 		select {
-		case c.events <- ev:
-			if ev.State == StateClosed && ev.Path == nil {
-				close(c.events)
-				c.eventsClosed = true
-			}
+		case ch <- ev:
 			return
 		default:
 		}
-		// Full: drop the oldest so the newest always gets in.
 		select {
-		case <-c.events:
+		case <-ch:
 		default:
 		}
 	}
@@ -461,6 +509,13 @@ func (c *Conn) finish(err error) {
 	c.err = err
 	s := c.sess
 	c.sess = nil
+	if s != nil && s.dataOn && c.lastConsumed > c.lastAckSent {
+		// What the application consumed is acknowledged before the
+		// GOAWAY, so the peer's Flush does not report a loss.
+		s.finalAck = c.lastConsumed
+		c.lastAckSent = c.lastConsumed
+		c.unackedRecv = 0
+	}
 	if err == ErrClosed { //nolint:errorlint // identity check of our own sentinel
 		c.setStateLocked(StateClosed, nil)
 	} else {

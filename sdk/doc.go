@@ -44,5 +44,17 @@
 // skipped; a value out of range is an error from the function it is given
 // to.
 //
+// # Errors
+//
+// Errors are the SDK's own, to be tested with errors.Is and errors.As
+// (errors.go lists them): [ErrClosed] (also net.ErrClosed) after a local
+// Close, [ErrPeerClosed] when the peer closed normally, [ErrSessionLost]
+// when the session under a connection died (the connection reconnects;
+// streams fail with it), [ErrStreamReset] with the peer's code in a
+// [StreamResetError], [ErrProtocolNotSupported], [ErrPeerNotFound], and
+// [ErrNoPath], whose [NoPathError] holds what ICE tried. Deadlines fail with
+// a net.Error whose Timeout is true. No quic-go or wire type is needed to
+// handle any of them.
+//
 // The byte-level protocol is specified in the wire package's SPEC.md.
 package sdk

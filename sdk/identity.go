@@ -9,7 +9,8 @@ type Identity = identity.Identity
 type PeerID = identity.PeerID
 
 // LoadIdentity reads the identity stored at path, creating it (mode 0600)
-// when the file does not exist. A corrupt or unreadable file is an error.
+// when the file does not exist. A corrupt or unreadable file is an error,
+// and so is one that group or others may read (identity.ErrKeyFileMode).
 func LoadIdentity(path string) (*Identity, error) { return identity.Load(path) }
 
 // GenerateIdentity creates a fresh identity that is not stored anywhere.

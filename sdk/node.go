@@ -18,15 +18,6 @@ import (
 	"github.com/ferrynet/ferry/wire"
 )
 
-// Errors of Node.Dial.
-var (
-	// ErrPeerNotFound: the peer is not online at the rendezvous server.
-	ErrPeerNotFound = errors.New("sdk: peer not found")
-	// ErrNoPath: ICE found no working candidate pair. The error lists the
-	// candidates gathered on both sides and the checks tried.
-	ErrNoPath = icepath.ErrNoPath
-)
-
 // A Node is a peer: logged in to a rendezvous server under its identity, it
 // dials other peers by PeerID and accepts their connections, finding a path
 // with ICE (direct when the NATs allow it, through a TURN relay otherwise)
@@ -44,6 +35,13 @@ type Node struct {
 	udp      udpState
 	dialing  map[string]*attempt  // by session ID: our offers awaiting answers
 	incoming map[string]*incoming // by peer + session ID: offers being answered
+	offers   *offerLimiter
+	peers    map[PeerID]*peerSlot // one connection per peer; see peers.go
+
+	lmu       sync.Mutex
+	listeners map[string]*streamListener // by protocol; see netconn.go
+
+	loginErr error // why the last login in New failed
 
 	closeOnce sync.Once
 	closeErr  error
@@ -67,7 +65,14 @@ type incoming struct {
 	bye    bool
 }
 
-// New creates a node and logs it in to its rendezvous server.
+// New creates a node and logs it in to its rendezvous server: it returns
+// once logged in, so the first Dial can start at once. ctx bounds the
+// whole of New; each rendezvous server is given at most the login timeout
+// (WithLoginTimeout, default DefaultLoginTimeout), after which the next is
+// tried, so New with context.Background fails rather than hangs when no
+// server answers. Without WithIdentity or WithIdentityFile the node uses a
+// fresh identity kept in memory only: its PeerID then changes on every
+// start, so peers cannot find it again after a restart.
 func New(ctx context.Context, opts ...NodeOption) (_ *Node, err error) {
 	cfg := defaultConfig()
 	if err = applyOpts(&cfg, opts, NodeOption.applyNode); err != nil {
@@ -81,7 +86,9 @@ func New(ctx context.Context, opts ...NodeOption) (_ *Node, err error) {
 		}
 	}
 	if id == nil {
-		return nil, errors.New("sdk: New needs WithIdentity or WithIdentityFile")
+		if id, err = GenerateIdentity(); err != nil {
+			return nil, err
+		}
 	}
 	if len(nc.rendezvous) == 0 {
 		return nil, errors.New("sdk: New needs at least one rendezvous URL (WithRendezvous)")
@@ -97,7 +104,11 @@ func New(ctx context.Context, opts ...NodeOption) (_ *Node, err error) {
 		log:       cfg.logger.With("node", id.PeerID().Short()),
 		dialing:   map[string]*attempt{},
 		incoming:  map[string]*incoming{},
+		offers:    newOfferLimiter(nc.offerRate, nc.offerBurst),
+		peers:     map[PeerID]*peerSlot{},
+		listeners: map[string]*streamListener{},
 	}
+	n.router.peers = n
 	defer func() {
 		if err != nil {
 			n.cancel()
@@ -115,22 +126,37 @@ func New(ctx context.Context, opts ...NodeOption) (_ *Node, err error) {
 	}
 	var errs []error
 	for _, u := range nc.rendezvous {
-		n.rv, err = signal.Dial(ctx, u, id, copts...)
-		if err == nil {
-			// Learn early whether UDP gets out, so the first Dial knows
-			// how to reach the relays.
-			if cr, cerr := n.credentials(ctx); cerr == nil {
-				n.startUDPProbe(cr.STUNURLs)
-				n.awaitUDPProbe(ctx, udpProbeGrace)
-			}
+		if n.login(ctx, u, copts) == nil {
 			return n, nil
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", u, err))
+		errs = append(errs, fmt.Errorf("%s: %w", u, n.loginErr))
 		if ctx.Err() != nil {
 			break
 		}
 	}
 	return nil, fmt.Errorf("sdk: no rendezvous server: %w", errors.Join(errs...))
+}
+
+// login logs in to the rendezvous server at u within the login timeout,
+// and learns whether UDP gets out, so the first Dial knows how to reach the
+// relays.
+func (n *Node) login(parent context.Context, u string, copts []signal.Option) error {
+	ctx, cancel := context.WithTimeout(parent, n.cfg.node.loginTimeout)
+	defer cancel()
+	rv, err := signal.Dial(ctx, u, n.id, copts...)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil && parent.Err() == nil {
+			err = fmt.Errorf("no login within %v: %w", n.cfg.node.loginTimeout, err)
+		}
+		n.loginErr = err
+		return err
+	}
+	n.rv = rv
+	if cr, cerr := n.credentials(ctx); cerr == nil {
+		n.startUDPProbe(cr.STUNURLs)
+		n.awaitUDPProbe(ctx, udpProbeGrace)
+	}
+	return nil
 }
 
 // PeerID returns the node's own PeerID, the one peers dial.
@@ -163,19 +189,30 @@ func (n *Node) Close() error {
 	return n.closeErr
 }
 
-// Dial connects to peer, through the rendezvous server: it fails fast with
-// ErrPeerNotFound when the peer is offline, with ErrNoPath when ICE finds no
-// way through, and with an identity error when whoever answers cannot prove
-// peer's key. opts override the node's options for this connection.
+// Dial returns the connection to peer, making one through the rendezvous
+// server unless the node has one already. A node keeps one connection per
+// peer: Dial returns the one that exists (dialed or accepted), or joins a
+// dial under way (which the first caller's ctx bounds), and when two peers
+// dial each other at once both end up with the same connection (the one
+// dialed by the lower PeerID). opts apply when a new connection is made.
+//
+// Dial fails fast with ErrPeerNotFound when the peer is offline, with
+// ErrNoPath when ICE finds no way through, with ErrDialSelf for the node's
+// own PeerID, and with an identity error when whoever answers cannot prove
+// peer's key.
 func (n *Node) Dial(ctx context.Context, peer PeerID, opts ...DialOption) (*Conn, error) {
+	if peer == n.PeerID() {
+		return nil, ErrDialSelf
+	}
 	cfg := n.cfg
 	if err := applyOpts(&cfg, opts, DialOption.applyDial); err != nil {
 		return nil, err
 	}
-	c, err := n.newDialConn(ctx, cfg, peer, func(ctx context.Context, c *Conn) (*session, error) {
-		return n.dialPath(ctx, &cfg, peer)
-	})
+	c, err := n.dialOnce(ctx, cfg, peer)
 	if err != nil {
+		if np := (*NoPathError)(nil); errors.As(err, &np) {
+			return nil, err // names the peer already
+		}
 		return nil, fmt.Errorf("sdk: dial %s: %w", peer.Short(), err)
 	}
 	return c, nil
@@ -299,7 +336,7 @@ func (n *Node) dialPath(ctx context.Context, cfg *config, peer PeerID) (*session
 	stopFeed()
 	if err != nil {
 		n.sayBye(peer, sid, "no path") //nolint:contextcheck // ctx may have ended; the goodbye uses the node's
-		return nil, err
+		return nil, iceError(ctx, peer, err)
 	}
 	tr := &quic.Transport{Conn: pc}
 	p := &path{ice: ag, release: func() {
@@ -315,6 +352,22 @@ func (n *Node) dialPath(ctx context.Context, cfg *config, peer PeerID) (*session
 	p.took = time.Since(start)
 	ok = true
 	return s, nil
+}
+
+// iceError turns an ICE failure into the SDK's errors: a *NoPathError
+// holding the dump, or ctx's error alone when ctx ended.
+func iceError(ctx context.Context, peer PeerID, err error) error {
+	var f *icepath.ConnectError
+	if !errors.As(err, &f) {
+		return err
+	}
+	switch {
+	case errors.Is(f.Err, icepath.ErrNoPath):
+		return &NoPathError{Peer: peer, Dump: f.Dump}
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	return fmt.Errorf("sdk: ICE: %w", f.Err)
 }
 
 // trickle gathers ag's candidates and sends each to peer as it comes.
@@ -417,11 +470,24 @@ func (n *Node) onSignal(m signal.Message) {
 
 // answer accepts an offer: it starts a controlled ICE agent, answers, and
 // in the background waits for the path and the dialer's QUIC session, which
-// it hands to the router.
+// it hands to the router. Offers beyond the sender's rate are ignored, and
+// offers from peers the allow hook refuses are declined, both before any
+// ICE or relay work.
 func (n *Node) answer(from PeerID, o *wire.Offer) {
 	key := from.String() + string(o.SessionID)
 	if n.ctx.Err() != nil {
 		return
+	}
+	if !n.offers.allow(from, time.Now()) {
+		n.log.Debug("offer over the sender's rate ignored", "peer", from.Short())
+		return
+	}
+	if n.cfg.allowPeer != nil {
+		if err := n.cfg.allowPeer(from); err != nil {
+			n.log.Debug("offer refused by the allow hook", "peer", from.Short(), "err", err)
+			n.wg.Go(func() { n.sayBye(from, o.SessionID, "refused") })
+			return
+		}
 	}
 	in := &incoming{remote: make(chan string, maxTrickle)}
 	n.mu.Lock()
@@ -494,7 +560,7 @@ func (n *Node) acceptPath(from PeerID, o *wire.Offer, in *incoming, start time.T
 	pc, err := ag.Connect(ctx, o.Ufrag, o.Pwd)
 	stopFeed()
 	if err != nil {
-		return err
+		return iceError(ctx, from, err)
 	}
 	tr := &quic.Transport{Conn: pc}
 	p := &path{ice: ag, release: func() {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,11 +81,22 @@ func TestNodeDialCancelAndNoPath(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
 		t.Fatalf("Dial with a 300ms ctx: %v after %v", err, time.Since(start))
 	}
+	// A cancelled Dial says so in one line, without the ICE dump.
+	if msg := err.Error(); len(msg) > 120 || strings.Contains(msg, "\n") {
+		t.Errorf("cancelled Dial's error is %d bytes: %q", len(msg), msg)
+	}
 	_, err = a.Dial(ctxT(t, 20*time.Second), b.PeerID())
-	if !errors.Is(err, ErrNoPath) {
+	var np *NoPathError
+	if !errors.Is(err, ErrNoPath) || !errors.As(err, &np) {
 		t.Fatalf("symmetric x symmetric without relays: %v", err)
 	}
-	t.Logf("no path: %v", err)
+	if np.Peer != b.PeerID() || !strings.Contains(np.Dump, "candidate") {
+		t.Errorf("NoPathError names %s, dump %q", np.Peer.Short(), np.Dump)
+	}
+	if msg := err.Error(); len(msg) > 160 || strings.Contains(msg, "\n") {
+		t.Errorf("no-path error is %d bytes: %q", len(msg), msg)
+	}
+	t.Logf("no path: %v\n%s", err, np.Dump)
 }
 
 // vnetWorld builds a virtual NAT lab and a rendezvous server for it:

@@ -128,9 +128,23 @@ type nodeConfig struct {
 	dialTCP      func(ctx context.Context, network, addr string) (net.Conn, error)
 	loopback     bool
 	ipFilter     func(net.IP) bool
+	offerRate    float64
+	offerBurst   int
+	loginTimeout time.Duration
 }
 
-// WithIdentity sets the node's identity. New needs it or WithIdentityFile.
+// DefaultLoginTimeout bounds the login to each rendezvous server in New.
+const DefaultLoginTimeout = 15 * time.Second
+
+// WithLoginTimeout bounds the login to each rendezvous server in New
+// (default DefaultLoginTimeout).
+func WithLoginTimeout(d time.Duration) NodeOption {
+	return nodeOpt(func(c *config) { c.node.loginTimeout = d })
+}
+
+// WithIdentity sets the node's identity. Without it or WithIdentityFile, a
+// node uses a fresh identity kept in memory only, whose PeerID changes on
+// every start.
 func WithIdentity(id *Identity) NodeOption { return nodeOpt(func(c *config) { c.node.identity = id }) }
 
 // WithIdentityFile loads the node's identity from path, creating the key
@@ -182,4 +196,14 @@ func WithLoopbackCandidates() NodeOption { return nodeOpt(func(c *config) { c.no
 // candidates on (for example, to keep a node off some interfaces).
 func WithCandidateFilter(keep func(net.IP) bool) NodeOption {
 	return nodeOpt(func(c *config) { c.node.ipFilter = keep })
+}
+
+// WithOfferLimit bounds the offers (requests to connect, each of which
+// would start an ICE agent and use relay quota) that one sender may make:
+// perSecond on average, burst at once (defaults DefaultOfferRate and
+// DefaultOfferBurst). Offers beyond it are ignored. Offers from peers that
+// WithAllowPeer refuses are declined before any ICE or relay work, and count
+// against the limit too.
+func WithOfferLimit(perSecond float64, burst int) NodeOption {
+	return nodeOpt(func(c *config) { c.node.offerRate, c.node.offerBurst = perSecond, burst })
 }

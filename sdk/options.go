@@ -121,6 +121,7 @@ func defaultConfig() config {
 		acceptBacklog:     DefaultAcceptBacklog,
 		streamBacklog:     DefaultStreamBacklog,
 		logger:            slog.New(slog.DiscardHandler),
+		node:              nodeConfig{offerRate: DefaultOfferRate, offerBurst: DefaultOfferBurst, loginTimeout: DefaultLoginTimeout},
 	}
 }
 
@@ -160,6 +161,12 @@ func (c *config) validate() error {
 	}
 	if c.acceptBacklog < 1 || c.streamBacklog < 1 {
 		errs = append(errs, errors.New("backlogs must be positive"))
+	}
+	if c.node.loginTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("login timeout %v must be positive", c.node.loginTimeout))
+	}
+	if c.node.offerRate <= 0 || c.node.offerBurst < 1 {
+		errs = append(errs, fmt.Errorf("offer limit %v/s, burst %d: both must be positive", c.node.offerRate, c.node.offerBurst))
 	}
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
@@ -225,8 +232,10 @@ func WithRedial(f RedialFunc) EndpointDialOption {
 	return endpointDialOpt(func(c *config) { c.redial = f })
 }
 
-// WithAllowPeer lets a Node or an Endpoint refuse dialers by PeerID during
-// the TLS handshake (default: every peer may dial).
+// WithAllowPeer lets a Node or an Endpoint refuse dialers by PeerID
+// (default: every peer may dial). A Node asks it as soon as an offer
+// arrives, before any ICE or relay work, so a refused peer learns none of
+// the node's addresses; both ask it again in every TLS handshake.
 func WithAllowPeer(f func(PeerID) error) LocalOption {
 	return localOpt(func(c *config) { c.allowPeer = f })
 }

@@ -26,6 +26,9 @@ const maxPendingHandshakes = 128
 type router struct {
 	id  *Identity
 	cfg config
+	// peers, for a Node, keeps one connection per peer; nil for an
+	// Endpoint.
+	peers peerRegistry
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -208,12 +211,18 @@ func (r *router) track(c *Conn, byID bool) error {
 	}
 	r.conns[c] = struct{}{}
 	c.notify = r.notify
+	if r.peers != nil {
+		c.route = r.peers.routeStream
+	}
 	c.forget = func() {
 		r.mu.Lock()
-		defer r.mu.Unlock()
 		delete(r.conns, c)
 		if r.byID[c.connID] == c {
 			delete(r.byID, c.connID)
+		}
+		r.mu.Unlock()
+		if r.peers != nil {
+			r.peers.forgetConn(c)
 		}
 	}
 	return nil
@@ -322,6 +331,12 @@ func (r *router) handleIncoming(qc *quic.Conn, p *path) {
 		return
 	}
 
+	if r.peers != nil {
+		if err := r.peers.admitIncoming(peer); err != nil {
+			s.refuse(wire.GoAwayPolicy, err.Error())
+			return
+		}
+	}
 	if len(r.accepted) == cap(r.accepted) {
 		s.refuse(wire.GoAwayPolicy, "accept backlog full")
 		return
@@ -341,6 +356,9 @@ func (r *router) handleIncoming(qc *quic.Conn, p *path) {
 	}
 	c.setState(StateConnected, nil)
 	c.startSupervisor() //nolint:contextcheck // the supervisor lives as long as the conn, not the handshake
+	if r.peers != nil && r.peers.adoptIncoming(c) {
+		return // a pending Dial returns it
+	}
 	select {
 	case r.accepted <- c:
 	default:

@@ -59,6 +59,7 @@ type session struct {
 	termOnce sync.Once
 	err      error // why the session ended; set before stop closes
 	goaway   *wire.GoAway
+	finalAck uint64      // an ACK to send before the GOAWAY; set before stop closes
 	running  atomic.Bool // the writer goroutine owns closing qc
 	// life orders start against terminate: a session terminated first
 	// never starts its goroutines, so wait's WaitGroup.Wait cannot race
@@ -110,20 +111,23 @@ func (s *session) terminate(ga *wire.GoAway, cause error) {
 }
 
 // sayGoAway writes the session's GOAWAY frame, if it has one and the
-// control stream holds only whole frames.
-func (s *session) sayGoAway() {
+// control stream holds only whole frames, and reports whether it did.
+func (s *session) sayGoAway() bool {
 	if s.goaway == nil {
-		return
+		return false
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.dirty {
-		return
+		return false
 	}
 	_ = s.ctrl.SetWriteDeadline(time.Now().Add(goAwayGrace))
 	s.out = s.out[:0]
+	if s.finalAck != 0 {
+		s.appendMsg(&wire.Ack{Cumulative: s.finalAck})
+	}
 	s.appendMsg(s.goaway)
-	_ = s.flushOut()
+	return s.flushOut() == nil
 }
 
 func (s *session) closeQUIC() {
@@ -132,6 +136,16 @@ func (s *session) closeQUIC() {
 		code, reason = quic.ApplicationErrorCode(s.goaway.Code), s.goaway.Reason
 	}
 	_ = s.qc.CloseWithError(code, reason)
+}
+
+// cause returns why the session ended, or nil while it runs.
+func (s *session) cause() error {
+	select {
+	case <-s.stop:
+		return s.err
+	default:
+		return nil
+	}
 }
 
 // wait blocks until the session's goroutines have exited, then releases its
@@ -173,13 +187,13 @@ func sessionError(err error) error {
 	var appErr *quic.ApplicationError
 	if errors.As(err, &appErr) && appErr.Remote {
 		if appErr.ErrorCode == codeAbandoned {
-			return fmt.Errorf("sdk: peer abandoned the session: %w", err)
+			return &SessionLostError{Cause: errors.New("the peer abandoned the session")}
 		}
 		if appErr.ErrorCode < 0x100 {
 			return &GoAwayError{Code: wire.GoAwayCode(appErr.ErrorCode), Reason: appErr.ErrorMessage, Remote: true}
 		}
 	}
-	return fmt.Errorf("sdk: session lost: %w", err)
+	return &SessionLostError{Cause: err}
 }
 
 // isWireError reports whether err is a framing error from the wire codec.
@@ -358,8 +372,8 @@ loop:
 		case now := <-ticker.C:
 			silent := now.Sub(time.Unix(0, s.lastHeard.Load()))
 			if silent >= time.Duration(s.c.cfg.heartbeatMisses)*interval {
-				s.terminate(nil, &timeoutError{msg: fmt.Sprintf("sdk: peer silent for %v (%d heartbeat intervals of %v)",
-					silent.Round(time.Millisecond), s.c.cfg.heartbeatMisses, interval)})
+				s.terminate(nil, &SessionLostError{Cause: &timeoutError{msg: fmt.Sprintf("peer silent for %v (%d heartbeat intervals of %v)",
+					silent.Round(time.Millisecond), s.c.cfg.heartbeatMisses, interval)}})
 				break loop
 			}
 			ticks++
@@ -367,7 +381,17 @@ loop:
 		}
 	}
 	// Stopping: say GOAWAY if there is one, then close the QUIC connection.
-	s.sayGoAway()
+	if s.sayGoAway() {
+		// A CONNECTION_CLOSE sent now could overtake the GOAWAY (and the
+		// ACK before it), which the peer would then never read: give it
+		// a moment to read them and close the connection itself.
+		t := time.NewTimer(goAwayGrace)
+		select {
+		case <-s.qc.Context().Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	s.closeQUIC()
 }
 
@@ -504,7 +528,10 @@ func (s *session) acceptStream(st *quic.Stream) {
 		return
 	}
 	_ = st.SetReadDeadline(time.Time{})
-	str := &Stream{st: st, proto: proto, conn: s.c}
+	str := &Stream{st: st, proto: proto, conn: s.c, sess: s}
+	if s.c.route != nil && s.c.route(str) {
+		return
+	}
 	select {
 	case s.c.streams <- str:
 	default:

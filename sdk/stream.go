@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"net"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -13,12 +15,78 @@ import (
 	"github.com/ferrynet/ferry/wire"
 )
 
-// Stream error codes, sent when a stream is refused or reset.
+// Stream error codes, sent when a stream is refused or reset. Codes from
+// streamErrorApp up carry an application's code (ResetWithCode).
+type streamCode = quic.StreamErrorCode
+
 const (
-	streamErrorRefused quic.StreamErrorCode = 1 // bad or missing stream header
-	streamErrorBusy    quic.StreamErrorCode = 2 // the accept backlog is full
-	streamErrorReset   quic.StreamErrorCode = 3 // reset by the application
+	streamErrorRefused     quic.StreamErrorCode = 1 // bad or missing stream header
+	streamErrorBusy        quic.StreamErrorCode = 2 // the accept backlog is full
+	streamErrorReset       quic.StreamErrorCode = 3 // reset by the application, no code
+	streamErrorUnsupported quic.StreamErrorCode = 4 // nothing listens on the protocol
+	streamErrorApp         quic.StreamErrorCode = 0x100
 )
+
+// streamError maps a QUIC stream's error to the SDK's (see errors.go).
+// Deadline errors pass unchanged: they are net.Errors whose Timeout is true.
+func (s *Stream) streamError(err error) error {
+	if err == nil || errors.Is(err, io.EOF) {
+		return err
+	}
+	var se *quic.StreamError
+	if errors.As(err, &se) {
+		if !se.Remote {
+			return ErrClosed
+		}
+		switch code := se.ErrorCode; {
+		case code == streamErrorClosed:
+			return fmt.Errorf("%w: it closed the stream", ErrPeerClosed)
+		case code == streamErrorUnsupported:
+			return fmt.Errorf("%w: %q", ErrProtocolNotSupported, s.proto)
+		case code == streamErrorRefused:
+			return fmt.Errorf("%w: bad stream header", ErrStreamRefused)
+		case code == streamErrorBusy:
+			return fmt.Errorf("%w: accept backlog full", ErrStreamRefused)
+		case code >= streamErrorApp && code-streamErrorApp <= math.MaxUint32:
+			return &StreamResetError{Code: uint32(code - streamErrorApp)}
+		default:
+			return &StreamResetError{}
+		}
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() && !isSessionTimeout(err) {
+		return err
+	}
+	// The session under the stream ended: say why in the session's terms
+	// (this side's Close, the peer's GOAWAY, a lost path) rather than in
+	// the QUIC close code that followed.
+	if cause := s.sess.cause(); cause != nil {
+		var ga *GoAwayError
+		var lost *SessionLostError
+		switch {
+		case errors.Is(cause, ErrClosed):
+			return ErrClosed
+		case errors.As(cause, &ga):
+			return ga
+		case errors.As(cause, &lost):
+			return lost
+		}
+		return &SessionLostError{Cause: cause}
+	}
+	var ae *quic.ApplicationError
+	if errors.As(err, &ae) && !ae.Remote {
+		return ErrClosed
+	}
+	return sessionError(err)
+}
+
+// isSessionTimeout reports a timeout of the whole QUIC connection, as
+// opposed to a deadline on the stream.
+func isSessionTimeout(err error) bool {
+	var idle *quic.IdleTimeoutError
+	var hs *quic.HandshakeTimeoutError
+	return errors.As(err, &idle) || errors.As(err, &hs)
+}
 
 // maxProtocolLen bounds the protocol name in a stream header.
 const maxProtocolLen = 256
@@ -33,6 +101,7 @@ type Stream struct {
 	st    *quic.Stream
 	proto string
 	conn  *Conn
+	sess  *session
 }
 
 // Protocol returns the protocol name the opener gave.
@@ -41,21 +110,37 @@ func (s *Stream) Protocol() string { return s.proto }
 // Conn returns the connection the stream belongs to.
 func (s *Stream) Conn() *Conn { return s.conn }
 
-// Read reads from the stream.
-func (s *Stream) Read(p []byte) (int, error) { return s.st.Read(p) }
+// Read reads from the stream. It returns io.EOF once the peer closed its
+// direction and everything was read; see errors.go for its other errors.
+func (s *Stream) Read(p []byte) (int, error) {
+	n, err := s.st.Read(p)
+	return n, s.streamError(err)
+}
 
 // Write writes to the stream.
-func (s *Stream) Write(p []byte) (int, error) { return s.st.Write(p) }
+func (s *Stream) Write(p []byte) (int, error) {
+	n, err := s.st.Write(p)
+	return n, s.streamError(err)
+}
 
 // Close closes the write direction: the peer reads io.EOF once it has read
 // everything. Reading continues until the peer closes its direction.
 func (s *Stream) Close() error { return s.st.Close() }
 
 // Reset abandons the stream in both directions; data not yet delivered is
-// discarded.
+// discarded. The peer's reads and writes fail with a *StreamResetError of
+// code 0.
 func (s *Stream) Reset() {
 	s.st.CancelRead(streamErrorReset)
 	s.st.CancelWrite(streamErrorReset)
+}
+
+// ResetWithCode is Reset with an application's code, which the peer finds
+// in the *StreamResetError its reads and writes fail with.
+func (s *Stream) ResetWithCode(code uint32) {
+	c := streamErrorApp + quic.StreamErrorCode(code)
+	s.st.CancelRead(c)
+	s.st.CancelWrite(c)
 }
 
 // SetDeadline sets the read and write deadlines.
@@ -79,7 +164,7 @@ func (c *Conn) OpenStream(ctx context.Context, protocol string) (*Stream, error)
 	}
 	st, err := s.qc.OpenStreamSync(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("sdk: open stream: %w", err)
+		return nil, fmt.Errorf("sdk: open stream: %w", (&Stream{sess: s}).streamError(err))
 	}
 	hdr, err := (&wire.StreamHeader{Protocol: protocol}).Append(nil)
 	if err != nil {
@@ -89,9 +174,9 @@ func (c *Conn) OpenStream(ctx context.Context, protocol string) (*Stream, error)
 	if _, err := st.Write(wire.AppendFrame(nil, wire.TypeStream, 0, hdr)); err != nil {
 		st.CancelWrite(streamErrorRefused)
 		st.CancelRead(streamErrorRefused)
-		return nil, fmt.Errorf("sdk: open stream: %w", err)
+		return nil, fmt.Errorf("sdk: open stream: %w", (&Stream{sess: s}).streamError(err))
 	}
-	return &Stream{st: st, proto: protocol, conn: c}, nil
+	return &Stream{st: st, proto: protocol, conn: c, sess: s}, nil
 }
 
 // AcceptStream returns the next application stream the peer opened.

@@ -232,9 +232,28 @@ func (ag *Agent) AddRemote(cand string) error {
 	return ag.a.AddRemoteCandidate(c)
 }
 
+// ConnectError is Connect's error: Err is ErrNoPath, ctx's error or whatever else
+// stopped ICE, and Dump what was tried (Diagnose), kept apart so that a
+// caller can log it without putting it in every error string.
+type ConnectError struct {
+	Err  error
+	Dump string
+}
+
+func (f *ConnectError) Error() string {
+	if errors.Is(f.Err, ErrNoPath) {
+		return f.Err.Error() + ": " + f.Dump
+	}
+	return "icepath: " + f.Err.Error() + " (" + f.Dump + ")"
+}
+
+// Unwrap returns Err.
+func (f *ConnectError) Unwrap() error { return f.Err }
+
 // Connect runs the connectivity checks against the peer's credentials and
-// returns the path once a pair is selected. It fails with ErrNoPath, naming
-// what was tried, when ICE fails, and with ctx's error when ctx ends.
+// returns the path once a pair is selected. It fails with a *ConnectError: of
+// ErrNoPath, naming what was tried, when ICE fails, and of ctx's error when
+// ctx ends.
 func (ag *Agent) Connect(ctx context.Context, remoteUfrag, remotePwd string) (*PacketConn, error) {
 	failed := make(chan struct{})
 	var once sync.Once
@@ -281,13 +300,13 @@ func (ag *Agent) Connect(ctx context.Context, remoteUfrag, remotePwd string) (*P
 	if err != nil {
 		select {
 		case <-failed:
-			return nil, fmt.Errorf("%w: %s", ErrNoPath, ag.Diagnose())
+			return nil, &ConnectError{Err: ErrNoPath, Dump: ag.Diagnose()}
 		default:
 		}
 		if perr := parent.Err(); perr != nil {
 			err = perr
 		}
-		return nil, fmt.Errorf("icepath: %w (%s)", err, ag.Diagnose())
+		return nil, &ConnectError{Err: err, Dump: ag.Diagnose()}
 	}
 	if ag.controlling && ag.cfg.Policy == PolicyAuto {
 		ag.mu.Lock()

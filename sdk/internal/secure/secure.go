@@ -8,6 +8,12 @@
 // names the PeerID it expects; the acceptor learns the dialer's PeerID from
 // the handshake and may restrict it with a callback.
 //
+// Session resumption is off on both sides (no tickets from the acceptor, no
+// session cache in the dialer), and every check runs in VerifyConnection,
+// which crypto/tls calls on resumed handshakes too: VerifyPeerCertificate is
+// skipped on resumption, so a check there could be bypassed by a peer that
+// was admitted once and refused later.
+//
 // quic-go surfaces a failed certificate check as a generic TLS alert, so the
 // verifier records the precise reason (for example an identity.MismatchError
 // naming both IDs) and Dial returns that instead.
@@ -98,8 +104,16 @@ func (v *Verifier) Peer() identity.PeerID {
 	return v.peer
 }
 
-func (v *Verifier) check(rawCerts [][]byte, allow func(identity.PeerID) error) error {
-	id, _, err := PeerFromCertificates(rawCerts)
+// check authenticates the peer of a finished handshake (fresh or resumed)
+// and asks allow about it.
+func (v *Verifier) check(cs tls.ConnectionState, allow func(identity.PeerID) error) error {
+	var id identity.PeerID
+	var err error
+	if len(cs.PeerCertificates) == 0 {
+		err = fmt.Errorf("%w: peer presented no certificate", ErrBadCertificate)
+	} else {
+		id, _, err = PeerFromCertificates([][]byte{cs.PeerCertificates[0].Raw})
+	}
 	if err == nil && allow != nil {
 		err = allow(id)
 	}
@@ -128,10 +142,13 @@ func ClientConfig(id *identity.Identity, expect identity.PeerID) (*tls.Config, *
 		NextProtos:   []string{ALPN},
 		// SNI is visible on the wire: name no peer in it.
 		ServerName: "ferry",
+		// Resumption would skip certificate checks in crypto/tls's
+		// callbacks other than VerifyConnection; Ferry never resumes.
+		SessionTicketsDisabled: true,
 		// Chain verification is replaced by the key check below.
-		InsecureSkipVerify: true, //nolint:gosec // the peer is authenticated by its key in VerifyPeerCertificate
-		VerifyPeerCertificate: func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
-			return v.check(rawCerts, func(got identity.PeerID) error {
+		InsecureSkipVerify: true, //nolint:gosec // the peer is authenticated by its key in VerifyConnection
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return v.check(cs, func(got identity.PeerID) error {
 				if got != expect {
 					return &identity.MismatchError{Expected: expect, Presented: got}
 				}
@@ -154,9 +171,12 @@ func ServerConfig(id *identity.Identity, allow func(identity.PeerID) error) (*tl
 		Certificates: []tls.Certificate{cert},
 		NextProtos:   []string{ALPN},
 		ClientAuth:   tls.RequireAnyClientCert,
-		VerifyPeerCertificate: func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
+		// No session tickets: a resumed handshake would not present the
+		// dialer's certificate again.
+		SessionTicketsDisabled: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
 			var v Verifier
-			return v.check(rawCerts, allow)
+			return v.check(cs, allow)
 		},
 	}, nil
 }

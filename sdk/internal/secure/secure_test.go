@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
@@ -43,8 +44,7 @@ func TestClientConfigChecksExpectedPeer(t *testing.T) {
 	if conf.NextProtos[0] != ALPN || conf.ServerName != "ferry" {
 		t.Fatalf("ALPN %v, SNI %q", conf.NextProtos, conf.ServerName)
 	}
-	mc, _ := Certificate(m)
-	err = conf.VerifyPeerCertificate(mc.Certificate, nil)
+	err = conf.VerifyConnection(stateFor(t, m))
 	var mm *identity.MismatchError
 	if !errors.As(err, &mm) || mm.Expected != b.PeerID() || mm.Presented != m.PeerID() {
 		t.Fatalf("verify Mallory's cert = %v", err)
@@ -52,8 +52,7 @@ func TestClientConfigChecksExpectedPeer(t *testing.T) {
 	if !errors.As(v.Err(), &mm) {
 		t.Fatalf("verifier did not record the mismatch: %v", v.Err())
 	}
-	bc, _ := Certificate(b)
-	if err := conf.VerifyPeerCertificate(bc.Certificate, nil); err != nil {
+	if err := conf.VerifyConnection(stateFor(t, b)); err != nil {
 		t.Fatal(err)
 	}
 	if v.Peer() != b.PeerID() {
@@ -73,13 +72,35 @@ func TestRejectsNonEd25519AndGarbage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, certs := range map[string][][]byte{
-		"ecdsa":   {der},
-		"garbage": {[]byte("not a certificate")},
-		"none":    nil,
+	ecdsaCert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, certs := range map[string][]*x509.Certificate{
+		"ecdsa": {ecdsaCert},
+		"none":  nil,
 	} {
-		if err := conf.VerifyPeerCertificate(certs, nil); !errors.Is(err, ErrBadCertificate) {
+		if err := conf.VerifyConnection(tls.ConnectionState{PeerCertificates: certs}); !errors.Is(err, ErrBadCertificate) {
 			t.Errorf("%s: %v, want ErrBadCertificate", name, err)
 		}
 	}
+	// crypto/tls parses certificates before VerifyConnection runs; the
+	// parser Ferry uses elsewhere refuses garbage too.
+	if _, _, err := PeerFromCertificates([][]byte{[]byte("not a certificate")}); !errors.Is(err, ErrBadCertificate) {
+		t.Errorf("garbage: %v, want ErrBadCertificate", err)
+	}
+}
+
+// stateFor is the state of a handshake in which id presented its certificate.
+func stateFor(t *testing.T, id *identity.Identity) tls.ConnectionState {
+	t.Helper()
+	c, err := Certificate(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}
 }
