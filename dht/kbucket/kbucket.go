@@ -596,3 +596,7 @@ func (t *Table) RandomID(cpl int, r *rand.Rand) identity.PeerID {
 	}
 	return id
 }
+
+// NumBuckets returns how many buckets the table has opened: one more than
+// the deepest common prefix length it has seen.
+func (t *Table) NumBuckets() int { return len(t.buckets) }
