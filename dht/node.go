@@ -290,9 +290,9 @@ func (n *Node) Contacts() []kbucket.Contact {
 }
 
 // Handle answers a request the transport received from from (whose PeerID
-// the transport authenticated). If the sender says it is a server and is
-// not in the table, the node pings it in the background and adds it when it
-// answers.
+// the transport authenticated). If the sender says it is a server and
+// would fit in the table, the node pings it in the background and adds it
+// when it answers.
 func (n *Node) Handle(ctx context.Context, from kbucket.Contact, req Request) (Message, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -303,12 +303,12 @@ func (n *Node) Handle(ctx context.Context, from kbucket.Contact, req Request) (M
 		return nil, ErrClosed
 	}
 	resp := n.resp.Respond(from, req)
-	known := n.table.Contains(from.ID)
+	room := n.table.HasRoom(from.ID)
 	n.mu.Unlock()
 	if resp == nil {
 		return nil, fmt.Errorf("dht: %v is not a request: %w", req.Type(), ErrUnexpectedResponse)
 	}
-	if req.FromServer() && !known && from.ID != n.id.PeerID() {
+	if req.FromServer() && room {
 		n.pingAsync(from)
 	}
 	return resp, nil

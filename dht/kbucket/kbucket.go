@@ -600,3 +600,17 @@ func (t *Table) RandomID(cpl int, r *rand.Rand) identity.PeerID {
 // NumBuckets returns how many buckets the table has opened: one more than
 // the deepest common prefix length it has seen.
 func (t *Table) NumBuckets() int { return len(t.buckets) }
+
+// HasRoom reports whether a contact with id would enter the table at once
+// if it answered: it is not there yet and its bucket is not full. A node
+// that hears from an unknown server pings it only then.
+func (t *Table) HasRoom(id identity.PeerID) bool {
+	if id == t.self {
+		return false
+	}
+	bi, i := t.find(id)
+	if i >= 0 {
+		return false
+	}
+	return bi >= len(t.buckets) || len(t.buckets[bi].entries) < t.cfg.k
+}

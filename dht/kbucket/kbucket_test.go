@@ -313,3 +313,20 @@ func TestRemove(t *testing.T) {
 		t.Fatal("second Remove reported success")
 	}
 }
+
+func TestHasRoom(t *testing.T) {
+	r := rand.New(rand.NewPCG(19, 20))
+	self := identity.PeerID{8}
+	tab, _ := newTable(t, self, WithK(1))
+	a, b := idWithCPL(self, 3, r), idWithCPL(self, 3, r)
+	if !tab.HasRoom(a) || tab.HasRoom(self) {
+		t.Fatal("HasRoom on an empty table")
+	}
+	tab.Seen(Contact{ID: a})
+	if tab.HasRoom(a) || tab.HasRoom(b) {
+		t.Fatal("HasRoom for a present contact or a full bucket")
+	}
+	if !tab.HasRoom(idWithCPL(self, 4, r)) {
+		t.Fatal("HasRoom for another, empty bucket")
+	}
+}
