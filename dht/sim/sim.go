@@ -409,6 +409,8 @@ func (s *simulation) send(a *node, to kbucket.Contact, req dht.Request, onResp f
 		s.at(lat, func() {
 			if a.alive {
 				onResp(resp)
+			} else {
+				onFail() // the sender left meanwhile
 			}
 		})
 	})
@@ -507,6 +509,12 @@ func (s *simulation) newLookup(a *node, key identity.PeerID, get, confirm bool, 
 
 func (lk *lookup) pump() {
 	if lk.ended {
+		return
+	}
+	if !lk.a.alive {
+		// The origin left during its lookup: it ends unsuccessful.
+		lk.ended = true
+		lk.onDone(lk)
 		return
 	}
 	for {
