@@ -16,8 +16,10 @@ const (
 	// DefaultBeta is kad-dht's termination parameter: a lookup ends when the
 	// β closest candidates it knows have all answered.
 	DefaultBeta = 3
-	// DefaultPaths is how many disjoint paths a lookup takes.
-	DefaultPaths = 1
+	// DefaultPaths is how many disjoint paths a lookup takes: 2, because
+	// with 10% Sybil nodes one path found 94.9% of records in the
+	// simulator and two found 99.9% (README.md).
+	DefaultPaths = 2
 )
 
 // LookupConfig parameterises a [Lookup]. Zero fields take the defaults

@@ -156,7 +156,7 @@ func TestLookupAlphaAndFailures(t *testing.T) {
 	for _, id := range w.trueClosest(target, 2) {
 		dead[id] = true // the two closest are down
 	}
-	l, err := NewLookup(target, self, w.tables[self].Closest(target, 20), LookupConfig{Alpha: 2})
+	l, err := NewLookup(target, self, w.tables[self].Closest(target, 20), LookupConfig{Alpha: 2, Paths: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

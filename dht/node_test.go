@@ -90,13 +90,35 @@ func newCluster(t *testing.T, n int, opts ...Option) *cluster {
 	for i := range n {
 		c.add(t, i, opts...)
 	}
+	// Two rounds: in the first, early nodes learn little (the nodes they
+	// ask have not yet pinged back the ones before); the second is the
+	// refresh a running node would do.
 	ctx := t.Context()
-	for i, nd := range c.nodes[1:] {
-		if err := nd.Bootstrap(ctx, []kbucket.Contact{contactOf(0, c.nodes[0])}); err != nil {
-			t.Fatalf("node %d: %v", i+1, err)
+	for range 2 {
+		for i, nd := range c.nodes[1:] {
+			if err := nd.Bootstrap(ctx, []kbucket.Contact{contactOf(0, c.nodes[0])}); err != nil {
+				t.Fatalf("node %d: %v", i+1, err)
+			}
 		}
+		c.settle(t)
 	}
 	return c
+}
+
+// settle waits until no node has a background ping running.
+func (c *cluster) settle(t *testing.T) {
+	t.Helper()
+	testutil.WaitFor(t, 10*time.Second, "background pings to finish", func() bool {
+		for _, n := range c.nodes {
+			n.mu.Lock()
+			busy := len(n.pinging) > 0
+			n.mu.Unlock()
+			if busy {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 func (c *cluster) add(t *testing.T, i int, opts ...Option) *Node {
@@ -218,17 +240,7 @@ func TestNodeClientMode(t *testing.T) {
 		t.Fatalf("a client's record is not found: %v", err)
 	}
 	// Let background pings settle, then check no table holds the client.
-	testutil.WaitFor(t, 10*time.Second, "background pings to finish", func() bool {
-		for _, n := range c.nodes {
-			n.mu.Lock()
-			busy := len(n.pinging) > 0
-			n.mu.Unlock()
-			if busy {
-				return false
-			}
-		}
-		return true
-	})
+	c.settle(t)
 	for i, n := range c.nodes {
 		for _, ct := range n.Contacts() {
 			if ct.ID == cl.ID() {

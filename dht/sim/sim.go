@@ -62,7 +62,7 @@ type Config struct {
 	// Seed makes the run reproducible.
 	Seed uint64
 	// K, Alpha, Beta and Paths are the DHT's parameters (defaults 20, 3,
-	// 3, 1).
+	// 3, 2: those of dht).
 	K, Alpha, Beta, Paths int
 	// Progress, if set, is called now and then with the phase and how far
 	// it got.
@@ -186,6 +186,7 @@ func (q *eventQueue) Push(x any)   { *q = append(*q, x.(event)) }
 func (q *eventQueue) Pop() any {
 	old := *q
 	e := old[len(old)-1]
+	old[len(old)-1] = event{} // drop the closure, or the backing array keeps it alive
 	*q = old[:len(old)-1]
 	return e
 }

@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"time"
 
+	"github.com/ferrynet/ferry/dht"
 	"github.com/ferrynet/ferry/dht/sim"
 )
 
@@ -67,8 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&cfg.Loss, "loss", 0, "probability that a message is lost, 0..0.5")
 	fs.Float64Var(&cfg.Sybil, "sybil", 0, "fraction of nodes run by an attacker who answers lookups with only its own nodes, 0..0.5")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "random seed; the same seed gives the same run")
-	fs.IntVar(&cfg.Alpha, "alpha", 3, "requests in flight per lookup path")
-	fs.IntVar(&cfg.Paths, "paths", 1, "disjoint lookup paths (S/Kademlia); more resist Sybils at a cost in messages")
+	fs.IntVar(&cfg.Alpha, "alpha", dht.DefaultAlpha, "requests in flight per lookup path")
+	fs.IntVar(&cfg.Paths, "paths", dht.DefaultPaths, "disjoint lookup paths (S/Kademlia); more resist Sybils at a cost in messages")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	if err := fs.Parse(args); err != nil {
