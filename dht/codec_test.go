@@ -157,14 +157,6 @@ func (e enc) varint(num protowire.Number, v uint64) enc {
 	return protowire.AppendVarint(protowire.AppendTag(e, num, protowire.VarintType), v)
 }
 
-func (e enc) raw(h string) enc {
-	b, err := hex.DecodeString(h)
-	if err != nil {
-		panic(err)
-	}
-	return append(e, b...)
-}
-
 func msg(t Type, payload []byte) []byte { return append([]byte{byte(t)}, payload...) }
 
 // badInputs are malformed messages, each with the error it must give.

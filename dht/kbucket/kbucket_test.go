@@ -98,15 +98,15 @@ func TestPingBeforeEvict(t *testing.T) {
 	if o != Pending || ping.ID != a {
 		t.Fatalf("newcomer to a full bucket: %v ping %s, want pending ping %s", o, ping.ID.Short(), a.Short())
 	}
-	if o, _ := tab.Seen(Contact{ID: d}); o != Cached {
-		t.Fatalf("second newcomer while pinging: %v, want cached", o)
+	if o2, _ := tab.Seen(Contact{ID: d}); o2 != Cached {
+		t.Fatalf("second newcomer while pinging: %v, want cached", o2)
 	}
 	if tab.Contains(c) || tab.Contains(d) {
 		t.Fatal("a newcomer entered a full bucket without an eviction")
 	}
 	// The head answers: it stays and moves to the tail.
-	if o, _ := tab.Seen(Contact{ID: a}); o != Updated {
-		t.Fatalf("head answering its ping: %v", o)
+	if o2, _ := tab.Seen(Contact{ID: a}); o2 != Updated {
+		t.Fatalf("head answering its ping: %v", o2)
 	}
 	if got := tab.Contacts(); got[0].ID != b || got[1].ID != a {
 		t.Fatal("the head that answered did not move to the tail")
