@@ -468,7 +468,6 @@ func (n *Node) lookup(parent context.Context, key identity.PeerID, get, stopAtRe
 	// The lookup ends with the caller's ctx, its own deadline, or Close.
 	ctx, cancel := context.WithTimeout(parent, n.cfg.lookupTime)
 	stop := context.AfterFunc(n.ctx, cancel) //nolint:contextcheck // Close must end lookups the caller's ctx does not
-
 	defer stop()
 	defer cancel()
 	n.mu.Lock()

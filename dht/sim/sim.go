@@ -230,6 +230,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := cfg.fill(); err != nil {
 		return Result{}, err
 	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
 	s := &simulation{
 		cfg:   cfg,
 		r:     rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
@@ -322,16 +325,22 @@ func (s *simulation) joinedCount() int {
 
 // runUntilIdle runs events until none is left, reporting progress.
 func (s *simulation) runUntilIdle(ctx context.Context, phase string, total int, done func() int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	steps := 0
 	for s.q.Len() > 0 {
-		if steps++; steps%100_000 == 0 {
+		if steps%10_000 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
+		}
+		if steps%100_000 == 0 {
 			if s.cfg.Progress != nil {
 				s.cfg.Progress(phase, done(), total)
 			}
 		}
+		steps++
 		e := heap.Pop(&s.q).(event)
 		s.now = e.at
 		e.fn()
@@ -599,17 +608,20 @@ func (s *simulation) afterSeeds(n *node) {
 		s.at(requestTimeout, func() { s.join(n) })
 		return
 	}
-	s.newLookup(n, n.id, false, true, func(*lookup) {
+	s.newLookup(n, n.id, false, true, func(self *lookup) {
+		// The look-up of its own ID found the k closest live nodes: they
+		// are where n stores its record once its buckets are refreshed.
+		closest := self.l.Result()
 		buckets := n.table.NumBuckets()
 		left := buckets
 		if left == 0 {
-			s.publish(n)
+			s.publish(n, closest)
 			return
 		}
 		for cpl := range buckets {
 			s.newLookup(n, n.table.RandomID(cpl, s.r), false, false, func(*lookup) {
 				if left--; left == 0 {
-					s.publish(n)
+					s.publish(n, closest)
 				}
 			})
 		}
@@ -629,17 +641,15 @@ func (s *simulation) sign(n *node) {
 	n.rec = r
 }
 
-// publish stores n's record on the k closest nodes to its ID.
-func (s *simulation) publish(n *node) {
+// publish stores n's record on closest, the k nodes closest to its ID.
+func (s *simulation) publish(n *node, closest []kbucket.Contact) {
 	s.joined(n)
 	if n.sybil {
 		return
 	}
-	s.newLookup(n, n.id, false, true, func(lk *lookup) {
-		for _, c := range lk.l.Result() {
-			s.send(n, c, &dht.Put{Record: n.rec, Server: true}, func(dht.Message) {}, func() {})
-		}
-	})
+	for _, c := range closest {
+		s.send(n, c, &dht.Put{Record: n.rec, Server: true}, func(dht.Message) {}, func() {})
+	}
 }
 
 func (s *simulation) joined(n *node) {
