@@ -24,3 +24,5 @@
 // SPEC.md specifies the messages and records; README.md is the design note
 // with the simulator's measurements.
 package dht
+
+//go:generate protoc --proto_path=proto --descriptor_set_out=testdata/dht.protoset proto/dht.proto
