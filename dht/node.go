@@ -347,29 +347,33 @@ func (n *Node) ping(ctx context.Context, c kbucket.Contact) error {
 			err = fmt.Errorf("dht: PING answered with %v: %w", resp.Type(), ErrUnexpectedResponse)
 		}
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
 	if err != nil {
+		n.mu.Lock()
 		n.table.Failed(c.ID)
+		n.mu.Unlock()
 		return err
 	}
-	n.seenLocked(c)
+	n.seen(c)
 	return nil
 }
 
-// seenLocked reports an answer to the table and pings the head of a full
-// bucket. n.mu is held.
-func (n *Node) seenLocked(c kbucket.Contact) {
-	if o, head := n.table.Seen(c); o == kbucket.Pending {
-		n.mu.Unlock()
+// seen reports an answer of c to the table and, if c waits for a full
+// bucket, pings the bucket's head in the background.
+func (n *Node) seen(c kbucket.Contact) {
+	n.mu.Lock()
+	o, head := n.table.Seen(c)
+	n.mu.Unlock()
+	if o == kbucket.Pending {
 		n.pingAsync(head)
-		n.mu.Lock()
 	}
 }
 
 // Bootstrap joins the DHT through seeds: it pings them, looks up its own
 // ID, then refreshes every bucket that look-up opened, as kad-dht does.
 func (n *Node) Bootstrap(ctx context.Context, seeds []kbucket.Contact) error {
+	if len(seeds) == 0 {
+		return fmt.Errorf("dht: bootstrap: no seeds: %w", ErrBadOption)
+	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
@@ -555,15 +559,14 @@ func (n *Node) handleOutcome(l *Lookup, o outcome, key identity.PeerID, res *loo
 			err = fmt.Errorf("dht: answered with %v: %w", o.resp.Type(), ErrUnexpectedResponse)
 		}
 	}
-	n.mu.Lock()
 	if err != nil {
+		n.mu.Lock()
 		n.table.Failed(o.to.ID)
 		n.mu.Unlock()
 		l.Failure(o.to.ID)
 		return
 	}
-	n.seenLocked(o.to)
-	n.mu.Unlock()
+	n.seen(o.to)
 	hop := l.Response(o.to.ID, closer)
 	now := n.cfg.now()
 	for _, r := range recs {
@@ -654,6 +657,9 @@ func (n *Node) putRecord(ctx context.Context, r *Record) (int, error) {
 	}
 	wg.Wait()
 	if stored == 0 {
+		if len(errs) == 0 {
+			return 0, fmt.Errorf("dht: no node to store the record on: %w", ErrNotFound)
+		}
 		return 0, fmt.Errorf("dht: no node stored the record: %w", errors.Join(errs...))
 	}
 	return stored, nil

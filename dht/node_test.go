@@ -395,3 +395,38 @@ func TestNodeBadOptions(t *testing.T) {
 		t.Errorf("beta > k: %v", err)
 	}
 }
+
+func TestNodeBootstrapAndHandleErrors(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, time.Minute)
+	c := newCluster(t, 3, WithRequestTimeout(20*time.Millisecond))
+	lone := c.add(t, 50)
+	if err := lone.Bootstrap(t.Context(), nil); !errors.Is(err, ErrBadOption) {
+		t.Fatalf("no seeds: %v", err)
+	}
+	c.net.mu.Lock()
+	c.net.silent[c.nodes[0].ID()] = true
+	c.net.mu.Unlock()
+	if err := lone.Bootstrap(t.Context(), []kbucket.Contact{contactOf(0, c.nodes[0])}); err == nil {
+		t.Fatal("bootstrap through a silent seed succeeded")
+	}
+	if _, err := lone.FindPeer(t.Context(), c.nodes[1].ID()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("lookup with an empty table: %v, want ErrNotFound", err)
+	}
+	from := contactOf(1, c.nodes[1])
+	if _, err := lone.Handle(t.Context(), from, fakeRequest{&Pong{}}); !errors.Is(err, ErrUnexpectedResponse) {
+		t.Fatalf("a response handled as a request: %v", err)
+	}
+	lone.Close()
+	if _, err := lone.Handle(t.Context(), from, &Ping{}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Handle after Close: %v", err)
+	}
+	if _, err := lone.FindClosest(t.Context(), from.ID); !errors.Is(err, ErrClosed) {
+		t.Fatalf("lookup after Close: %v", err)
+	}
+}
+
+// fakeRequest passes a response off as a request.
+type fakeRequest struct{ Message }
+
+func (fakeRequest) FromServer() bool { return false }
