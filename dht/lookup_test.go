@@ -89,7 +89,7 @@ func (w *world) drive(l *Lookup, dead map[identity.PeerID]bool, onQuery func(kbu
 
 func TestLookupFindsClosest(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 1))
-	w := newWorld(t, 2000, r)
+	w := newWorld(t, 1000, r)
 	maxHops := 0
 	for trial := range 50 {
 		self := w.ids[trial]
@@ -214,7 +214,7 @@ func TestLookupStarvesAndStops(t *testing.T) {
 // Disjoint paths never query one node twice and each reach the target.
 func TestLookupDisjointPaths(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 3))
-	w := newWorld(t, 2000, r)
+	w := newWorld(t, 1000, r)
 	self := w.ids[0]
 	target := w.ids[1]
 	l, err := NewLookup(target, self, w.tables[self].Closest(target, 60), LookupConfig{Paths: 3})
