@@ -285,6 +285,16 @@ func runStack(t *testing.T, b binaries, st stack) {
 		t.Fatalf("ping did not go through the relay:\n%s", out)
 	}
 	t.Logf("peer a: %s", strings.TrimSpace(out))
+
+	// The rendezvous keeps its registry in the Redis the values named, not
+	// in its memory: the chart's Redis URL reached the server.
+	if st.externalRedis != "" {
+		cli := testutil.RequireBinary(t, "redis-cli", "redis-tools")
+		n, err := peerA.Run(ctx, cli, "-h", hosts[st.externalRedis], "-p", "6379", "DBSIZE")
+		if err != nil || strings.TrimSpace(n) == "0" {
+			t.Fatalf("Redis holds no registry entries (DBSIZE %q, %v): the rendezvous did not get the Redis URL", n, err)
+		}
+	}
 }
 
 func hasArg(args []string, a string) bool {
@@ -327,10 +337,21 @@ func writeHosts(t *testing.T, ns string, hosts map[string]string) {
 	}
 }
 
-// syncBuf is a goroutine-safe output buffer.
+// syncBuf is a goroutine-safe output buffer, and the end of the process
+// writing it.
 type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu   sync.Mutex
+	b    bytes.Buffer
+	done chan struct{}
+}
+
+func (s *syncBuf) exited() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
 }
 
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
@@ -343,7 +364,7 @@ func startProc(ctx context.Context, t *testing.T, h *natlab.Host, what, name str
 	cmd := h.Command(ctx, name, args...)
 	cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, env...)
 	cmd.Dir = "/"
-	out := &syncBuf{}
+	out := &syncBuf{done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = out, out
 	if cred != nil {
 		// ip netns exec needs root; it drops nothing itself, so the
@@ -357,7 +378,7 @@ func startProc(ctx context.Context, t *testing.T, h *natlab.Host, what, name str
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
-	done := make(chan struct{})
+	done := out.done
 	go func() { _ = cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
@@ -464,8 +485,8 @@ func startWorkload(ctx context.Context, t *testing.T, b binaries, w *workload, s
 	default:
 		t.Fatalf("%s: readiness probe is neither httpGet nor tcpSocket", w.name)
 	}
-	if !testutil.Poll(30*time.Second, ready) {
-		t.Fatalf("%s: readiness probe never passed\n%s", w.name, out.String())
+	if !testutil.Poll(30*time.Second, func() bool { return out.exited() || ready() }) || out.exited() {
+		t.Fatalf("%s: readiness probe never passed (exited: %v)\n%s", w.name, out.exited(), out.String())
 	}
 	for _, p := range c.Ports {
 		if p.Protocol != corev1.ProtocolTCP {
