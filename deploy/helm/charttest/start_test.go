@@ -141,6 +141,9 @@ type stack struct {
 	relay, rendezvous string // examples/*.yaml
 	fixtures          []*corev1.Secret
 	externalRedis     string // host name of an external Redis to start, or ""
+	// connect: two peers connect through the stack. Off where the
+	// rendezvous cannot serve them here (ACME has no CA to reach).
+	connect bool
 }
 
 // TestStartWhatRenders runs what the charts render: for every workload of
@@ -165,9 +168,22 @@ func TestStartWhatRenders(t *testing.T) {
 			{Data: map[string][]byte{"redis-url": []byte("redis://redis.data:6379/0")}},
 		},
 		externalRedis: "redis.data",
+		connect:       true,
 	}
 	st.fixtures[0].Name, st.fixtures[1].Name = "ferry-turn-auth", "ferry-redis"
-	runStack(t, b, st)
+	t.Run("hostnetwork+redis-ingress", func(t *testing.T) { runStack(t, b, st) })
+
+	// The LoadBalancer relay and the ACME rendezvous with the in-chart
+	// Redis: every workload must start and pass its readiness probe (the
+	// rendezvous' includes reaching the rendered Redis); no CA is
+	// reachable from the lab, so no certificate and no peers.
+	st = stack{
+		relay:      "../ferry-relay/examples/loadbalancer.yaml",
+		rendezvous: "../ferry-rendezvous/examples/acme.yaml",
+		fixtures:   []*corev1.Secret{{Data: map[string][]byte{"auth-secret": []byte(hex.EncodeToString(secret))}}},
+	}
+	st.fixtures[0].Name = "ferry-turn-auth"
+	t.Run("loadbalancer+acme", func(t *testing.T) { runStack(t, b, st) })
 }
 
 // workload is one rendered pod template to run.
@@ -260,6 +276,9 @@ func runStack(t *testing.T, b binaries, st stack) {
 		}
 	}
 
+	if !st.connect {
+		return
+	}
 	// Two peers connect through the rendezvous, through the relay.
 	signal := "ws://rv.example.com:8080/v1/signal" // the Ingress's part, TLS, is not here
 	for _, w := range works {
@@ -359,8 +378,23 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 
 // startProc starts name in h's namespace with env (nil: none beyond PATH)
 // as cred (nil: root), stopped with SIGTERM at cleanup; its output is kept.
-func startProc(ctx context.Context, t *testing.T, h *natlab.Host, what, name string, args, env []string, cred *syscall.Credential) *syncBuf {
+func startProc(ctx context.Context, t *testing.T, h *natlab.Host, what, name string, args, env []string, cred *syscall.Credential, mounts ...mount) *syncBuf {
 	t.Helper()
+	if len(mounts) > 0 {
+		// The volumes: in the process's own mount namespace (ip netns
+		// exec makes one), a tmpfs over the mount point's nearest
+		// existing parent, then the volume's directory bound in place.
+		var script strings.Builder
+		script.WriteString("set -e\n")
+		for _, m := range mounts {
+			fmt.Fprintf(&script, "mountpoint -q %[1]s || mount -t tmpfs -o mode=0755 ferry-charttest %[1]s\nmkdir -p %[2]s\nmount --bind %[3]s %[2]s\n",
+				shq(m.parent), shq(m.path), shq(m.src))
+		}
+		script.WriteString("exec \"$@\"\n")
+		inner := append([]string{"-c", script.String(), "sh"}, credArgs(cred, name)...)
+		args = append(inner, args...)
+		name, cred = "/bin/sh", nil
+	}
 	cmd := h.Command(ctx, name, args...)
 	cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, env...)
 	cmd.Dir = "/"
@@ -369,8 +403,7 @@ func startProc(ctx context.Context, t *testing.T, h *natlab.Host, what, name str
 	if cred != nil {
 		// ip netns exec needs root; it drops nothing itself, so the
 		// server runs under setpriv as the pod's user.
-		cmd = h.Command(ctx, "setpriv", append([]string{"--reuid", strconv.Itoa(int(cred.Uid)), "--regid",
-			strconv.Itoa(int(cred.Gid)), "--clear-groups", "--no-new-privs", "--", name}, args...)...)
+		cmd = h.Command(ctx, "setpriv", append(credArgs(cred, name)[1:], args...)...)
 		cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, env...)
 		cmd.Dir = "/"
 		cmd.Stdout, cmd.Stderr = out, out
@@ -392,6 +425,62 @@ func startProc(ctx context.Context, t *testing.T, h *natlab.Host, what, name str
 			t.Logf("%s output:\n%s", what, out.String())
 		}
 	})
+	return out
+}
+
+// credArgs is the setpriv command line that runs name as cred (just name
+// for nil).
+func credArgs(cred *syscall.Credential, name string) []string {
+	if cred == nil {
+		return []string{name}
+	}
+	return []string{"setpriv", "--reuid", strconv.Itoa(int(cred.Uid)), "--regid", strconv.Itoa(int(cred.Gid)),
+		"--clear-groups", "--no-new-privs", "--", name}
+}
+
+func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// mount is a volume of a pod as the test provides it.
+type mount struct{ path, parent, src string }
+
+// volumeMounts gives each of the container's emptyDir and
+// persistentVolumeClaim mounts a fresh directory owned by the pod's user.
+// A mount under / directly (such as Redis' /data) is left out: a tmpfs over
+// / is not possible, and the rendered Redis writes nothing there.
+func volumeMounts(t *testing.T, w *workload, c corev1.Container, cred *syscall.Credential) []mount {
+	t.Helper()
+	vols := map[string]corev1.Volume{}
+	for _, v := range w.pod.Spec.Volumes {
+		vols[v.Name] = v
+	}
+	var out []mount
+	for _, vm := range c.VolumeMounts {
+		v, ok := vols[vm.Name]
+		if !ok {
+			t.Fatalf("%s: volumeMount %q names no volume", w.name, vm.Name)
+		}
+		if v.EmptyDir == nil && v.PersistentVolumeClaim == nil {
+			t.Fatalf("%s: volume %q: only emptyDir and PVC volumes can be run here", w.name, vm.Name)
+		}
+		parent := filepath.Dir(vm.MountPath)
+		for {
+			if _, err := os.Stat(parent); err == nil {
+				break
+			}
+			parent = filepath.Dir(parent)
+		}
+		if parent == "/" || parent == "/etc" {
+			t.Logf("%s: %s not provided (it would hide %s)", w.name, vm.MountPath, parent)
+			continue
+		}
+		src := t.TempDir()
+		if cred != nil {
+			if err := os.Chown(src, int(cred.Uid), int(cred.Gid)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out = append(out, mount{path: vm.MountPath, parent: parent, src: src})
+	}
 	return out
 }
 
@@ -441,7 +530,8 @@ func startWorkload(ctx context.Context, t *testing.T, b binaries, w *workload, s
 			cred.Gid = uint32(*sc.RunAsGroup)
 		}
 	}
-	out := startProc(ctx, t, w.host, w.name, bin, args, env, cred)
+	mounts := volumeMounts(t, w, c, cred)
+	out := startProc(ctx, t, w.host, w.name, bin, args, env, cred, mounts...)
 
 	ports := map[string]int32{}
 	for _, p := range c.Ports {
