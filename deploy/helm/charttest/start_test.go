@@ -40,16 +40,16 @@ func (b binaries) path(name string) string { return filepath.Join(b.dir, name) }
 const imageVersion = "charttest"
 
 var (
-	binOnce sync.Once
-	binRes  binaries
-	binErr  error
+	binOnce     sync.Once
+	binRes      binaries
+	errBinaries error
 )
 
 func getBinaries(t *testing.T) binaries {
 	t.Helper()
-	binOnce.Do(func() { binRes, binErr = buildBinaries() })
-	if binErr != nil {
-		t.Fatal(binErr)
+	binOnce.Do(func() { binRes, errBinaries = buildBinaries() })
+	if errBinaries != nil {
+		t.Fatal(errBinaries)
 	}
 	if !binRes.fromImage {
 		msg := "podman is not installed: running binaries from `go build`, NOT from the images (make deps installs podman)"
@@ -74,7 +74,7 @@ func buildBinaries() (binaries, error) {
 	if _, err := exec.LookPath("podman"); err != nil {
 		for _, c := range cmds {
 			if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, c), "../../../cmd/"+c).CombinedOutput(); err != nil {
-				return binaries{}, fmt.Errorf("go build %s: %v\n%s", c, err, out)
+				return binaries{}, fmt.Errorf("go build %s: %w\n%s", c, err, out)
 			}
 		}
 		return binaries{dir: dir}, nil
@@ -82,7 +82,7 @@ func buildBinaries() (binaries, error) {
 	build := exec.Command("bash", "../../images/build.sh")
 	build.Env = append(os.Environ(), "VERSION="+imageVersion, "IMAGE_REPO=localhost/ferry-charttest")
 	if out, err := build.CombinedOutput(); err != nil {
-		return binaries{}, fmt.Errorf("make images: %v\n%s", err, out)
+		return binaries{}, fmt.Errorf("make images: %w\n%s", err, out)
 	}
 	for _, c := range cmds[:2] {
 		if err := extract("localhost/ferry-charttest/"+c+":"+imageVersion, "/usr/local/bin/"+c, filepath.Join(dir, c)); err != nil {
@@ -91,7 +91,7 @@ func buildBinaries() (binaries, error) {
 	}
 	// The peer CLI is no image's: it stands for the users' programs.
 	if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, "ferry"), "../../../cmd/ferry").CombinedOutput(); err != nil {
-		return binaries{}, fmt.Errorf("go build ferry: %v\n%s", err, out)
+		return binaries{}, fmt.Errorf("go build ferry: %w\n%s", err, out)
 	}
 	return binaries{dir: dir, fromImage: true}, nil
 }
@@ -373,8 +373,17 @@ func (s *syncBuf) exited() bool {
 	}
 }
 
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
 
 // startProc starts name in h's namespace with env (nil: none beyond PATH)
 // as cred (nil: root), stopped with SIGTERM at cleanup; its output is kept.
@@ -508,7 +517,6 @@ func startWorkload(ctx context.Context, t *testing.T, b binaries, w *workload, s
 		if len(c.Command) > 0 {
 			t.Fatalf("%s: command %q overrides the image's entrypoint", w.name, c.Command)
 		}
-		bin = b.path(c.Name)
 		if c.Name != "relay" && c.Name != "rendezvous" {
 			t.Fatalf("%s: unknown container %q", w.name, c.Name)
 		}
