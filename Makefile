@@ -95,6 +95,10 @@ generate: ## Regenerate derived files (protobuf descriptor set for wire/; needs 
 images: ## Build the ferry-relay and ferry-rendezvous images with podman or buildah (VERSION=, IMAGE_REPO=; see deploy/).
 	@bash deploy/images/build.sh
 
+.PHONY: charts
+charts: ## Chart checks only (lint, template, strict decode, schema cases, start what renders; root, podman).
+	FERRY_TEST_STRICT=1 $(GO) test -race -count=1 -timeout 10m ./deploy/helm/charttest/
+
 .PHONY: clean
 clean: ## Remove build output.
 	rm -rf bin

@@ -184,6 +184,10 @@ func TestStartWhatRenders(t *testing.T) {
 	}
 	st.fixtures[0].Name = "ferry-turn-auth"
 	t.Run("loadbalancer+acme", func(t *testing.T) { runStack(t, b, st) })
+
+	// The defaults: the relay's generated Secret, the self-signed
+	// rendezvous writing its certificate into its emptyDir.
+	t.Run("defaults", func(t *testing.T) { runStack(t, b, stack{}) })
 }
 
 // workload is one rendered pod template to run.
@@ -443,8 +447,10 @@ func credArgs(cred *syscall.Credential, name string) []string {
 	if cred == nil {
 		return []string{name}
 	}
-	return []string{"setpriv", "--reuid", strconv.Itoa(int(cred.Uid)), "--regid", strconv.Itoa(int(cred.Gid)),
-		"--clear-groups", "--no-new-privs", "--", name}
+	return []string{
+		"setpriv", "--reuid", strconv.Itoa(int(cred.Uid)), "--regid", strconv.Itoa(int(cred.Gid)),
+		"--clear-groups", "--no-new-privs", "--", name,
+	}
 }
 
 func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
