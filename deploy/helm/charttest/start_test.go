@@ -246,6 +246,7 @@ func runStack(t *testing.T, b binaries, st stack) {
 			hosts["turn.example.com"] = w.host.Addr().String()
 		case "rendezvous":
 			hosts["rv.example.com"] = w.host.Addr().String()
+			hosts["stun.example.com"] = w.host.Addr().String()
 		}
 	}
 	if st.externalRedis != "" {
