@@ -195,6 +195,9 @@ type workload struct {
 	name string
 	pod  *corev1.PodTemplateSpec
 	host *natlab.Host
+	// Set once started: the process, and its readiness probe.
+	proc  *syncBuf
+	ready func() bool
 }
 
 func runStack(t *testing.T, b binaries, st stack) {
@@ -312,6 +315,26 @@ func runStack(t *testing.T, b binaries, st stack) {
 
 	// The rendezvous keeps its registry in the Redis the values named, not
 	// in its memory: the chart's Redis URL reached the server.
+	// Draining: SIGTERM, as the kubelet sends, turns the relay unready at
+	// once while it keeps running for its grace (the pod's grace is
+	// longer), so the pod leaves its Services and live clients stay.
+	for _, w := range works {
+		if w.pod.Spec.Containers[0].Name != "relay" {
+			continue
+		}
+		grace := w.pod.Spec.TerminationGracePeriodSeconds
+		if grace == nil || !hasArg(w.pod.Spec.Containers[0].Args, fmt.Sprintf("--shutdown-grace=%ds", *grace-30)) {
+			t.Errorf("%s: terminationGracePeriodSeconds %v is not --shutdown-grace plus 30 s: %q", w.name, grace, w.pod.Spec.Containers[0].Args)
+		}
+		if err := syscall.Kill(w.proc.pid, syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		testutil.WaitFor(t, 10*time.Second, w.name+" unready after SIGTERM", func() bool { return !w.ready() })
+		if w.proc.exited() {
+			t.Fatalf("%s exited on SIGTERM instead of draining:\n%s", w.name, w.proc.String())
+		}
+	}
+
 	if st.externalRedis != "" {
 		cli := testutil.RequireBinary(t, "redis-cli", "redis-tools")
 		n, err := peerA.Run(ctx, cli, "-h", hosts[st.externalRedis], "-p", "6379", "DBSIZE")
@@ -367,6 +390,7 @@ type syncBuf struct {
 	mu   sync.Mutex
 	b    bytes.Buffer
 	done chan struct{}
+	pid  int
 }
 
 func (s *syncBuf) exited() bool {
@@ -425,6 +449,7 @@ func startProc(ctx context.Context, t *testing.T, h *natlab.Host, what, name str
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
+	out.pid = cmd.Process.Pid
 	done := out.done
 	go func() { _ = cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
@@ -604,6 +629,7 @@ func startWorkload(ctx context.Context, t *testing.T, b binaries, w *workload, s
 		}
 		_ = conn.Close()
 	}
+	w.proc, w.ready = out, ready
 	t.Logf("%s ready on %s", w.name, w.host.Addr())
 }
 
