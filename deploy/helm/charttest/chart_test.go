@@ -118,6 +118,23 @@ func objectRules(objs []object) []error {
 	return errs
 }
 
+// TestSchemaSelfContained: the schemas hold no remote $ref, which Helm
+// cannot resolve offline.
+func TestSchemaSelfContained(t *testing.T) {
+	ref := regexp.MustCompile(`"\$ref"\s*:\s*"([^"]*)"`)
+	for _, dir := range charts {
+		refs := ref.FindAllStringSubmatch(string(readFile(t, filepath.Join(dir, "values.schema.json"))), -1)
+		if len(refs) == 0 {
+			t.Errorf("%s: no $ref at all: is this the schema?", dir)
+		}
+		for _, m := range refs {
+			if !strings.HasPrefix(m[1], "#/") {
+				t.Errorf("%s: values.schema.json has a remote $ref %q", dir, m[1])
+			}
+		}
+	}
+}
+
 // TestSchemaRejects: each file under testdata/bad/CHART/ is a values file
 // the chart must refuse, at the schema or in a template's checks; the
 // first line of each names what it breaks.
