@@ -42,7 +42,9 @@ cp "$roots" "$ctx/ca-certificates.crt"
 
 for cmd in ferry-relay ferry-rendezvous; do
 	echo "images: building $IMAGE_REPO/$cmd:$VERSION"
-	"${builder[@]}" --quiet --file deploy/images/Containerfile --target "$cmd" \
+	# --no-cache: the stages are a few COPYs, and a cached stage would keep
+	# an older build's version and revision labels.
+	"${builder[@]}" --quiet --no-cache --file deploy/images/Containerfile --target "$cmd" \
 		--build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" --build-arg "CREATED=$CREATED" \
 		--tag "$IMAGE_REPO/$cmd:$VERSION" "$ctx"
 done

@@ -111,8 +111,8 @@ func extract(image, file, to string) error {
 	return os.WriteFile(to, data, 0o755)
 }
 
-// TestImages: the binaries in the images print the stamped version, and the
-// images run as a non-root user.
+// TestImages: the binaries in the images print the stamped version, the
+// images carry it in their OCI labels, and they run as a non-root user.
 func TestImages(t *testing.T) {
 	b := getBinaries(t)
 	if !b.fromImage {
@@ -123,12 +123,19 @@ func TestImages(t *testing.T) {
 		if err != nil || string(out) != c+" "+imageVersion+"\n" {
 			t.Errorf("%s --version: %q, %v; want %q", c, out, err, c+" "+imageVersion)
 		}
-		user, err := exec.Command("podman", "image", "inspect", "--format", "{{.Config.User}}",
+		info, err := exec.Command("podman", "image", "inspect", "--format",
+			`{{.Config.User}} {{index .Config.Labels "org.opencontainers.image.version"}} {{index .Config.Labels "org.opencontainers.image.title"}}`,
 			"localhost/ferry-charttest/"+c+":"+imageVersion).Output()
 		if err != nil {
 			t.Fatal(err)
 		}
-		uid, _, _ := strings.Cut(strings.TrimSpace(string(user)), ":")
+		f := strings.Fields(string(info))
+		if len(f) != 3 || f[1] != imageVersion || f[2] != c {
+			t.Errorf("%s: image user, version label and title: %q; want the version %q and the title %q", c, info, imageVersion, c)
+			continue
+		}
+		user := f[0]
+		uid, _, _ := strings.Cut(user, ":")
 		if n, err := strconv.Atoi(uid); err != nil || n == 0 {
 			t.Errorf("%s: image user %q is not a numeric non-root user", c, user)
 		}
