@@ -91,6 +91,14 @@ demo: ## Run the demo: two peers on loopback, messages and a 10 MiB stream.
 generate: ## Regenerate derived files (protobuf descriptor set for wire/; needs protoc).
 	$(GO) generate ./...
 
+.PHONY: images
+images: ## Build the ferry-relay and ferry-rendezvous images with podman or buildah (VERSION=, IMAGE_REPO=; see deploy/).
+	@bash deploy/images/build.sh
+
+.PHONY: charts
+charts: ## Chart checks only (lint, template, strict decode, schema cases, start what renders; root, podman).
+	FERRY_TEST_STRICT=1 $(GO) test -race -count=1 -timeout 10m ./deploy/helm/charttest/
+
 .PHONY: clean
 clean: ## Remove build output.
 	rm -rf bin

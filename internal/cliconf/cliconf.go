@@ -44,6 +44,22 @@ import (
 // The caller prints Usage and exits successfully.
 var ErrHelp = flag.ErrHelp
 
+// ErrVersion is returned by Parse when the arguments ask for the version
+// (--version). The caller prints VersionLine and exits successfully.
+var ErrVersion = errors.New("cliconf: version requested")
+
+// Version is the servers' release, stamped at build time with
+//
+//	go build -ldflags "-X github.com/ferrynet/ferry/internal/cliconf.Version=v1.2.3"
+//
+// (the images do this); a plain go build says "dev".
+var Version = "dev"
+
+// versionOption is the built-in switch that prints the version. It exists on
+// the command line only: an environment variable or a file key that made a
+// server print its version and exit would be a trap.
+const versionOption = "version"
+
 // configOption is the name of the built-in option that names the YAML file.
 const configOption = "config"
 
@@ -107,15 +123,19 @@ func New(program, envPrefix, summary string) *Set {
 // Parse; empty when there is none.
 func (s *Set) ConfigFile() string { return s.config }
 
+// VersionLine is what --version prints: the program's name and Version.
+func (s *Set) VersionLine() string { return s.program + " " + Version + "\n" }
+
 // EnvName returns the environment variable that sets the named option.
 func (s *Set) EnvName(name string) string {
 	return s.envPrefix + "_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 }
 
 func (s *Set) add(o *option) {
-	if _, dup := s.byName[o.name]; dup {
-		// A duplicate registration is a programming error in a main;
-		// keep the first and make the second inert and visible in help.
+	if _, dup := s.byName[o.name]; dup || o.name == versionOption {
+		// A duplicate registration (or one of the built-in --version) is
+		// a programming error in a main; keep the first and make the
+		// second inert and visible in help.
 		o.help = "(duplicate registration ignored) " + o.help
 		return
 	}
@@ -134,7 +154,7 @@ func (s *Set) Alias(old, name string) {
 	case !ok:
 		s.setupErr = errors.Join(s.setupErr, fmt.Errorf("cliconf: alias %q of unknown option %q", old, name))
 		return
-	case s.byName[old] != nil || s.aliasOf(old) != nil:
+	case s.byName[old] != nil || s.aliasOf(old) != nil || old == versionOption:
 		s.setupErr = errors.Join(s.setupErr, fmt.Errorf("cliconf: alias %q is already a name", old))
 		return
 	}
@@ -310,7 +330,8 @@ func (a *aliasRecorder) Set(v string) error { a.used = true; return a.recorder.S
 
 // Parse applies the layers to the registered destinations. args excludes the
 // program name. lookupEnv is normally os.LookupEnv; tests pass a map's lookup.
-// It returns ErrHelp when -h or --help is given.
+// It returns ErrHelp when -h or --help is given, and ErrVersion when
+// --version is.
 func (s *Set) Parse(args []string, lookupEnv func(string) (string, bool)) error {
 	if s.setupErr != nil {
 		return s.setupErr
@@ -328,6 +349,7 @@ func (s *Set) Parse(args []string, lookupEnv func(string) (string, bool)) error 
 		recs[o.name] = r
 		fs.Var(r, o.name, o.help)
 	}
+	showVersion := fs.Bool(versionOption, false, "")
 	aliasRecs := make([]*aliasRecorder, len(s.aliases))
 	for i, a := range s.aliases {
 		aliasRecs[i] = &aliasRecorder{recorder: recs[a.target.name]}
@@ -338,6 +360,9 @@ func (s *Set) Parse(args []string, lookupEnv func(string) (string, bool)) error 
 			return ErrHelp
 		}
 		return err
+	}
+	if *showVersion {
+		return ErrVersion
 	}
 	for i, a := range s.aliases {
 		if aliasRecs[i].used {
@@ -526,6 +551,9 @@ func (s *Set) Usage() string {
 			fmt.Fprintf(&b, "        default: %s\n", o.def)
 		}
 	}
+	b.WriteString("  --" + versionOption + "   (command line only)\n")
+	b.WriteString(wrap("Print the program's name and version, then exit.", 8, 78))
+	b.WriteString("\n")
 	return b.String()
 }
 

@@ -9,12 +9,16 @@ import (
 
 // ParseMain is the opening of a server's main: it parses args and the
 // environment into s. For --help it writes the usage to stdout and returns
-// (0, false); on a usage error it says so on stderr and returns (2, false).
+// (0, false), and likewise the version for --version; on a usage error it says so on stderr and returns (2, false).
 // Otherwise it returns (0, true) and the program goes on.
 func (s *Set) ParseMain(args []string, env func(string) (string, bool), stdout, stderr io.Writer) (code int, ok bool) {
 	if err := s.Parse(args, env); err != nil {
 		if errors.Is(err, ErrHelp) {
 			_, _ = io.WriteString(stdout, s.Usage())
+			return 0, false
+		}
+		if errors.Is(err, ErrVersion) {
+			_, _ = io.WriteString(stdout, s.VersionLine())
 			return 0, false
 		}
 		_, _ = fmt.Fprintf(stderr, "%s: %v\n(see %s --help)\n", s.program, err, s.program)
