@@ -2,12 +2,13 @@ package relay
 
 import (
 	"encoding/binary"
-	"github.com/ferrynet/ferry/internal/netaddr"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ferrynet/ferry/internal/netaddr"
 )
 
 // relayConn is an allocation's UDP relay socket, as handed to pion/turn. It
