@@ -75,6 +75,12 @@ bench-rendezvous: ## ferry-rendezvous on loopback: STUN CPU vs coturn, 20,000 lo
 	$(GO) build -o bin/ ./cmd/ferry-rendezvous ./cmd/ferry-rendezvous-bench
 	bin/ferry-rendezvous-bench --ferry bin/ferry-rendezvous $(BENCH_RENDEZVOUS_FLAGS)
 
+.PHONY: bench-dht
+bench-dht: ## The DHT simulator at 10,000 nodes: no churn, 30% churn with 1% loss, 10% Sybil nodes (minutes each; JSON).
+	$(GO) run ./dht/cmd/dhtsim --nodes 10000 --json
+	$(GO) run ./dht/cmd/dhtsim --nodes 10000 --churn 0.3 --loss 0.01 --json
+	$(GO) run ./dht/cmd/dhtsim --nodes 10000 --sybil 0.1 --json
+
 .PHONY: bench-once
 bench-once: ## Run every benchmark once (-benchtime=1x) so none rots.
 	$(GO) test -run='^$$' -bench=. -benchtime=1x -count=1 -timeout 30m $(PKGS)
