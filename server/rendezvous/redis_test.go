@@ -272,3 +272,28 @@ func redisReplica(t *testing.T, addr, id string, ttl time.Duration, more func(*C
 		}
 	})
 }
+
+// TestRedisLoggedInMeansRegistered: once a client has LOGGED_IN, its
+// registry entry is in Redis, so that peers on every replica can reach it at
+// once. A flush already running for the CHALLENGE used to send LOGGED_IN past
+// the login's hold, before the claim reached Redis.
+func TestRedisLoggedInMeansRegistered(t *testing.T) {
+	addr := startRedis(t)
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 60*time.Second)
+	s := newServer(t, func(c *Config) { c.Redis = newRedisClient(t, addr) })
+	rdb := newRedisClient(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range 40 { // under the per-IP login burst
+		c := dial(t, s)
+		n, err := rdb.Exists(ctx, s.cfg.redisPrefix+"peer:"+c.PeerID().String()).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			t.Fatalf("login %d: LOGGED_IN arrived before the registry entry was written", i)
+		}
+		c.Close()
+	}
+}

@@ -574,6 +574,14 @@ func (s *session) flush() {
 			s.mu.Unlock()
 			return
 		}
+		if s.hold && !s.closing {
+			// A login is registering the peer: what it queued (LOGGED_IN)
+			// waits, however this flush started, and the login's
+			// startFlushLocked sends it once the peer is reachable.
+			s.flushing = false
+			s.mu.Unlock()
+			return
+		}
 		if len(s.queue) == 0 {
 			s.flushing, s.queue, s.queued = false, nil, 0
 			if !s.closing {

@@ -409,3 +409,4 @@ func TestCloseDuringUpgrades(t *testing.T) {
 		c.CloseNow()
 	}
 }
+
