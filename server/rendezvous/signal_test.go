@@ -409,4 +409,3 @@ func TestCloseDuringUpgrades(t *testing.T) {
 		c.CloseNow()
 	}
 }
-
