@@ -1,6 +1,7 @@
 package charttest
 
 import (
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -40,13 +41,13 @@ limits:
   maxAllocations: 1000000
   allocationBandwidth: 4Mi
   serverBandwidth: "-1"
-  maxConns: 0
+  maxConns: 50000
   maxConnsPerIP: 2000
   unallocatedTimeout: 1m30s
   maxCredentialLifetime: -1s
 `, []string{
 			"--allocation-bandwidth=4Mi", "--max-allocations-per-ip=256", "--max-allocations-per-user=-1",
-			"--max-allocations=1000000", "--max-conns-per-ip=2000", "--max-credential-lifetime=-1s",
+			"--max-allocations=1000000", "--max-conns-per-ip=2000", "--max-conns=50000", "--max-credential-lifetime=-1s",
 			"--server-bandwidth=-1", "--unallocated-timeout=1m30s",
 		}},
 		{"../ferry-rendezvous", "", nil},
@@ -55,12 +56,15 @@ limits:
   stunRate: 0.5
   stunBurst: 1000000
   ipConnectRate: -1
+  ipConnectBurst: 400
   ipLoginRate: 10
   ipLoginBurst: 100
   maxConns: 250000
   maxConnsPerIP: 4000
+  ipCredentialRate: 2.5
+  ipCredentialBurst: 60
 `, []string{
-			"--ip-connect-rate=-1", "--ip-login-burst=100", "--ip-login-rate=10", "--max-conns-per-ip=4000",
+			"--ip-connect-burst=400", "--ip-connect-rate=-1", "--ip-credential-burst=60", "--ip-credential-rate=2.5", "--ip-login-burst=100", "--ip-login-rate=10", "--max-conns-per-ip=4000",
 			"--max-conns=250000", "--stun-burst=1000000", "--stun-rate=0.5",
 		}},
 	} {
@@ -84,6 +88,23 @@ limits:
 			got := limitArgs(p.Spec.Containers[0], limitFlags[c.chart])
 			if !slices.Equal(got, c.want) {
 				t.Errorf("%s %q:\n got %q\nwant %q", c.chart, c.values, got, c.want)
+			}
+			if c.values != "" && len(got) != len(limitFlags[c.chart]) {
+				t.Errorf("%s: the case sets %d of the %d limits: set them all", c.chart, len(got), len(limitFlags[c.chart]))
+			}
+		}
+	}
+}
+
+// TestLimitFlagsDocumented: every flag the limits blocks render is a row
+// of docs/FLAGS.md, which TestFlagTable holds to each server's --help; the
+// start test runs only the flags its examples set.
+func TestLimitFlagsDocumented(t *testing.T) {
+	table := string(readFile(t, filepath.Join("..", "..", "..", "docs", "FLAGS.md")))
+	for chart, flags := range limitFlags {
+		for _, f := range flags {
+			if !strings.Contains(table, "| `"+f+"` |") {
+				t.Errorf("%s renders %s, which docs/FLAGS.md has no row for", chart, f)
 			}
 		}
 	}
