@@ -52,3 +52,19 @@ app.kubernetes.io/component: relay
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The limits.* values as flags: only those set, so that the relay's
+own defaults (docs/FLAGS.md) hold for the others. */}}
+{{- define "ferry-relay.limitArgs" -}}
+{{- $l := .Values.limits | default dict -}}
+{{- range $key, $flag := dict "maxAllocationsPerUser" "max-allocations-per-user" "maxAllocationsPerIP" "max-allocations-per-ip" "maxAllocations" "max-allocations" "maxConns" "max-conns" "maxConnsPerIP" "max-conns-per-ip" }}
+{{- with get $l $key }}
+- --{{ $flag }}={{ . | int64 }}
+{{- end }}
+{{- end }}
+{{- range $key, $flag := dict "allocationBandwidth" "allocation-bandwidth" "serverBandwidth" "server-bandwidth" "unallocatedTimeout" "unallocated-timeout" "maxCredentialLifetime" "max-credential-lifetime" }}
+{{- with get $l $key }}
+- --{{ $flag }}={{ . }}
+{{- end }}
+{{- end }}
+{{- end -}}

@@ -82,3 +82,20 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- fail "tls.mode acme with several replicas needs shared storage: tls.acme.accessMode ReadWriteMany (or an existingClaim that is)" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The limits.* values as flags: only those set, so that the server's
+own defaults (docs/FLAGS.md) hold for the others. Rates may be fractions;
+bursts and counts are integers. */}}
+{{- define "ferry-rendezvous.limitArgs" -}}
+{{- $l := .Values.limits | default dict -}}
+{{- range $key, $flag := dict "stunRate" "stun-rate" "ipConnectRate" "ip-connect-rate" "ipLoginRate" "ip-login-rate" "ipCredentialRate" "ip-credential-rate" }}
+{{- with get $l $key }}
+- --{{ $flag }}={{ . }}
+{{- end }}
+{{- end }}
+{{- range $key, $flag := dict "stunBurst" "stun-burst" "ipConnectBurst" "ip-connect-burst" "ipLoginBurst" "ip-login-burst" "ipCredentialBurst" "ip-credential-burst" "maxConns" "max-conns" "maxConnsPerIP" "max-conns-per-ip" }}
+{{- with get $l $key }}
+- --{{ $flag }}={{ . | int64 }}
+{{- end }}
+{{- end }}
+{{- end -}}
