@@ -324,7 +324,18 @@ func runStack(t *testing.T, b binaries, st stack) {
 	// in its memory: the chart's Redis URL reached the server.
 	// Draining: SIGTERM, as the kubelet sends, turns the relay unready at
 	// once while it keeps running for its grace (the pod's grace is
-	// longer), so the pod leaves its Services and live clients stay.
+	// longer), so the pod leaves its Services and live clients stay. A
+	// relay with no allocation left exits at once, as it should, so a
+	// client keeps one live through the signal: a ping that runs until the
+	// test ends.
+	pingArgs := []string{
+		"ping", "--rendezvous", signal, "--identity", filepath.Join(dir, "a2.key"),
+		"--relay", "always", "--count", "1000000000", peerID,
+	}
+	pinger := startProc(ctx, t, peerA, "peer-a-pinging", b.path("ferry"), pingArgs, nil, nil)
+	testutil.WaitFor(t, 30*time.Second, "a ping through the relay that stays live", func() bool {
+		return strings.Contains(pinger.String(), "ping 10:")
+	})
 	for _, w := range works {
 		if w.pod.Spec.Containers[0].Name != "relay" {
 			continue
