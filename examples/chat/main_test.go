@@ -4,16 +4,14 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/ferrynet/ferry/examples/internal/exampletest"
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/sdk"
-	"github.com/ferrynet/ferry/server/rendezvous"
 )
 
 // syncBuffer is a bytes.Buffer safe for the chat's two goroutines.
@@ -39,23 +37,7 @@ func (s *syncBuffer) String() string {
 func TestChat(t *testing.T) {
 	testutil.CheckLeaks(t)
 	testutil.Deadline(t, time.Minute)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stun, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rv, err := rendezvous.New(rendezvous.Config{
-		Listener: ln, STUNConns: []net.PacketConn{stun}, ServerNames: []string{"127.0.0.1"},
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rv.Close() })
-	url := "ws://" + rv.Addr().String() + "/v1/signal"
+	url := exampletest.Rendezvous(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
