@@ -35,6 +35,11 @@ func newACLRig(t *testing.T, allow []netip.Prefix) *aclRig {
 		c.ExternalIPs = []netip.Addr{netip.MustParseAddr(rigExternalV4), netip.MustParseAddr(rigExternalV6)}
 		c.RelayNet = cn
 		c.AllowPeers = allow
+		// The table makes many refused requests from one IP, and pion
+		// answers a refused ChannelBind with 401: the reply cap (tested
+		// on its own) would drop some, and the client's retransmissions
+		// then cost seconds each.
+		c.UnauthRepliesPerIP = -1
 	})
 	r := &aclRig{s: s, net: cn, udp: map[bool]*authed{}, tcp: map[bool]*authed{}}
 	for i, v6 := range []bool{false, true} {

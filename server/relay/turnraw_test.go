@@ -94,7 +94,9 @@ func (a *authed) request(method stun.Method, attrs ...stun.Setter) (*stun.Messag
 		if err != nil {
 			return nil, err
 		}
-		res, err := a.c.PerformTransactionWithContext(msg, a.c.TURNServerAddr(), false, context.Background())
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		res, err := a.c.PerformTransactionWithContext(msg, a.c.TURNServerAddr(), false, ctx)
+		cancel()
 		if err != nil {
 			return nil, err
 		}
