@@ -3,27 +3,31 @@
 # Go runs one fuzz target per invocation, so this lists them first.
 set -euo pipefail  # pipefail: a failing go test fails its pipe into tee
 FUZZTIME=${FUZZTIME:-10s}
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+# fuzz PKG TARGET runs one target, its output also kept in $out.
+fuzz() {
+	go test -run='^$' -fuzz="^${2}\$" -fuzztime="$FUZZTIME" "$1" 2>&1 | tee "$out"
+}
+
 found=0
 for pkg in $(go list ./...); do
 	targets=$(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true)
 	for t in $targets; do
 		found=1
 		echo "fuzz: $pkg $t ($FUZZTIME)"
-		out=$(mktemp)
-		if ! go test -run='^$' -fuzz="^${t}\$" -fuzztime="$FUZZTIME" "$pkg" 2>&1 | tee "$out"; then
-			# Go's fuzz coordinator sometimes ends a run at -fuzztime with
-			# "context deadline exceeded" and no failing input (nothing is
-			# written to testdata/fuzz). That is the tool, not the target:
-			# run it once more. A real crasher fails both times.
-			if grep -q 'context deadline exceeded' "$out" && ! grep -q 'Failing input written' "$out"; then
-				echo "fuzz: $t ended with the fuzz engine's deadline error and no failing input; running it again"
-				go test -run='^$' -fuzz="^${t}\$" -fuzztime="$FUZZTIME" "$pkg"
-			else
-				rm -f "$out"
-				exit 1
-			fi
+		fuzz "$pkg" "$t" && continue
+		# Go's fuzz coordinator sometimes ends a run at -fuzztime with
+		# "context deadline exceeded" and no failing input (nothing is
+		# written to testdata/fuzz). That is the tool, not the target:
+		# run it once more. A real crasher fails both times.
+		if grep -q 'context deadline exceeded' "$out" && ! grep -q 'Failing input written' "$out"; then
+			echo "fuzz: $t ended with the fuzz engine's deadline error and no failing input; running it again"
+			fuzz "$pkg" "$t"
+		else
+			exit 1
 		fi
-		rm -f "$out"
 	done
 done
 if [ "$found" = 0 ]; then
