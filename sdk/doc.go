@@ -11,8 +11,13 @@
 //     for bulk data on their own QUIC streams.
 //
 // A Conn reports its state (Idle, Connecting, Connected, Disconnected,
-// Reconnecting, Closed) as [Event] values and heartbeats its peer, keeping a
-// smoothed RTT.
+// Reconnecting, Closed) and each failed reconnect attempt as [Event] values,
+// and heartbeats its peer, keeping a smoothed RTT. Any traffic from the peer
+// (messages, stream data, PONGs) proves it alive; a peer silent for 3
+// heartbeat intervals (5 s each by default, see [WithHeartbeat]) is declared
+// lost and the connection reconnects. A dialer that the rendezvous keeps
+// telling the peer is gone ([ErrPeerNotFound], for about 2 s) gives up with
+// that error rather than redialing until the reconnect timeout.
 //
 // A [Node] is what most applications want: logged in to a rendezvous server
 // under its identity, it dials peers by PeerID ([Node.Dial]) and accepts

@@ -37,6 +37,8 @@ var (
 	ErrProtocolNotSupported = errors.New("sdk: protocol not supported by peer")
 	// ErrPeerNotFound reports a peer that is not online at the rendezvous
 	// server.
+	// A dialer's reconnect also ends with it (the conn is Closed) when
+	// every redial for about 2 s found the peer gone: it died or left.
 	ErrPeerNotFound = errors.New("sdk: peer not found")
 	// ErrNoPath reports that ICE found no working candidate pair; the error
 	// is a *NoPathError holding what was tried.

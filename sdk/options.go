@@ -184,7 +184,12 @@ const (
 )
 
 // WithHeartbeat sets how often a PING is sent (default 5 s) and after how
-// many silent intervals the peer is declared dead (default 3).
+// many silent intervals the peer is declared dead (default 3). Anything
+// heard from the peer counts, not only PONGs: control frames (messages,
+// ACKs, PINGs) and bytes read from its application streams. The session is
+// declared lost (Disconnected, a net.Error timeout) once nothing has been
+// heard for misses·interval, checked four times per interval: with the
+// defaults, between 15 and 16.25 s after the peer's last packet.
 func WithHeartbeat(interval time.Duration, misses int) ConnOption {
 	return connOpt(func(c *config) { c.heartbeatInterval, c.heartbeatMisses = interval, misses })
 }

@@ -51,8 +51,18 @@ type session struct {
 	pongs    []wire.Pong
 	wantAck  bool
 
-	lastHeard atomic.Int64 // unix nanoseconds of the last frame received
-	pingID    uint64       // writer goroutine only
+	// lastHeard is when the peer was last heard from, in unix
+	// nanoseconds: any control frame (DATA, ACK, PING, PONG) or bytes read
+	// from an application stream of this session. The writer declares the
+	// peer dead when it stays silent for heartbeatMisses intervals, so a
+	// peer busy sending bulk data is alive even while its PONGs are stuck
+	// or lost.
+	lastHeard atomic.Int64
+	// deafToHeartbeats makes the session drop the peer's PINGs and PONGs
+	// unread, as a path that loses them would: fault injection for tests
+	// of liveness from other traffic. Never set outside tests.
+	deafToHeartbeats atomic.Bool
+	pingID           uint64 // writer goroutine only
 
 	wake     chan struct{} // cap 1: the writer has work
 	stop     chan struct{} // closed by terminate
@@ -247,7 +257,10 @@ func (s *session) readLoop() {
 			}
 			return
 		}
-		s.lastHeard.Store(time.Now().UnixNano())
+		if (f.Type == wire.TypePing || f.Type == wire.TypePong) && s.deafToHeartbeats.Load() {
+			continue
+		}
+		s.heard()
 		if err := s.handle(f); err != nil {
 			return
 		}
@@ -311,6 +324,9 @@ func (s *session) handle(f wire.Frame) error {
 	}
 	return nil
 }
+
+// heard records that the peer was just heard from.
+func (s *session) heard() { s.lastHeard.Store(time.Now().UnixNano()) }
 
 func (s *session) pingIDSent() uint64 { return atomic.LoadUint64(&s.pingID) }
 

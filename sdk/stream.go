@@ -114,6 +114,9 @@ func (s *Stream) Conn() *Conn { return s.conn }
 // direction and everything was read; see errors.go for its other errors.
 func (s *Stream) Read(p []byte) (int, error) {
 	n, err := s.st.Read(p)
+	if n > 0 && s.sess != nil {
+		s.sess.heard() // stream data is proof of life, as PONGs are
+	}
 	return n, s.streamError(err)
 }
 

@@ -19,6 +19,14 @@ const (
 	redialFloor      = time.Millisecond
 )
 
+// peerGoneGrace is how long the rendezvous must keep reporting the peer not
+// found (ErrPeerNotFound on every redial, at least two of them) before the
+// dialer's reconnect gives up with that error. A peer that restarts, or
+// whose signaling connection blips, is back well within it; a dead peer
+// fails the conn within about this long instead of at the reconnect
+// timeout.
+const peerGoneGrace = 2 * time.Second
+
 // startSupervisor hands the conn, now Connected, to its supervisor goroutine,
 // which alone changes its state from here on (Close aside).
 func (c *Conn) startSupervisor() {
@@ -140,6 +148,7 @@ func (c *Conn) reconnect(cause error) error {
 	}
 
 	bo := backoff.Backoff{Base: redialMinBackoff, Cap: redialMaxBackoff, Floor: redialFloor}
+	var goneSince time.Time // first of an unbroken run of ErrPeerNotFound
 	for attempt := 1; ; attempt++ {
 		err := c.redialOnce(ctx)
 		if err == nil {
@@ -155,9 +164,28 @@ func (c *Conn) reconnect(cause error) error {
 			return err
 		}
 		cause = err
-		c.log.Debug("redial failed", "attempt", attempt, "err", err)
+		if errors.Is(err, ErrPeerNotFound) {
+			if goneSince.IsZero() {
+				goneSince = time.Now()
+			}
+			if gone := time.Since(goneSince); attempt > 1 && gone >= peerGoneGrace {
+				c.emitAttempt(attempt, err, 0)
+				return fmt.Errorf("sdk: reconnect: the rendezvous has reported the peer gone for %v: %w", gone.Round(time.Millisecond), err)
+			}
+		} else {
+			goneSince = time.Time{}
+		}
+		wait := bo.Next()
+		if !goneSince.IsZero() {
+			// Ask again when the grace ends, not a long backoff later.
+			if rem := peerGoneGrace - time.Since(goneSince); rem > 0 && wait > rem {
+				wait = rem
+			}
+		}
+		c.log.Debug("redial failed", "attempt", attempt, "err", err, "next", wait)
+		c.emitAttempt(attempt, err, wait)
 		// Full jitter, so both ends of many conns do not retry in step.
-		t := time.NewTimer(bo.Next())
+		t := time.NewTimer(wait)
 		select {
 		case <-c.closing:
 			t.Stop()
@@ -170,8 +198,23 @@ func (c *Conn) reconnect(cause error) error {
 	}
 }
 
+// emitAttempt reports a failed redial as an Event: Reconnecting to
+// Reconnecting, with the attempt number, its error and the wait before the
+// next attempt (0 when there is none).
+func (c *Conn) emitAttempt(attempt int, err error, next time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != StateReconnecting {
+		return
+	}
+	c.emitLocked(Event{Time: time.Now(), From: c.state, State: c.state, Err: err, Attempt: attempt, NextAttempt: next})
+}
+
 func (c *Conn) redialOnce(ctx context.Context) error {
-	s, err := c.dial(ctx)
+	c.mu.Lock()
+	dial := c.dial
+	c.mu.Unlock()
+	s, err := dial(ctx)
 	if err != nil {
 		return err
 	}
