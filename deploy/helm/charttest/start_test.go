@@ -151,6 +151,9 @@ type stack struct {
 	// connect: two peers connect through the stack. Off where the
 	// rendezvous cannot serve them here (ACME has no CA to reach).
 	connect bool
+	// allowList: the rendezvous gets peers.allow with the IDs of the
+	// connecting peers, and a peer not on it must be refused at login.
+	allowList bool
 }
 
 // TestStartWhatRenders runs what the charts render: for every workload of
@@ -176,6 +179,7 @@ func TestStartWhatRenders(t *testing.T) {
 		},
 		externalRedis: "redis.data",
 		connect:       true,
+		allowList:     true,
 	}
 	st.fixtures[0].Name, st.fixtures[1].Name = "ferry-turn-auth", "ferry-redis"
 	t.Run("hostnetwork+redis-ingress", func(t *testing.T) { runStack(t, b, st) })
@@ -208,11 +212,35 @@ type workload struct {
 }
 
 func runStack(t *testing.T, b binaries, st stack) {
+	dir := t.TempDir()
 	var objs []object
 	for _, c := range []valuesCase{{"../ferry-relay", st.relay}, {"../ferry-rendezvous", st.rendezvous}} {
-		objs = append(objs, renderCase(t, c)...)
+		vals := readValues(t, c.file)
+		if st.allowList && c.chartDir == "../ferry-rendezvous" {
+			// The keys of the peers below, made now: the list is
+			// rendered into a ConfigMap the server reads at start.
+			var ids []any
+			for _, k := range []string{"a", "a2", "b"} {
+				out, err := exec.Command(b.path("ferry"), "id", "--identity", filepath.Join(dir, k+".key")).Output()
+				if err != nil {
+					t.Fatalf("ferry id: %v", err)
+				}
+				ids = append(ids, strings.TrimSpace(string(out)))
+			}
+			vals["peers"] = map[string]any{"allow": ids}
+		}
+		out, err := render(loadChart(t, c.chartDir), vals)
+		if err != nil {
+			t.Fatalf("%s: template: %v", c, err)
+		}
+		o, err := decodeAll(out)
+		if err != nil {
+			t.Fatalf("%s: %v", c, err)
+		}
+		objs = append(objs, o...)
 	}
 	secrets := map[string]*corev1.Secret{}
+	configMaps := map[string]*corev1.ConfigMap{}
 	for _, s := range st.fixtures {
 		secrets[s.Name] = s
 	}
@@ -222,6 +250,8 @@ func runStack(t *testing.T, b binaries, st stack) {
 		switch v := o.Obj.(type) {
 		case *corev1.Secret:
 			secrets[v.Name] = v
+		case *corev1.ConfigMap:
+			configMaps[v.Name] = v
 		case *appsv1.Deployment:
 			works = append(works, &workload{name: v.Name, pod: &v.Spec.Template})
 		case *appsv1.DaemonSet:
@@ -286,7 +316,7 @@ func runStack(t *testing.T, b binaries, st stack) {
 	for rank := 0; rank < 3; rank++ {
 		for _, w := range works {
 			if order(w) == rank {
-				startWorkload(ctx, t, b, w, secrets, peerA)
+				startWorkload(ctx, t, b, w, secrets, configMaps, peerA)
 			}
 		}
 	}
@@ -301,7 +331,6 @@ func runStack(t *testing.T, b binaries, st stack) {
 			t.Fatalf("the start test speaks to the rendezvous over the Ingress' plain HTTP port 8080; args %q", w.pod.Spec.Containers[0].Args)
 		}
 	}
-	dir := t.TempDir()
 	listener := startProc(ctx, t, peerB, "peer-b", b.path("ferry"),
 		[]string{"listen", "--rendezvous", signal, "--identity", filepath.Join(dir, "b.key")}, nil, nil)
 	id, err := peerA.Run(ctx, b.path("ferry"), "id", "--identity", filepath.Join(dir, "b.key"))
@@ -319,6 +348,16 @@ func runStack(t *testing.T, b binaries, st stack) {
 		t.Fatalf("ping did not go through the relay:\n%s", out)
 	}
 	t.Logf("peer a: %s", strings.TrimSpace(out))
+	if st.allowList {
+		// peers.allow reached the server: a peer not on the list is
+		// refused at login.
+		out, err := peerA.Run(ctx, b.path("ferry"), "ping", "--rendezvous", signal, "--identity", filepath.Join(dir, "c.key"),
+			"--count", "1", peerID)
+		if err == nil || !strings.Contains(out+err.Error(), "admits only the peers its operator lists") {
+			t.Fatalf("a peer not on peers.allow: %v\n%s; want its login refused", err, out)
+		}
+		t.Logf("a peer not on peers.allow: %v", err)
+	}
 
 	// The rendezvous keeps its registry in the Redis the values named, not
 	// in its memory: the chart's Redis URL reached the server.
@@ -445,6 +484,9 @@ func startProc(ctx context.Context, t *testing.T, h *natlab.Host, what, name str
 		for _, m := range mounts {
 			fmt.Fprintf(&script, "mountpoint -q %[1]s || mount -t tmpfs -o mode=0755 ferry-charttest %[1]s\nmkdir -p %[2]s\nmount --bind %[3]s %[2]s\n",
 				shq(m.parent), shq(m.path), shq(m.src))
+			if m.readOnly {
+				fmt.Fprintf(&script, "mount -o remount,bind,ro %s\n", shq(m.path))
+			}
 		}
 		script.WriteString("exec \"$@\"\n")
 		inner := append([]string{"-c", script.String(), "sh"}, credArgs(cred, name)...)
@@ -500,13 +542,21 @@ func credArgs(cred *syscall.Credential, name string) []string {
 func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // mount is a volume of a pod as the test provides it.
-type mount struct{ path, parent, src string }
+type mount struct {
+	path, parent, src string
+	readOnly          bool
+}
 
 // volumeMounts gives each of the container's emptyDir and
-// persistentVolumeClaim mounts a fresh directory owned by the pod's user.
-// A mount under / directly (such as Redis' /data) is left out: a tmpfs over
-// / is not possible, and the rendered Redis writes nothing there.
-func volumeMounts(t *testing.T, w *workload, c corev1.Container, cred *syscall.Credential) []mount {
+// persistentVolumeClaim mounts a fresh directory owned by the pod's user,
+// and each Secret or ConfigMap mount a directory with one file per key, as
+// the kubelet writes them (from the rendered objects and the fixtures). A
+// mount under / directly (such as Redis' /data) is left out: a tmpfs over
+// / is not possible, and the rendered Redis writes nothing there. One under
+// /etc gets its first directory there made (and removed at cleanup), since
+// a tmpfs over /etc would hide the namespace's hosts file.
+func volumeMounts(t *testing.T, w *workload, c corev1.Container, cred *syscall.Credential,
+	secrets map[string]*corev1.Secret, configMaps map[string]*corev1.ConfigMap) []mount {
 	t.Helper()
 	vols := map[string]corev1.Volume{}
 	for _, v := range w.pod.Spec.Volumes {
@@ -518,8 +568,34 @@ func volumeMounts(t *testing.T, w *workload, c corev1.Container, cred *syscall.C
 		if !ok {
 			t.Fatalf("%s: volumeMount %q names no volume", w.name, vm.Name)
 		}
-		if v.EmptyDir == nil && v.PersistentVolumeClaim == nil {
-			t.Fatalf("%s: volume %q: only emptyDir and PVC volumes can be run here", w.name, vm.Name)
+		var files map[string][]byte
+		switch {
+		case v.EmptyDir != nil, v.PersistentVolumeClaim != nil:
+		case v.Secret != nil:
+			s, ok := secrets[v.Secret.SecretName]
+			if !ok {
+				t.Fatalf("%s: volume %q: Secret %q is neither rendered nor a fixture", w.name, vm.Name, v.Secret.SecretName)
+			}
+			files = s.Data
+		case v.ConfigMap != nil:
+			cm, ok := configMaps[v.ConfigMap.Name]
+			if !ok {
+				t.Fatalf("%s: volume %q: ConfigMap %q is not rendered", w.name, vm.Name, v.ConfigMap.Name)
+			}
+			files = map[string][]byte{}
+			for k, d := range cm.Data {
+				files[k] = []byte(d)
+			}
+		default:
+			t.Fatalf("%s: volume %q: only emptyDir, PVC, Secret and ConfigMap volumes can be run here", w.name, vm.Name)
+		}
+		if rel, err := filepath.Rel("/etc", vm.MountPath); err == nil && !strings.HasPrefix(rel, "..") && strings.Contains(rel, "/") {
+			top := filepath.Join("/etc", strings.Split(rel, "/")[0])
+			if err := os.Mkdir(top, 0o755); err == nil {
+				t.Cleanup(func() { _ = os.RemoveAll(top) })
+			} else if !os.IsExist(err) {
+				t.Fatal(err)
+			}
 		}
 		parent := filepath.Dir(vm.MountPath)
 		for {
@@ -533,6 +609,18 @@ func volumeMounts(t *testing.T, w *workload, c corev1.Container, cred *syscall.C
 			continue
 		}
 		src := t.TempDir()
+		if files != nil {
+			if err := os.Chmod(src, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for k, d := range files {
+				if err := os.WriteFile(filepath.Join(src, k), d, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out = append(out, mount{path: vm.MountPath, parent: parent, src: src, readOnly: vm.ReadOnly})
+			continue
+		}
 		if cred != nil {
 			if err := os.Chown(src, int(cred.Uid), int(cred.Gid)); err != nil {
 				t.Fatal(err)
@@ -546,7 +634,7 @@ func volumeMounts(t *testing.T, w *workload, c corev1.Container, cred *syscall.C
 // startWorkload runs the pod's one container as the pod's user and waits
 // for its readiness probe, probing from prober's namespace as a kubelet
 // would from outside the pod.
-func startWorkload(ctx context.Context, t *testing.T, b binaries, w *workload, secrets map[string]*corev1.Secret, prober *natlab.Host) {
+func startWorkload(ctx context.Context, t *testing.T, b binaries, w *workload, secrets map[string]*corev1.Secret, configMaps map[string]*corev1.ConfigMap, prober *natlab.Host) {
 	t.Helper()
 	if len(w.pod.Spec.Containers) != 1 {
 		t.Fatalf("%s: %d containers; the test runs one", w.name, len(w.pod.Spec.Containers))
@@ -588,7 +676,7 @@ func startWorkload(ctx context.Context, t *testing.T, b binaries, w *workload, s
 			cred.Gid = uint32(*sc.RunAsGroup)
 		}
 	}
-	mounts := volumeMounts(t, w, c, cred)
+	mounts := volumeMounts(t, w, c, cred, secrets, configMaps)
 	out := startProc(ctx, t, w.host, w.name, bin, args, env, cred, mounts...)
 
 	ports := map[string]int32{}
