@@ -556,7 +556,8 @@ type mount struct {
 // /etc gets its first directory there made (and removed at cleanup), since
 // a tmpfs over /etc would hide the namespace's hosts file.
 func volumeMounts(t *testing.T, w *workload, c corev1.Container, cred *syscall.Credential,
-	secrets map[string]*corev1.Secret, configMaps map[string]*corev1.ConfigMap) []mount {
+	secrets map[string]*corev1.Secret, configMaps map[string]*corev1.ConfigMap,
+) []mount {
 	t.Helper()
 	vols := map[string]corev1.Volume{}
 	for _, v := range w.pod.Spec.Volumes {
