@@ -3,9 +3,15 @@ package charttest
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -154,6 +160,12 @@ type stack struct {
 	// allowList: the rendezvous gets peers.allow with the IDs of the
 	// connecting peers, and a peer not on it must be refused at login.
 	allowList bool
+	// values: per chart directory, values set over the file's (top-level
+	// keys replaced).
+	values map[string]map[string]any
+	// tlsPool: the stack's TLS ports (relay turn-tls, rendezvous https)
+	// must complete a TLS handshake verified against it.
+	tlsPool *x509.CertPool
 }
 
 // TestStartWhatRenders runs what the charts render: for every workload of
@@ -196,6 +208,27 @@ func TestStartWhatRenders(t *testing.T) {
 	st.fixtures[0].Name = "ferry-turn-auth"
 	t.Run("loadbalancer+acme", func(t *testing.T) { runStack(t, b, st) })
 
+	// TLS from Secrets, as cert-manager would fill them: the relay's TURN
+	// over TLS and the rendezvous' own TLS, from a certificate made here;
+	// both must answer a handshake verified against it.
+	certPEM, keyPEM, pool := selfSigned(t, "turn.example.com", "rv.example.com")
+	tlsData := map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM}
+	st = stack{
+		relay: "../ferry-relay/examples/hostnetwork.yaml",
+		fixtures: []*corev1.Secret{
+			{Data: map[string][]byte{"auth-secret": []byte(hex.EncodeToString(secret))}},
+			{Data: tlsData},
+			{Data: tlsData},
+		},
+		values: map[string]map[string]any{
+			"../ferry-relay":      {"tls": map[string]any{"existingSecret": "turn-tls"}},
+			"../ferry-rendezvous": {"serverName": "rv.example.com", "tls": map[string]any{"mode": "secret", "secretName": "rv-tls"}},
+		},
+		tlsPool: pool,
+	}
+	st.fixtures[0].Name, st.fixtures[1].Name, st.fixtures[2].Name = "ferry-turn-auth", "turn-tls", "rv-tls"
+	t.Run("tls-secrets", func(t *testing.T) { runStack(t, b, st) })
+
 	// The defaults: the relay's generated Secret, the self-signed
 	// rendezvous writing its certificate into its emptyDir.
 	t.Run("defaults", func(t *testing.T) { runStack(t, b, stack{}) })
@@ -216,6 +249,9 @@ func runStack(t *testing.T, b binaries, st stack) {
 	var objs []object
 	for _, c := range []valuesCase{{"../ferry-relay", st.relay}, {"../ferry-rendezvous", st.rendezvous}} {
 		vals := readValues(t, c.file)
+		for k, v := range st.values[c.chartDir] {
+			vals[k] = v
+		}
 		if st.allowList && c.chartDir == "../ferry-rendezvous" {
 			// The keys of the peers below, made now: the list is
 			// rendered into a ConfigMap the server reads at start.
@@ -321,6 +357,9 @@ func runStack(t *testing.T, b binaries, st stack) {
 		}
 	}
 
+	if st.tlsPool != nil {
+		checkTLS(ctx, t, works, peerA, st.tlsPool)
+	}
 	if !st.connect {
 		return
 	}
@@ -765,4 +804,85 @@ func envValue(e corev1.EnvVar, w *workload, secrets map[string]*corev1.Secret) (
 		return "", fmt.Errorf("fieldRef %q is not one the test knows", e.ValueFrom.FieldRef.FieldPath)
 	}
 	return "", fmt.Errorf("unsupported valueFrom")
+}
+
+// selfSigned makes a self-signed certificate for names, as PEM, and a pool
+// that trusts it.
+func selfSigned(t *testing.T, names ...string) (certPEM, keyPEM []byte, pool *x509.CertPool) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: names[0]},
+		DNSNames:              names,
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), pool
+}
+
+// checkTLS: each relay's turn-tls port and each rendezvous' https port
+// completes a TLS handshake, from prober's namespace, verified against pool
+// for the workload's public name.
+func checkTLS(ctx context.Context, t *testing.T, works []*workload, prober *natlab.Host, pool *x509.CertPool) {
+	t.Helper()
+	want := map[string]struct{ port, name string }{
+		"relay":      {"turn-tls", "turn.example.com"},
+		"rendezvous": {"https", "rv.example.com"},
+	}
+	for _, w := range works {
+		c := w.pod.Spec.Containers[0]
+		p, ok := want[c.Name]
+		if !ok {
+			continue
+		}
+		var port int32
+		for _, cp := range c.Ports {
+			if cp.Name == p.port {
+				port = cp.ContainerPort
+			}
+		}
+		if port == 0 {
+			t.Errorf("%s: no %s port declared", w.name, p.port)
+			continue
+		}
+		addr := net.JoinHostPort(w.host.Addr().String(), strconv.Itoa(int(port)))
+		raw, err := prober.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			t.Errorf("%s: dial %s: %v", w.name, addr, err)
+			continue
+		}
+		conn := tls.Client(raw, &tls.Config{RootCAs: pool, ServerName: p.name, MinVersion: tls.VersionTLS12})
+		hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = conn.HandshakeContext(hctx)
+		cancel()
+		_ = conn.Close()
+		if err != nil {
+			t.Errorf("%s: TLS handshake on %s (%s): %v", w.name, addr, p.port, err)
+			continue
+		}
+		t.Logf("%s: TLS on %s verified for %s", w.name, p.port, p.name)
+	}
 }
