@@ -196,6 +196,12 @@ func TestStartWhatRenders(t *testing.T) {
 	st.fixtures[0].Name, st.fixtures[1].Name = "ferry-turn-auth", "ferry-redis"
 	t.Run("hostnetwork+redis-ingress", func(t *testing.T) { runStack(t, b, st) })
 
+	// The LoadBalancer relay (its external IP from the values, the
+	// LoadBalancer's) with peers relayed through it.
+	st.relay = "../ferry-relay/examples/loadbalancer.yaml"
+	st.allowList = false
+	t.Run("loadbalancer+redis-ingress", func(t *testing.T) { runStack(t, b, st) })
+
 	// The LoadBalancer relay and the ACME rendezvous with the in-chart
 	// Redis: every workload must start and pass its readiness probe (the
 	// rendezvous' includes reaching the rendered Redis); no CA is
@@ -319,6 +325,14 @@ func runStack(t *testing.T, b binaries, st stack) {
 	for _, w := range works {
 		switch w.pod.Spec.Containers[0].Name {
 		case "relay":
+			// The lab's LoadBalancer is the relay's host, one to one: a
+			// rendered --external-ip must be that address, or the
+			// relayed addresses would lead nowhere.
+			for _, a := range w.pod.Spec.Containers[0].Args {
+				if ip, ok := strings.CutPrefix(a, "--external-ip="); ok && ip != w.host.Addr().String() {
+					t.Fatalf("%s: --external-ip=%s, but the lab gives its LoadBalancer the relay host's %s; set the values' address to it", w.name, ip, w.host.Addr())
+				}
+			}
 			hosts["turn.example.com"] = w.host.Addr().String()
 		case "rendezvous":
 			hosts["rv.example.com"] = w.host.Addr().String()
