@@ -3,9 +3,15 @@ package charttest
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -151,6 +157,15 @@ type stack struct {
 	// connect: two peers connect through the stack. Off where the
 	// rendezvous cannot serve them here (ACME has no CA to reach).
 	connect bool
+	// allowList: the rendezvous gets peers.allow with the IDs of the
+	// connecting peers, and a peer not on it must be refused at login.
+	allowList bool
+	// values: per chart directory, values set over the file's (top-level
+	// keys replaced).
+	values map[string]map[string]any
+	// tlsPool: the stack's TLS ports (relay turn-tls, rendezvous https)
+	// must complete a TLS handshake verified against it.
+	tlsPool *x509.CertPool
 }
 
 // TestStartWhatRenders runs what the charts render: for every workload of
@@ -176,9 +191,16 @@ func TestStartWhatRenders(t *testing.T) {
 		},
 		externalRedis: "redis.data",
 		connect:       true,
+		allowList:     true,
 	}
 	st.fixtures[0].Name, st.fixtures[1].Name = "ferry-turn-auth", "ferry-redis"
 	t.Run("hostnetwork+redis-ingress", func(t *testing.T) { runStack(t, b, st) })
+
+	// The LoadBalancer relay (its external IP from the values, the
+	// LoadBalancer's) with peers relayed through it.
+	st.relay = "../ferry-relay/examples/loadbalancer.yaml"
+	st.allowList = false
+	t.Run("loadbalancer+redis-ingress", func(t *testing.T) { runStack(t, b, st) })
 
 	// The LoadBalancer relay and the ACME rendezvous with the in-chart
 	// Redis: every workload must start and pass its readiness probe (the
@@ -191,6 +213,27 @@ func TestStartWhatRenders(t *testing.T) {
 	}
 	st.fixtures[0].Name = "ferry-turn-auth"
 	t.Run("loadbalancer+acme", func(t *testing.T) { runStack(t, b, st) })
+
+	// TLS from Secrets, as cert-manager would fill them: the relay's TURN
+	// over TLS and the rendezvous' own TLS, from a certificate made here;
+	// both must answer a handshake verified against it.
+	certPEM, keyPEM, pool := selfSigned(t, "turn.example.com", "rv.example.com")
+	tlsData := map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM}
+	st = stack{
+		relay: "../ferry-relay/examples/hostnetwork.yaml",
+		fixtures: []*corev1.Secret{
+			{Data: map[string][]byte{"auth-secret": []byte(hex.EncodeToString(secret))}},
+			{Data: tlsData},
+			{Data: tlsData},
+		},
+		values: map[string]map[string]any{
+			"../ferry-relay":      {"tls": map[string]any{"existingSecret": "turn-tls"}},
+			"../ferry-rendezvous": {"serverName": "rv.example.com", "tls": map[string]any{"mode": "secret", "secretName": "rv-tls"}},
+		},
+		tlsPool: pool,
+	}
+	st.fixtures[0].Name, st.fixtures[1].Name, st.fixtures[2].Name = "ferry-turn-auth", "turn-tls", "rv-tls"
+	t.Run("tls-secrets", func(t *testing.T) { runStack(t, b, st) })
 
 	// The defaults: the relay's generated Secret, the self-signed
 	// rendezvous writing its certificate into its emptyDir.
@@ -208,11 +251,38 @@ type workload struct {
 }
 
 func runStack(t *testing.T, b binaries, st stack) {
+	dir := t.TempDir()
 	var objs []object
 	for _, c := range []valuesCase{{"../ferry-relay", st.relay}, {"../ferry-rendezvous", st.rendezvous}} {
-		objs = append(objs, renderCase(t, c)...)
+		vals := readValues(t, c.file)
+		for k, v := range st.values[c.chartDir] {
+			vals[k] = v
+		}
+		if st.allowList && c.chartDir == "../ferry-rendezvous" {
+			// The keys of the peers below, made now: the list is
+			// rendered into a ConfigMap the server reads at start.
+			var ids []any
+			for _, k := range []string{"a", "a2", "b"} {
+				out, err := exec.Command(b.path("ferry"), "id", "--identity", filepath.Join(dir, k+".key")).Output()
+				if err != nil {
+					t.Fatalf("ferry id: %v", err)
+				}
+				ids = append(ids, strings.TrimSpace(string(out)))
+			}
+			vals["peers"] = map[string]any{"allow": ids}
+		}
+		out, err := render(loadChart(t, c.chartDir), vals)
+		if err != nil {
+			t.Fatalf("%s: template: %v", c, err)
+		}
+		o, err := decodeAll(out)
+		if err != nil {
+			t.Fatalf("%s: %v", c, err)
+		}
+		objs = append(objs, o...)
 	}
 	secrets := map[string]*corev1.Secret{}
+	configMaps := map[string]*corev1.ConfigMap{}
 	for _, s := range st.fixtures {
 		secrets[s.Name] = s
 	}
@@ -222,6 +292,8 @@ func runStack(t *testing.T, b binaries, st stack) {
 		switch v := o.Obj.(type) {
 		case *corev1.Secret:
 			secrets[v.Name] = v
+		case *corev1.ConfigMap:
+			configMaps[v.Name] = v
 		case *appsv1.Deployment:
 			works = append(works, &workload{name: v.Name, pod: &v.Spec.Template})
 		case *appsv1.DaemonSet:
@@ -253,6 +325,14 @@ func runStack(t *testing.T, b binaries, st stack) {
 	for _, w := range works {
 		switch w.pod.Spec.Containers[0].Name {
 		case "relay":
+			// The lab's LoadBalancer is the relay's host, one to one: a
+			// rendered --external-ip must be that address, or the
+			// relayed addresses would lead nowhere.
+			for _, a := range w.pod.Spec.Containers[0].Args {
+				if ip, ok := strings.CutPrefix(a, "--external-ip="); ok && ip != w.host.Addr().String() {
+					t.Fatalf("%s: --external-ip=%s, but the lab gives its LoadBalancer the relay host's %s; set the values' address to it", w.name, ip, w.host.Addr())
+				}
+			}
 			hosts["turn.example.com"] = w.host.Addr().String()
 		case "rendezvous":
 			hosts["rv.example.com"] = w.host.Addr().String()
@@ -286,11 +366,14 @@ func runStack(t *testing.T, b binaries, st stack) {
 	for rank := 0; rank < 3; rank++ {
 		for _, w := range works {
 			if order(w) == rank {
-				startWorkload(ctx, t, b, w, secrets, peerA)
+				startWorkload(ctx, t, b, w, secrets, configMaps, peerA)
 			}
 		}
 	}
 
+	if st.tlsPool != nil {
+		checkTLS(ctx, t, works, peerA, st.tlsPool)
+	}
 	if !st.connect {
 		return
 	}
@@ -301,7 +384,6 @@ func runStack(t *testing.T, b binaries, st stack) {
 			t.Fatalf("the start test speaks to the rendezvous over the Ingress' plain HTTP port 8080; args %q", w.pod.Spec.Containers[0].Args)
 		}
 	}
-	dir := t.TempDir()
 	listener := startProc(ctx, t, peerB, "peer-b", b.path("ferry"),
 		[]string{"listen", "--rendezvous", signal, "--identity", filepath.Join(dir, "b.key")}, nil, nil)
 	id, err := peerA.Run(ctx, b.path("ferry"), "id", "--identity", filepath.Join(dir, "b.key"))
@@ -319,6 +401,16 @@ func runStack(t *testing.T, b binaries, st stack) {
 		t.Fatalf("ping did not go through the relay:\n%s", out)
 	}
 	t.Logf("peer a: %s", strings.TrimSpace(out))
+	if st.allowList {
+		// peers.allow reached the server: a peer not on the list is
+		// refused at login.
+		out, err := peerA.Run(ctx, b.path("ferry"), "ping", "--rendezvous", signal, "--identity", filepath.Join(dir, "c.key"),
+			"--count", "1", peerID)
+		if err == nil || !strings.Contains(out+err.Error(), "admits only the peers its operator lists") {
+			t.Fatalf("a peer not on peers.allow: %v\n%s; want its login refused", err, out)
+		}
+		t.Logf("a peer not on peers.allow: %v", err)
+	}
 
 	// The rendezvous keeps its registry in the Redis the values named, not
 	// in its memory: the chart's Redis URL reached the server.
@@ -445,6 +537,9 @@ func startProc(ctx context.Context, t *testing.T, h *natlab.Host, what, name str
 		for _, m := range mounts {
 			fmt.Fprintf(&script, "mountpoint -q %[1]s || mount -t tmpfs -o mode=0755 ferry-charttest %[1]s\nmkdir -p %[2]s\nmount --bind %[3]s %[2]s\n",
 				shq(m.parent), shq(m.path), shq(m.src))
+			if m.readOnly {
+				fmt.Fprintf(&script, "mount -o remount,bind,ro %s\n", shq(m.path))
+			}
 		}
 		script.WriteString("exec \"$@\"\n")
 		inner := append([]string{"-c", script.String(), "sh"}, credArgs(cred, name)...)
@@ -500,13 +595,22 @@ func credArgs(cred *syscall.Credential, name string) []string {
 func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // mount is a volume of a pod as the test provides it.
-type mount struct{ path, parent, src string }
+type mount struct {
+	path, parent, src string
+	readOnly          bool
+}
 
 // volumeMounts gives each of the container's emptyDir and
-// persistentVolumeClaim mounts a fresh directory owned by the pod's user.
-// A mount under / directly (such as Redis' /data) is left out: a tmpfs over
-// / is not possible, and the rendered Redis writes nothing there.
-func volumeMounts(t *testing.T, w *workload, c corev1.Container, cred *syscall.Credential) []mount {
+// persistentVolumeClaim mounts a fresh directory owned by the pod's user,
+// and each Secret or ConfigMap mount a directory with one file per key, as
+// the kubelet writes them (from the rendered objects and the fixtures). A
+// mount under / directly (such as Redis' /data) is left out: a tmpfs over
+// / is not possible, and the rendered Redis writes nothing there. One under
+// /etc gets its first directory there made (and removed at cleanup), since
+// a tmpfs over /etc would hide the namespace's hosts file.
+func volumeMounts(t *testing.T, w *workload, c corev1.Container, cred *syscall.Credential,
+	secrets map[string]*corev1.Secret, configMaps map[string]*corev1.ConfigMap,
+) []mount {
 	t.Helper()
 	vols := map[string]corev1.Volume{}
 	for _, v := range w.pod.Spec.Volumes {
@@ -518,8 +622,34 @@ func volumeMounts(t *testing.T, w *workload, c corev1.Container, cred *syscall.C
 		if !ok {
 			t.Fatalf("%s: volumeMount %q names no volume", w.name, vm.Name)
 		}
-		if v.EmptyDir == nil && v.PersistentVolumeClaim == nil {
-			t.Fatalf("%s: volume %q: only emptyDir and PVC volumes can be run here", w.name, vm.Name)
+		var files map[string][]byte
+		switch {
+		case v.EmptyDir != nil, v.PersistentVolumeClaim != nil:
+		case v.Secret != nil:
+			s, ok := secrets[v.Secret.SecretName]
+			if !ok {
+				t.Fatalf("%s: volume %q: Secret %q is neither rendered nor a fixture", w.name, vm.Name, v.Secret.SecretName)
+			}
+			files = s.Data
+		case v.ConfigMap != nil:
+			cm, ok := configMaps[v.ConfigMap.Name]
+			if !ok {
+				t.Fatalf("%s: volume %q: ConfigMap %q is not rendered", w.name, vm.Name, v.ConfigMap.Name)
+			}
+			files = map[string][]byte{}
+			for k, d := range cm.Data {
+				files[k] = []byte(d)
+			}
+		default:
+			t.Fatalf("%s: volume %q: only emptyDir, PVC, Secret and ConfigMap volumes can be run here", w.name, vm.Name)
+		}
+		if rel, err := filepath.Rel("/etc", vm.MountPath); err == nil && !strings.HasPrefix(rel, "..") && strings.Contains(rel, "/") {
+			top := filepath.Join("/etc", strings.Split(rel, "/")[0])
+			if err := os.Mkdir(top, 0o755); err == nil {
+				t.Cleanup(func() { _ = os.RemoveAll(top) })
+			} else if !os.IsExist(err) {
+				t.Fatal(err)
+			}
 		}
 		parent := filepath.Dir(vm.MountPath)
 		for {
@@ -533,6 +663,18 @@ func volumeMounts(t *testing.T, w *workload, c corev1.Container, cred *syscall.C
 			continue
 		}
 		src := t.TempDir()
+		if files != nil {
+			if err := os.Chmod(src, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for k, d := range files {
+				if err := os.WriteFile(filepath.Join(src, k), d, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out = append(out, mount{path: vm.MountPath, parent: parent, src: src, readOnly: vm.ReadOnly})
+			continue
+		}
 		if cred != nil {
 			if err := os.Chown(src, int(cred.Uid), int(cred.Gid)); err != nil {
 				t.Fatal(err)
@@ -546,7 +688,7 @@ func volumeMounts(t *testing.T, w *workload, c corev1.Container, cred *syscall.C
 // startWorkload runs the pod's one container as the pod's user and waits
 // for its readiness probe, probing from prober's namespace as a kubelet
 // would from outside the pod.
-func startWorkload(ctx context.Context, t *testing.T, b binaries, w *workload, secrets map[string]*corev1.Secret, prober *natlab.Host) {
+func startWorkload(ctx context.Context, t *testing.T, b binaries, w *workload, secrets map[string]*corev1.Secret, configMaps map[string]*corev1.ConfigMap, prober *natlab.Host) {
 	t.Helper()
 	if len(w.pod.Spec.Containers) != 1 {
 		t.Fatalf("%s: %d containers; the test runs one", w.name, len(w.pod.Spec.Containers))
@@ -588,7 +730,7 @@ func startWorkload(ctx context.Context, t *testing.T, b binaries, w *workload, s
 			cred.Gid = uint32(*sc.RunAsGroup)
 		}
 	}
-	mounts := volumeMounts(t, w, c, cred)
+	mounts := volumeMounts(t, w, c, cred, secrets, configMaps)
 	out := startProc(ctx, t, w.host, w.name, bin, args, env, cred, mounts...)
 
 	ports := map[string]int32{}
@@ -676,4 +818,85 @@ func envValue(e corev1.EnvVar, w *workload, secrets map[string]*corev1.Secret) (
 		return "", fmt.Errorf("fieldRef %q is not one the test knows", e.ValueFrom.FieldRef.FieldPath)
 	}
 	return "", fmt.Errorf("unsupported valueFrom")
+}
+
+// selfSigned makes a self-signed certificate for names, as PEM, and a pool
+// that trusts it.
+func selfSigned(t *testing.T, names ...string) (certPEM, keyPEM []byte, pool *x509.CertPool) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: names[0]},
+		DNSNames:              names,
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), pool
+}
+
+// checkTLS: each relay's turn-tls port and each rendezvous' https port
+// completes a TLS handshake, from prober's namespace, verified against pool
+// for the workload's public name.
+func checkTLS(ctx context.Context, t *testing.T, works []*workload, prober *natlab.Host, pool *x509.CertPool) {
+	t.Helper()
+	want := map[string]struct{ port, name string }{
+		"relay":      {"turn-tls", "turn.example.com"},
+		"rendezvous": {"https", "rv.example.com"},
+	}
+	for _, w := range works {
+		c := w.pod.Spec.Containers[0]
+		p, ok := want[c.Name]
+		if !ok {
+			continue
+		}
+		var port int32
+		for _, cp := range c.Ports {
+			if cp.Name == p.port {
+				port = cp.ContainerPort
+			}
+		}
+		if port == 0 {
+			t.Errorf("%s: no %s port declared", w.name, p.port)
+			continue
+		}
+		addr := net.JoinHostPort(w.host.Addr().String(), strconv.Itoa(int(port)))
+		raw, err := prober.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			t.Errorf("%s: dial %s: %v", w.name, addr, err)
+			continue
+		}
+		conn := tls.Client(raw, &tls.Config{RootCAs: pool, ServerName: p.name, MinVersion: tls.VersionTLS12})
+		hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = conn.HandshakeContext(hctx)
+		cancel()
+		_ = conn.Close()
+		if err != nil {
+			t.Errorf("%s: TLS handshake on %s (%s): %v", w.name, addr, p.port, err)
+			continue
+		}
+		t.Logf("%s: TLS on %s verified for %s", w.name, p.port, p.name)
+	}
 }
