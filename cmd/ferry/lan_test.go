@@ -21,6 +21,7 @@ import (
 // TestListenAndPingLAN: on one lab LAN, with no --rendezvous, `ferry ping`
 // finds `ferry listen` by mDNS and reaches it directly.
 func TestListenAndPingLAN(t *testing.T) {
+	testutil.CheckLeaks(t)
 	defer testutil.Deadline(t, 3*time.Minute)()
 	lab := natlabtest.New(t, natlab.Config{Sites: []natlab.SiteConfig{{Name: "lan", NAT: nattype.PortRestrictedCone, Hosts: 2}}})
 	lan := lab.Site("lan")

@@ -71,6 +71,7 @@ func dialLAN(t *testing.T, ctx context.Context, a, b *sdk.Node, hb *natlab.Host)
 // relay, find each other by mDNS and connect directly; a node on another
 // LAN neither finds them nor is found, and cannot dial them.
 func TestLANNoServer(t *testing.T) {
+	testutil.CheckLeaks(t)
 	defer testutil.Deadline(t, 3*time.Minute)()
 	lab := natlabtest.New(t, natlab.Config{Sites: []natlab.SiteConfig{
 		{Name: "lan", NAT: nattype.PortRestrictedCone, Hosts: 2},
@@ -100,6 +101,7 @@ func TestLANNoServer(t *testing.T) {
 // TestLANPreferred: nodes logged in to a rendezvous, with LAN discovery
 // on, dial each other at their LAN address rather than through ICE.
 func TestLANPreferred(t *testing.T) {
+	testutil.CheckLeaks(t)
 	defer testutil.Deadline(t, 3*time.Minute)()
 	lab := natlabtest.New(t, natlab.Config{Sites: []natlab.SiteConfig{
 		{Name: "lan", NAT: nattype.PortRestrictedCone, Hosts: 2},

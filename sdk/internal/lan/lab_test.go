@@ -57,6 +57,7 @@ func has(d *Discovery, id identity.PeerID) bool {
 // host of the LAN sends garbage, oversized and forged answers meanwhile,
 // which are refused while discovery goes on.
 func TestLab(t *testing.T) {
+	testutil.CheckLeaks(t)
 	defer testutil.Deadline(t, 3*time.Minute)()
 	lab := natlabtest.New(t, natlab.Config{Sites: []natlab.SiteConfig{
 		{Name: "lan", NAT: nattype.PortRestrictedCone, Hosts: 3},
