@@ -67,7 +67,9 @@ type incoming struct {
 }
 
 // New creates a node and logs it in to its rendezvous server: it returns
-// once logged in, so the first Dial can start at once. ctx bounds the
+// once logged in, so the first Dial can start at once. A node with no
+// rendezvous server runs LAN discovery (WithLAN) and meets only the peers
+// on its local network. ctx bounds the
 // whole of New; each rendezvous server is given at most the login timeout
 // (WithLoginTimeout, default DefaultLoginTimeout), after which the next is
 // tried, so New with context.Background fails rather than hangs when no

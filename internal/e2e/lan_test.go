@@ -126,3 +126,46 @@ func TestLANPreferred(t *testing.T) {
 	testutil.WaitFor(t, time.Minute, "a finds b on the LAN", func() bool { return findsOnLAN(a, b.PeerID()) })
 	dialLAN(t, ctx, a, b, lan.Host(1))
 }
+
+// BenchmarkLANFind measures, on one lab LAN with no server, the time from
+// starting two nodes to each listing the other (lan-find-ms), and from
+// Dial to connected (lan-dial-ms).
+func BenchmarkLANFind(b *testing.B) {
+	lab := natlabtest.New(b, natlab.Config{Sites: []natlab.SiteConfig{
+		{Name: "lan", NAT: nattype.PortRestrictedCone, Hosts: 2},
+	}})
+	lan := lab.Site("lan")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	start := func(h *natlab.Host) *sdk.Node {
+		var n *sdk.Node
+		if err := h.Do(func() error {
+			var err error
+			n, err = sdk.New(ctx)
+			return err
+		}); err != nil {
+			b.Fatal(err)
+		}
+		return n
+	}
+	var find, dial time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		na, nb := start(lan.Host(0)), start(lan.Host(1))
+		if !testutil.Poll(time.Minute, func() bool { return findsOnLAN(na, nb.PeerID()) && findsOnLAN(nb, na.PeerID()) }) {
+			b.Fatal("the LAN nodes do not find each other")
+		}
+		find += time.Since(t0)
+		t1 := time.Now()
+		c, err := na.Dial(ctx, nb.PeerID())
+		if err != nil {
+			b.Fatal(err)
+		}
+		dial += time.Since(t1)
+		_ = c.Close()
+		_ = na.Close()
+		_ = nb.Close()
+	}
+	b.ReportMetric(float64(find.Microseconds())/1000/float64(b.N), "lan-find-ms")
+	b.ReportMetric(float64(dial.Microseconds())/1000/float64(b.N), "lan-dial-ms")
+}

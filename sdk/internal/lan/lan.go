@@ -36,7 +36,7 @@ const (
 	DefaultMaxPerSource  = 4
 	DefaultPeerTTL       = 3 * time.Minute
 	resignEvery          = time.Minute
-	DefaultQueryInterval = 5 * time.Second
+	DefaultQueryInterval = 2 * time.Second
 	refusalLogEvery      = 10 * time.Second
 )
 
