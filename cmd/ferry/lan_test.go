@@ -71,3 +71,14 @@ func TestListenAndPingLAN(t *testing.T) {
 		t.Fatalf("listen exit %d: %s", code, listenErr.String())
 	}
 }
+
+func TestLANFlag(t *testing.T) {
+	for mode, n := range map[string]int{"auto": 0, "on": 1, "off": 1} {
+		if opts, err := lanOptions(mode); err != nil || len(opts) != n {
+			t.Errorf("--lan %s: %d options, %v", mode, len(opts), err)
+		}
+	}
+	if _, err := lanOptions("sometimes"); err == nil || !strings.Contains(err.Error(), "auto, on or off") {
+		t.Errorf("--lan sometimes: %v", err)
+	}
+}
