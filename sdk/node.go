@@ -26,7 +26,8 @@ import (
 type Node struct {
 	*router
 	cfg       config
-	rv        *signal.Client
+	rv        *signal.Client // nil for a node with no rendezvous server
+	lan       *lanState      // nil unless LAN discovery is on; see lan.go
 	serverTLS *tls.Config
 	log       *slog.Logger
 
@@ -66,7 +67,9 @@ type incoming struct {
 }
 
 // New creates a node and logs it in to its rendezvous server: it returns
-// once logged in, so the first Dial can start at once. ctx bounds the
+// once logged in, so the first Dial can start at once. A node with no
+// rendezvous server runs LAN discovery (WithLAN) and meets only the peers
+// on its local network. ctx bounds the
 // whole of New; each rendezvous server is given at most the login timeout
 // (WithLoginTimeout, default DefaultLoginTimeout), after which the next is
 // tried, so New with context.Background fails rather than hangs when no
@@ -90,8 +93,8 @@ func New(ctx context.Context, opts ...NodeOption) (_ *Node, err error) {
 			return nil, err
 		}
 	}
-	if len(nc.rendezvous) == 0 {
-		return nil, errors.New("sdk: New needs at least one rendezvous URL (WithRendezvous)")
+	if len(nc.rendezvous) == 0 && !nc.lanEnabled() {
+		return nil, errors.New("sdk: New needs at least one rendezvous URL (WithRendezvous) or LAN discovery (WithLAN)")
 	}
 	serverTLS, err := secure.ServerConfig(id, cfg.allowPeer)
 	if err != nil {
@@ -112,8 +115,17 @@ func New(ctx context.Context, opts ...NodeOption) (_ *Node, err error) {
 	defer func() {
 		if err != nil {
 			n.cancel()
+			n.stopLAN()
 		}
 	}()
+	if nc.lanEnabled() {
+		if err = n.startLAN(ctx); err != nil {
+			return nil, err
+		}
+		if len(nc.rendezvous) == 0 {
+			return n, nil
+		}
+	}
 	copts := []signal.Option{signal.WithLogger(cfg.logger), signal.WithHandler(n.onSignal)}
 	if nc.rendezvousCA != "" {
 		copts = append(copts, signal.WithCAFile(nc.rendezvousCA))
@@ -173,7 +185,9 @@ func (n *Node) Close() error {
 		// Stop signaling first, so no new negotiation starts, then end
 		// the ones under way and the connections.
 		n.cancel()
-		n.closeErr = n.rv.Close()
+		if n.rv != nil {
+			n.closeErr = n.rv.Close()
+		}
 		n.mu.Lock()
 		for _, in := range n.incoming {
 			in.mu.Lock()
@@ -185,6 +199,7 @@ func (n *Node) Close() error {
 		}
 		n.mu.Unlock()
 		n.shutdown()
+		n.stopLAN()
 	})
 	return n.closeErr
 }

@@ -243,7 +243,9 @@ func TestNodeReconnectsOverNewPath(t *testing.T) {
 func TestNewNodeErrors(t *testing.T) {
 	ctx := ctxT(t, 5*time.Second)
 	// Without an identity, New makes one (TestNewGeneratesIdentity).
-	if _, err := New(ctx, WithIdentity(newIdentity(t))); err == nil || !strings.Contains(err.Error(), "rendezvous") {
+	// (With no rendezvous, LAN discovery is on by default: internal/e2e
+	// lan_test.go, in lab namespaces.)
+	if _, err := New(ctx, WithIdentity(newIdentity(t)), WithLAN(false)); err == nil || !strings.Contains(err.Error(), "rendezvous") {
 		t.Fatalf("no rendezvous: %v", err)
 	}
 	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)

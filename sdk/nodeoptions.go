@@ -131,6 +131,7 @@ type nodeConfig struct {
 	offerRate    float64
 	offerBurst   int
 	loginTimeout time.Duration
+	lan          lanMode // see lan.go
 }
 
 // DefaultLoginTimeout bounds the login to each rendezvous server in New.

@@ -91,7 +91,7 @@ func (n *Node) runDial(ctx context.Context, cfg config, peer PeerID, sl *peerSlo
 	defer cancel()
 	defer context.AfterFunc(n.ctx, cancel)() //nolint:contextcheck // the node closing ends the dial too
 	c, err := n.newDialConn(ctx, cfg, peer, func(ctx context.Context, _ *Conn) (*session, error) {
-		return n.dialPath(ctx, &cfg, peer)
+		return n.dialAny(ctx, &cfg, peer)
 	})
 	if err != nil && simultaneousRefusal(err) {
 		// The peer keeps its own dial to us: wait for it, which has

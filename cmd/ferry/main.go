@@ -35,12 +35,15 @@ Usage:
       Print this node's PeerID. The Ed25519 key is created (mode 0600) on
       first use. Default file: %s
 
-  ferry listen --rendezvous URL [--rendezvous-ca FILE] [--identity FILE]
+  ferry listen [--rendezvous URL] [--rendezvous-ca FILE] [--identity FILE]
+               [--lan auto|on|off]
       Log in to the rendezvous server, print this node's PeerID, then accept
-      connections and answer pings until interrupted.
+      connections and answer pings until interrupted. With no --rendezvous
+      (or with --lan on) the node announces itself on the local network by
+      mDNS and finds the peers there.
 
-  ferry ping --rendezvous URL [--rendezvous-ca FILE] [--identity FILE]
-             [--count N] [--relay auto|never|always] [--json] PEERID
+  ferry ping [--rendezvous URL] [--rendezvous-ca FILE] [--identity FILE]
+             [--lan auto|on|off] [--count N] [--relay auto|never|always] [--json] PEERID
       Connect to PEERID through the rendezvous (directly when the NATs
       allow, through a relay otherwise), send N pings, and report the path,
       the candidate types, the connect time and the RTT. --json prints one

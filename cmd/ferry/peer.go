@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -17,26 +16,32 @@ import (
 // nodeFlags are the flags every command that logs in shares.
 type nodeFlags struct {
 	rendezvous, ca, identity, relay string
+	lan                             string // see lan.go
 	loopback                        bool
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.rendezvous, "rendezvous", "", "rendezvous server URL, wss://host[:port] (required)")
+	fs.StringVar(&f.rendezvous, "rendezvous", "", "rendezvous server URL, wss://host[:port] (none: peers on the local network only)")
 	fs.StringVar(&f.ca, "rendezvous-ca", "", "PEM file of extra CA certificates to trust for the rendezvous server")
 	fs.StringVar(&f.identity, "identity", defaultIdentity(), "identity key file (created when missing)")
 	fs.StringVar(&f.relay, "relay", "auto", "when to use a relay: auto, never or always")
 	fs.BoolVar(&f.loopback, "loopback-candidates", false, "use only loopback addresses for direct paths (peers on one host, tests)")
+	registerLAN(fs, &f.lan)
 }
 
 func (f *nodeFlags) node(ctx context.Context) (*sdk.Node, error) {
-	if f.rendezvous == "" {
-		return nil, errors.New("--rendezvous is required")
+	lanOpts, err := lanOptions(f.lan)
+	if err != nil {
+		return nil, err
 	}
 	policy, err := sdk.ParseRelayPolicy(f.relay)
 	if err != nil {
 		return nil, err
 	}
-	opts := []sdk.NodeOption{sdk.WithIdentityFile(f.identity), sdk.WithRendezvous(f.rendezvous), sdk.WithRelayPolicy(policy)}
+	opts := append([]sdk.NodeOption{sdk.WithIdentityFile(f.identity), sdk.WithRelayPolicy(policy)}, lanOpts...)
+	if f.rendezvous != "" {
+		opts = append(opts, sdk.WithRendezvous(f.rendezvous))
+	}
 	if f.ca != "" {
 		opts = append(opts, sdk.WithRendezvousCA(f.ca))
 	}
@@ -54,8 +59,8 @@ func cmdListen(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if fs.NArg() != 0 || nf.rendezvous == "" {
-		fmt.Fprintln(stderr, "ferry listen: --rendezvous URL is required, and nothing else")
+	if fs.NArg() != 0 {
+		fmt.Fprintln(stderr, "ferry listen: flags only (see ferry help)")
 		return 2
 	}
 	n, err := nf.node(ctx)
@@ -112,8 +117,8 @@ func cmdPing(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if fs.NArg() != 1 || nf.rendezvous == "" || *count < 1 {
-		fmt.Fprintln(stderr, "usage: ferry ping --rendezvous URL [flags] PEERID (see ferry help)")
+	if fs.NArg() != 1 || *count < 1 {
+		fmt.Fprintln(stderr, "usage: ferry ping [--rendezvous URL] [flags] PEERID (see ferry help)")
 		return 2
 	}
 	peer, err := sdk.ParsePeerID(fs.Arg(0))
