@@ -465,3 +465,69 @@ func writeCert(t *testing.T, dir string, ip netip.Addr) (certFile, keyFile strin
 	}
 	return certFile, keyFile, pool
 }
+
+// TestPortMappingInLab: natprobe's port-mapping line is right behind
+// routers with and without miniupnpd, and the port allocation is "random"
+// behind the symmetric NAT (masquerade fully-random) and "preserved"
+// behind the cone NAT (snat).
+func TestPortMappingInLab(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireBinary(t, "miniupnpd", "miniupnpd-nftables")
+	testutil.RequireBinary(t, "turnserver", "coturn")
+	testutil.Deadline(t, 2*time.Minute)
+	sites := []natlab.SiteConfig{
+		{Name: "sm", NAT: natlab.Symmetric, PortMapping: true},
+		{Name: "pm", NAT: natlab.PortRestrictedCone, PortMapping: true},
+		{Name: "s", NAT: natlab.Symmetric},
+		{Name: "p", NAT: natlab.PortRestrictedCone},
+	}
+	lab := natlabtest.New(t, natlab.Config{Sites: sites})
+	info := startRendezvous(t, lab)
+	results := make([]*natprobe.Result, len(sites))
+	errs := make([]error, len(sites))
+	var wg sync.WaitGroup
+	for i, sc := range sites {
+		h := lab.Site(sc.Name).Host(0)
+		wg.Go(func() {
+			results[i], errs[i] = natprobe.Probe(context.Background(), natprobe.Config{
+				Server: info.stun, ListenPacket: h.ListenPacket, Dial: h.DialContext, Gateway: h.Gateway(),
+			})
+		})
+	}
+	wg.Wait()
+	for i, sc := range sites {
+		t.Run(sc.Name, func(t *testing.T) {
+			res := results[i]
+			if errs[i] != nil {
+				t.Fatalf("natprobe: %v", errs[i])
+			}
+			var b strings.Builder
+			_ = natprobe.WriteText(&b, res, true)
+			pm := res.PortMapping
+			if pm == nil {
+				t.Fatalf("no port-mapping result\n%s", b.String())
+			}
+			want := "UPnP no, NAT-PMP no, PCP no"
+			if sc.PortMapping {
+				want = "UPnP yes, NAT-PMP yes, PCP yes"
+				if pm.ExternalAddr != lab.Site(sc.Name).PublicAddr.String() {
+					t.Errorf("NAT-PMP external address %q, want %s", pm.ExternalAddr, lab.Site(sc.Name).PublicAddr)
+				}
+			}
+			if !strings.Contains(b.String(), "Port mapping     "+want) && !strings.Contains(b.String(), want+" (gateway") {
+				t.Errorf("want port mapping %q\n%s", want, b.String())
+			}
+			wantAlloc := "preserved"
+			if sc.NAT == natlab.Symmetric {
+				wantAlloc = "random"
+			}
+			if res.PortAllocation == nil || res.PortAllocation.Pattern != wantAlloc || len(res.PortAllocation.Ports) != 5 {
+				t.Errorf("port allocation %+v, want %s from 5 mappings\n%s", res.PortAllocation, wantAlloc, b.String())
+			}
+			if sc.NAT == natlab.Symmetric && !strings.Contains(b.String(), "birthday-paradox punching: needed") {
+				t.Errorf("no birthday-punching verdict\n%s", b.String())
+			}
+			t.Logf("\n%s", b.String())
+		})
+	}
+}
