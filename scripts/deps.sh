@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs what Ferry's tests need, when it is missing:
 #   - Debian packages (as root): coturn (turnserver, turnutils_*), redis-server,
-#     nftables, ethtool, iproute2, protobuf-compiler, podman and
+#     miniupnpd-nftables (the NAT lab's port-mapping router: miniupnpd with its
+#     nftables backend), nftables, ethtool, iproute2, protobuf-compiler, podman and
 #     ca-certificates (the images, `make images` and the chart checks);
 #   - Go tools at pinned versions, with `go install`.
 # With --go-tools, only the Go tools.
 set -euo pipefail
 
 GOLANGCI_LINT_VERSION=v2.15.0
-DEB_PACKAGES=(coturn redis-server nftables ethtool iproute2 protobuf-compiler podman ca-certificates)
+DEB_PACKAGES=(coturn miniupnpd-nftables redis-server nftables ethtool iproute2 protobuf-compiler podman ca-certificates)
 
 install_debs() {
 	local missing=()

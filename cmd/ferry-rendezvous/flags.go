@@ -13,6 +13,7 @@ import (
 type options struct {
 	ListenHTTPS, ListenHTTP   string
 	ListenSTUN, ListenSTUNAlt string
+	STUNTCP                   bool
 	ExternalIPs               []netip.Addr
 
 	ServerNames []string
@@ -59,6 +60,7 @@ func defaultOptions() *options {
 	return &options{
 		ListenHTTPS:       ":443",
 		ListenSTUN:        ":3478",
+		STUNTCP:           true,
 		CredentialTTL:     rendezvous.DefaultCredentialTTL,
 		BootstrapPeers:    rendezvous.DefaultBootstrapPeers,
 		MaxMessageSize:    rendezvous.DefaultMaxPayload,
@@ -125,6 +127,12 @@ func (o *options) flags() *cliconf.Set {
 			"leave from an address and port the request was not sent to, which makes a spoofed request a better "+
 			"reflection tool. It needs two IPs that reach clients directly (no NAT in between).")
 	s.Alias("stun-alt-addr", "listen-stun-alt")
+	s.Bool(&o.STUNTCP, "stun-tcp",
+		"Also serve STUN Binding over TCP (RFC 8489 framing) on --listen-stun's IP and port, so clients whose UDP "+
+			"is blocked get an answer and can tell a blocked network from a dead server. Bounded: "+
+			strconv.Itoa(rendezvous.DefaultSTUNTCPConns)+" connections, "+strconv.Itoa(rendezvous.DefaultSTUNTCPConnsPerIP)+
+			" per source IP, closed after "+rendezvous.STUNTCPIdleTimeout.String()+" without a request; --stun-rate applies too. "+
+			"--stun-tcp=false turns it off.")
 	s.Addrs(&o.ExternalIPs, "external-ip", "IP",
 		"Public address advertised for --listen-stun's IP (and a second one for --listen-stun-alt's IP) when the "+
 			"host sits behind a 1:1 NAT (a cloud VM's public IP). Repeatable.")

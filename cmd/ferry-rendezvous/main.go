@@ -21,6 +21,7 @@ import (
 
 	"github.com/ferrynet/ferry/identity"
 	"github.com/ferrynet/ferry/internal/cliconf"
+	"github.com/ferrynet/ferry/internal/netaddr"
 	"github.com/ferrynet/ferry/internal/opshttp"
 	"github.com/ferrynet/ferry/internal/tlsconf"
 	"github.com/ferrynet/ferry/server/rendezvous"
@@ -213,6 +214,17 @@ func (o *options) build(ctx context.Context, d cliconf.Deps, rdb redis.Universal
 			owned = append(owned, c)
 		}
 		cfg.STUNConns = conns
+		if o.STUNTCP {
+			// The UDP socket's port, so that ":0" gets one port for both.
+			host, _, _ := net.SplitHostPort(o.ListenSTUN)
+			port := netaddr.AddrPort(conns[0].LocalAddr()).Port()
+			ln, lerr := rendezvous.ListenSTUNTCP(ctx, net.JoinHostPort(host, strconv.Itoa(int(port))))
+			if lerr != nil {
+				return nil, lerr
+			}
+			owned = append(owned, ln)
+			cfg.STUNListener = ln
+		}
 	}
 	owned = nil // New owns the sockets now, whatever happens.
 	srv, err = rendezvous.New(cfg)

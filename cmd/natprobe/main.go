@@ -58,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	rto := fs.Duration("rto", 500*time.Millisecond, "initial STUN retransmission timeout")
 	local := fs.String("local", "", "local `IP` to probe from (default: the one routed to the server)")
 	verbose := fs.Bool("v", false, "show every test; log to stderr")
+	gateway := fs.String("gateway", "auto", "router `IP` to ask whether it speaks UPnP IGD, NAT-PMP or PCP (nothing is mapped); "+
+		"auto: the next hop of the route to the server; none: skip")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: natprobe --server HOST[:PORT] [flags]\n\n"+
 			"natprobe runs the RFC 5780 NAT behaviour tests against a STUN server and\n"+
@@ -99,6 +101,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return usage("--local: %v", err)
 		}
 		cfg.LocalAddr = ip
+	}
+	switch *gateway {
+	case "none":
+	case "auto":
+		cfg.AutoGateway = true
+	default:
+		ip, err := netip.ParseAddr(*gateway)
+		if err != nil {
+			return usage("--gateway: want an IP, auto or none: %v", err)
+		}
+		cfg.Gateway = ip
 	}
 	if *turnCA != "" {
 		pem, err := os.ReadFile(*turnCA)

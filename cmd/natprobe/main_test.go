@@ -61,6 +61,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--server", "a", "--turn-ca", "/nonexistent"}, exitUsage, "--turn-ca"},
 		{[]string{"--server", "a", "--lifetime", "1h"}, exitUsage, "lifetime"},
 		{[]string{"--server", "a", "--turn", "stun:x"}, exitUsage, "TURN"},
+		{[]string{"--server", "a", "--gateway", "router"}, exitUsage, "--gateway"},
 	} {
 		var out, errOut bytes.Buffer
 		code := run(context.Background(), tc.args, &out, &errOut)

@@ -83,6 +83,12 @@ type SiteConfig struct {
 	// when WAN has no delay or jitter, so that Site.SetWAN can add them
 	// later (a clean run and a 20 ms run of a matrix on one lab).
 	DelayStage bool
+	// PortMapping runs miniupnpd (UPnP IGD, NAT-PMP and PCP, nftables
+	// backend) on the router, started by the lab and stopped at Close;
+	// Site.PortMapper reads its state. It needs a NAT other than none and
+	// the miniupnpd and turnserver programs (Debian: miniupnpd-nftables,
+	// coturn).
+	PortMapping bool
 }
 
 // Config describes a lab. The zero value is a server on the public segment
@@ -126,6 +132,9 @@ func (s SiteConfig) Validate() error {
 	}
 	if s.MappingTimeout < 0 || (s.MappingTimeout > 0 && s.MappingTimeout < time.Second) {
 		return fmt.Errorf("natlab: site %s: mapping timeout %v must be 0 or at least 1s", s.Name, s.MappingTimeout)
+	}
+	if s.PortMapping && s.NAT == None {
+		return fmt.Errorf("natlab: site %s: port mapping needs a NAT router (type %s has none)", s.Name, s.NAT)
 	}
 	if s.Hairpin && s.NAT == None {
 		return fmt.Errorf("natlab: site %s: hairpin needs a NAT (type %s has none)", s.Name, s.NAT)

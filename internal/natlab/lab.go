@@ -46,6 +46,10 @@ type Lab struct {
 	nextPort   int // next switch port number
 	procs      map[*Process]bool
 	stages     []*delayStage
+	// Port mapping (portmap.go): the lab STUN server miniupnpd checks
+	// with, and the directories of the daemons' files.
+	portMapSTUN *Process
+	tempDirs    []string
 }
 
 // Site is a NAT router and its LAN hosts (or, for NAT None, public hosts).
@@ -65,6 +69,8 @@ type Site struct {
 	lab    *Lab
 	links  []*linkEnd
 	linkMu sync.Mutex
+	// portMapper is miniupnpd on the router (SiteConfig.PortMapping).
+	portMapper *PortMapper
 }
 
 // linkEnd is one link from the site to the public segment: the device in
@@ -262,6 +268,9 @@ func (l *Lab) Close() error {
 		}
 	}
 	if err := deleteNamespaces(names); err != nil {
+		errs = append(errs, err)
+	}
+	if err := l.removeTempDirs(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := l.reaper.stop(); err != nil {
@@ -556,6 +565,12 @@ func (l *Lab) build(ctx context.Context, core bool, sites []SiteConfig) error {
 	}
 	step("ready", t0)
 
+	t0 = time.Now()
+	if err := l.startPortMappers(ctx, newSites); err != nil {
+		return err
+	}
+	step("port mappers", t0)
+
 	l.mu.Lock()
 	for _, s := range newSites {
 		l.sites[s.cfg.Name] = s
@@ -641,6 +656,9 @@ func (l *Lab) planSite(p *plan, sc SiteConfig) (*Site, error) {
 	p.cmd(rns, "addr add %s/24 dev lan", gw)
 	p.cmd(rns, "link set lan up")
 	p.nft[rns] = routerRuleset(sc.NAT, wan, s.LAN, sc.Hairpin, sc.MappingTimeout) + p.nft[rns]
+	if sc.PortMapping {
+		p.nft[rns] += portMapRuleset(wan)
+	}
 
 	for i := 1; i <= sc.hosts(); i++ {
 		short := fmt.Sprintf("%s%d", sc.Name, i)

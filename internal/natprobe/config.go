@@ -52,6 +52,15 @@ type Config struct {
 	// means the address the system routes to the server from.
 	LocalAddr netip.Addr
 
+	// Gateway, if valid, is the router asked whether it speaks UPnP IGD,
+	// NAT-PMP or PCP (harmless requests only: nothing is mapped). The
+	// zero value skips the check, unless AutoGateway.
+	Gateway netip.Addr
+	// AutoGateway, when Gateway is not set, asks the next hop of the
+	// route to the server (FindGateway; Linux), unless the server is on
+	// loopback. cmd/natprobe sets it.
+	AutoGateway bool
+
 	// TURN lists TURN servers to check over TCP and TLS: "host[:port]"
 	// (TCP on port, default 3478, and TLS on 5349), or RFC 7065 URIs
 	// "turn:host[:port]?transport=tcp" and "turns:host[:port]".

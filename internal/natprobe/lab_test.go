@@ -82,8 +82,10 @@ func startCoturn(t *testing.T, lab *natlab.Lab) serverInfo {
 }
 
 // startRendezvous runs Ferry's rendezvous server (STUN with RFC 5780 on the
-// server's two addresses and two ports) and, for the udp-blocked site's TURN
-// check, Ferry's relay over TCP and TLS, in the server host's namespace.
+// server's two addresses and two ports, and STUN over TCP on the primary
+// port) and, for the udp-blocked site's TURN check, Ferry's relay over TCP
+// (on another port, so that STUN over TCP is the rendezvous's) and TLS, in
+// the server host's namespace.
 func startRendezvous(t *testing.T, lab *natlab.Lab) serverInfo {
 	t.Helper()
 	srv := lab.Server()
@@ -98,7 +100,12 @@ func startRendezvous(t *testing.T, lab *natlab.Lab) serverInfo {
 		}
 		conns = append(conns, c)
 	}
-	rv, err := rendezvous.New(rendezvous.Config{STUNConns: conns, Logger: slog.New(slog.DiscardHandler)})
+	ctx := context.Background()
+	stunTCP, err := srv.Listen(ctx, "tcp4", netip.AddrPortFrom(natlab.ServerAddr, coturn.Port).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rv, err := rendezvous.New(rendezvous.Config{STUNConns: conns, STUNListener: stunTCP, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,8 +117,7 @@ func startRendezvous(t *testing.T, lab *natlab.Lab) serverInfo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	tcpAt := netip.AddrPortFrom(natlab.ServerAddr, coturn.Port)
+	tcpAt := netip.AddrPortFrom(natlab.ServerAddr, coturn.Port+1)
 	tlsAt := netip.AddrPortFrom(natlab.ServerAddr, coturn.TLSPort)
 	tl, err := srv.Listen(ctx, "tcp4", tcpAt.String())
 	if err != nil {
@@ -181,6 +187,10 @@ type siteRun struct {
 	// natdiscovery -H
 	hairpin    coturn.Discovery
 	hairpinErr error
+	// udp-blocked sites: natprobe again without TURN servers, so that
+	// only STUN over TCP can tell "UDP blocked" from "unreachable".
+	tcpOnly    *natprobe.Result
+	tcpOnlyErr error
 }
 
 // TestNATProbeInLab is natprobe's acceptance test: for each NAT type,
@@ -226,6 +236,8 @@ func testNATProbeAgainst(t *testing.T, server stunServer) {
 			cfg.Timeout = 8 * time.Second
 		}
 		if s.cfg.NAT == nattype.UDPBlocked {
+			only := cfg
+			wg.Go(func() { r.tcpOnly, r.tcpOnlyErr = natprobe.Probe(ctx, only) })
 			cfg.TURN, cfg.TLSConfig = info.turn, info.tls
 		}
 		if s.lifetime {
@@ -316,6 +328,7 @@ func checkSite(t *testing.T, r *siteRun) {
 		if len(res.TURN) != 2 || !res.TURN[0].Reachable || !res.TURN[1].Reachable {
 			t.Errorf("TURN over TCP and TLS not both reachable: %+v", res.TURN)
 		}
+		checkTCPOnly(t, r)
 	} else {
 		wantHairpin := r.site.cfg.Hairpin || ty == nattype.None
 		if res.Hairpinning != wantHairpin {
@@ -358,6 +371,36 @@ func checkSite(t *testing.T, r *siteRun) {
 		if r.hairpin.Hairpin != res.Hairpinning {
 			t.Errorf("natprobe hairpinning %v disagrees with natdiscovery -H (%v)\n%s", res.Hairpinning, r.hairpin.Hairpin, r.hairpin.Output)
 		}
+	}
+}
+
+// checkTCPOnly: without TURN servers to fall back on, the STUN server's own
+// answer over TCP makes natprobe say udp-blocked (not "unknown"), with the
+// public address, and the TCP answer came from the STUN port.
+func checkTCPOnly(t *testing.T, r *siteRun) {
+	t.Helper()
+	res := r.tcpOnly
+	if r.tcpOnlyErr != nil {
+		t.Fatalf("natprobe without TURN: %v (result %+v)", r.tcpOnlyErr, res)
+	}
+	var b strings.Builder
+	_ = natprobe.WriteText(&b, res, true)
+	if res.Mode != "udp-blocked" || res.NATType != nattype.UDPBlocked.ClassicName() || res.STUNOverTCP == nil || !*res.STUNOverTCP {
+		t.Errorf("without TURN: mode %q, nat_type %q; want udp-blocked from STUN over TCP\n%s", res.Mode, res.NATType, b.String())
+	}
+	if got := addrOf(t, res.PublicAddr); got != r.lab.PublicAddr {
+		t.Errorf("without TURN: public address %s, want the site's %s", res.PublicAddr, r.lab.PublicAddr)
+	}
+	want := netip.AddrPortFrom(natlab.ServerAddr, coturn.Port).String()
+	found := false
+	for _, tt := range res.Tests {
+		found = found || tt.Name == "STUN Binding over TCP" && tt.Response && tt.To == want
+	}
+	if !found {
+		t.Errorf("no answered STUN Binding over TCP to %s\n%s", want, b.String())
+	}
+	if !strings.Contains(b.String(), "no UDP answer") {
+		t.Errorf("text report lacks the udp-blocked mode:\n%s", b.String())
 	}
 }
 
@@ -421,4 +464,70 @@ func writeCert(t *testing.T, dir string, ip netip.Addr) (certFile, keyFile strin
 		t.Fatal("the self-signed certificate does not parse")
 	}
 	return certFile, keyFile, pool
+}
+
+// TestPortMappingInLab: natprobe's port-mapping line is right behind
+// routers with and without miniupnpd, and the port allocation is "random"
+// behind the symmetric NAT (masquerade fully-random) and "preserved"
+// behind the cone NAT (snat).
+func TestPortMappingInLab(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireBinary(t, "miniupnpd", "miniupnpd-nftables")
+	testutil.RequireBinary(t, "turnserver", "coturn")
+	testutil.Deadline(t, 2*time.Minute)
+	sites := []natlab.SiteConfig{
+		{Name: "sm", NAT: natlab.Symmetric, PortMapping: true},
+		{Name: "pm", NAT: natlab.PortRestrictedCone, PortMapping: true},
+		{Name: "s", NAT: natlab.Symmetric},
+		{Name: "p", NAT: natlab.PortRestrictedCone},
+	}
+	lab := natlabtest.New(t, natlab.Config{Sites: sites})
+	info := startRendezvous(t, lab)
+	results := make([]*natprobe.Result, len(sites))
+	errs := make([]error, len(sites))
+	var wg sync.WaitGroup
+	for i, sc := range sites {
+		h := lab.Site(sc.Name).Host(0)
+		wg.Go(func() {
+			results[i], errs[i] = natprobe.Probe(context.Background(), natprobe.Config{
+				Server: info.stun, ListenPacket: h.ListenPacket, Dial: h.DialContext, Gateway: h.Gateway(),
+			})
+		})
+	}
+	wg.Wait()
+	for i, sc := range sites {
+		t.Run(sc.Name, func(t *testing.T) {
+			res := results[i]
+			if errs[i] != nil {
+				t.Fatalf("natprobe: %v", errs[i])
+			}
+			var b strings.Builder
+			_ = natprobe.WriteText(&b, res, true)
+			pm := res.PortMapping
+			if pm == nil {
+				t.Fatalf("no port-mapping result\n%s", b.String())
+			}
+			want := "UPnP no, NAT-PMP no, PCP no"
+			if sc.PortMapping {
+				want = "UPnP yes, NAT-PMP yes, PCP yes"
+				if pm.ExternalAddr != lab.Site(sc.Name).PublicAddr.String() {
+					t.Errorf("NAT-PMP external address %q, want %s", pm.ExternalAddr, lab.Site(sc.Name).PublicAddr)
+				}
+			}
+			if !strings.Contains(b.String(), "Port mapping     "+want) && !strings.Contains(b.String(), want+" (gateway") {
+				t.Errorf("want port mapping %q\n%s", want, b.String())
+			}
+			wantAlloc := "preserved"
+			if sc.NAT == natlab.Symmetric {
+				wantAlloc = "random"
+			}
+			if res.PortAllocation == nil || res.PortAllocation.Pattern != wantAlloc || len(res.PortAllocation.Ports) != 5 {
+				t.Errorf("port allocation %+v, want %s from 5 mappings\n%s", res.PortAllocation, wantAlloc, b.String())
+			}
+			if sc.NAT == natlab.Symmetric && !strings.Contains(b.String(), "birthday-paradox punching: needed") {
+				t.Errorf("no birthday-punching verdict\n%s", b.String())
+			}
+			t.Logf("\n%s", b.String())
+		})
+	}
 }

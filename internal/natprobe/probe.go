@@ -48,6 +48,7 @@ const (
 	ordHairpin1
 	ordHairpin
 	ordLifetime
+	ordAlloc
 	ordSTUNTCP
 )
 
@@ -215,6 +216,25 @@ func Probe(ctx context.Context, cfg Config) (*Result, error) {
 		wg.Go(func() {
 			tc := p.turnChecks(ctx)
 			set(func() { res.TURN = tc })
+		})
+	}
+	if !noNAT {
+		wg.Go(func() {
+			pa := p.allocationTest(ctx, server)
+			set(func() { res.PortAllocation = pa })
+		})
+	}
+	gw := cfg.Gateway
+	if !gw.IsValid() && cfg.AutoGateway && !server.Addr().IsLoopback() {
+		var gerr error
+		if gw, gerr = FindGateway(server.Addr()); gerr != nil {
+			p.note("port mapping not checked: %v", gerr)
+		}
+	}
+	if gw.IsValid() {
+		wg.Go(func() {
+			pm := p.portMappingTest(ctx, gw)
+			set(func() { res.PortMapping = pm })
 		})
 	}
 	wg.Wait()

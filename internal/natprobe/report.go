@@ -33,6 +33,16 @@ func WriteText(w io.Writer, r *Result, verbose bool) error {
 		row("ALG detected", yesNo(r.ALGDetected))
 	}
 	row("UDP blocked", yesNo(r.UDPBlocked))
+	if pm := r.PortMapping; pm != nil {
+		row("Port mapping", pm.Summary()+" (gateway "+pm.Gateway+")")
+	}
+	if pa := r.PortAllocation; pa != nil {
+		v := pa.Pattern
+		if len(pa.Ports) > 0 {
+			v += fmt.Sprintf(" (ports %v)", pa.Ports)
+		}
+		row("Port allocation", v)
+	}
 	if r.MappingLifetime != nil {
 		row("Mapping lifetime", r.MappingLifetime.Detail)
 	}
@@ -55,6 +65,12 @@ func WriteText(w io.Writer, r *Result, verbose bool) error {
 	} else {
 		fmt.Fprintf(&b, "  direct connections with peers behind: %s\n", list(r.DirectReachableWith))
 		fmt.Fprintf(&b, "  the relay (TURN over %s) with peers behind: %s\n", r.RelayTransport, list(r.NeedsRelayWith))
+	}
+	if pa := r.PortAllocation; pa != nil && pa.BirthdayPunching != "" {
+		fmt.Fprintf(&b, "  birthday-paradox punching: %s\n", pa.BirthdayPunching)
+	}
+	if r.PortMapping.Any() {
+		b.WriteString("  a port mapping from the gateway makes this host reachable from every NAT type, if Ferry asks for one\n")
 	}
 	if len(r.Notes) > 0 {
 		b.WriteString("\nNotes:\n")

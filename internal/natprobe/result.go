@@ -56,6 +56,12 @@ type Result struct {
 	STUNOverTCP *bool `json:"stun_over_tcp,omitempty"`
 	// MappingLifetime is the estimate of --lifetime.
 	MappingLifetime *Lifetime `json:"mapping_lifetime,omitempty"`
+	// PortMapping says which port-mapping protocols the gateway
+	// (Config.Gateway) answered; nil when not checked.
+	PortMapping *PortMapping `json:"port_mapping,omitempty"`
+	// PortAllocation is how the NAT picks ports for new mappings; nil
+	// without a NAT or when UDP is blocked.
+	PortAllocation *PortAllocation `json:"port_allocation,omitempty"`
 	// TURN lists the TURN reachability checks.
 	TURN []TURNCheck `json:"turn,omitempty"`
 	// Tests are the individual tests, in order, for the curious.

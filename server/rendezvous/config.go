@@ -70,6 +70,19 @@ type Config struct {
 	// wildcard, since replies name the address they come from.
 	STUNConns []net.PacketConn
 
+	// STUNListener, if not nil, also serves STUN Binding over TCP (RFC
+	// 8489 section 6.2.2; see ListenSTUNTCP), normally on the primary
+	// STUN socket's port, so a client whose UDP is blocked can still get
+	// an answer and say so. It needs STUNConns; the STUNRate limit is
+	// shared with UDP.
+	STUNListener net.Listener
+
+	// STUNTCPConns and STUNTCPConnsPerIP cap the open STUN-over-TCP
+	// connections, overall and per source IP (one /64 for IPv6). Zero:
+	// DefaultSTUNTCPConns, DefaultSTUNTCPConnsPerIP.
+	STUNTCPConns      int
+	STUNTCPConnsPerIP int
+
 	// STUNExternalIPs, for a server behind a 1:1 NAT (a cloud VM's public
 	// IP), are the public addresses of IP1 and (with RFC 5780) IP2, used in
 	// OTHER-ADDRESS, RESPONSE-ORIGIN and the STUN URLs handed to peers.
@@ -286,6 +299,8 @@ type Config struct {
 
 	// now is the clock; tests set it.
 	now func() time.Time
+	// stunTCPIdle replaces STUNTCPIdleTimeout; tests set it.
+	stunTCPIdle time.Duration
 }
 
 // Validate reports whether c is usable, naming the first problem.
@@ -295,6 +310,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := stunLayout(c.STUNConns, c.STUNExternalIPs); err != nil {
 		return err
+	}
+	if c.STUNListener != nil && len(c.STUNConns) == 0 {
+		return fmt.Errorf("%w: a STUN TCP listener without STUN sockets", ErrInvalidConfig)
 	}
 	for _, n := range c.ServerNames {
 		if n == "" || len(n) > wire.MaxServerNameLen || strings.ContainsAny(n, ":/ ") && !isIPv6(n) {
@@ -485,6 +503,8 @@ func (c *Config) withDefaults() settings {
 	s.IPConnectBurst = cmp.Or(s.IPConnectBurst, DefaultIPConnectBurst)
 	s.STUNRate = cmp.Or(s.STUNRate, DefaultSTUNRate)
 	s.STUNBurst = cmp.Or(s.STUNBurst, DefaultSTUNBurst)
+	s.STUNTCPConns = cmp.Or(s.STUNTCPConns, DefaultSTUNTCPConns)
+	s.STUNTCPConnsPerIP = cmp.Or(s.STUNTCPConnsPerIP, DefaultSTUNTCPConnsPerIP)
 	s.IPLoginRate = cmp.Or(s.IPLoginRate, DefaultIPLoginRate)
 	s.IPLoginBurst = cmp.Or(s.IPLoginBurst, DefaultIPLoginBurst)
 	s.IPCredentialRate = cmp.Or(s.IPCredentialRate, DefaultIPCredentialRate)

@@ -1,7 +1,8 @@
 // Package rendezvous is Ferry's rendezvous server: the meeting point every
 // connection between two peers starts from.
 //
-//   - STUN (RFC 8489) Binding over UDP tells a peer its public address; with
+//   - STUN (RFC 8489) Binding over UDP (and TCP, for networks that block
+//     UDP) tells a peer its public address; with
 //     two IPs and two ports it adds RFC 5780 behaviour discovery
 //     (OTHER-ADDRESS, RESPONSE-ORIGIN, CHANGE-REQUEST, PADDING), which lets
 //     a client classify its NAT.

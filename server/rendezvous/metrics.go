@@ -17,6 +17,7 @@ const (
 	STUNUnsupported      = "unsupported"       // dropped: a method other than Binding, or a response
 	STUNSendError        = "send_error"        // the answer could not be sent
 	STUNRateLimited      = "rate_limited"      // dropped: over the per-source rate (STUNRate)
+	STUNTCPRefused       = "tcp_refused"       // a STUN-over-TCP connection closed at once: over a connection cap
 )
 
 // Login results: ferry_rendezvous_logins_total{result}.
@@ -106,7 +107,7 @@ func newMetrics() *metrics {
 		}, []string{"scope"}),
 		stun: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ferry_rendezvous_stun_requests_total",
-			Help: "STUN datagrams by disposition (answered, changed, unknown_attribute, not_stun, malformed, indication, unsupported, send_error).",
+			Help: "STUN requests (datagrams, and messages over TCP) by disposition (answered, changed, unknown_attribute, not_stun, malformed, indication, unsupported, send_error, rate_limited, tcp_refused).",
 		}, []string{"disposition"}),
 		redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ferry_rendezvous_redis_errors_total",
@@ -122,7 +123,7 @@ func newMetrics() *metrics {
 		}),
 	}
 	m.stunBy = map[string]prometheus.Counter{}
-	for _, d := range []string{STUNAnswered, STUNChanged, STUNUnknownAttribute, STUNNotSTUN, STUNMalformed, STUNIndication, STUNUnsupported, STUNSendError, STUNRateLimited} {
+	for _, d := range []string{STUNAnswered, STUNChanged, STUNUnknownAttribute, STUNNotSTUN, STUNMalformed, STUNIndication, STUNUnsupported, STUNSendError, STUNRateLimited, STUNTCPRefused} {
 		m.stunBy[d] = m.stun.WithLabelValues(d)
 	}
 	// Make the labelled series visible at zero, so dashboards see them

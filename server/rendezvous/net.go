@@ -57,6 +57,18 @@ func ListenSTUN(ctx context.Context, addr, alt string) (conns []net.PacketConn, 
 	return conns, nil
 }
 
+// ListenSTUNTCP opens the TCP listener for Config.STUNListener on addr
+// ("IP:PORT" or ":PORT"), normally the primary STUN socket's address: a
+// STUN port number is the same for UDP and TCP (RFC 8489 section 6.2.2).
+func ListenSTUNTCP(ctx context.Context, addr string) (net.Listener, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("rendezvous: STUN TCP listen %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
 // Listen opens the TCP listener for Config.Listener (the signaling HTTPS
 // server), for example on ":443".
 func Listen(ctx context.Context, addr string) (net.Listener, error) {

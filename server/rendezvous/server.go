@@ -3,6 +3,7 @@ package rendezvous
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	crand "crypto/rand"
 	"crypto/tls"
@@ -69,6 +70,9 @@ func New(cfg Config) (srv *Server, err error) {
 			if cfg.Listener != nil {
 				cfg.Listener.Close()
 			}
+			if cfg.STUNListener != nil {
+				cfg.STUNListener.Close()
+			}
 			if cfg.InsecureListener != nil {
 				cfg.InsecureListener.Close()
 			}
@@ -115,8 +119,12 @@ func New(cfg Config) (srv *Server, err error) {
 	if len(cfg.STUNConns) > 0 {
 		lim := newSTUNLimiter(s.STUNRate, s.STUNBurst, DefaultSTUNSources, srv.mono)
 		srv.stun = newSTUNServer(cfg.STUNConns, l, srv.m, srv.log.With("component", "stun"), lim)
+		if cfg.STUNListener != nil {
+			srv.stun.tcp = newSTUNTCP(cfg.STUNListener, srv.stun, s.STUNTCPConns, s.STUNTCPConnsPerIP,
+				cmp.Or(s.stunTCPIdle, STUNTCPIdleTimeout))
+		}
 		srv.stun.start()
-		srv.log.Info("STUN listening", "addrs", l.addrs, "rfc5780", l.rfc5780)
+		srv.log.Info("STUN listening", "addrs", l.addrs, "rfc5780", l.rfc5780, "tcp", cfg.STUNListener != nil)
 	}
 	if cfg.Listener != nil || cfg.InsecureListener != nil {
 		srv.startHTTP(cfg.Listener, cfg.TLSConfig, cfg.InsecureListener)

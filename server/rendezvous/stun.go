@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/pion/stun/v4"
 
@@ -106,6 +107,7 @@ type stunServer struct {
 	m      *metrics
 	log    *slog.Logger
 	limit  *stunLimiter // nil: no rate limit
+	tcp    *stunTCP     // nil: no STUN over TCP
 	wg     sync.WaitGroup
 }
 
@@ -183,6 +185,9 @@ func (s *stunServer) start() {
 		s.wg.Add(1)
 		go s.serve(i)
 	}
+	if s.tcp != nil {
+		s.tcp.start()
+	}
 }
 
 // close closes the sockets and waits for the readers.
@@ -193,6 +198,9 @@ func (s *stunServer) close() error {
 			errs = append(errs, err)
 		}
 	}
+	if s.tcp != nil {
+		errs = append(errs, s.tcp.close())
+	}
 	s.wg.Wait()
 	return errors.Join(errs...)
 }
@@ -202,6 +210,10 @@ type stunWorker struct {
 	buf      []byte
 	req, res stun.Message
 	unknown  []stun.AttrType
+	// tcp is the stream connection this worker answers on, nil for the
+	// UDP readers. Over TCP there is no behaviour discovery: one socket,
+	// and answers go back on the connection.
+	tcp net.Conn
 }
 
 func (s *stunServer) serve(i int) {
@@ -300,6 +312,7 @@ func (s *stunServer) handle(w *stunWorker, in int, pkt []byte, from netip.AddrPo
 		respPort uint16 // RESPONSE-PORT, 0 when absent
 	)
 	w.unknown = w.unknown[:0]
+	rfc5780 := s.layout.rfc5780 && w.tcp == nil
 	for _, a := range req.Attributes {
 		switch a.Type {
 		case stun.AttrChangeRequest, stun.AttrResponsePort:
@@ -310,7 +323,7 @@ func (s *stunServer) handle(w *stunWorker, in int, pkt []byte, from netip.AddrPo
 				s.count(STUNMalformed)
 				return
 			}
-			if !s.layout.rfc5780 {
+			if !rfc5780 {
 				w.unknown = append(w.unknown, a.Type)
 			}
 			if a.Type == stun.AttrChangeRequest {
@@ -349,11 +362,11 @@ func (s *stunServer) handle(w *stunWorker, in int, pkt []byte, from netip.AddrPo
 		_ = stun.ErrorCodeAttribute{Code: stun.CodeUnknownAttribute}.AddTo(res)
 		_ = stun.UnknownAttributes(w.unknown).AddTo(res)
 		_ = stun.Fingerprint.AddTo(res)
-		s.send(in, res.Raw, from, STUNUnknownAttribute)
+		s.send(w, in, res.Raw, from, STUNUnknownAttribute)
 		return
 	}
 	out := in
-	if s.layout.rfc5780 {
+	if rfc5780 {
 		if flags&changeIPFlag != 0 {
 			out ^= 2
 		}
@@ -365,7 +378,7 @@ func (s *stunServer) handle(w *stunWorker, in int, pkt []byte, from netip.AddrPo
 	res.WriteHeader()
 	var v [20]byte
 	res.Add(stun.AttrXORMappedAddress, xorAddr(v[:0], from, &req.TransactionID))
-	if s.layout.rfc5780 {
+	if rfc5780 {
 		// MAPPED-ADDRESS lets a client detect an ALG rewriting
 		// addresses in payloads; RESPONSE-ORIGIN and OTHER-ADDRESS are
 		// RFC 5780 section 7.
@@ -373,7 +386,7 @@ func (s *stunServer) handle(w *stunWorker, in int, pkt []byte, from netip.AddrPo
 		res.Add(stun.AttrResponseOrigin, plainAddr(v[:0], s.layout.addrs[out]))
 		res.Add(stun.AttrOtherAddress, plainAddr(v[:0], s.layout.addrs[3-in]))
 	}
-	if padding > 0 {
+	if padding > 0 && w.tcp == nil {
 		// RFC 5780 section 7.6: answer a padded request with padding, so
 		// the client can test fragmentation. The answer never grows
 		// beyond the request, so padding adds no amplification.
@@ -391,13 +404,20 @@ func (s *stunServer) handle(w *stunWorker, in int, pkt []byte, from netip.AddrPo
 	if respPort != 0 {
 		to = netip.AddrPortFrom(from.Addr(), respPort)
 	}
-	s.send(out, res.Raw, to, d)
+	s.send(w, out, res.Raw, to, d)
 }
 
 var zeros [maxDatagram]byte
 
-func (s *stunServer) send(i int, b []byte, to netip.AddrPort, disposition string) {
-	if err := s.write(i, b, to); err != nil {
+func (s *stunServer) send(w *stunWorker, i int, b []byte, to netip.AddrPort, disposition string) {
+	var err error
+	if w.tcp != nil {
+		_ = w.tcp.SetWriteDeadline(time.Now().Add(stunTCPWriteTimeout))
+		_, err = w.tcp.Write(b)
+	} else {
+		err = s.write(i, b, to)
+	}
+	if err != nil {
 		s.count(STUNSendError)
 		s.log.Debug("stun: send failed", "to", to, "err", err)
 		return

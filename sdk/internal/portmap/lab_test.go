@@ -1,0 +1,231 @@
+package portmap_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrynet/ferry/internal/natlab"
+	"github.com/ferrynet/ferry/internal/natlab/natlabtest"
+	"github.com/ferrynet/ferry/internal/testutil"
+	"github.com/ferrynet/ferry/sdk/internal/portmap"
+)
+
+// TestMain checks that the lab test left no namespace behind.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if left, err := natlab.OwnLeftovers(); err != nil || len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "natlab: namespaces left after the tests: %v %v\n", left, err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// TestMiniUPnPdInLab: behind a symmetric NAT running miniupnpd, the
+// Mapper gets the site's public address with the socket's port, the
+// mapping shows in miniupnpd's nftables rules, is renewed, carries an
+// unsolicited packet from the server to the socket, and is deleted on
+// Close.
+func TestMiniUPnPdInLab(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireBinary(t, "miniupnpd", "miniupnpd-nftables")
+	testutil.RequireBinary(t, "turnserver", "coturn")
+	testutil.Deadline(t, 2*time.Minute)
+	lab := natlabtest.New(t, natlab.Config{Sites: []natlab.SiteConfig{
+		{Name: "s", NAT: natlab.Symmetric, PortMapping: true},
+	}})
+	ctx := context.Background()
+	site := lab.Site("s")
+	h := site.Host(0)
+	sock, err := h.ListenPacket(ctx, "udp4", h.Addr().String()+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	localAP := sock.LocalAddr().(*net.UDPAddr).AddrPort()
+	m, err := portmap.Start(portmap.Config{
+		Gateway: h.Gateway(), Local: localAP, Lifetime: 12 * time.Second, Do: h.Do,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	want := netip.AddrPortFrom(site.PublicAddr, localAP.Port())
+	testutil.WaitFor(t, 20*time.Second, "a mapped address", func() bool { return m.Addr() == want })
+	rule := "to " + localAP.String()
+	hasRule := func() bool {
+		rules, err := site.PortMapper().Mappings(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(rules) == 1 && strings.Contains(rules[0], rule)
+	}
+	if !hasRule() {
+		out, _ := site.PortMapper().Rules(ctx)
+		t.Fatalf("no DNAT rule %q in miniupnpd's table:\n%s", rule, out)
+	}
+	// Granted 12 s: renewed after 6.
+	testutil.WaitFor(t, 30*time.Second, "a renewal", func() bool { return m.Renewals() >= 2 })
+	if !hasRule() {
+		t.Fatal("the rule is gone after the renewal")
+	}
+
+	srv, err := lab.Server().ListenPacket(ctx, "udp4", natlab.ServerAddr.String()+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	got := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 16)
+		_ = sock.SetReadDeadline(time.Now().Add(20 * time.Second))
+		n, _, err := sock.ReadFrom(buf)
+		if err == nil && string(buf[:n]) != "hello" {
+			err = fmt.Errorf("read %q", buf[:n])
+		}
+		got <- err
+	}()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for done := false; !done; {
+		if _, err := srv.WriteTo([]byte("hello"), net.UDPAddrFromAddrPort(want)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-got:
+			if err != nil {
+				t.Fatalf("through the mapping: %v", err)
+			}
+			done = true
+		case <-tick.C:
+		}
+	}
+
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if hasRule() {
+		t.Fatal("the mapping survived Close")
+	}
+	if rules, _ := site.PortMapper().Mappings(ctx); len(rules) != 0 {
+		t.Fatalf("rules after Close: %q", rules)
+	}
+}
+
+// TestMappedAddressFromConePeer: a host behind a symmetric NAT with a
+// mapping is reached directly by a peer behind a port-restricted cone NAT
+// at the mapped address, and the host's answers from the mapped socket
+// reach the peer (they leave through the mapping, so the peer's NAT lets
+// them in), also when the host had sent to the peer first, as an ICE
+// agent does: the peer's packets to the mapped port then still arrive.
+func TestMappedAddressFromConePeer(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireBinary(t, "miniupnpd", "miniupnpd-nftables")
+	testutil.RequireBinary(t, "turnserver", "coturn")
+	testutil.Deadline(t, 2*time.Minute)
+	lab := natlabtest.New(t, natlab.Config{Sites: []natlab.SiteConfig{
+		{Name: "s", NAT: natlab.Symmetric, PortMapping: true},
+		{Name: "p", NAT: natlab.PortRestrictedCone},
+	}})
+	ctx := context.Background()
+	h, peer := lab.Site("s").Host(0), lab.Site("p").Host(0)
+	hs, err := h.ListenPacket(ctx, "udp4", h.Addr().String()+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hs.Close()
+	ps, err := peer.ListenPacket(ctx, "udp4", peer.Addr().String()+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.Close()
+	m, err := portmap.Start(portmap.Config{Gateway: h.Gateway(), Local: hs.LocalAddr().(*net.UDPAddr).AddrPort(), Do: h.Do})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	testutil.WaitFor(t, 20*time.Second, "a mapped address", func() bool { return m.Addr().IsValid() })
+	mapped := m.Addr()
+	// The peer's public address: the cone NAT keeps the port.
+	peerPub := netip.AddrPortFrom(lab.Site("p").PublicAddr, ps.LocalAddr().(*net.UDPAddr).AddrPort().Port())
+
+	// The host speaks first, as both ICE agents do: its packet leaves
+	// through the symmetric NAT on a random port and is filtered by the
+	// peer's NAT (the peer never sent there).
+	if _, err := hs.WriteTo([]byte("early"), net.UDPAddrFromAddrPort(peerPub)); err != nil {
+		t.Fatal(err)
+	}
+	// The peer sends to the mapped address until the host hears it.
+	heard := make(chan netip.AddrPort, 1)
+	go func() {
+		buf := make([]byte, 16)
+		_ = hs.SetReadDeadline(time.Now().Add(30 * time.Second))
+		for {
+			n, from, err := hs.ReadFrom(buf)
+			if err != nil {
+				close(heard)
+				return
+			}
+			if string(buf[:n]) == "ping" {
+				heard <- from.(*net.UDPAddr).AddrPort()
+				return
+			}
+		}
+	}()
+	var from netip.AddrPort
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for waiting := true; waiting; {
+		if _, err := ps.WriteTo([]byte("ping"), net.UDPAddrFromAddrPort(mapped)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case a, ok := <-heard:
+			if !ok {
+				t.Fatal("the host never heard the peer at its mapped address")
+			}
+			from, waiting = a, false
+		case <-tick.C:
+		}
+	}
+	if from.Addr() != peerPub.Addr() {
+		t.Fatalf("the host heard the peer from %v, want %v", from, peerPub.Addr())
+	}
+	// (The port may differ from the local one: the host's early packet
+	// to peerPub can hold that tuple in the peer NAT's conntrack.)
+	t.Logf("peer %v heard from %v; mapped %v", peerPub, from, mapped)
+	// The host answers the address it heard from; the answer must come
+	// from the mapped address, or the peer's NAT would drop it.
+	got := make(chan netip.AddrPort, 1)
+	go func() {
+		buf := make([]byte, 16)
+		_ = ps.SetReadDeadline(time.Now().Add(20 * time.Second))
+		n, src, err := ps.ReadFrom(buf)
+		if err != nil || string(buf[:n]) != "pong" {
+			close(got)
+			return
+		}
+		got <- src.(*net.UDPAddr).AddrPort()
+	}()
+	for waiting := true; waiting; {
+		if _, err := hs.WriteTo([]byte("pong"), net.UDPAddrFromAddrPort(from)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case src, ok := <-got:
+			if !ok {
+				t.Fatal("the peer never got the host's answer")
+			}
+			if src != mapped {
+				t.Fatalf("the answer came from %v, want the mapped %v", src, mapped)
+			}
+			waiting = false
+		case <-tick.C:
+		}
+	}
+}
