@@ -206,3 +206,16 @@ func TestHandleClose(t *testing.T) {
 		t.Fatalf("Handle after Close: %v", err)
 	}
 }
+
+// Handle serves a protocol with a function per stream; the stream is
+// closed when the function returns.
+func ExampleNode_Handle() {
+	var node *Node // from New
+	err := node.Handle("echo/1", func(s *Stream) {
+		// s.Conn().RemotePeer() is the caller, proven by its key.
+		_, _ = io.Copy(s, s)
+	})
+	if err != nil {
+		fmt.Println(err) // the protocol has a handler or a listener already
+	}
+}
