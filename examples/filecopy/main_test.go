@@ -41,7 +41,7 @@ func (s *syncBuffer) String() string {
 
 // receiverFixture starts a receiver into a temporary directory and returns
 // the rendezvous URL, its PeerID and the directory.
-func receiverFixture(t *testing.T) (url string, peer sdk.PeerID, dir string, log *syncBuffer) {
+func receiverFixture(t testing.TB) (url string, peer sdk.PeerID, dir string, log *syncBuffer) {
 	t.Helper()
 	url = exampletest.Rendezvous(t)
 	dir = t.TempDir()
@@ -64,7 +64,7 @@ func receiverFixture(t *testing.T) (url string, peer sdk.PeerID, dir string, log
 	return url, peer, dir, log
 }
 
-func randomFile(t *testing.T, size int) (string, []byte) {
+func randomFile(t testing.TB, size int) (string, []byte) {
 	t.Helper()
 	b := make([]byte, size)
 	_, _ = rand.Read(b)
@@ -262,6 +262,31 @@ func TestBadArgs(t *testing.T) {
 	} {
 		if err := run(ctx, args, io.Discard, nil); err == nil {
 			t.Errorf("run(%q) succeeded", args)
+		}
+	}
+}
+
+// BenchmarkSend sends a 16 MiB file per iteration on one sending node
+// (connection made once), checksums and rename included.
+func BenchmarkSend(b *testing.B) {
+	url, peer, _, _ := receiverFixture(b)
+	path, data := randomFile(b, 16<<20)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	node, err := sdk.New(ctx, sdk.WithRendezvous(url), sdk.WithLoopbackCandidates(),
+		sdk.WithCandidateFilter(func(ip net.IP) bool { return ip.IsLoopback() }))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer node.Close()
+	if err := send(ctx, node, peer, path, io.Discard); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for b.Loop() {
+		if err := send(ctx, node, peer, path, io.Discard); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
