@@ -120,7 +120,13 @@ func start(node *sdk.Node, bootstrap bool, out, logw io.Writer) (*member, error)
 		return nil, err
 	}
 	trans := raft.NewNetworkTransport(&streamLayer{Listener: ln, node: node}, 3, rpcTimeout, logw)
+	// Raft's defaults suit a LAN. A Ferry path may be relayed or
+	// reconnecting, and a first contact costs an ICE negotiation: give
+	// heartbeats and the leader's lease more slack.
 	cfg := raft.DefaultConfig()
+	cfg.HeartbeatTimeout = 2 * time.Second
+	cfg.ElectionTimeout = 2 * time.Second
+	cfg.LeaderLeaseTimeout = time.Second
 	cfg.LocalID = raft.ServerID(node.PeerID().String())
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Output: logw, Level: hclog.Warn})
 	fsm := &logFSM{out: out}
@@ -154,7 +160,16 @@ func (m *member) command(line string) error {
 }
 
 func (m *member) add(peer string) error {
-	if _, err := sdk.ParsePeerID(peer); err != nil {
+	id, err := sdk.ParsePeerID(peer)
+	if err != nil {
+		return err
+	}
+	// Connect first: an offline peer fails here (ErrPeerNotFound) rather
+	// than as a voter nobody can reach, and the ICE negotiation is not
+	// charged to raft's RPC timeouts.
+	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+	defer cancel()
+	if _, err := m.node.Dial(ctx, id); err != nil {
 		return err
 	}
 	return m.leaderErr(m.raft.AddVoter(raft.ServerID(peer), raft.ServerAddress(peer), 0, rpcTimeout).Error())
