@@ -97,7 +97,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			if !ok {
 				return nil
 			}
-			if err := m.command(line); err != nil {
+			if err := m.command(ctx, line); err != nil {
 				fmt.Fprintln(stdout, "error:", err)
 			}
 		}
@@ -149,17 +149,17 @@ func start(node *sdk.Node, bootstrap bool, out, logw io.Writer) (*member, error)
 
 // command runs one line typed at the member: "/add PEERID" adds a voter,
 // anything else is replicated. Both need the member to be the leader.
-func (m *member) command(line string) error {
+func (m *member) command(ctx context.Context, line string) error {
 	if line = strings.TrimSpace(line); line == "" {
 		return nil
 	}
 	if peer, ok := strings.CutPrefix(line, "/add "); ok {
-		return m.add(strings.TrimSpace(peer))
+		return m.add(ctx, strings.TrimSpace(peer))
 	}
 	return m.apply(line)
 }
 
-func (m *member) add(peer string) error {
+func (m *member) add(ctx context.Context, peer string) error {
 	id, err := sdk.ParsePeerID(peer)
 	if err != nil {
 		return err
@@ -167,7 +167,7 @@ func (m *member) add(peer string) error {
 	// Connect first: an offline peer fails here (ErrPeerNotFound) rather
 	// than as a voter nobody can reach, and the ICE negotiation is not
 	// charged to raft's RPC timeouts.
-	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+	ctx, cancel := context.WithTimeout(ctx, rpcTimeout)
 	defer cancel()
 	if _, err := m.node.Dial(ctx, id); err != nil {
 		return err

@@ -84,7 +84,7 @@ func TestCluster(t *testing.T) {
 				if m.raft.State() != raft.Leader {
 					continue
 				}
-				err := m.command(cmd)
+				err := m.command(t.Context(), cmd)
 				if err == nil {
 					if !strings.HasPrefix(cmd, "/") {
 						committed = append(committed, cmd)
@@ -124,7 +124,7 @@ func TestCluster(t *testing.T) {
 	testutil.WaitFor(t, time.Minute, "a follower to refuse a command", func() bool {
 		for _, m := range alive {
 			if m.raft.State() == raft.Follower {
-				err := m.command("set w 0")
+				err := m.command(t.Context(), "set w 0")
 				if err == nil {
 					t.Fatal("a follower applied a command")
 				}
@@ -171,10 +171,10 @@ func TestBadArgs(t *testing.T) {
 
 func TestBadCommands(t *testing.T) {
 	m := &member{}
-	if err := m.command("/add not-a-peer-id"); err == nil {
+	if err := m.command(t.Context(), "/add not-a-peer-id"); err == nil {
 		t.Fatal("/add with a bad PeerID succeeded")
 	}
-	if err := m.command("   "); err != nil {
+	if err := m.command(t.Context(), "   "); err != nil {
 		t.Fatalf("an empty line: %v", err)
 	}
 }
