@@ -41,6 +41,7 @@ type Node struct {
 
 	lmu       sync.Mutex
 	listeners map[string]*streamListener // by protocol; see netconn.go
+	handlers  handlerSet                 // see handle.go
 
 	loginErr error // why the last login in New failed
 
@@ -200,6 +201,7 @@ func (n *Node) Close() error {
 		n.mu.Unlock()
 		n.shutdown()
 		n.stopLAN()
+		n.waitHandlers()
 	})
 	return n.closeErr
 }
