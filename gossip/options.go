@@ -12,9 +12,9 @@ const (
 	DefaultMeshTarget  = 5    // neighbours a node dials for, as HyParView's active view
 	DefaultMeshMax     = 12   // neighbours a node accepts, GossipSub's D_hi
 	DefaultPassiveMax  = 30   // candidates kept per topic, as HyParView's passive view
-	DefaultIHaveWait   = 300 * time.Millisecond
-	DefaultGraftRetry  = 150 * time.Millisecond
-	DefaultGapWait     = time.Second
+	DefaultIHaveWait   = 500 * time.Millisecond
+	DefaultGraftRetry  = 500 * time.Millisecond
+	DefaultGapWait     = 3 * time.Second
 	DefaultCacheTTL    = 30 * time.Second // messages kept to answer GRAFTs
 	DefaultCacheBytes  = 8 << 20
 	DefaultOriginTTL   = 10 * time.Minute

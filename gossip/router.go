@@ -121,6 +121,7 @@ const (
 	maxMissing    = 10_000
 	maxAnnouncers = 8
 	maxGraftTries = 8
+	minEager      = 2
 )
 
 // Join joins topic (or returns it if already joined).
@@ -458,6 +459,23 @@ func (t *Topic) refill() {
 		t.eager[p] = struct{}{}
 		r.m.joinsSent.Add(1)
 		r.send(p, Frame{Type: TypeJoin, Topic: t.name})
+		t.announceRecent(p)
+	}
+}
+
+// announceRecent sends a new neighbour the IDs of the latest cached
+// messages, so that a node that was cut off, or a new node, fetches what it
+// missed (the IHAVE path repairs it like any lost message).
+func (t *Topic) announceRecent(p identity.PeerID) {
+	var ann []Announce
+	for i := len(t.cacheQ) - 1; i >= 0 && len(ann) < MaxIDs; i-- {
+		if _, ok := t.cache[t.cacheQ[i]]; ok {
+			ann = append(ann, Announce{ID: t.cacheQ[i]})
+		}
+	}
+	if len(ann) > 0 {
+		t.r.send(p, Frame{Type: TypeIHave, Topic: t.name, IHave: ann})
+		t.r.m.ihavesSent.Add(1)
 	}
 }
 
@@ -470,6 +488,7 @@ func (t *Topic) onJoin(from identity.PeerID) {
 		return
 	}
 	t.eager[from] = struct{}{}
+	t.announceRecent(from)
 	if !slices.Contains(t.passive, from) && len(t.passive) < t.r.cfg.passiveMax {
 		t.passive = append(t.passive, from)
 	}
@@ -523,7 +542,9 @@ func (t *Topic) onMsg(from identity.PeerID, pe *peer, f *Frame, now time.Time) {
 			r.m.duplicates.Add(1)
 			// PlumTree: a duplicate means two tree paths; ask the sender
 			// to push lazily from now on.
-			if _, ok := t.eager[from]; ok {
+			// Keep at least minEager eager peers, so that concurrent
+			// prunes elsewhere do not cut this node off the tree.
+			if _, ok := t.eager[from]; ok && len(t.eager) > minEager {
 				delete(t.eager, from)
 				t.lazy[from] = struct{}{}
 				r.send(from, Frame{Type: TypePrune, Topic: t.name})
@@ -597,7 +618,9 @@ func (t *Topic) gapTimeout(oid identity.PeerID) {
 	r.mu.Lock()
 	if o := t.origins[oid]; o != nil && !t.closed {
 		o.gapArmed = false
-		r.m.gapsSkipped.Add(1)
+		if len(o.held) > 0 {
+			r.m.gapsSkipped.Add(1)
+		}
 		t.deliver(o.skip())
 		if len(o.held) > 0 {
 			o.gapArmed = true
