@@ -114,3 +114,7 @@ func signed(t *testing.T, key *identity.Identity, first, seq uint64, data []byte
 	}
 	return b
 }
+
+func ed25519NewKeyFromSeed(seed []byte) ed25519.PrivateKey { return ed25519.NewKeyFromSeed(seed) }
+
+func ed25519Verify(pub ed25519.PublicKey, msg, sig []byte) bool { return ed25519.Verify(pub, msg, sig) }
