@@ -90,7 +90,7 @@ type Topic struct {
 
 	// The active view is eager ∪ lazy (disjoint); passive holds the
 	// candidates discovery gave, in the order given.
-	eager, lazy map[identity.PeerID]struct{}
+	eager, lazy peerSet
 	passive     []identity.PeerID
 
 	origins map[identity.PeerID]*origin
@@ -143,7 +143,6 @@ func (r *Router) Join(name string) (*Topic, error) {
 	}
 	t := &Topic{
 		r: r, name: name,
-		eager: map[identity.PeerID]struct{}{}, lazy: map[identity.PeerID]struct{}{},
 		origins: map[identity.PeerID]*origin{}, cache: map[MsgID]cached{},
 		missing: map[MsgID]*miss{}, subs: map[int]chan Message{},
 		first: start, seq: start - 1,
@@ -177,10 +176,10 @@ func (t *Topic) AddPeers(ids ...identity.PeerID) {
 func (t *Topic) Neighbours() (eager, lazy []identity.PeerID) {
 	t.r.mu.Lock()
 	defer t.r.mu.Unlock()
-	for p := range t.eager {
+	for _, p := range t.eager {
 		eager = append(eager, p)
 	}
-	for p := range t.lazy {
+	for _, p := range t.lazy {
 		lazy = append(lazy, p)
 	}
 	return eager, lazy
@@ -286,14 +285,14 @@ func (t *Topic) close() {
 		return
 	}
 	t.closed = true
-	for p := range t.eager {
+	for _, p := range t.eager {
 		t.r.send(p, Frame{Type: TypeLeave, Topic: t.name})
 	}
-	for p := range t.lazy {
+	for _, p := range t.lazy {
 		t.r.send(p, Frame{Type: TypeLeave, Topic: t.name})
 	}
-	clear(t.eager)
-	clear(t.lazy)
+	t.eager = nil
+	t.lazy = nil
 	for id, c := range t.subs {
 		delete(t.subs, id)
 		close(c)
@@ -378,9 +377,9 @@ func (r *Router) handle(from identity.PeerID, b []byte) {
 	case TypeGraft:
 		t.onGraft(from, f.Graft)
 	case TypePrune:
-		if _, ok := t.eager[from]; ok {
-			delete(t.eager, from)
-			t.lazy[from] = struct{}{}
+		if ok := t.eager.has(from); ok {
+			t.eager.del(from)
+			t.lazy.add(from)
 		}
 	case TypeJoin:
 		t.onJoin(from)
@@ -428,14 +427,14 @@ func (r *Router) penalize(p identity.PeerID, pe *peer, by float64, now time.Time
 }
 
 func (t *Topic) active(p identity.PeerID) bool {
-	_, e := t.eager[p]
-	_, l := t.lazy[p]
+	e := t.eager.has(p)
+	l := t.lazy.has(p)
 	return e || l
 }
 
 func (t *Topic) drop(p identity.PeerID) {
-	delete(t.eager, p)
-	delete(t.lazy, p)
+	t.eager.del(p)
+	t.lazy.del(p)
 	t.passive = slices.DeleteFunc(t.passive, func(q identity.PeerID) bool { return q == p })
 }
 
@@ -456,7 +455,7 @@ func (t *Topic) refill() {
 		if pe := r.peers[p]; pe != nil && now.Before(pe.blocked) {
 			continue
 		}
-		t.eager[p] = struct{}{}
+		t.eager.add(p)
 		r.m.joinsSent.Add(1)
 		r.send(p, Frame{Type: TypeJoin, Topic: t.name})
 		t.announceRecent(p)
@@ -487,7 +486,7 @@ func (t *Topic) onJoin(from identity.PeerID) {
 		t.r.send(from, Frame{Type: TypeLeave, Topic: t.name})
 		return
 	}
-	t.eager[from] = struct{}{}
+	t.eager.add(from)
 	t.announceRecent(from)
 	if !slices.Contains(t.passive, from) && len(t.passive) < t.r.cfg.passiveMax {
 		t.passive = append(t.passive, from)
@@ -544,9 +543,9 @@ func (t *Topic) onMsg(from identity.PeerID, pe *peer, f *Frame, now time.Time) {
 			// to push lazily from now on.
 			// Keep at least minEager eager peers, so that concurrent
 			// prunes elsewhere do not cut this node off the tree.
-			if _, ok := t.eager[from]; ok && len(t.eager) > minEager {
-				delete(t.eager, from)
-				t.lazy[from] = struct{}{}
+			if ok := t.eager.has(from); ok && len(t.eager) > minEager {
+				t.eager.del(from)
+				t.lazy.add(from)
 				r.send(from, Frame{Type: TypePrune, Topic: t.name})
 			}
 			return
@@ -583,12 +582,12 @@ func (t *Topic) onMsg(from identity.PeerID, pe *peer, f *Frame, now time.Time) {
 	o.mark(m.Seq)
 	delete(t.missing, id)
 	if !t.active(from) && len(t.eager)+len(t.lazy) < r.cfg.meshMax {
-		t.eager[from] = struct{}{}
-	} else if _, ok := t.lazy[from]; ok {
+		t.eager.add(from)
+	} else if ok := t.lazy.has(from); ok {
 		// It came from a lazy peer (after a GRAFT): that link is in the
 		// tree now.
-		delete(t.lazy, from)
-		t.eager[from] = struct{}{}
+		t.lazy.del(from)
+		t.eager.add(from)
 	}
 	hops := int(m.Hops) + 1
 	// Forward with one more hop.
@@ -634,13 +633,13 @@ func (t *Topic) gapTimeout(oid identity.PeerID) {
 // ones, except the one it came from.
 func (t *Topic) push(from identity.PeerID, id MsgID, b []byte, hops uint8) {
 	r := t.r
-	for p := range t.eager {
+	for _, p := range t.eager {
 		if p != from {
 			r.sendRaw(p, b)
 			r.m.msgsSent.Add(1)
 		}
 	}
-	for p := range t.lazy {
+	for _, p := range t.lazy {
 		if p != from {
 			r.send(p, Frame{Type: TypeIHave, Topic: t.name, IHave: []Announce{{ID: id, Hops: hops}}})
 			r.m.ihavesSent.Add(1)
@@ -714,8 +713,8 @@ func (t *Topic) graftTimeout(id MsgID) {
 			ms.from = ms.from[:len(ms.from)-1]
 			continue
 		}
-		delete(t.lazy, p)
-		t.eager[p] = struct{}{}
+		t.lazy.del(p)
+		t.eager.add(p)
 		r.m.graftsSent.Add(1)
 		r.send(p, Frame{Type: TypeGraft, Topic: t.name, Graft: []MsgID{id}})
 		r.cfg.clock.AfterFunc(r.cfg.graftRetry, func() { t.graftTimeout(id) })
@@ -733,8 +732,8 @@ func (t *Topic) onGraft(from identity.PeerID, ids []MsgID) {
 			return
 		}
 	}
-	delete(t.lazy, from)
-	t.eager[from] = struct{}{}
+	t.lazy.del(from)
+	t.eager.add(from)
 	for _, id := range ids {
 		if c, ok := t.cache[id]; ok {
 			r.sendRaw(from, c.frame)
@@ -801,4 +800,20 @@ func (r *Router) unlockAndFlush() {
 		r.m.bytesSent.Add(uint64(len(f.b)))
 		r.tr.Send(f.to, f.b)
 	}
+}
+
+// peerSet is a small ordered set: iteration in insertion order keeps the
+// simulator deterministic, and meshes are too small for a map to pay.
+type peerSet []identity.PeerID
+
+func (s peerSet) has(p identity.PeerID) bool { return slices.Contains(s, p) }
+
+func (s *peerSet) add(p identity.PeerID) {
+	if !s.has(p) {
+		*s = append(*s, p)
+	}
+}
+
+func (s *peerSet) del(p identity.PeerID) {
+	*s = slices.DeleteFunc(*s, func(q identity.PeerID) bool { return q == p })
 }
