@@ -157,9 +157,9 @@ func TestPublishErrors(t *testing.T) {
 // attack sets up a mesh and an attacker peer that talks to node 0 with
 // raw frames; it returns a function that checks that the honest mesh still
 // delivers.
-func attack(t *testing.T) (net *testNet, nodes []*testNode, attacker identity.PeerID, hit func(b []byte), stillWorks func()) {
+func attack(t *testing.T, opts ...Option) (net *testNet, nodes []*testNode, attacker identity.PeerID, hit func(b []byte), stillWorks func()) {
 	t.Helper()
-	net, nodes = mesh(t, 6)
+	net, nodes = mesh(t, 6, opts...)
 	attacker = testKey(t, 999).PeerID()
 	hit = func(b []byte) { nodes[0].r.HandleFrame(attacker, b) }
 	stillWorks = func() {
@@ -278,12 +278,13 @@ func TestMalformedDropped(t *testing.T) {
 }
 
 func TestFloodDropped(t *testing.T) {
-	net, nodes, _, hit, stillWorks := attack(t)
+	const burst = 100
+	net, nodes, _, hit, stillWorks := attack(t, WithRate(50, burst))
 	origin := testKey(t, 503)
 	// Valid, distinct messages, far over the rate: the burst passes (and
 	// is forwarded, as it is valid), the rest is dropped and scores the
 	// flooder down until it is pruned.
-	for i := range DefaultBurst + 500 {
+	for i := range burst + 500 {
 		hit(signed(t, origin, 1, uint64(i+1), []byte("flood")))
 	}
 	m := nodes[0].r.Metrics()

@@ -3,4 +3,4 @@
 package sim
 
 // The race detector slows the simulator about tenfold.
-const simNodes = 60
+const simNodes = 50

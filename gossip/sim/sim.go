@@ -6,7 +6,8 @@
 // A run has three phases. Nodes join the topic one after another (every
 // 5 ms of virtual time), each given 30 random earlier nodes as candidates
 // (what topic discovery would give) and dialling 5 of them. After a 2 s
-// pause, messages are published every 20 ms, each by a random live node;
+// pause, messages are published every 20 ms (Config.Interval), each by a random
+// live node;
 // meanwhile, with churn, nodes leave without notice and new ones join in
 // their place. Last, the run goes on until no event is left (at most 30 s
 // of virtual time), so repairs finish.
@@ -47,6 +48,9 @@ type Config struct {
 	Seed uint64
 	// DataSize is the bytes of data per message (default 256).
 	DataSize int
+	// Interval is the time between two messages (default 20 ms). Churn
+	// is spread over the publishing phase, Messages × Interval.
+	Interval time.Duration
 	// Progress, if set, is called now and then with how many messages
 	// have been published.
 	Progress func(done, total int)
@@ -115,7 +119,12 @@ func (c *Config) fill() error {
 	if c.DataSize == 0 {
 		c.DataSize = 256
 	}
+	if c.Interval == 0 {
+		c.Interval = publishGap
+	}
 	switch {
+	case c.Interval < 0 || c.Interval > time.Minute:
+		return fmt.Errorf("%w: interval %v, want up to 1m", ErrBadConfig, c.Interval)
 	case c.Messages < 0:
 		return fmt.Errorf("%w: %d messages", ErrBadConfig, c.Messages)
 	case c.Churn < 0 || c.Churn > 1 || math.IsNaN(c.Churn):
@@ -255,9 +264,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	churn := int(math.Round(cfg.Churn * float64(cfg.Nodes)))
 	s.publishing = true
 	for i := range cfg.Messages {
-		s.l.At(start-s.l.Now()+time.Duration(i)*publishGap, func() { s.publish(i) })
+		s.l.At(start-s.l.Now()+time.Duration(i)*cfg.Interval, func() { s.publish(i) })
 	}
-	span := time.Duration(cfg.Messages) * publishGap
+	span := time.Duration(cfg.Messages) * cfg.Interval
 	for i := range churn {
 		at := start + span*time.Duration(i)/time.Duration(max(churn, 1))
 		s.l.At(at-s.l.Now(), s.churnOne)

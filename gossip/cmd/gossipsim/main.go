@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"time"
 
 	"github.com/ferrynet/ferry/gossip/sim"
 )
@@ -62,6 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&cfg.Loss, "loss", 0, "probability that a frame is lost, 0..0.5")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "random seed; the same seed gives the same run")
 	fs.IntVar(&cfg.DataSize, "size", 256, "bytes of data per message")
+	fs.DurationVar(&cfg.Interval, "interval", 20*time.Millisecond, "time between two messages (virtual)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	if err := fs.Parse(args); err != nil {
