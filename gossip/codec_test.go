@@ -37,10 +37,14 @@ func vectorFrames(t testing.TB) []struct {
 		name string
 		f    Frame
 	}{
-		{"msg", Frame{Type: TypeMsg, Topic: "chat", Msg: Msg{PublicKey: key.PublicKey(), First: 1000, Seq: 1002, Hops: 3, Data: data,
-			Sig: key.Sign(signedBytes("chat", 1000, 1002, data))}}},
-		{"msg-empty", Frame{Type: TypeMsg, Topic: "t", Msg: Msg{PublicKey: key.PublicKey(), First: 1, Seq: 1, Data: []byte{},
-			Sig: key.Sign(signedBytes("t", 1, 1, nil))}}},
+		{"msg", Frame{Type: TypeMsg, Topic: "chat", Msg: Msg{
+			PublicKey: key.PublicKey(), First: 1000, Seq: 1002, Hops: 3, Data: data,
+			Sig: key.Sign(signedBytes("chat", 1000, 1002, data)),
+		}}},
+		{"msg-empty", Frame{Type: TypeMsg, Topic: "t", Msg: Msg{
+			PublicKey: key.PublicKey(), First: 1, Seq: 1, Data: []byte{},
+			Sig: key.Sign(signedBytes("t", 1, 1, nil)),
+		}}},
 		{"ihave", Frame{Type: TypeIHave, Topic: "chat", IHave: []Announce{{ID: MsgID{Origin: origin, Seq: 7}, Hops: 2}, {ID: MsgID{Origin: origin, Seq: 8}}}}},
 		{"graft", Frame{Type: TypeGraft, Topic: "chat", Graft: []MsgID{{Origin: origin, Seq: 7}}}},
 		{"graft-empty", Frame{Type: TypeGraft, Topic: "chat", Graft: []MsgID{}}},

@@ -106,8 +106,10 @@ func (n *testNet) run(d time.Duration) {
 // signed builds a MSG frame from key on topic "t".
 func signed(t *testing.T, key *identity.Identity, first, seq uint64, data []byte) []byte {
 	t.Helper()
-	f := Frame{Type: TypeMsg, Topic: "t", Msg: Msg{PublicKey: key.PublicKey(), First: first, Seq: seq, Data: data,
-		Sig: key.Sign(signedBytes("t", first, seq, data))}}
+	f := Frame{Type: TypeMsg, Topic: "t", Msg: Msg{
+		PublicKey: key.PublicKey(), First: first, Seq: seq, Data: data,
+		Sig: key.Sign(signedBytes("t", first, seq, data)),
+	}}
 	b, err := f.Append(nil)
 	if err != nil {
 		t.Fatal(err)

@@ -264,7 +264,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	churn := int(math.Round(cfg.Churn * float64(cfg.Nodes)))
 	s.publishing = true
 	for i := range cfg.Messages {
-		s.l.At(start-s.l.Now()+time.Duration(i)*cfg.Interval, func() { s.publish(i) })
+		s.l.At(start-s.l.Now()+time.Duration(i)*cfg.Interval, func() { s.publish(ctx, i) })
 	}
 	span := time.Duration(cfg.Messages) * cfg.Interval
 	for i := range churn {
@@ -315,8 +315,10 @@ func (s *simulation) spawn() {
 		s.fail(err)
 		return
 	}
-	n := &node{idx: len(s.nodes), id: key.PeerID(), base: s.l.NodeLatency(), alive: true,
-		joinedAt: s.l.Now(), down: map[identity.PeerID]bool{}, last: map[identity.PeerID]uint64{}}
+	n := &node{
+		idx: len(s.nodes), id: key.PeerID(), base: s.l.NodeLatency(), alive: true,
+		joinedAt: s.l.Now(), down: map[identity.PeerID]bool{}, last: map[identity.PeerID]uint64{},
+	}
 	n.r, err = gossip.New(key, transport{s: s, n: n}, gossip.WithClock(clock{s}))
 	if err != nil {
 		s.fail(err)
@@ -368,7 +370,7 @@ func (s *simulation) refresh() {
 	}
 }
 
-func (s *simulation) publish(i int) {
+func (s *simulation) publish(ctx context.Context, i int) {
 	if s.cfg.Progress != nil && i%100 == 0 {
 		s.cfg.Progress(i, s.cfg.Messages)
 	}
@@ -377,7 +379,7 @@ func (s *simulation) publish(i int) {
 	for j := range data {
 		data[j] = byte(i + j)
 	}
-	if err := n.t.Publish(context.Background(), data); err != nil {
+	if err := n.t.Publish(ctx, data); err != nil {
 		s.fail(err)
 		return
 	}
@@ -427,9 +429,11 @@ func (s *simulation) churnOne() {
 
 func (s *simulation) result(before, after runtime.MemStats) Result {
 	cfg := s.cfg
-	res := Result{Nodes: cfg.Nodes, Messages: cfg.Messages, Churn: cfg.Churn, Loss: cfg.Loss, Seed: cfg.Seed,
+	res := Result{
+		Nodes: cfg.Nodes, Messages: cfg.Messages, Churn: cfg.Churn, Loss: cfg.Loss, Seed: cfg.Seed,
 		AppDuplicates: s.appDups, OutOfOrder: s.outOfOrder, FramesTotal: s.frames,
-		VirtualSeconds: s.l.Now().Seconds()}
+		VirtualSeconds: s.l.Now().Seconds(),
+	}
 	heap := int64(after.HeapAlloc) - int64(before.HeapAlloc)
 	res.HeapBytesPerNode = max(heap, 0) / int64(cfg.Nodes)
 	eligible := func(n *node, info msgInfo) bool {
