@@ -201,3 +201,21 @@ func TestReadFramesBounds(t *testing.T) {
 		t.Errorf("one frame then EOF: %v, %d frames", err, n)
 	}
 }
+
+func FuzzReadFrames(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 2, 'o', 'k'})
+	f.Add([]byte{0, 0, 0, 0})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		total := 0
+		err := readFrames(bytes.NewReader(b), func(fr []byte) {
+			if len(fr) > MaxFrame {
+				t.Fatalf("frame of %d bytes", len(fr))
+			}
+			total += 4 + len(fr)
+		})
+		if err == nil || total > len(b) {
+			t.Fatalf("err %v, %d of %d bytes", err, total, len(b))
+		}
+	})
+}
