@@ -108,3 +108,8 @@ charts: ## Chart checks only (lint, template, strict decode, schema cases, start
 .PHONY: clean
 clean: ## Remove build output.
 	rm -rf bin
+
+.PHONY: bench-gossip
+bench-gossip: ## The gossip simulator at 1,000 nodes with 1% loss: no churn, then 20% churn (minutes each; JSON).
+	$(GO) run ./gossip/cmd/gossipsim --nodes 1000 --messages 1000 --loss 0.01 --quiet --json
+	$(GO) run ./gossip/cmd/gossipsim --nodes 1000 --messages 1000 --loss 0.01 --churn 0.2 --quiet --json

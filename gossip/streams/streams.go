@@ -1,0 +1,238 @@
+// Package streams carries gossip frames over reliable byte streams
+// (net.Conn), one outgoing stream per peer for sending and the peers'
+// streams to this node for receiving: the shape of Ferry streams of
+// protocol [Protocol] (sdk.Node.DialStream and sdk.Node.Listen).
+//
+// Each frame is prefixed with its length (4 bytes, big endian, at most
+// [MaxFrame]). A stream that breaks, or a dial that fails, is reported to
+// the router as [gossip.Router.PeerDown].
+package streams
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ferrynet/ferry/gossip"
+	"github.com/ferrynet/ferry/identity"
+)
+
+// Protocol is the stream protocol name gossip uses on Ferry connections.
+const Protocol = "ferry/gossip/1"
+
+// MaxFrame bounds one frame on a stream: a MSG with the largest data the
+// wire allows, its header and topic.
+const MaxFrame = 3 + gossip.MaxTopicLen + 32 + 19 + gossip.MaxWireData + 64
+
+// queueLen is how many frames wait per peer before Send drops.
+const queueLen = 1024
+
+// ErrFrameTooLarge means a stream announced a frame over [MaxFrame].
+var ErrFrameTooLarge = errors.New("gossip/streams: frame too large")
+
+// DialFunc opens a stream to peer (for Ferry: node.DialStream(ctx, peer,
+// Protocol)).
+type DialFunc func(ctx context.Context, peer identity.PeerID) (net.Conn, error)
+
+// Transport is a [gossip.Transport] over streams. Attach the router, then
+// Serve the listener.
+type Transport struct {
+	dial DialFunc
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	r      atomic.Pointer[gossip.Router]
+
+	mu    sync.Mutex
+	out   map[identity.PeerID]*link
+	in    map[net.Conn]struct{}
+	drops atomic.Uint64
+}
+
+type link struct {
+	q    chan []byte
+	conn net.Conn // set by the writer once dialled
+}
+
+// New returns a transport that dials with dial.
+func New(dial DialFunc) *Transport {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Transport{dial: dial, ctx: ctx, cancel: cancel, out: map[identity.PeerID]*link{}, in: map[net.Conn]struct{}{}}
+}
+
+// Attach sets the router that frames go to and PeerDown reports reach.
+func (t *Transport) Attach(r *gossip.Router) { t.r.Store(r) }
+
+// Drops is how many frames Send dropped because a peer's queue was full.
+func (t *Transport) Drops() uint64 { return t.drops.Load() }
+
+// Send queues frame for peer, dialling it if there is no stream yet.
+func (t *Transport) Send(to identity.PeerID, frame []byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ctx.Err() != nil {
+		return
+	}
+	l := t.out[to]
+	if l == nil {
+		l = &link{q: make(chan []byte, queueLen)}
+		t.out[to] = l
+		t.wg.Add(1)
+		go t.write(to, l)
+	}
+	select {
+	case l.q <- frame:
+	default:
+		t.drops.Add(1)
+	}
+}
+
+func (t *Transport) write(to identity.PeerID, l *link) {
+	defer t.wg.Done()
+	c, err := t.dial(t.ctx, to)
+	if err == nil {
+		t.mu.Lock()
+		if t.ctx.Err() != nil {
+			err = t.ctx.Err()
+			_ = c.Close()
+		} else {
+			l.conn = c
+		}
+		t.mu.Unlock()
+	}
+	// The peer never writes on this stream: reading it notices at once
+	// when the peer closes it or goes away, even when there is nothing to
+	// send.
+	broken := make(chan struct{})
+	if err == nil {
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			_, _ = io.Copy(io.Discard, c)
+			close(broken)
+		}()
+	}
+	var hdr [4]byte
+	for err == nil {
+		select {
+		case <-t.ctx.Done():
+			err = t.ctx.Err()
+		case <-broken:
+			err = io.ErrUnexpectedEOF
+		case f := <-l.q:
+			binary.BigEndian.PutUint32(hdr[:], uint32(len(f)))
+			if _, err = c.Write(hdr[:]); err == nil {
+				_, err = c.Write(f)
+			}
+		}
+	}
+	if c != nil {
+		_ = c.Close()
+	}
+	t.mu.Lock()
+	if t.out[to] == l {
+		delete(t.out, to)
+	}
+	t.mu.Unlock()
+	t.down(to)
+}
+
+func (t *Transport) down(p identity.PeerID) {
+	if t.ctx.Err() != nil {
+		return
+	}
+	if r := t.r.Load(); r != nil {
+		r.PeerDown(p)
+	}
+}
+
+// Serve accepts streams from l until l or the transport closes (then it
+// returns an error matching net.ErrClosed); peerOf names the peer of each
+// (for Ferry: the sdk.Addr's Peer of RemoteAddr), on the stream's own
+// goroutine.
+func (t *Transport) Serve(l net.Listener, peerOf func(net.Conn) (identity.PeerID, error)) error {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if t.ctx.Err() != nil {
+				return fmt.Errorf("gossip/streams: transport closed: %w", net.ErrClosed)
+			}
+			return err
+		}
+		t.mu.Lock()
+		if t.ctx.Err() != nil {
+			t.mu.Unlock()
+			_ = c.Close()
+			return fmt.Errorf("gossip/streams: transport closed: %w", net.ErrClosed)
+		}
+		t.in[c] = struct{}{}
+		t.wg.Add(1)
+		t.mu.Unlock()
+		go t.read(c, peerOf)
+	}
+}
+
+func (t *Transport) read(c net.Conn, peerOf func(net.Conn) (identity.PeerID, error)) {
+	defer t.wg.Done()
+	p, err := peerOf(c)
+	if err == nil {
+		// Any end of the stream, clean or not, means the peer is gone.
+		_ = readFrames(c, func(f []byte) {
+			if r := t.r.Load(); r != nil {
+				r.HandleFrame(p, f)
+			}
+		})
+	}
+	_ = c.Close()
+	t.mu.Lock()
+	delete(t.in, c)
+	t.mu.Unlock()
+	if err == nil {
+		t.down(p)
+	}
+}
+
+// readFrames reads length-prefixed frames from c until it fails; io.EOF
+// at a frame boundary is returned as is.
+func readFrames(c io.Reader, fn func([]byte)) error {
+	var hdr [4]byte
+	for {
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return err
+		}
+		n := binary.BigEndian.Uint32(hdr[:])
+		if n > MaxFrame {
+			return fmt.Errorf("%w: %d bytes, at most %d", ErrFrameTooLarge, n, MaxFrame)
+		}
+		b := make([]byte, n)
+		if _, err := io.ReadFull(c, b); err != nil {
+			return err
+		}
+		fn(b)
+	}
+}
+
+// Close closes every stream and waits for the transport's goroutines. It
+// does not close the listener given to Serve.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	t.cancel()
+	for _, l := range t.out {
+		if l.conn != nil {
+			_ = l.conn.SetDeadline(time.Now())
+		}
+	}
+	for c := range t.in {
+		_ = c.Close()
+	}
+	t.mu.Unlock()
+	t.wg.Wait()
+	return nil
+}
