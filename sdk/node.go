@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -39,7 +40,8 @@ type Node struct {
 	peers    map[PeerID]*peerSlot // one connection per peer; see peers.go
 
 	lmu       sync.Mutex
-	listeners map[string]*streamListener // by protocol; see netconn.go
+	listeners map[string]*streamListener   // by protocol; see netconn.go
+	dht       atomic.Pointer[DHTTransport] // DHTProtocol streams go here; see discovery.go
 
 	loginErr error // why the last login in New failed
 
