@@ -39,6 +39,7 @@ type Server struct {
 	http       *http.Server
 	ln         net.Listener // the TLS listener, or the plain one without TLS
 	insecureLn net.Listener
+	dht        *dhtServer // nil without Config.DHTIdentity; see dht.go
 	epoch      time.Time
 	readBufs   sync.Pool
 
@@ -120,6 +121,9 @@ func New(cfg Config) (srv *Server, err error) {
 	}
 	if cfg.Listener != nil || cfg.InsecureListener != nil {
 		srv.startHTTP(cfg.Listener, cfg.TLSConfig, cfg.InsecureListener)
+	}
+	if err = srv.startDHT(); err != nil {
+		return nil, err
 	}
 	srv.wg.Add(1)
 	go srv.sweep()
