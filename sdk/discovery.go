@@ -68,6 +68,7 @@ type DHTTransport struct {
 
 	mu      sync.Mutex
 	handler DHTHandler
+	rvNode  PeerID              // the rendezvous server's DHT node; see discovery_rendezvous.go
 	conns   map[PeerID]*dhtConn // the connections dialed for the DHT
 	closed  bool
 	done    chan struct{}
@@ -152,6 +153,12 @@ func (t *DHTTransport) Close() error {
 func (t *DHTTransport) Request(ctx context.Context, to kbucket.Contact, req dht.Request) (dht.Message, error) {
 	if to.ID == t.n.PeerID() {
 		return nil, errors.New("sdk: DHT request to this node itself")
+	}
+	t.mu.Lock()
+	rv := !t.rvNode.IsZero() && to.ID == t.rvNode
+	t.mu.Unlock()
+	if rv {
+		return t.viaRendezvous(ctx, to.ID, req)
 	}
 	c, release, err := t.conn(ctx, to.ID)
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/ferrynet/ferry/dht"
 	"github.com/ferrynet/ferry/dht/kbucket"
+	"github.com/ferrynet/ferry/server/rendezvous"
 )
 
 // dhtPeer is a Node with a DHT node on its DHTTransport.
@@ -222,5 +225,82 @@ func TestDHTTransportBadInput(t *testing.T) {
 	m, err := dhtRoundTrip(ctx, conn, &dht.Ping{})
 	if err != nil || m.Type() != dht.TypePong {
 		t.Fatalf("ping after bad input: %v, %v", m, err)
+	}
+}
+
+// newDHTInfra starts a rendezvous server that runs a DHT node (no relay).
+func newDHTInfra(t *testing.T) *infra {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stunPC, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rv, err := rendezvous.New(rendezvous.Config{
+		Listener:    ln,
+		STUNConns:   []net.PacketConn{stunPC},
+		ServerNames: []string{"127.0.0.1"},
+		DHTIdentity: newIdentity(t),
+		Logger:      slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rv.Close() })
+	return &infra{rv: rv, url: "ws://" + rv.Addr().String() + "/v1/signal"}
+}
+
+// TestDHTThroughRendezvous: two client-mode nodes (as behind NAT) meet
+// through the DHT node of their rendezvous server, reached over signaling.
+func TestDHTThroughRendezvous(t *testing.T) {
+	in := newDHTInfra(t)
+	ctx := ctxT(t, 60*time.Second)
+	var peers []*dhtPeer
+	for range 2 {
+		id := newIdentity(t)
+		n := in.node(t, WithIdentity(id))
+		tr, err := NewDHTTransport(n, DHTTransportConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := dht.New(id, tr, dht.WithClientMode(), dht.WithRequestTimeout(15*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.Serve(d.Handle)
+		t.Cleanup(func() { _ = d.Close(); _ = tr.Close() })
+		seed, err := tr.Rendezvous(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Bootstrap(ctx, []kbucket.Contact{seed}); err != nil {
+			t.Fatalf("bootstrap through the rendezvous: %v", err)
+		}
+		peers = append(peers, &dhtPeer{n: n, tr: tr, d: d})
+	}
+	x, y := peers[0], peers[1]
+	if n, err := x.d.Publish(ctx, []string{in.url}, nil); err != nil || n != 1 {
+		t.Fatalf("publish: stored on %d nodes, err %v", n, err)
+	}
+	rec, err := y.d.FindPeer(ctx, x.n.PeerID())
+	if err != nil {
+		t.Fatalf("find peer: %v", err)
+	}
+	if rec.PeerID() != x.n.PeerID() || !slices.Equal(rec.Rendezvous, []string{in.url}) {
+		t.Fatalf("found %s at %q", rec.PeerID().Short(), rec.Rendezvous)
+	}
+	if _, err := y.d.Announce(ctx, "lobby", []string{in.url}, nil); err != nil {
+		t.Fatal(err)
+	}
+	anns, err := x.d.Peers(ctx, "lobby")
+	if err != nil || len(anns) != 1 || anns[0].PeerID() != y.n.PeerID() {
+		t.Fatalf("topic peers: %d, err %v", len(anns), err)
+	}
+	// No Ferry connection was needed: everything went over signaling.
+	if c := x.tr.Conns() + y.tr.Conns(); c != 0 {
+		t.Fatalf("%d DHT connections dialed", c)
 	}
 }
