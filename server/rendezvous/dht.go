@@ -19,6 +19,13 @@ import (
 // rendezvous servers by logging in to them with its own key (Config.DHTBootstrap)
 // and asking as a peer. It never sends requests down a peer's connection.
 
+// dhtProxies bounds the lookups and stores the server runs at once on
+// behalf of its peers; more are not proxied (the local answer stands).
+const dhtProxies = 16
+
+// dhtProxyTimeout bounds one of them.
+const dhtProxyTimeout = 10 * time.Second
+
 // dhtRetry is the wait between two attempts to join through one bootstrap
 // URL.
 const dhtRetry = 5 * time.Second
@@ -30,6 +37,7 @@ type dhtServer struct {
 	srv  *Server
 	id   *identity.Identity
 	node *dht.Node
+	sem  chan struct{} // proxied lookups and stores in flight
 
 	mu     sync.Mutex
 	byNode map[identity.PeerID]*signal.Client // links to other servers, by their DHT node
@@ -42,7 +50,7 @@ func (srv *Server) startDHT() error {
 	if id == nil {
 		return nil
 	}
-	d := &dhtServer{srv: srv, id: id, byNode: map[identity.PeerID]*signal.Client{}}
+	d := &dhtServer{srv: srv, id: id, byNode: map[identity.PeerID]*signal.Client{}, sem: make(chan struct{}, dhtProxies)}
 	node, err := dht.New(id, d, dht.WithLogger(srv.log.With("component", "dht")))
 	if err != nil {
 		return err
@@ -188,11 +196,68 @@ func (s *session) handleDHT(ctx context.Context, m *wire.DHT) {
 		refuse(err)
 		return
 	}
+	if req.FromServer() || !d.proxy(ctx, s, m.ID, req, resp) {
+		s.sendDHT(m.ID, resp)
+	}
+}
+
+func (s *session) sendDHT(id uint64, resp dht.Message) {
 	b, err := dht.AppendMessage(nil, resp)
 	if err != nil {
 		s.srv.log.Error("encoding a DHT answer failed", "err", err)
-		s.sendMessage(&wire.SignalError{ID: m.ID, Code: wire.SignalErrInternal, Reason: "DHT answer too large"}, true)
+		s.sendMessage(&wire.SignalError{ID: id, Code: wire.SignalErrInternal, Reason: "DHT answer too large"}, true)
 		return
 	}
-	s.sendMessage(&wire.DHT{ID: m.ID, Node: d.id.PeerID(), Message: b}, true)
+	s.sendMessage(&wire.DHT{ID: id, Node: s.srv.dht.id.PeerID(), Message: b}, true)
+}
+
+// proxy acts for a peer that reaches no DHT node but this one (one behind
+// NAT, logged in here): a GET this node cannot answer with records is
+// looked up in the DHT, and a record stored here is also stored on the
+// nodes closest to its key, both within the session's context sctx. It
+// reports whether it took over the answer.
+func (d *dhtServer) proxy(sctx context.Context, s *session, id uint64, req dht.Request, local dht.Message) bool {
+	switch r := req.(type) {
+	case *dht.Get:
+		v, ok := local.(*dht.Values)
+		if !ok || len(v.Records) > 0 || !d.acquire(s) {
+			return false
+		}
+		d.srv.wg.Go(func() {
+			defer func() { <-d.sem }()
+			ctx, cancel := context.WithTimeout(sctx, dhtProxyTimeout)
+			defer cancel()
+			recs, err := d.node.Get(ctx, r.Key)
+			if err != nil {
+				s.log().Debug("proxied DHT lookup failed", "err", err)
+			}
+			v.Records = recs[:min(len(recs), dht.MaxValues)]
+			s.sendDHT(id, v)
+		})
+		return true
+	case *dht.Put:
+		pr, ok := local.(*dht.PutResult)
+		if !ok || pr.Code.Err() != nil || !d.acquire(s) {
+			return false
+		}
+		d.srv.wg.Go(func() {
+			defer func() { <-d.sem }()
+			ctx, cancel := context.WithTimeout(sctx, dhtProxyTimeout)
+			defer cancel()
+			if _, err := d.node.Store(ctx, r.Record); err != nil {
+				s.log().Debug("proxied DHT store failed", "err", err)
+			}
+		})
+	}
+	return false
+}
+
+func (d *dhtServer) acquire(s *session) bool {
+	select {
+	case d.sem <- struct{}{}:
+		return true
+	default:
+		s.log().Info("not proxying a DHT request: too many in flight", "limit", dhtProxies)
+		return false
+	}
 }

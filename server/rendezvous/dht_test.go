@@ -3,6 +3,8 @@ package rendezvous
 import (
 	"context"
 	"errors"
+	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -130,5 +132,59 @@ func TestDHTConfigErrors(t *testing.T) {
 		if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%s: Validate = %v", name, err)
 		}
+	}
+}
+
+// TestDHTProxyAcrossServers: a peer behind NAT at server A stores its
+// record there; a peer at server B, which reaches no DHT node but B, finds
+// it. The servers know each other only through DHTBootstrap.
+func TestDHTProxyAcrossServers(t *testing.T) {
+	lnB, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	urlB := "ws://" + lnB.Addr().String() + "/v1/signal"
+	a := newServer(t, func(c *Config) {
+		c.DHTIdentity = newIdentity(t)
+		c.DHTBootstrap = []string{urlB}
+	})
+	b := startServer(t, Config{
+		Listener: lnB, ServerNames: []string{"127.0.0.1"}, Logger: testLogger(t),
+		DHTIdentity: newIdentity(t), DHTBootstrap: []string{wsURL(a)},
+	})
+	idP := newIdentity(t)
+	p := dialAs(t, a, idP)
+	q := dial(t, b)
+	rec := &dht.Record{Seq: 1, Expires: time.Now().Add(time.Hour), Rendezvous: []string{wsURL(a)}}
+	if err := rec.Sign(idP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !hasContact(a.dht.node, b.dht.id.PeerID()) || !hasContact(b.dht.node, a.dht.id.PeerID()) {
+		if time.Now().After(deadline) {
+			t.Fatal("the servers never joined each other")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, m := dhtAsk(t, p, &dht.Put{Record: rec}); m.(*dht.PutResult).Code.Err() != nil {
+		t.Fatalf("PUT at A: %v", m.(*dht.PutResult).Code.Err())
+	}
+	_, m := dhtAsk(t, q, &dht.Get{Key: idP.PeerID()})
+	v, ok := m.(*dht.Values)
+	if !ok || len(v.Records) != 1 || v.Records[0].PeerID() != idP.PeerID() {
+		t.Fatalf("GET at B for the record stored at A: %v", m)
+	}
+	if !slices.Equal(v.Records[0].Rendezvous, []string{wsURL(a)}) {
+		t.Fatalf("record names %q", v.Records[0].Rendezvous)
+	}
+	// A forged record (signature broken) is refused at A.
+	forged := &dht.Record{Seq: 2, Expires: time.Now().Add(time.Hour), Rendezvous: []string{"ws://evil/v1/signal"}}
+	if err := forged.Sign(idP); err != nil {
+		t.Fatal(err)
+	}
+	forged.Signature[0] ^= 1
+	_, m = dhtAsk(t, p, &dht.Put{Record: forged})
+	if pr, ok := m.(*dht.PutResult); !ok || pr.Code.Err() == nil {
+		t.Fatalf("forged record: %v", m)
 	}
 }

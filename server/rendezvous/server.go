@@ -119,11 +119,12 @@ func New(cfg Config) (srv *Server, err error) {
 		srv.stun.start()
 		srv.log.Info("STUN listening", "addrs", l.addrs, "rfc5780", l.rfc5780)
 	}
-	if cfg.Listener != nil || cfg.InsecureListener != nil {
-		srv.startHTTP(cfg.Listener, cfg.TLSConfig, cfg.InsecureListener)
-	}
+	// Before the listeners: sessions read srv.dht.
 	if err = srv.startDHT(); err != nil {
 		return nil, err
+	}
+	if cfg.Listener != nil || cfg.InsecureListener != nil {
+		srv.startHTTP(cfg.Listener, cfg.TLSConfig, cfg.InsecureListener)
 	}
 	srv.wg.Add(1)
 	go srv.sweep()
