@@ -235,16 +235,23 @@ func newDHTInfra(t *testing.T) *infra {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newDHTInfraOn(t, ln)
+}
+
+// newDHTInfraOn is newDHTInfra on ln, joining the DHT through bootstrap.
+func newDHTInfraOn(t *testing.T, ln net.Listener, bootstrap ...string) *infra {
+	t.Helper()
 	stunPC, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	rv, err := rendezvous.New(rendezvous.Config{
-		Listener:    ln,
-		STUNConns:   []net.PacketConn{stunPC},
-		ServerNames: []string{"127.0.0.1"},
-		DHTIdentity: newIdentity(t),
-		Logger:      slog.New(slog.DiscardHandler),
+		Listener:     ln,
+		STUNConns:    []net.PacketConn{stunPC},
+		ServerNames:  []string{"127.0.0.1"},
+		DHTIdentity:  newIdentity(t),
+		DHTBootstrap: bootstrap,
+		Logger:       slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -302,5 +309,77 @@ func TestDHTThroughRendezvous(t *testing.T) {
 	// No Ferry connection was needed: everything went over signaling.
 	if c := x.tr.Conns() + y.tr.Conns(); c != 0 {
 		t.Fatalf("%d DHT connections dialed", c)
+	}
+}
+
+// TestTopicAcrossRendezvous: nodes at two rendezvous servers that know each
+// other only through DHTBootstrap find each other by PeerID and by topic.
+func TestTopicAcrossRendezvous(t *testing.T) {
+	lnA, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lnB, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	urlOf := func(ln net.Listener) string { return "ws://" + ln.Addr().String() + "/v1/signal" }
+	a := newDHTInfraOn(t, lnA, urlOf(lnB))
+	b := newDHTInfraOn(t, lnB, urlOf(lnA))
+	ctx := ctxT(t, 90*time.Second)
+	var nodes []*Node
+	for _, in := range []*infra{a, b, b} {
+		n := in.node(t)
+		// Until the servers have joined, a start may find no DHT: retry.
+		for {
+			_, err := n.StartDiscovery(ctx, DiscoveryOptions{Refresh: 200 * time.Millisecond})
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("start discovery: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		nodes = append(nodes, n)
+	}
+	// B's node finds A's by PeerID, with A's rendezvous URL.
+	var info PeerInfo
+	waitFor(t, "the record of the node at A", func() bool {
+		info, err = nodes[1].disc.Load().FindPeer(ctx, nodes[0].PeerID())
+		return err == nil
+	})
+	if !slices.Equal(info.Rendezvous, []string{a.url}) || len(info.Addrs) != 0 {
+		t.Fatalf("record: rendezvous %q, addrs %v (none without opt-in)", info.Rendezvous, info.Addrs)
+	}
+	if _, err := nodes[0].Join(ctx, ""); err == nil {
+		t.Fatal("joined the empty topic")
+	}
+	topics := make([]*Topic, len(nodes))
+	for i, n := range nodes {
+		if topics[i], err = n.Join(ctx, "ferry-test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, tp := range topics {
+		got := map[PeerID]bool{}
+		for p := range tp.Peers(ctx) {
+			if got[p.ID] {
+				t.Fatalf("node %d: %s yielded twice", i, p.ID.Short())
+			}
+			got[p.ID] = true
+			if len(got) == len(nodes)-1 {
+				break
+			}
+		}
+		for j, n := range nodes {
+			if j != i && !got[n.PeerID()] {
+				t.Fatalf("node %d did not find node %d", i, j)
+			}
+		}
+		_ = tp.Close()
+	}
+	if _, err := (&Node{}).Join(ctx, "x"); !errors.Is(err, ErrNoDiscovery) {
+		t.Fatalf("Join without discovery: %v", err)
 	}
 }

@@ -42,6 +42,7 @@ type Node struct {
 	lmu       sync.Mutex
 	listeners map[string]*streamListener   // by protocol; see netconn.go
 	dht       atomic.Pointer[DHTTransport] // DHTProtocol streams go here; see discovery.go
+	disc      atomic.Pointer[Discovery]    // see topic.go
 
 	loginErr error // why the last login in New failed
 

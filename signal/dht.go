@@ -30,3 +30,6 @@ func (c *Client) DHT(ctx context.Context, msg []byte) (identity.PeerID, []byte, 
 	}
 	return identity.PeerID(r.dht.Node), r.dht.Message, nil
 }
+
+// URL returns the signaling URL the client logs in at.
+func (c *Client) URL() string { return c.url }
