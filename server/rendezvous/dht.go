@@ -196,6 +196,9 @@ func (s *session) handleDHT(ctx context.Context, m *wire.DHT) {
 		refuse(err)
 		return
 	}
+	if !req.FromServer() {
+		forPeer(resp)
+	}
 	if req.FromServer() || !d.proxy(ctx, s, m.ID, req, resp) {
 		s.sendDHT(m.ID, resp)
 	}
@@ -259,5 +262,18 @@ func (d *dhtServer) acquire(s *session) bool {
 	default:
 		s.log().Info("not proxying a DHT request: too many in flight", "limit", dhtProxies)
 		return false
+	}
+}
+
+// forPeer drops the contacts from an answer to a peer: they are DHT nodes
+// the peer cannot reach (a Contact names no signaling URL, and other
+// servers speak no Ferry sessions), so it would spend its request timeout
+// on each; this server looks up and stores on the peer's behalf instead.
+func forPeer(resp dht.Message) {
+	switch r := resp.(type) {
+	case *dht.Nodes:
+		r.Closer = nil
+	case *dht.Values:
+		r.Closer = nil
 	}
 }

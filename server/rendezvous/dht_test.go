@@ -49,9 +49,13 @@ func TestDHTServersJoinThroughBootstrap(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	// A peer at A asks A's node for the nodes near B: A's answer names B.
+	// A peer at A asks A's node for the nodes near B: a peer gets no
+	// contacts (it could not reach them), a server gets B.
 	p := dial(t, a)
-	node, m := dhtAsk(t, p, &dht.FindNode{Target: idB.PeerID()})
+	if _, m := dhtAsk(t, p, &dht.FindNode{Target: idB.PeerID()}); len(m.(*dht.Nodes).Closer) != 0 {
+		t.Fatalf("a peer got %d contacts it cannot reach", len(m.(*dht.Nodes).Closer))
+	}
+	node, m := dhtAsk(t, p, &dht.FindNode{Target: idB.PeerID(), Server: true})
 	if node != idA.PeerID() {
 		t.Fatalf("answer from node %s, want A's %s", node.Short(), idA.PeerID().Short())
 	}
