@@ -202,3 +202,16 @@ func (t *Topic) Close() error {
 	})
 	return nil
 }
+
+// Lookup returns the peers announced under topic now, without joining it.
+func (d *Discovery) Lookup(ctx context.Context, topic string) ([]PeerInfo, error) {
+	recs, err := d.d.Peers(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PeerInfo, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, PeerInfo{ID: r.PeerID(), Rendezvous: r.Rendezvous, Addrs: r.Addrs})
+	}
+	return out, nil
+}

@@ -47,6 +47,12 @@ Usage:
       object: peer, path, local_candidate, remote_candidate, connect_ms,
       rtt_ms.
 
+  ferry find --rendezvous URL [--rendezvous-ca FILE] [--identity FILE]
+             --topic TOPIC [--json] [--timeout D]
+      Look TOPIC up in the DHT, through the rendezvous server's DHT node
+      (ferry-rendezvous --dht), and print each peer announced there: PeerID,
+      rendezvous URLs, and whether its record lists addresses (direct).
+
   ferry demo [--json] [--relay auto|never|always] [--nat-a TYPE --nat-b TYPE]
       Start a rendezvous server and a relay with embedded defaults, plus two
       peers; connect them by PeerID, exchange 1000 messages each way and a
@@ -84,6 +90,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdListen(ctx, args[1:], stdout, stderr)
 	case "ping":
 		return cmdPing(ctx, args[1:], stdout, stderr)
+	case "find":
+		return cmdFind(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprintf(stdout, usage, defaultIdentity())
 		return 0
