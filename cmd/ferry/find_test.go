@@ -52,8 +52,10 @@ func TestFind(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out, errOut bytes.Buffer
-	code := run(ctx, []string{"find", "--rendezvous", url, "--identity", filepath.Join(t.TempDir(), "id.key"),
-		"--topic", "cli-topic", "--json"}, &out, &errOut)
+	code := run(ctx, []string{
+		"find", "--rendezvous", url, "--identity", filepath.Join(t.TempDir(), "id.key"),
+		"--topic", "cli-topic", "--json",
+	}, &out, &errOut)
 	if code != 0 {
 		t.Fatalf("find exit %d: %s", code, errOut.String())
 	}
@@ -74,8 +76,10 @@ func TestFind(t *testing.T) {
 	// A rendezvous without a DHT node: a clear failure.
 	plain := startRendezvous(t)
 	errOut.Reset()
-	if code := run(ctx, []string{"find", "--rendezvous", plain, "--identity", filepath.Join(t.TempDir(), "id2.key"),
-		"--topic", "x"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "DHT") {
+	if code := run(ctx, []string{
+		"find", "--rendezvous", plain, "--identity", filepath.Join(t.TempDir(), "id2.key"),
+		"--topic", "x",
+	}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "DHT") {
 		t.Errorf("no DHT node: exit %d, %q", code, errOut.String())
 	}
 }
