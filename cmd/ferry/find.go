@@ -69,3 +69,20 @@ func cmdFind(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
+
+// joinTopics starts the node's discovery and joins each topic (ferry listen
+// --join); with no topics it does nothing.
+func joinTopics(ctx context.Context, n *sdk.Node, topics []string) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	if _, err := n.StartDiscovery(ctx, sdk.DiscoveryOptions{}); err != nil {
+		return err
+	}
+	for _, t := range topics {
+		if _, err := n.Join(ctx, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -65,6 +67,33 @@ func TestFind(t *testing.T) {
 	}
 	if fp.Peer != member.PeerID().String() || len(fp.Rendezvous) != 1 || fp.Rendezvous[0] != url || fp.Direct {
 		t.Fatalf("found %+v", fp)
+	}
+	// ferry listen --join announces; ferry find sees it.
+	lctx, lcancel := context.WithCancel(ctx)
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(lctx, []string{
+			"listen", "--rendezvous", url, "--identity", filepath.Join(t.TempDir(), "l.key"),
+			"--loopback-candidates", "--join", "cli-topic",
+		}, pw, io.Discard)
+		pw.Close()
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatalf("listen printed no PeerID: %v", err)
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	out.Reset()
+	if code := run(ctx, []string{
+		"find", "--rendezvous", url, "--identity", filepath.Join(t.TempDir(), "f.key"),
+		"--topic", "cli-topic",
+	}, &out, &errOut); code != 0 || !strings.Contains(out.String(), strings.TrimSpace(line)) {
+		t.Fatalf("find after listen --join: exit %d, %q", code, out.String())
+	}
+	lcancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("listen exit %d", code)
 	}
 	// Usage errors.
 	for _, args := range [][]string{{"find"}, {"find", "--topic", "x", "extra"}} {

@@ -35,9 +35,10 @@ Usage:
       Print this node's PeerID. The Ed25519 key is created (mode 0600) on
       first use. Default file: %s
 
-  ferry listen --rendezvous URL [--rendezvous-ca FILE] [--identity FILE]
+  ferry listen --rendezvous URL [--rendezvous-ca FILE] [--identity FILE] [--join TOPIC]...
       Log in to the rendezvous server, print this node's PeerID, then accept
-      connections and answer pings until interrupted.
+      connections and answer pings until interrupted. Each --join announces
+      the node under TOPIC in the DHT (ferry-rendezvous --dht).
 
   ferry ping --rendezvous URL [--rendezvous-ca FILE] [--identity FILE]
              [--count N] [--relay auto|never|always] [--json] PEERID
