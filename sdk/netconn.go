@@ -206,6 +206,10 @@ func (n *Node) DialStream(ctx context.Context, peer PeerID, protocol string) (ne
 // refuses it when the node listens on other protocols only. It reports
 // whether it took the stream; if not, the stream goes to Conn.AcceptStream.
 func (n *Node) routeStream(s *Stream) bool {
+	if t := n.dht.Load(); t != nil && s.proto == DHTProtocol {
+		t.serve(s)
+		return true
+	}
 	n.lmu.Lock()
 	l := n.listeners[s.proto]
 	listening := len(n.listeners) > 0

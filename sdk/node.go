@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -40,8 +41,10 @@ type Node struct {
 	peers    map[PeerID]*peerSlot // one connection per peer; see peers.go
 
 	lmu       sync.Mutex
-	listeners map[string]*streamListener // by protocol; see netconn.go
-	handlers  handlerSet                 // see handle.go
+	listeners map[string]*streamListener   // by protocol; see netconn.go
+	handlers  handlerSet                   // see handle.go
+	dht       atomic.Pointer[DHTTransport] // DHTProtocol streams go here; see discovery.go
+	disc      atomic.Pointer[Discovery]    // see topic.go
 
 	loginErr error // why the last login in New failed
 

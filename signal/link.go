@@ -34,6 +34,7 @@ type result struct {
 	err   error
 	creds *wire.Credentials
 	boot  *wire.Bootstrap
+	dht   *wire.DHT
 }
 
 // maxRead bounds one WebSocket message from the server.
@@ -430,6 +431,12 @@ func (c *Client) dispatch(ctx context.Context, l *link, f wire.Frame) error {
 			return fmt.Errorf("%w: %w", ErrProtocol, err)
 		}
 		l.answer(m.ID, result{boot: &m})
+	case f.Type == wire.TypeDHT:
+		var m wire.DHT
+		if err := m.Unmarshal(f.Payload); err != nil {
+			return fmt.Errorf("%w: %w", ErrProtocol, err)
+		}
+		l.answer(m.ID, result{dht: &m})
 	case f.Type == wire.TypePong:
 	case f.Type == wire.TypeGoAway:
 		var g wire.GoAway

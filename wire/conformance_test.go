@@ -45,6 +45,7 @@ var protoName = map[Type]protoreflect.FullName{
 	TypeCredentials:        "ferry.signal.v1.Credentials",
 	TypeBootstrapRequest:   "ferry.signal.v1.BootstrapRequest",
 	TypeBootstrap:          "ferry.signal.v1.Bootstrap",
+	TypeDHT:                "ferry.signal.v1.DHT",
 }
 
 func loadProtoset(t *testing.T, path string) *descriptorpb.FileDescriptorSet {
@@ -200,6 +201,10 @@ func signalFields(m Message, put func(string, any, bool)) {
 			peers[i] = bytes.Clone(m.Peers[i][:])
 		}
 		put("peers", peers, len(peers) == 0)
+	case *DHT:
+		u64("id", m.ID)
+		fixed("node", m.Node[:])
+		put("message", bytes.Clone(m.Message), len(m.Message) == 0)
 	}
 }
 

@@ -22,7 +22,7 @@
 // application bytes.
 //
 // The signaling messages a peer exchanges with a rendezvous server (types
-// 0x10-0x1D: CHALLENGE, LOGIN, OFFER, ANSWER, CANDIDATE, ...) live here too,
+// 0x10-0x1E: CHALLENGE, LOGIN, OFFER, ANSWER, CANDIDATE, ...) live here too,
 // in the same style (schema in proto/signal.proto, package ferry.signal.v1);
 // they travel in WebSocket messages, never on a session. The routed ones
 // implement [RoutedMessage].

@@ -236,7 +236,8 @@ func TestTypeString(t *testing.T) {
 		{0x10, "CHALLENGE", false},
 		{TypeOffer, "OFFER", false},
 		{TypeBootstrap, "BOOTSTRAP", false},
-		{0x1e, "Type(0x1e)", false},
+		{TypeDHT, "DHT", false},
+		{0x1f, "Type(0x1f)", false},
 		{0xff, "Type(0xff)", false},
 	}
 	for _, tt := range tests {

@@ -109,6 +109,7 @@ var fuzzMessageTarget = map[Type]string{
 	TypeCredentials:        "FuzzCredentials",
 	TypeBootstrapRequest:   "FuzzBootstrapRequest",
 	TypeBootstrap:          "FuzzBootstrap",
+	TypeDHT:                "FuzzDHT",
 }
 
 func addSeeds(f *testing.F, name string) {
@@ -276,3 +277,4 @@ func FuzzCredentialsRequest(f *testing.F) { fuzzMessage(f, TypeCredentialsReques
 func FuzzCredentials(f *testing.F)        { fuzzMessage(f, TypeCredentials) }
 func FuzzBootstrapRequest(f *testing.F)   { fuzzMessage(f, TypeBootstrapRequest) }
 func FuzzBootstrap(f *testing.F)          { fuzzMessage(f, TypeBootstrap) }
+func FuzzDHT(f *testing.F)                { fuzzMessage(f, TypeDHT) }

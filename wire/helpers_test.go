@@ -51,6 +51,8 @@ func newDecoder(t Type) decoder {
 		return new(BootstrapRequest)
 	case TypeBootstrap:
 		return new(Bootstrap)
+	case TypeDHT:
+		return new(DHT)
 	}
 	if m := NewRoutedMessage(t); m != nil {
 		return m
@@ -164,6 +166,8 @@ func sampleSignalMessages() []sampleMessage {
 			ID: 3, Seeds: []string{"wss://rendezvous.example.com/v1/signal"},
 			Peers: [][PeerIDLen]byte{samplePeerA, samplePeerB},
 		}},
+		{"dht-request", &DHT{ID: 4, Message: []byte{0x01, 0x08, 0x01}}},
+		{"dht-answer", &DHT{ID: 4, Node: samplePeerB, Message: []byte{0x02}}},
 	}
 }
 

@@ -45,6 +45,8 @@ const (
 	TypeBootstrapRequest Type = 0x1C
 	// TypeBootstrap carries DHT seeds. Payload: [Bootstrap].
 	TypeBootstrap Type = 0x1D
+	// TypeDHT carries one DHT request or answer. Payload: [DHT].
+	TypeDHT Type = 0x1E
 )
 
 var signalNames = [...]string{
@@ -62,12 +64,13 @@ var signalNames = [...]string{
 	TypeCredentials - TypeSignalingFirst:        "CREDENTIALS",
 	TypeBootstrapRequest - TypeSignalingFirst:   "BOOTSTRAP_REQUEST",
 	TypeBootstrap - TypeSignalingFirst:          "BOOTSTRAP",
+	TypeDHT - TypeSignalingFirst:                "DHT",
 }
 
 // Signaling reports whether t is one of the signaling types defined in this
-// package (0x10-0x1D).
+// package (0x10-0x1E).
 func (t Type) Signaling() bool {
-	return t >= TypeChallenge && t <= TypeBootstrap
+	return t >= TypeChallenge && t <= TypeDHT
 }
 
 // Routed reports whether t is a message the rendezvous server routes from

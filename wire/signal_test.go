@@ -14,7 +14,7 @@ import (
 
 func TestSignalTypes(t *testing.T) {
 	for typ := Type(0); ; typ++ {
-		sig := typ >= 0x10 && typ <= 0x1d
+		sig := typ >= 0x10 && typ <= 0x1e
 		if typ.Signaling() != sig {
 			t.Errorf("%v.Signaling() = %v", typ, typ.Signaling())
 		}
@@ -293,6 +293,8 @@ func TestSignalEncodeErrors(t *testing.T) {
 		{"credentials stun", &Credentials{STUNURLs: []string{long(MaxURLLen + 1)}}},
 		{"bootstrap seeds", &Bootstrap{Seeds: many(MaxURLs + 1)}},
 		{"bootstrap peers", &Bootstrap{Peers: make([][PeerIDLen]byte, MaxBootstrapPeers+1)}},
+		{"dht empty message", &DHT{ID: 1}},
+		{"dht oversized message", &DHT{ID: 1, Message: make([]byte, MaxDHTMessageLen+1)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -27,6 +27,10 @@ type options struct {
 	BootstrapSeeds []string
 	BootstrapPeers int
 
+	DHT          bool
+	DHTIdentity  string
+	DHTBootstrap []string
+
 	MaxMessageSize            int64
 	LoginTimeout, IdleTimeout time.Duration
 	ClockSkew                 time.Duration
@@ -183,6 +187,15 @@ func (o *options) flags() *cliconf.Set {
 		"Another rendezvous server's signaling URL to list as a DHT seed after this one. Repeatable.")
 	s.Int(&o.BootstrapPeers, "bootstrap-peers", "N",
 		"Online DHT-capable peers listed in a bootstrap answer (at most 64); 0 means the default, negative lists none.")
+	s.Bool(&o.DHT, "dht",
+		"Run a DHT server node that logged-in peers query over signaling. Implied by --dht-identity and "+
+			"--dht-bootstrap.")
+	s.String(&o.DHTIdentity, "dht-identity", "FILE",
+		"The DHT node's key file (created if missing). Default: a new key at each start. Give each replica "+
+			"behind one Redis its own.")
+	s.Strings(&o.DHTBootstrap, "dht-bootstrap", "URL",
+		"Another rendezvous server's signaling URL to join the DHT through: this server logs in there with its "+
+			"DHT key. Also listed as a bootstrap seed. Repeatable.")
 
 	// Limits.
 	s.Int64(&o.MaxMessageSize, "max-message-size", "BYTES",

@@ -81,7 +81,8 @@ func (o *options) config() rendezvous.Config {
 		RelaySecret:       o.RelaySecret,
 		RelayURLs:         o.Relays,
 		CredentialTTL:     o.CredentialTTL,
-		BootstrapSeeds:    o.BootstrapSeeds,
+		BootstrapSeeds:    o.seeds(),
+		DHTBootstrap:      o.DHTBootstrap,
 		BootstrapPeers:    o.BootstrapPeers,
 		MaxPayload:        int(o.MaxMessageSize),
 		LoginTimeout:      o.LoginTimeout,
@@ -174,6 +175,9 @@ func (o *options) build(ctx context.Context, d cliconf.Deps, rdb redis.Universal
 		return nil, err
 	}
 	if cfg.AllowDHT, err = peerFile(o.DHTPeerFile, "--dht-peer-file"); err != nil {
+		return nil, err
+	}
+	if cfg.DHTIdentity, err = o.dhtIdentity(); err != nil {
 		return nil, err
 	}
 	cfg.Redis = rdb

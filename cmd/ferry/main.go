@@ -36,11 +36,13 @@ Usage:
       first use. Default file: %s
 
   ferry listen [--rendezvous URL] [--rendezvous-ca FILE] [--identity FILE]
-               [--lan auto|on|off]
+               [--lan auto|on|off] [--join TOPIC]...
       Log in to the rendezvous server, print this node's PeerID, then accept
       connections and answer pings until interrupted. With no --rendezvous
       (or with --lan on) the node announces itself on the local network by
       mDNS and finds the peers there.
+      Each --join announces the node under TOPIC in the DHT (needs a
+      rendezvous server run with ferry-rendezvous --dht).
 
   ferry ping [--rendezvous URL] [--rendezvous-ca FILE] [--identity FILE]
              [--lan auto|on|off] [--count N] [--relay auto|never|always] [--json] PEERID
@@ -49,6 +51,12 @@ Usage:
       the candidate types, the connect time and the RTT. --json prints one
       object: peer, path, local_candidate, remote_candidate, connect_ms,
       rtt_ms.
+
+  ferry find --rendezvous URL [--rendezvous-ca FILE] [--identity FILE]
+             --topic TOPIC [--json] [--timeout D]
+      Look TOPIC up in the DHT, through the rendezvous server's DHT node
+      (ferry-rendezvous --dht), and print each peer announced there: PeerID,
+      rendezvous URLs, and whether its record lists addresses (direct).
 
   ferry demo [--json] [--relay auto|never|always] [--nat-a TYPE --nat-b TYPE]
       Start a rendezvous server and a relay with embedded defaults, plus two
@@ -87,6 +95,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdListen(ctx, args[1:], stdout, stderr)
 	case "ping":
 		return cmdPing(ctx, args[1:], stdout, stderr)
+	case "find":
+		return cmdFind(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprintf(stdout, usage, defaultIdentity())
 		return 0

@@ -56,6 +56,11 @@ func cmdListen(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.SetOutput(stderr)
 	var nf nodeFlags
 	nf.register(fs)
+	var topics []string
+	fs.Func("join", "announce this node under TOPIC in the DHT (repeatable; needs ferry-rendezvous --dht)", func(v string) error {
+		topics = append(topics, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -69,6 +74,10 @@ func cmdListen(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 1
 	}
 	defer n.Close()
+	if err := joinTopics(ctx, n, topics); err != nil {
+		fmt.Fprintf(stderr, "ferry listen: %v\n", err)
+		return 1
+	}
 	fmt.Fprintln(stdout, n.PeerID())
 	for {
 		c, err := n.Accept(ctx)

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ferrynet/ferry/identity"
+	"github.com/ferrynet/ferry/signal"
 	"github.com/ferrynet/ferry/wire"
 )
 
@@ -191,6 +192,19 @@ type Config struct {
 	// listed after this server's PublicURL in BOOTSTRAP answers.
 	BootstrapSeeds []string
 
+	// DHTIdentity, when set, makes the server a DHT server node with this
+	// key (each replica its own; see README.md, "DHT server node"). Peers
+	// reach it with DHT signaling messages.
+	DHTIdentity *identity.Identity
+
+	// DHTBootstrap are signaling URLs of other rendezvous servers whose
+	// DHT nodes this one joins through, by logging in there with
+	// DHTIdentity (ferry-rendezvous --dht-bootstrap). Needs DHTIdentity.
+	DHTBootstrap []string
+
+	// DHTSignalOptions are passed to those logins (a CA file, a dialer).
+	DHTSignalOptions []signal.Option
+
 	// BootstrapPeers caps the online DHT-capable peers listed in a
 	// BOOTSTRAP answer. Zero means 16; negative means none. At most 64.
 	BootstrapPeers int
@@ -317,6 +331,14 @@ func (c *Config) Validate() error {
 	for _, n := range c.ServerNames {
 		if n == "" || len(n) > wire.MaxServerNameLen || strings.ContainsAny(n, ":/ ") && !isIPv6(n) {
 			return fmt.Errorf("%w: server name %q: want a host name or IP address without port", ErrInvalidConfig, n)
+		}
+	}
+	if len(c.DHTBootstrap) > 0 && c.DHTIdentity == nil {
+		return fmt.Errorf("%w: DHT bootstrap URLs need a DHT identity", ErrInvalidConfig)
+	}
+	for _, u := range c.DHTBootstrap {
+		if err := checkURL(u, "ws", "wss"); err != nil {
+			return fmt.Errorf("%w: DHT bootstrap URL: %w", ErrInvalidConfig, err)
 		}
 	}
 	if c.PublicURL != "" {

@@ -40,6 +40,7 @@ type Server struct {
 	http       *http.Server
 	ln         net.Listener // the TLS listener, or the plain one without TLS
 	insecureLn net.Listener
+	dht        *dhtServer // nil without Config.DHTIdentity; see dht.go
 	epoch      time.Time
 	readBufs   sync.Pool
 
@@ -125,6 +126,10 @@ func New(cfg Config) (srv *Server, err error) {
 		}
 		srv.stun.start()
 		srv.log.Info("STUN listening", "addrs", l.addrs, "rfc5780", l.rfc5780, "tcp", cfg.STUNListener != nil)
+	}
+	// Before the listeners: sessions read srv.dht.
+	if err = srv.startDHT(); err != nil {
+		return nil, err
 	}
 	if cfg.Listener != nil || cfg.InsecureListener != nil {
 		srv.startHTTP(cfg.Listener, cfg.TLSConfig, cfg.InsecureListener)

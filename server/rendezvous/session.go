@@ -264,6 +264,13 @@ func (s *session) handleFrame(ctx context.Context, f wire.Frame) bool {
 			return false
 		}
 		s.sendBootstrap(ctx, m.ID)
+	case f.Type == wire.TypeDHT:
+		var m wire.DHT
+		if err := m.Unmarshal(f.Payload); err != nil {
+			s.protocolError(err.Error())
+			return false
+		}
+		s.handleDHT(ctx, &m)
 	case f.Type == wire.TypeGoAway:
 		s.closeAfter(websocket.StatusNormalClosure, "goodbye")
 		return false
