@@ -142,8 +142,12 @@ func TestRelayedPathMovesToDirect(t *testing.T) {
 		held.Wait()
 		t.Fatal(err)
 	}
-	if info, _ := a.Path(); !info.Relayed {
-		t.Fatalf("first path %s -> %s is not relayed", info.LocalType, info.RemoteType)
+	first, _ := a.Path()
+	if !first.Relayed {
+		t.Fatalf("first path %s -> %s is not relayed", first.LocalType, first.RemoteType)
+	}
+	if first.Upgrades != 0 || first.SelectedAt.IsZero() {
+		t.Errorf("first path: %d upgrades, selected at %v", first.Upgrades, first.SelectedAt)
 	}
 	exchange(t, pa, pb)
 	close(release)
@@ -160,9 +164,17 @@ func TestRelayedPathMovesToDirect(t *testing.T) {
 	exchange(t, pa, pb)
 	time.Sleep(time.Second) // ten upgrade checks
 	exchange(t, pa, pb)
-	if info, _ := a.Path(); info.Relayed {
+	info, _ := a.Path()
+	if info.Relayed {
 		t.Fatalf("moved back to the relay; path changes:%s", log)
 	}
+	if info.Upgrades != 1 || !info.SelectedAt.After(first.SelectedAt) || info.RelayAddr != "" {
+		t.Errorf("direct path: %d upgrades (want 1), selected at %v (first at %v), relay %q", info.Upgrades, info.SelectedAt, first.SelectedAt, info.RelayAddr)
+	}
+	testutil.WaitFor(t, 10*time.Second, "the controlled side on the direct path, upgrade counted", func() bool {
+		info, _ := b.Path()
+		return !info.Relayed && info.Upgrades == 1
+	})
 	t.Logf("path changes:%s", log)
 	_ = pa.Close()
 	_ = pb.Close()
