@@ -87,9 +87,12 @@ type Agent struct {
 	a           *ice.Agent
 	log         *slog.Logger
 
-	upgradeTo atomic.Pointer[pairRef] // a renomination for the event loop to send
-	done      chan struct{}           // closed by Close
-	wg        sync.WaitGroup          // upgrade
+	upgradeTo atomic.Pointer[pairRef]   // a renomination for the event loop to send
+	probeTo   atomic.Pointer[[]pairRef] // a round of probes for the event loop to send
+	probes    atomic.Int64              // probe requests handed to the event loop
+	changed   chan struct{}             // a remote candidate arrived (cap 1)
+	done      chan struct{}             // closed by Close
+	wg        sync.WaitGroup            // upgrade
 
 	mu           sync.Mutex
 	relays       []relayServer // cfg.TURN, parsed
@@ -179,7 +182,7 @@ func New(cfg Config, controlling bool) (*Agent, error) {
 	// type and RTT, so it would move a working direct path to a relay (a
 	// host/relay pair outscores a srflx/prflx one) and would not move a
 	// host/relay path to a srflx/prflx direct one. upgrade chooses.
-	ag := &Agent{cfg: cfg, controlling: controlling, log: cfg.Logger, done: make(chan struct{}), relays: relays}
+	ag := &Agent{cfg: cfg, controlling: controlling, log: cfg.Logger, done: make(chan struct{}), changed: make(chan struct{}, 1), relays: relays}
 	opts = append(opts, ice.WithRenomination(ice.DefaultNominationValueGenerator()))
 	if controlling {
 		opts = append(opts,
@@ -240,7 +243,14 @@ func (ag *Agent) AddRemote(cand string) error {
 		ag.remoteRelays[candAddr(c)] = true
 	}
 	ag.mu.Unlock()
-	return ag.a.AddRemoteCandidate(c)
+	if err := ag.a.AddRemoteCandidate(c); err != nil {
+		return err
+	}
+	select {
+	case ag.changed <- struct{}{}:
+	default:
+	}
+	return nil
 }
 
 // ConnectError is Connect's error: Err is ErrNoPath, ctx's error or whatever else
