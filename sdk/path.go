@@ -38,20 +38,31 @@ type Path struct {
 	LocalCandidate, RemoteCandidate string
 	// LocalAddr and RemoteAddr are the pair's addresses.
 	LocalAddr, RemoteAddr string
-	// Relay is the relay's address, and RelayProtocol how this side
-	// reaches it (udp, tcp or tls), when this side's candidate is relayed.
+	// Relay is the relay server's address and RelayProtocol how this side
+	// reaches it (udp, tcp, tls or dtls), when the path is relayed: the
+	// TURN URL's host:port when this side's candidate is relayed, else the
+	// peer's allocation on its relay, which this side reaches over udp.
 	Relay, RelayProtocol string
 	// RTT is the smoothed heartbeat round-trip time.
 	RTT time.Duration
 	// ConnectTime is how long it took to find this path and establish the
 	// session on it.
 	ConnectTime time.Duration
+	// SelectedAt is when ICE selected the current pair (zero when the
+	// session was dialed without ICE), and Upgrades how many times this
+	// session's path moved from the relay to a direct pair.
+	SelectedAt time.Time
+	Upgrades   int
 }
 
-// Kind returns "relay" or "direct".
+// Kind returns "relay", "direct", or "none" for the zero Path (no session:
+// the connection is connecting, reconnecting or closed).
 func (p Path) Kind() string {
-	if p.Relayed {
+	switch {
+	case p.Relayed:
 		return "relay"
+	case p.LocalAddr == "" && p.RemoteAddr == "":
+		return "none"
 	}
 	return "direct"
 }
@@ -79,9 +90,8 @@ func (c *Conn) Path() Path {
 		p.Relayed = inf.Relayed
 		p.LocalCandidate, p.RemoteCandidate = inf.LocalType, inf.RemoteType
 		p.LocalAddr, p.RemoteAddr = inf.LocalAddr, inf.RemoteAddr
-		if inf.LocalType == "relay" {
-			p.Relay, p.RelayProtocol = inf.RelayAddr, inf.LocalProtocol
-		}
+		p.Relay, p.RelayProtocol = inf.RelayAddr, inf.RelayProtocol
+		p.SelectedAt, p.Upgrades = inf.SelectedAt, inf.Upgrades
 	}
 	return p
 }

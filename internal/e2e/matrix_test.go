@@ -76,6 +76,7 @@ type row struct {
 	local    string
 	remote   string
 	connect  time.Duration
+	toDirect time.Duration // from Dial's return until both sides are direct (0: direct at once)
 	err      string
 }
 
@@ -117,6 +118,7 @@ func runPair(t *testing.T, w *labworld.World, ha, hb *natlab.Host, expected natt
 		<-accepted
 		return r
 	}
+	up := time.Now()
 	defer ca.Close()
 	cb := <-accepted
 	if cb == nil {
@@ -139,6 +141,9 @@ func runPair(t *testing.T, w *labworld.World, ha, hb *natlab.Host, expected natt
 		r.got = classify(pa, pb)
 		return r.got == expected
 	})
+	if r.got == nattype.Direct && r.initial != nattype.Direct {
+		r.toDirect = max(0, pa.SelectedAt.Sub(up), pb.SelectedAt.Sub(up))
+	}
 	r.local = pa.LocalCandidate + "/" + pa.RemoteCandidate
 	r.remote = pb.LocalCandidate + "/" + pb.RemoteCandidate
 	if pa.RelayProtocol != "" && pa.LocalCandidate == "relay" {
@@ -274,8 +279,9 @@ func runMatrix(t *testing.T, w *labworld.World) []row {
 // TestNATMatrix is the connectivity issue's centrepiece: every ordered pair
 // of the lab's six NAT types connects, gets the path it must (direct,
 // relay, or relay over TCP when a side has no UDP), and moves 1 MiB each
-// way; then the same again with 20 ms RTT and 2% loss on every WAN link.
-// It logs the grid, and with -update writes it to docs/MATRIX.md.
+// way; then the same again with 20 ms RTT and 2% loss on every WAN link,
+// and with 200 ms RTT and 1% loss. It logs the grid, and with -update
+// writes it to docs/MATRIX.md.
 func TestNATMatrix(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.CheckLeaks(t)
@@ -299,29 +305,42 @@ func TestNATMatrix(t *testing.T) {
 	shaped := runMatrix(t, w)
 	t.Logf("shaped matrix: %v", time.Since(start).Round(time.Second))
 
+	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, s := range lab.Sites() {
+		// 50 ms each way on each WAN link: 200 ms RTT between two sites.
+		if err := s.SetWAN(ctx, natlab.Link{Delay: 50 * time.Millisecond, Loss: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start = time.Now()
+	long := runMatrix(t, w)
+	t.Logf("200 ms matrix: %v", time.Since(start).Round(time.Second))
+
 	// Only a complete run describes the matrix.
-	if want := len(nattype.All())*len(nattype.All()) + 1; len(clean) == want && len(shaped) == want {
-		writeMatrix(t, clean, shaped)
+	if want := len(nattype.All())*len(nattype.All()) + 1; len(clean) == want && len(shaped) == want && len(long) == want {
+		writeMatrix(t, clean, shaped, long)
 	} else {
-		t.Logf("ran %d+%d of %d+%d pairs: docs/MATRIX.md left as it is", len(clean), len(shaped), want, want)
+		t.Logf("ran %d+%d+%d of %d pairs each: docs/MATRIX.md left as it is", len(clean), len(shaped), len(long), want)
 	}
 }
 
-func writeMatrix(t *testing.T, clean, shaped []row) {
+func writeMatrix(t *testing.T, clean, shaped, long []row) {
 	var b strings.Builder
 	b.WriteString(`# NAT matrix
 
 Written by ` + "`TestNATMatrix`" + ` (internal/e2e) on ` + time.Now().UTC().Format("2006-01-02") + `: every ordered pair of the NAT lab's six NAT
 types, peer A (site a…) dialing peer B (site b…) through the rendezvous, each moving 1 MiB each way.
 "Candidates" are each side's selected pair as local/remote candidate types. Connect time runs from
-` + "`Dial`" + ` to an established, authenticated session. Command: ` + "`make matrix`" + ` (root), which runs ` + "`TestNATMatrix`" + ` with ` + "`-update`" + `.
+` + "`Dial`" + ` to an established, authenticated session; "to direct" from ` + "`Dial`" + `'s return until both sides' ` + "`Path`" + `
+was direct, for a path that started on the relay. Command: ` + "`make matrix`" + ` (root), which runs ` + "`TestNATMatrix`" + ` with ` + "`-update`" + `.
 
 `)
 	for _, part := range []struct {
 		title string
 		rows  []row
-	}{{"Clean links", clean}, {"20 ms RTT, 2% loss on every WAN link", shaped}} {
-		fmt.Fprintf(&b, "## %s\n\n| A | B | expected | got | A candidates | B candidates | connect |\n|---|---|---|---|---|---|---|\n", part.title)
+	}{{"Clean links", clean}, {"20 ms RTT, 2% loss on every WAN link", shaped}, {"200 ms RTT, 1% loss on every WAN link", long}} {
+		fmt.Fprintf(&b, "## %s\n\n| A | B | expected | got | A candidates | B candidates | connect | to direct |\n|---|---|---|---|---|---|---|---|\n", part.title)
 		for _, r := range part.rows {
 			got := string(r.got)
 			if r.initial != r.got {
@@ -332,7 +351,11 @@ types, peer A (site a…) dialing peer B (site b…) through the rendezvous, eac
 			} else if r.got != r.expected {
 				got = "**" + got + "** (wrong)"
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %d ms |\n", r.a, r.b, r.expected, got, r.local, r.remote, r.connect.Milliseconds())
+			toDirect := ""
+			if r.initial != r.got && r.got == nattype.Direct {
+				toDirect = fmt.Sprintf("%d ms", r.toDirect.Milliseconds())
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %d ms | %s |\n", r.a, r.b, r.expected, got, r.local, r.remote, r.connect.Milliseconds(), toDirect)
 		}
 		b.WriteString("\n")
 	}

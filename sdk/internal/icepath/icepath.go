@@ -87,11 +87,19 @@ type Agent struct {
 	a           *ice.Agent
 	log         *slog.Logger
 
-	upgradeTo atomic.Pointer[pairRef] // a renomination for the event loop to send
-	done      chan struct{}           // closed by Close
-	wg        sync.WaitGroup          // upgrade
+	upgradeTo atomic.Pointer[pairRef]   // a renomination for the event loop to send
+	probeTo   atomic.Pointer[[]pairRef] // a round of probes for the event loop to send
+	probes    atomic.Int64              // probe requests handed to the event loop
+	changed   chan struct{}             // a remote candidate arrived (cap 1)
+	done      chan struct{}             // closed by Close
+	wg        sync.WaitGroup            // upgrade
 
 	mu           sync.Mutex
+	relays       []relayServer // cfg.TURN, parsed
+	onChange     func(Info)    // OnPathChange's f
+	selectedAt   time.Time     // when the current pair was selected
+	upgrades     int           // relay -> direct moves so far
+	lastRelayed  bool          // whether the current pair is relayed
 	gathered     []string
 	remote       []string
 	remoteRelays map[string]bool          // addresses of the peer's relayed candidates
@@ -106,6 +114,7 @@ func New(cfg Config, controlling bool) (*Agent, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	urls := make([]*stun.URI, 0, len(cfg.STUN)+len(cfg.TURN))
+	var relays []relayServer
 	for _, s := range cfg.STUN {
 		u, err := stun.ParseURI(s)
 		if err != nil {
@@ -123,6 +132,7 @@ func New(cfg Config, controlling bool) (*Agent, error) {
 		}
 		u.Username, u.Password = t.Username, t.Password
 		urls = append(urls, u)
+		relays = append(relays, newRelayServer(u))
 	}
 	types := []ice.CandidateType{ice.CandidateTypeHost, ice.CandidateTypeServerReflexive, ice.CandidateTypePeerReflexive, ice.CandidateTypeRelay}
 	switch cfg.Policy {
@@ -172,7 +182,7 @@ func New(cfg Config, controlling bool) (*Agent, error) {
 	// type and RTT, so it would move a working direct path to a relay (a
 	// host/relay pair outscores a srflx/prflx one) and would not move a
 	// host/relay path to a srflx/prflx direct one. upgrade chooses.
-	ag := &Agent{cfg: cfg, controlling: controlling, log: cfg.Logger, done: make(chan struct{})}
+	ag := &Agent{cfg: cfg, controlling: controlling, log: cfg.Logger, done: make(chan struct{}), changed: make(chan struct{}, 1), relays: relays}
 	opts = append(opts, ice.WithRenomination(ice.DefaultNominationValueGenerator()))
 	if controlling {
 		opts = append(opts,
@@ -184,6 +194,10 @@ func New(cfg Config, controlling bool) (*Agent, error) {
 		return nil, fmt.Errorf("icepath: %w", err)
 	}
 	ag.a = a
+	if err := a.OnSelectedCandidatePairChange(ag.selected); err != nil {
+		_ = a.Close()
+		return nil, fmt.Errorf("icepath: %w", err)
+	}
 	return ag, nil
 }
 
@@ -229,7 +243,14 @@ func (ag *Agent) AddRemote(cand string) error {
 		ag.remoteRelays[candAddr(c)] = true
 	}
 	ag.mu.Unlock()
-	return ag.a.AddRemoteCandidate(c)
+	if err := ag.a.AddRemoteCandidate(c); err != nil {
+		return err
+	}
+	select {
+	case ag.changed <- struct{}{}:
+	default:
+	}
+	return nil
 }
 
 // ConnectError is Connect's error: Err is ErrNoPath, ctx's error or whatever else
@@ -321,16 +342,24 @@ func (ag *Agent) Connect(ctx context.Context, remoteUfrag, remotePwd string) (*P
 
 // Info describes the selected path.
 type Info struct {
-	Relayed        bool
-	LocalType      string // host, srflx, prflx or relay
-	RemoteType     string
-	LocalAddr      string
-	RemoteAddr     string
-	LocalProtocol  string // udp or tcp (for a relay: how we reach the relay)
-	RelayAddr      string // the relay's address, when Relayed
-	RemoteRelayed  bool
-	SelectedAt     time.Time
-	CandidatePairs int
+	Relayed       bool
+	LocalType     string // host, srflx, prflx or relay
+	RemoteType    string
+	LocalAddr     string
+	RemoteAddr    string
+	LocalProtocol string // udp or tcp (for a relay: udp, tcp, tls or dtls, how we reach the relay)
+	RemoteRelayed bool
+	// RelayAddr is the relay server's address when Relayed, and
+	// RelayProtocol how this side reaches it: the TURN URL's host:port and
+	// transport (udp, tcp, tls or dtls) when the relayed candidate is this
+	// side's; the peer's allocation on its relay, over udp, when only the
+	// peer's candidate is relayed.
+	RelayAddr, RelayProtocol string
+	// SelectedAt is when the pair was selected (zero before it is), and
+	// Upgrades how many times the path moved from a relayed pair to a
+	// direct one.
+	SelectedAt time.Time
+	Upgrades   int
 }
 
 // Path returns the selected path, or ok false before one is selected.
@@ -339,7 +368,35 @@ func (ag *Agent) Path() (Info, bool) {
 	if err != nil || p == nil {
 		return Info{}, false
 	}
-	return ag.pairInfo(p.Local, p.Remote), true
+	inf := ag.pairInfo(p.Local, p.Remote)
+	ag.mu.Lock()
+	inf.SelectedAt, inf.Upgrades = ag.selectedAt, ag.upgrades
+	ag.mu.Unlock()
+	if inf.SelectedAt.IsZero() {
+		// pion selects the pair before it calls selected; the time is
+		// set there within a moment.
+		inf.SelectedAt = time.Now()
+	}
+	return inf, true
+}
+
+// selected runs on pion's handler goroutine for each newly selected pair:
+// it records when, counts relay -> direct upgrades, and passes the change
+// on to OnPathChange's f.
+func (ag *Agent) selected(l, r ice.Candidate) {
+	inf := ag.pairInfo(l, r)
+	ag.mu.Lock()
+	if ag.lastRelayed && !inf.Relayed {
+		ag.upgrades++
+	}
+	ag.lastRelayed = inf.Relayed
+	ag.selectedAt = time.Now()
+	inf.SelectedAt, inf.Upgrades = ag.selectedAt, ag.upgrades
+	f := ag.onChange
+	ag.mu.Unlock()
+	if f != nil {
+		f(inf)
+	}
 }
 
 // pairInfo describes a pair. A peer-reflexive remote candidate at the
@@ -355,22 +412,67 @@ func (ag *Agent) pairInfo(l, r ice.Candidate) Info {
 		RemoteAddr:    net.JoinHostPort(r.Address(), fmt.Sprint(r.Port())),
 		LocalProtocol: l.NetworkType().NetworkShort(),
 		RemoteRelayed: r.Type() == ice.CandidateTypeRelay,
-		SelectedAt:    time.Now(),
-	}
-	if l.Type() == ice.CandidateTypeRelay {
-		inf.Relayed = true
-		if rel, ok := l.(*ice.CandidateRelay); ok {
-			inf.LocalProtocol = rel.RelayProtocol()
-		}
-		if ra := l.RelatedAddress(); ra != nil {
-			inf.RelayAddr = net.JoinHostPort(ra.Address, fmt.Sprint(ra.Port))
-		}
 	}
 	if r.Type() == ice.CandidateTypeRelay || r.Type() == ice.CandidateTypePeerReflexive && ag.remoteRelay(r) {
 		inf.Relayed, inf.RemoteRelayed = true, true
 		inf.RemoteType = ice.CandidateTypeRelay.String()
+		inf.RelayAddr, inf.RelayProtocol = inf.RemoteAddr, "udp"
+	}
+	if l.Type() == ice.CandidateTypeRelay {
+		// The candidate's address is the allocation on the relay and its
+		// related address the local socket that reaches the relay:
+		// neither is the relay server, which the TURN URL names.
+		inf.Relayed = true
+		proto := "udp"
+		if rel, ok := l.(*ice.CandidateRelay); ok {
+			proto = rel.RelayProtocol()
+		}
+		inf.LocalProtocol, inf.RelayProtocol = proto, proto
+		inf.RelayAddr = ag.relayFor(l.Address(), proto)
 	}
 	return inf
+}
+
+// relayServer is one TURN URL: where the relay listens and how it is
+// reached.
+type relayServer struct {
+	host, addr, proto string
+}
+
+func newRelayServer(u *stun.URI) relayServer {
+	proto := "udp"
+	switch {
+	case u.Scheme == stun.SchemeTypeTURNS && u.Proto == stun.ProtoTypeUDP:
+		proto = "dtls"
+	case u.Scheme == stun.SchemeTypeTURNS:
+		proto = "tls"
+	case u.Proto == stun.ProtoTypeTCP:
+		proto = "tcp"
+	}
+	return relayServer{host: u.Host, addr: net.JoinHostPort(u.Host, fmt.Sprint(u.Port)), proto: proto}
+}
+
+// relayFor returns the address of the relay server that holds an
+// allocation at ip, reached over proto: of the TURN URLs with that
+// transport, the one whose host is ip (a relay allocates on its own
+// address, as Ferry's relay does), else the only one, else the first. It
+// returns ip itself if no URL has that transport (which pion never
+// produces).
+func (ag *Agent) relayFor(ip, proto string) string {
+	var fit []relayServer
+	for _, r := range ag.relays {
+		if r.proto != proto {
+			continue
+		}
+		if r.host == ip {
+			return r.addr
+		}
+		fit = append(fit, r)
+	}
+	if len(fit) > 0 {
+		return fit[0].addr
+	}
+	return ip
 }
 
 // remoteRelay reports whether c is at the address of a relayed candidate
@@ -383,9 +485,17 @@ func (ag *Agent) remoteRelay(c ice.Candidate) bool {
 
 func candAddr(c ice.Candidate) string { return net.JoinHostPort(c.Address(), fmt.Sprint(c.Port())) }
 
-// OnPathChange calls f whenever the selected pair changes.
+// OnPathChange calls f whenever the selected pair changes (the first
+// selection included, if it has not happened yet), from pion's handler
+// goroutine. It replaces any earlier f.
 func (ag *Agent) OnPathChange(f func(Info)) error {
-	return ag.a.OnSelectedCandidatePairChange(func(l, r ice.Candidate) { f(ag.pairInfo(l, r)) })
+	ag.mu.Lock()
+	defer ag.mu.Unlock()
+	if ag.closed {
+		return ErrClosed
+	}
+	ag.onChange = f
+	return nil
 }
 
 // Diagnose describes what the agent gathered and tried, for errors.

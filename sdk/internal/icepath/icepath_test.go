@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/transport/v5/vnet"
 
 	"github.com/ferrynet/ferry/internal/testutil"
@@ -169,6 +170,9 @@ func TestPathsAcrossVirtualNATs(t *testing.T) {
 			if info.Relayed != c.relayed {
 				t.Errorf("relayed = %v, want %v", info.Relayed, c.relayed)
 			}
+			if info.Relayed && info.LocalType == "relay" && (info.RelayAddr != vnetlab.ServerIP+":"+fmt.Sprint(vnetlab.Port) || info.RelayProtocol != "udp") {
+				t.Errorf("relay %q over %q, want the TURN server %s:%d over udp", info.RelayAddr, info.RelayProtocol, vnetlab.ServerIP, vnetlab.Port)
+			}
 			exchange(t, pa, pb)
 			if err := pa.Close(); err != nil {
 				t.Error(err)
@@ -214,5 +218,55 @@ func TestBadRemoteCandidate(t *testing.T) {
 	}
 	if _, err := New(Config{TURN: []TURN{{URL: "stun:1.2.3.4"}}}, true); err == nil {
 		t.Error("stun: URL accepted as TURN")
+	}
+}
+
+// A relayed pair names the relay server of its TURN URL (matched by
+// transport, then by the allocation's address), never the local socket
+// that reaches it; a pair relayed only on the peer's side names the
+// peer's allocation.
+func TestRelayAddress(t *testing.T) {
+	ag, err := New(Config{TURN: []TURN{
+		{URL: "turn:198.51.100.7:3478?transport=udp"},
+		{URL: "turn:198.51.100.9:3478?transport=udp"},
+		{URL: "turn:relay.test:3478?transport=tcp"},
+		{URL: "turns:relay.test:5349?transport=tcp"},
+	}}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ag.Close()
+	remote, err := ice.NewCandidateHost(&ice.CandidateHostConfig{Network: "udp", Address: "203.0.113.5", Port: 4000, Component: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	relayed := func(addr, proto string) ice.Candidate {
+		c, err := ice.NewCandidateRelay(&ice.CandidateRelayConfig{Network: "udp", Address: addr, Port: 50000, Component: 1, RelAddr: "0.0.0.0", RelPort: 40055, RelayProtocol: proto})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for _, c := range []struct{ alloc, proto, want string }{
+		{"198.51.100.9", "udp", "198.51.100.9:3478"},
+		{"198.51.100.7", "udp", "198.51.100.7:3478"},
+		{"198.51.100.8", "udp", "198.51.100.7:3478"}, // no host matches: the first udp relay
+		{"198.51.100.9", "tcp", "relay.test:3478"},
+		{"198.51.100.9", "tls", "relay.test:5349"},
+	} {
+		inf := ag.pairInfo(relayed(c.alloc, c.proto), remote)
+		if !inf.Relayed || inf.RelayAddr != c.want || inf.RelayProtocol != c.proto || inf.LocalProtocol != c.proto {
+			t.Errorf("allocation %s over %s: relay %q over %q (relayed %v), want %q", c.alloc, c.proto, inf.RelayAddr, inf.RelayProtocol, inf.Relayed, c.want)
+		}
+	}
+	host, err := ice.NewCandidateHost(&ice.CandidateHostConfig{Network: "udp", Address: "10.1.0.2", Port: 4000, Component: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inf := ag.pairInfo(host, relayed("198.51.100.20", "udp")); !inf.Relayed || inf.RelayAddr != "198.51.100.20:50000" || inf.RelayProtocol != "udp" {
+		t.Errorf("peer's relayed candidate: relay %q over %q (relayed %v), want its allocation over udp", inf.RelayAddr, inf.RelayProtocol, inf.Relayed)
+	}
+	if inf := ag.pairInfo(host, remote); inf.Relayed || inf.RelayAddr != "" || inf.RelayProtocol != "" {
+		t.Errorf("direct pair: %+v names a relay", inf)
 	}
 }

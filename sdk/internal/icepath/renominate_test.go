@@ -1,9 +1,11 @@
 package icepath
 
 import (
+	"net"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -142,8 +144,12 @@ func TestRelayedPathMovesToDirect(t *testing.T) {
 		held.Wait()
 		t.Fatal(err)
 	}
-	if info, _ := a.Path(); !info.Relayed {
-		t.Fatalf("first path %s -> %s is not relayed", info.LocalType, info.RemoteType)
+	first, _ := a.Path()
+	if !first.Relayed {
+		t.Fatalf("first path %s -> %s is not relayed", first.LocalType, first.RemoteType)
+	}
+	if first.Upgrades != 0 || first.SelectedAt.IsZero() {
+		t.Errorf("first path: %d upgrades, selected at %v", first.Upgrades, first.SelectedAt)
 	}
 	exchange(t, pa, pb)
 	close(release)
@@ -160,9 +166,17 @@ func TestRelayedPathMovesToDirect(t *testing.T) {
 	exchange(t, pa, pb)
 	time.Sleep(time.Second) // ten upgrade checks
 	exchange(t, pa, pb)
-	if info, _ := a.Path(); info.Relayed {
+	info, _ := a.Path()
+	if info.Relayed {
 		t.Fatalf("moved back to the relay; path changes:%s", log)
 	}
+	if info.Upgrades != 1 || !info.SelectedAt.After(first.SelectedAt) || info.RelayAddr != "" {
+		t.Errorf("direct path: %d upgrades (want 1), selected at %v (first at %v), relay %q", info.Upgrades, info.SelectedAt, first.SelectedAt, info.RelayAddr)
+	}
+	testutil.WaitFor(t, 10*time.Second, "the controlled side on the direct path, upgrade counted", func() bool {
+		info, _ := b.Path()
+		return !info.Relayed && info.Upgrades == 1
+	})
 	t.Logf("path changes:%s", log)
 	_ = pa.Close()
 	_ = pb.Close()
@@ -198,5 +212,85 @@ func TestPeerReflexiveRelayIsRelayed(t *testing.T) {
 	}
 	if inf := ag.pairInfo(host, prflx("198.51.100.2", 50001)); inf.Relayed || inf.RemoteType != "prflx" {
 		t.Errorf("prflx elsewhere: %+v, want direct", inf)
+	}
+}
+
+// A direct pair that failed its checks before the relay won is probed
+// again while the path is relayed, and the path moves to it once it
+// answers. Here every packet between the two NATs is dropped until the
+// direct pairs have failed and the relay carries the path; then the
+// network heals (as after a NAT's filter state expired, or checks lost
+// under load: the flake the NAT matrix showed with port-restricted cones).
+func TestFailedDirectPairIsProbedAgain(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, time.Minute)
+	l := newLab(t, portRestr, fullCone)
+	var blocked atomic.Bool
+	blocked.Store(true)
+	l.WAN.AddChunkFilter(func(c vnet.Chunk) bool {
+		ip := func(a net.Addr) string { h, _, _ := net.SplitHostPort(a.String()); return h }
+		src, dst := ip(c.SourceAddr()), ip(c.DestinationAddr())
+		between := src == natIPA && dst == natIPB || src == natIPB && dst == natIPA
+		return !between || !blocked.Load()
+	})
+	cfg := func(n *vnet.Net) Config {
+		c := l.config(n, PolicyAuto)
+		c.Timing.CheckWindow = 100 * time.Millisecond
+		c.Timing.RelayWait = 2 * time.Second
+		c.Timing.UpgradeCheck = 100 * time.Millisecond
+		return c
+	}
+	a := newAgent(t, cfg(l.NetA), true)
+	b := newAgent(t, cfg(l.NetB), false)
+	log := watchPath(t, a)
+	pa, pb, err := connectPair(t, a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pa.Close()
+	defer pb.Close()
+	if info, _ := a.Path(); !info.Relayed {
+		t.Fatalf("first path %s -> %s is direct through a blocked network", info.LocalType, info.RemoteType)
+	}
+	testutil.WaitFor(t, 10*time.Second, "the direct pairs to fail", func() bool {
+		failed := 0
+		for _, st := range a.a.GetCandidatePairsStats() {
+			if st.State == ice.CandidatePairStateFailed {
+				failed++
+			}
+		}
+		return failed > 0
+	})
+	exchange(t, pa, pb)
+	blocked.Store(false)
+	testutil.WaitFor(t, 20*time.Second, "a direct path after the network healed", func() bool {
+		ia, _ := a.Path()
+		ib, _ := b.Path()
+		return !ia.Relayed && !ib.Relayed
+	})
+	exchange(t, pa, pb)
+	if info, _ := a.Path(); info.Upgrades != 1 {
+		t.Errorf("%d upgrades, want 1; path changes:%s", info.Upgrades, log)
+	}
+	if n := a.probes.Load(); n == 0 {
+		t.Error("no failed pair was probed, yet the path moved")
+	}
+	t.Logf("%d probes; path changes:%s", a.probes.Load(), log)
+}
+
+// Probe rounds come fast at first, then every few seconds, then slower,
+// and never stop: the schedule the README's table gives.
+func TestProbeSchedule(t *testing.T) {
+	want := []time.Duration{0, time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second}
+	for round, w := range want {
+		if got := probeDelay(round, 10*time.Second); got != w {
+			t.Errorf("round %d: delay %v, want %v", round, got, w)
+		}
+	}
+	if got := probeDelay(10, 2*time.Minute); got != 15*time.Second {
+		t.Errorf("after two minutes relayed: delay %v, want 15s", got)
+	}
+	if got := probeDelay(1000, 24*time.Hour); got <= 0 || got > 15*time.Second {
+		t.Errorf("after a day relayed: delay %v, want a round at least every 15s", got)
 	}
 }
