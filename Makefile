@@ -10,7 +10,7 @@ SHELL          := /usr/bin/env bash
 GO             ?= go
 GOBIN          := $(shell $(GO) env GOPATH)/bin
 GOLANGCI_LINT  := $(GOBIN)/golangci-lint
-FUZZTIME       ?= 10s
+FUZZTIME       ?= 20000x
 TEST_TIMEOUT   ?= 45m
 PKGS           ?= ./...
 
@@ -56,7 +56,7 @@ lint: ## golangci-lint with the repo's .golangci.yml (installed at the pinned ve
 	$(GOLANGCI_LINT) run $(PKGS)
 
 .PHONY: fuzz
-fuzz: ## Run every fuzz target for FUZZTIME each (default 10s).
+fuzz: ## Run every fuzz target for FUZZTIME each (default 20000x: executions, see scripts/fuzz.sh).
 	@FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
 .PHONY: bench
