@@ -16,6 +16,7 @@ import (
 
 	"github.com/ferrynet/ferry/dht"
 	"github.com/ferrynet/ferry/dht/kbucket"
+	"github.com/ferrynet/ferry/internal/rvtest"
 	"github.com/ferrynet/ferry/server/rendezvous"
 )
 
@@ -241,23 +242,10 @@ func newDHTInfra(t *testing.T) *infra {
 // newDHTInfraOn is newDHTInfra on ln, joining the DHT through bootstrap.
 func newDHTInfraOn(t *testing.T, ln net.Listener, bootstrap ...string) *infra {
 	t.Helper()
-	stunPC, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rv, err := rendezvous.New(rendezvous.Config{
-		Listener:     ln,
-		STUNConns:    []net.PacketConn{stunPC},
-		ServerNames:  []string{"127.0.0.1"},
-		DHTIdentity:  newIdentity(t),
-		DHTBootstrap: bootstrap,
-		Logger:       slog.New(slog.DiscardHandler),
+	rv, url := rvtest.Start(t, rendezvous.Config{
+		Listener: ln, DHTIdentity: newIdentity(t), DHTBootstrap: bootstrap,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rv.Close() })
-	return &infra{rv: rv, url: "ws://" + rv.Addr().String() + "/v1/signal"}
+	return &infra{rv: rv, url: url}
 }
 
 // TestDHTThroughRendezvous: two client-mode nodes (as behind NAT) meet

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrynet/ferry/examples/internal/exampletest"
+	"github.com/ferrynet/ferry/internal/rvtest"
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/sdk"
 )
@@ -43,7 +43,7 @@ func (s *syncBuffer) String() string {
 // the rendezvous URL, its PeerID and the directory.
 func receiverFixture(t testing.TB) (url string, peer sdk.PeerID, dir string, log *syncBuffer) {
 	t.Helper()
-	url = exampletest.Rendezvous(t)
+	url = rvtest.URL(t)
 	dir = t.TempDir()
 	log = &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
