@@ -1,7 +1,6 @@
 package sdk
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -10,13 +9,13 @@ import (
 	"net"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ferrynet/ferry/dht"
 	"github.com/ferrynet/ferry/dht/kbucket"
 	"github.com/ferrynet/ferry/internal/rvtest"
+	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/server/rendezvous"
 )
 
@@ -150,27 +149,9 @@ func TestDHTTransportBoundsAndIdle(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for the node's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestDHTTransportBadInput(t *testing.T) {
 	in := newInfra(t)
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	srv := newDHTPeer(t, in, DHTTransportConfig{}, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	cli := in.node(t)
 	ctx := ctxT(t, 60*time.Second)

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,24 +11,6 @@ import (
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/sdk"
 )
-
-// syncBuffer is a bytes.Buffer safe for the chat's two goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestChat runs two chats on loopback through an in-process rendezvous
 // server: each line one side types appears on the other.
@@ -44,7 +24,7 @@ func TestChat(t *testing.T) {
 	// Alice waits, Bob dials; each types a line once the other's arrived.
 	aliceIn, aliceType := io.Pipe()
 	bobIn, bobType := io.Pipe()
-	var aliceOut, bobOut syncBuffer
+	var aliceOut, bobOut testutil.SyncBuffer
 	ready := make(chan sdk.PeerID, 1)
 	aliceDone := make(chan error, 1)
 	go func() { aliceDone <- run(ctx, []string{"-rendezvous", url, "-loopback"}, aliceIn, &aliceOut, ready) }()
