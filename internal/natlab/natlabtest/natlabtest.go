@@ -5,8 +5,10 @@ package natlabtest
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -83,4 +85,16 @@ func SendUntilHeard(t testing.TB, from net.PacketConn, to netip.AddrPort, at net
 		case <-tick.C:
 		}
 	}
+}
+
+// Run is the body of a lab test binary's TestMain: it runs the tests and
+// returns their exit code, made 1 if any namespace the tests created is
+// left behind (printed to stderr).
+func Run(m *testing.M) int {
+	code := m.Run()
+	if left, err := natlab.OwnLeftovers(); err != nil || len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "natlab: namespaces left after the tests: %v %v\n", left, err)
+		code = 1
+	}
+	return code
 }

@@ -2,7 +2,6 @@ package portmap_test
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -18,12 +17,7 @@ import (
 
 // TestMain checks that the lab test left no namespace behind.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if left, err := natlab.OwnLeftovers(); err != nil || len(left) > 0 {
-		fmt.Fprintf(os.Stderr, "natlab: namespaces left after the tests: %v %v\n", left, err)
-		code = 1
-	}
-	os.Exit(code)
+	os.Exit(natlabtest.Run(m))
 }
 
 // TestMiniUPnPdInLab: behind a symmetric NAT running miniupnpd, the
