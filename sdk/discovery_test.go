@@ -1,7 +1,6 @@
 package sdk
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -10,12 +9,13 @@ import (
 	"net"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ferrynet/ferry/dht"
 	"github.com/ferrynet/ferry/dht/kbucket"
+	"github.com/ferrynet/ferry/internal/rvtest"
+	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/server/rendezvous"
 )
 
@@ -149,27 +149,9 @@ func TestDHTTransportBoundsAndIdle(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for the node's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestDHTTransportBadInput(t *testing.T) {
 	in := newInfra(t)
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	srv := newDHTPeer(t, in, DHTTransportConfig{}, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	cli := in.node(t)
 	ctx := ctxT(t, 60*time.Second)
@@ -241,23 +223,10 @@ func newDHTInfra(t *testing.T) *infra {
 // newDHTInfraOn is newDHTInfra on ln, joining the DHT through bootstrap.
 func newDHTInfraOn(t *testing.T, ln net.Listener, bootstrap ...string) *infra {
 	t.Helper()
-	stunPC, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rv, err := rendezvous.New(rendezvous.Config{
-		Listener:     ln,
-		STUNConns:    []net.PacketConn{stunPC},
-		ServerNames:  []string{"127.0.0.1"},
-		DHTIdentity:  newIdentity(t),
-		DHTBootstrap: bootstrap,
-		Logger:       slog.New(slog.DiscardHandler),
+	rv, url := rvtest.Start(t, rendezvous.Config{
+		Listener: ln, DHTIdentity: newIdentity(t), DHTBootstrap: bootstrap,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rv.Close() })
-	return &infra{rv: rv, url: "ws://" + rv.Addr().String() + "/v1/signal"}
+	return &infra{rv: rv, url: url}
 }
 
 // TestDHTThroughRendezvous: two client-mode nodes (as behind NAT) meet

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrynet/ferry/internal/rvtest"
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/server/relay"
 	"github.com/ferrynet/ferry/server/rendezvous"
@@ -44,27 +45,11 @@ func newInfra(t *testing.T) *infra {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = rl.Close() })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stunPC, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rv, err := rendezvous.New(rendezvous.Config{
-		Listener:    ln,
-		STUNConns:   []net.PacketConn{stunPC},
-		ServerNames: []string{"127.0.0.1"},
+	rv, url := rvtest.Start(t, rendezvous.Config{
 		RelaySecret: testRelaySecret,
 		RelayURLs:   []string{"turn:" + relayPC.LocalAddr().String() + "?transport=udp"},
-		Logger:      slog.New(slog.DiscardHandler),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rv.Close() })
-	return &infra{rv: rv, relay: rl, url: "ws://" + rv.Addr().String() + "/v1/signal"}
+	return &infra{rv: rv, relay: rl, url: url}
 }
 
 func (in *infra) node(t *testing.T, opts ...NodeOption) *Node {

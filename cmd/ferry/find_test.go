@@ -6,40 +6,23 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ferrynet/ferry/identity"
+	"github.com/ferrynet/ferry/internal/rvtest"
 	"github.com/ferrynet/ferry/sdk"
 	"github.com/ferrynet/ferry/server/rendezvous"
 )
 
 func TestFind(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stun, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	key, err := identity.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	rv, err := rendezvous.New(rendezvous.Config{
-		Listener: ln, STUNConns: []net.PacketConn{stun}, ServerNames: []string{"127.0.0.1"},
-		DHTIdentity: key, Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rv.Close() })
-	url := "ws://" + rv.Addr().String() + "/v1/signal"
+	_, url := rvtest.Start(t, rendezvous.Config{DHTIdentity: key})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	member, err := sdk.New(ctx, sdk.WithRendezvous(url), sdk.WithLoopbackCandidates())
@@ -103,7 +86,7 @@ func TestFind(t *testing.T) {
 		}
 	}
 	// A rendezvous without a DHT node: a clear failure.
-	plain := startRendezvous(t)
+	plain := rvtest.URL(t)
 	errOut.Reset()
 	if code := run(ctx, []string{
 		"find", "--rendezvous", plain, "--identity", filepath.Join(t.TempDir(), "id2.key"),

@@ -6,17 +6,15 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ferrynet/ferry/internal/rvtest"
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/sdk"
-	"github.com/ferrynet/ferry/server/rendezvous"
 )
 
 func TestID(t *testing.T) {
@@ -77,7 +75,7 @@ func TestDemoJSON(t *testing.T) {
 func TestListenAndPing(t *testing.T) {
 	testutil.CheckLeaks(t)
 	testutil.Deadline(t, time.Minute)
-	url := startRendezvous(t)
+	url := rvtest.URL(t)
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
@@ -124,22 +122,4 @@ func TestListenAndPing(t *testing.T) {
 	if code := <-listenDone; code != 0 {
 		t.Fatalf("listen exit %d", code)
 	}
-}
-
-func startRendezvous(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stun, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rv, err := rendezvous.New(rendezvous.Config{Listener: ln, STUNConns: []net.PacketConn{stun}, ServerNames: []string{"127.0.0.1"}, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rv.Close() })
-	return "ws://" + rv.Addr().String() + "/v1/signal"
 }

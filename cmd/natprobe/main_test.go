@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net"
 	"os"
 	"slices"
@@ -31,12 +30,7 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	code := m.Run()
-	if left, err := natlab.OwnLeftovers(); err != nil || len(left) > 0 {
-		fmt.Fprintf(os.Stderr, "natlab: namespaces left after the tests: %v %v\n", left, err)
-		code = 1
-	}
-	os.Exit(code)
+	os.Exit(natlabtest.Run(m))
 }
 
 // stableFields are the JSON fields scripts may rely on (issue 5).

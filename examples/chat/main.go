@@ -15,10 +15,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 
+	"github.com/ferrynet/ferry/examples/internal/exampleflags"
 	"github.com/ferrynet/ferry/sdk"
 )
 
@@ -36,23 +36,14 @@ func main() {
 // logged in.
 func run(ctx context.Context, args []string, in io.Reader, out io.Writer, ready chan<- sdk.PeerID) error {
 	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
-	rv := fs.String("rendezvous", "", "rendezvous server URL (wss://host, or ws:// in labs)")
-	key := fs.String("key", "", "identity key file, created on first use (default: a new identity each run)")
-	lab := fs.Bool("loopback", false, "use loopback addresses only (peers on one host)")
+	nf := exampleflags.Register(fs, "")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *rv == "" || fs.NArg() > 1 {
+	if nf.Rendezvous == "" || fs.NArg() > 1 {
 		return errors.New("usage: chat -rendezvous URL [-key FILE] [PEERID]")
 	}
-	opts := []sdk.NodeOption{sdk.WithRendezvous(*rv)}
-	if *key != "" {
-		opts = append(opts, sdk.WithIdentityFile(*key))
-	}
-	if *lab {
-		opts = append(opts, sdk.WithLoopbackCandidates(), sdk.WithCandidateFilter(func(ip net.IP) bool { return ip.IsLoopback() }))
-	}
-	node, err := sdk.New(ctx, opts...)
+	node, err := sdk.New(ctx, nf.Options()...)
 	if err != nil {
 		return err
 	}
@@ -71,7 +62,7 @@ func run(ctx context.Context, args []string, in io.Reader, out io.Writer, ready 
 			return err
 		}
 	} else {
-		fmt.Fprintf(out, "waiting; your peer runs: chat -rendezvous %s %s\n", *rv, node.PeerID())
+		fmt.Fprintf(out, "waiting; your peer runs: chat -rendezvous %s %s\n", nf.Rendezvous, node.PeerID())
 		if conn, err = node.Accept(ctx); err != nil {
 			return err
 		}

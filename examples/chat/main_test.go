@@ -1,50 +1,30 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/ferrynet/ferry/examples/internal/exampletest"
+	"github.com/ferrynet/ferry/internal/rvtest"
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/sdk"
 )
-
-// syncBuffer is a bytes.Buffer safe for the chat's two goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestChat runs two chats on loopback through an in-process rendezvous
 // server: each line one side types appears on the other.
 func TestChat(t *testing.T) {
 	testutil.CheckLeaks(t)
 	testutil.Deadline(t, time.Minute)
-	url := exampletest.Rendezvous(t)
+	url := rvtest.URL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
 	// Alice waits, Bob dials; each types a line once the other's arrived.
 	aliceIn, aliceType := io.Pipe()
 	bobIn, bobType := io.Pipe()
-	var aliceOut, bobOut syncBuffer
+	var aliceOut, bobOut testutil.SyncBuffer
 	ready := make(chan sdk.PeerID, 1)
 	aliceDone := make(chan error, 1)
 	go func() { aliceDone <- run(ctx, []string{"-rendezvous", url, "-loopback"}, aliceIn, &aliceOut, ready) }()

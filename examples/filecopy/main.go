@@ -17,13 +17,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
 
+	"github.com/ferrynet/ferry/examples/internal/exampleflags"
 	"github.com/ferrynet/ferry/sdk"
 )
 
@@ -64,14 +64,12 @@ func main() {
 // receiving node's PeerID once it accepts transfers.
 func run(ctx context.Context, args []string, stdout io.Writer, ready chan<- sdk.PeerID) error {
 	fs := flag.NewFlagSet("filecopy", flag.ContinueOnError)
-	rv := fs.String("rendezvous", "", "rendezvous server URL (wss://host, or ws:// in labs)")
-	key := fs.String("key", "", "identity key file, created on first use (default: a new identity each run)")
-	lab := fs.Bool("loopback", false, "use loopback addresses only (peers on one host)")
+	nf := exampleflags.Register(fs, "")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	usage := errors.New("usage: filecopy -rendezvous URL [-key FILE] receive DIR | send PEERID FILE")
-	if *rv == "" || fs.NArg() == 0 {
+	if nf.Rendezvous == "" || fs.NArg() == 0 {
 		return usage
 	}
 	cmd := fs.Arg(0)
@@ -81,13 +79,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready chan<- sdk.
 	default:
 		return usage
 	}
-	opts := []sdk.NodeOption{sdk.WithRendezvous(*rv)}
-	if *key != "" {
-		opts = append(opts, sdk.WithIdentityFile(*key))
-	}
-	if *lab {
-		opts = append(opts, sdk.WithLoopbackCandidates(), sdk.WithCandidateFilter(func(ip net.IP) bool { return ip.IsLoopback() }))
-	}
+	opts := nf.Options()
 	if cmd == "send" {
 		peer, err := sdk.ParsePeerID(fs.Arg(1))
 		if err != nil {

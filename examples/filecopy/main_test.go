@@ -12,40 +12,21 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/ferrynet/ferry/examples/internal/exampletest"
+	"github.com/ferrynet/ferry/internal/rvtest"
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/sdk"
 )
 
-// syncBuffer is a bytes.Buffer safe for the receiver's handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // receiverFixture starts a receiver into a temporary directory and returns
 // the rendezvous URL, its PeerID and the directory.
-func receiverFixture(t testing.TB) (url string, peer sdk.PeerID, dir string, log *syncBuffer) {
+func receiverFixture(t testing.TB) (url string, peer sdk.PeerID, dir string, log *testutil.SyncBuffer) {
 	t.Helper()
-	url = exampletest.Rendezvous(t)
+	url = rvtest.URL(t)
 	dir = t.TempDir()
-	log = &syncBuffer{}
+	log = &testutil.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan sdk.PeerID, 1)
 	done := make(chan error, 1)

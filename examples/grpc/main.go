@@ -23,6 +23,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 
+	"github.com/ferrynet/ferry/examples/internal/exampleflags"
 	"github.com/ferrynet/ferry/sdk"
 )
 
@@ -45,23 +46,14 @@ func main() {
 // serving node's PeerID once it listens.
 func run(ctx context.Context, args []string, stdout io.Writer, ready chan<- sdk.PeerID) error {
 	fs := flag.NewFlagSet("grpc", flag.ContinueOnError)
-	rv := fs.String("rendezvous", "", "rendezvous server URL (wss://host, or ws:// in labs)")
-	key := fs.String("key", "", "identity key file, created on first use (default: a new identity each run)")
-	lab := fs.Bool("loopback", false, "use loopback addresses only (peers on one host)")
+	nf := exampleflags.Register(fs, "")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *rv == "" || fs.NArg() == 0 {
+	if nf.Rendezvous == "" || fs.NArg() == 0 {
 		return errors.New("usage: grpc -rendezvous URL [-key FILE] serve | check PEERID")
 	}
-	opts := []sdk.NodeOption{sdk.WithRendezvous(*rv)}
-	if *key != "" {
-		opts = append(opts, sdk.WithIdentityFile(*key))
-	}
-	if *lab {
-		opts = append(opts, sdk.WithLoopbackCandidates(), sdk.WithCandidateFilter(func(ip net.IP) bool { return ip.IsLoopback() }))
-	}
-	node, err := sdk.New(ctx, opts...)
+	node, err := sdk.New(ctx, nf.Options()...)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"time"
 
+	"github.com/ferrynet/ferry/examples/internal/exampleflags"
 	"github.com/ferrynet/ferry/sdk"
 )
 
@@ -37,23 +38,14 @@ func main() {
 // serving node's PeerID once it listens.
 func run(ctx context.Context, args []string, stdout io.Writer, ready chan<- sdk.PeerID) error {
 	fs := flag.NewFlagSet("http", flag.ContinueOnError)
-	rv := fs.String("rendezvous", "", "rendezvous server URL (wss://host, or ws:// in labs)")
-	key := fs.String("key", "", "identity key file, created on first use (default: a new identity each run)")
-	lab := fs.Bool("loopback", false, "use loopback addresses only (peers on one host)")
+	nf := exampleflags.Register(fs, "")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *rv == "" || fs.NArg() == 0 {
+	if nf.Rendezvous == "" || fs.NArg() == 0 {
 		return errors.New("usage: http -rendezvous URL [-key FILE] serve | get PEERID [PATH]")
 	}
-	opts := []sdk.NodeOption{sdk.WithRendezvous(*rv)}
-	if *key != "" {
-		opts = append(opts, sdk.WithIdentityFile(*key))
-	}
-	if *lab {
-		opts = append(opts, sdk.WithLoopbackCandidates(), sdk.WithCandidateFilter(func(ip net.IP) bool { return ip.IsLoopback() }))
-	}
-	node, err := sdk.New(ctx, opts...)
+	node, err := sdk.New(ctx, nf.Options()...)
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrynet/ferry/examples/internal/exampletest"
+	"github.com/ferrynet/ferry/internal/rvtest"
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/sdk"
 )
@@ -17,7 +17,7 @@ import (
 func TestServeAndGet(t *testing.T) {
 	testutil.CheckLeaks(t)
 	testutil.Deadline(t, time.Minute)
-	url := exampletest.Rendezvous(t)
+	url := rvtest.URL(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -31,6 +31,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
+	"github.com/ferrynet/ferry/examples/internal/exampleflags"
 	"github.com/ferrynet/ferry/sdk"
 )
 
@@ -51,21 +52,15 @@ func main() {
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("raft", flag.ContinueOnError)
-	rv := fs.String("rendezvous", "", "rendezvous server URL (wss://host, or ws:// in labs)")
-	key := fs.String("key", "", "identity key file, created on first use (a member's PeerID must not change)")
+	nf := exampleflags.Register(fs, "identity key file, created on first use (a member's PeerID must not change)")
 	bootstrap := fs.Bool("bootstrap", false, "start a new cluster with this member as its only voter")
-	lab := fs.Bool("loopback", false, "use loopback addresses only (peers on one host)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *rv == "" || *key == "" || fs.NArg() != 0 {
+	if nf.Rendezvous == "" || nf.Key == "" || fs.NArg() != 0 {
 		return errors.New("usage: raft -rendezvous URL -key FILE [-bootstrap]")
 	}
-	opts := []sdk.NodeOption{sdk.WithRendezvous(*rv), sdk.WithIdentityFile(*key)}
-	if *lab {
-		opts = append(opts, sdk.WithLoopbackCandidates(), sdk.WithCandidateFilter(func(ip net.IP) bool { return ip.IsLoopback() }))
-	}
-	node, err := sdk.New(ctx, opts...)
+	node, err := sdk.New(ctx, nf.Options()...)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/ferrynet/ferry/examples/internal/exampletest"
+	"github.com/ferrynet/ferry/internal/rvtest"
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/sdk"
 )
@@ -52,7 +52,7 @@ func leader(t *testing.T, ms []*member) *member {
 func TestCluster(t *testing.T) {
 	testutil.CheckLeaks(t)
 	testutil.Deadline(t, 3*time.Minute)
-	url := exampletest.Rendezvous(t)
+	url := rvtest.URL(t)
 
 	var ms []*member
 	for i := range 3 {

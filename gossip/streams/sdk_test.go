@@ -3,51 +3,23 @@ package streams
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/ferrynet/ferry/gossip"
 	"github.com/ferrynet/ferry/identity"
+	"github.com/ferrynet/ferry/internal/rvtest"
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/sdk"
-	"github.com/ferrynet/ferry/server/rendezvous"
 )
-
-// rendezvousURL starts an in-process rendezvous on loopback, as the
-// examples' tests do.
-func rendezvousURL(t *testing.T) string {
-	t.Helper()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stun, err := lc.ListenPacket(t.Context(), "udp", "127.0.0.1:0")
-	if err != nil {
-		_ = ln.Close()
-		t.Fatal(err)
-	}
-	rv, err := rendezvous.New(rendezvous.Config{
-		Listener: ln, STUNConns: []net.PacketConn{stun}, ServerNames: []string{"127.0.0.1"},
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		_ = ln.Close()
-		_ = stun.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rv.Close() })
-	return "ws://" + rv.Addr().String() + "/v1/signal"
-}
 
 // TestSDKNodes runs gossip between real sdk nodes on loopback, over
 // streams of protocol ferry/gossip/1.
 func TestSDKNodes(t *testing.T) {
 	testutil.CheckLeaks(t)
 	defer testutil.Deadline(t, 2*time.Minute)()
-	url := rendezvousURL(t)
+	url := rvtest.URL(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
 	const n = 3

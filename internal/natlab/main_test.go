@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/ferrynet/ferry/internal/natlab"
+	"github.com/ferrynet/ferry/internal/natlab/natlabtest"
 )
 
 // TestMain checks, once every test has finished, that no goroutine leaked
@@ -15,11 +15,7 @@ import (
 // goleak check would see the other tests' goroutines) and that every
 // namespace the tests created is gone.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if left, err := natlab.OwnLeftovers(); err != nil || len(left) > 0 {
-		fmt.Fprintf(os.Stderr, "natlab: namespaces left after the tests: %v %v\n", left, err)
-		code = 1
-	}
+	code := natlabtest.Run(m)
 	if err := goleak.Find(); err != nil {
 		fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
 		code = 1

@@ -106,33 +106,7 @@ func TestSelfCheckPortMapping(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer srv.Close()
-			got := make(chan error, 1)
-			go func() {
-				buf := make([]byte, 64)
-				_ = data.SetReadDeadline(time.Now().Add(20 * time.Second))
-				n, _, err := data.ReadFrom(buf)
-				if err == nil && string(buf[:n]) != "mapped" {
-					err = net.UnknownNetworkError(string(buf[:n]))
-				}
-				got <- err
-			}()
-			to := net.UDPAddrFromAddrPort(netip.AddrPortFrom(site.PublicAddr, ext))
-			tick := time.NewTicker(200 * time.Millisecond)
-			defer tick.Stop()
-		wait:
-			for {
-				if _, err := srv.WriteTo([]byte("mapped"), to); err != nil {
-					t.Fatal(err)
-				}
-				select {
-				case err := <-got:
-					if err != nil {
-						t.Fatalf("through the mapping: %v", err)
-					}
-					break wait
-				case <-tick.C:
-				}
-			}
+			natlabtest.SendUntilHeard(t, srv, netip.AddrPortFrom(site.PublicAddr, ext), data, "mapped", 20*time.Second)
 
 			// Lifetime 0 deletes the mapping.
 			del := append(append([]byte{}, req[:8]...), 0, 0, 0, 0)

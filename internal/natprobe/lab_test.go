@@ -29,12 +29,7 @@ import (
 
 // TestMain checks that the lab tests left no namespace behind.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if left, err := natlab.OwnLeftovers(); err != nil || len(left) > 0 {
-		fmt.Fprintf(os.Stderr, "natlab: namespaces left after the tests: %v %v\n", left, err)
-		code = 1
-	}
-	os.Exit(code)
+	os.Exit(natlabtest.Run(m))
 }
 
 // stunServer is one RFC 5780 server implementation natprobe is checked

@@ -1,33 +1,18 @@
 package cliconftest
 
 import (
-	"bytes"
 	"context"
 	"io"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ferrynet/ferry/internal/opshttp"
+	"github.com/ferrynet/ferry/internal/testutil"
 )
 
-// SyncBuffer is a bytes.Buffer that a logger may write while a test reads.
-type SyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *SyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *SyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// SyncBuffer is a bytes.Buffer that a logger may write while a test reads
+// (testutil.SyncBuffer, named here for the servers' tests).
+type SyncBuffer = testutil.SyncBuffer
 
 // RunFunc is a server main's testable body: run(ctx, args, env, stdout,
 // stderr) returns the exit code once ctx ends (SIGTERM) and it has shut down.

@@ -2,7 +2,6 @@ package portmap_test
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -18,12 +17,7 @@ import (
 
 // TestMain checks that the lab test left no namespace behind.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if left, err := natlab.OwnLeftovers(); err != nil || len(left) > 0 {
-		fmt.Fprintf(os.Stderr, "natlab: namespaces left after the tests: %v %v\n", left, err)
-		code = 1
-	}
-	os.Exit(code)
+	os.Exit(natlabtest.Run(m))
 }
 
 // TestMiniUPnPdInLab: behind a symmetric NAT running miniupnpd, the
@@ -80,31 +74,7 @@ func TestMiniUPnPdInLab(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	got := make(chan error, 1)
-	go func() {
-		buf := make([]byte, 16)
-		_ = sock.SetReadDeadline(time.Now().Add(20 * time.Second))
-		n, _, err := sock.ReadFrom(buf)
-		if err == nil && string(buf[:n]) != "hello" {
-			err = fmt.Errorf("read %q", buf[:n])
-		}
-		got <- err
-	}()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for done := false; !done; {
-		if _, err := srv.WriteTo([]byte("hello"), net.UDPAddrFromAddrPort(want)); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case err := <-got:
-			if err != nil {
-				t.Fatalf("through the mapping: %v", err)
-			}
-			done = true
-		case <-tick.C:
-		}
-	}
+	natlabtest.SendUntilHeard(t, srv, want, sock, "hello", 20*time.Second)
 
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
@@ -161,38 +131,7 @@ func TestMappedAddressFromConePeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The peer sends to the mapped address until the host hears it.
-	heard := make(chan netip.AddrPort, 1)
-	go func() {
-		buf := make([]byte, 16)
-		_ = hs.SetReadDeadline(time.Now().Add(30 * time.Second))
-		for {
-			n, from, err := hs.ReadFrom(buf)
-			if err != nil {
-				close(heard)
-				return
-			}
-			if string(buf[:n]) == "ping" {
-				heard <- from.(*net.UDPAddr).AddrPort()
-				return
-			}
-		}
-	}()
-	var from netip.AddrPort
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for waiting := true; waiting; {
-		if _, err := ps.WriteTo([]byte("ping"), net.UDPAddrFromAddrPort(mapped)); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case a, ok := <-heard:
-			if !ok {
-				t.Fatal("the host never heard the peer at its mapped address")
-			}
-			from, waiting = a, false
-		case <-tick.C:
-		}
-	}
+	from := natlabtest.SendUntilHeard(t, ps, mapped, hs, "ping", 30*time.Second)
 	if from.Addr() != peerPub.Addr() {
 		t.Fatalf("the host heard the peer from %v, want %v", from, peerPub.Addr())
 	}
@@ -201,31 +140,7 @@ func TestMappedAddressFromConePeer(t *testing.T) {
 	t.Logf("peer %v heard from %v; mapped %v", peerPub, from, mapped)
 	// The host answers the address it heard from; the answer must come
 	// from the mapped address, or the peer's NAT would drop it.
-	got := make(chan netip.AddrPort, 1)
-	go func() {
-		buf := make([]byte, 16)
-		_ = ps.SetReadDeadline(time.Now().Add(20 * time.Second))
-		n, src, err := ps.ReadFrom(buf)
-		if err != nil || string(buf[:n]) != "pong" {
-			close(got)
-			return
-		}
-		got <- src.(*net.UDPAddr).AddrPort()
-	}()
-	for waiting := true; waiting; {
-		if _, err := hs.WriteTo([]byte("pong"), net.UDPAddrFromAddrPort(from)); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case src, ok := <-got:
-			if !ok {
-				t.Fatal("the peer never got the host's answer")
-			}
-			if src != mapped {
-				t.Fatalf("the answer came from %v, want the mapped %v", src, mapped)
-			}
-			waiting = false
-		case <-tick.C:
-		}
+	if src := natlabtest.SendUntilHeard(t, hs, from, ps, "pong", 20*time.Second); src != mapped {
+		t.Fatalf("the answer came from %v, want the mapped %v", src, mapped)
 	}
 }
