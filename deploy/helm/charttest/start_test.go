@@ -160,7 +160,7 @@ type stack struct {
 	connect bool
 	// acme: the rendezvous gets its certificate from an in-process
 	// Pebble (acmetest), and the peers speak WSS to it, trusting
-	// Pebble's roots; see startACME.
+	// Pebble's roots; see acmeLab.
 	acme bool
 	// allowList: the rendezvous gets peers.allow with the IDs of the
 	// connecting peers, and a peer not on it must be refused at login.
