@@ -15,6 +15,7 @@ package acmetest
 import (
 	"context"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -54,6 +55,10 @@ type Server struct {
 	// DirectoryRoots trusts the ACME server's own HTTPS certificate; give it
 	// to the ACME client (certmagic's TrustedRoots).
 	DirectoryRoots *x509.CertPool
+	// RootsPEM and DirectoryRootsPEM are the same certificates as PEM,
+	// for programs given a CA file (ferry --rendezvous-ca,
+	// ferry-rendezvous --acme-ca-root).
+	RootsPEM, DirectoryRootsPEM []byte
 
 	web  *httptest.Server
 	dns  []*dns.Server
@@ -112,6 +117,7 @@ func start(t testing.TB, cfg Config) (*Server, error) {
 		dns:            resolver,
 	}
 	s.DirectoryRoots.AddCert(web.Certificate())
+	s.DirectoryRootsPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: web.Certificate().Raw})
 	root := authority.GetRootCert(0)
 	inter := authority.GetIntermediateCert(0)
 	if root == nil || inter == nil {
@@ -120,6 +126,9 @@ func start(t testing.TB, cfg Config) (*Server, error) {
 	}
 	s.Roots.AddCert(root.Cert)
 	s.Roots.AddCert(inter.Cert)
+	for _, c := range []*x509.Certificate{root.Cert, inter.Cert} {
+		s.RootsPEM = append(s.RootsPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
 	return s, nil
 }
 

@@ -88,6 +88,16 @@ func TestCertmagicObtainsFromPebble(t *testing.T) {
 		t.Fatalf("a client trusting Pebble's roots: %v", err)
 	}
 	defer c.Close()
+	// The PEM forms hold the same certificates as the pools.
+	for _, p := range []struct {
+		pem  []byte
+		pool *x509.CertPool
+	}{{ca.RootsPEM, ca.Roots}, {ca.DirectoryRootsPEM, ca.DirectoryRoots}} {
+		got := x509.NewCertPool()
+		if !got.AppendCertsFromPEM(p.pem) || !got.Equal(p.pool) {
+			t.Errorf("PEM %q does not hold the pool's certificates", p.pem)
+		}
+	}
 	leaf := c.ConnectionState().PeerCertificates[0]
 	if leaf.Subject.CommonName != domain && (len(leaf.DNSNames) == 0 || leaf.DNSNames[0] != domain) {
 		t.Fatalf("certificate for %v / %v", leaf.Subject, leaf.DNSNames)

@@ -24,9 +24,11 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/ferrynet/ferry/internal/acmetest"
 	"github.com/ferrynet/ferry/internal/natlab"
 	"github.com/ferrynet/ferry/internal/natlab/natlabtest"
 	"github.com/ferrynet/ferry/internal/testutil"
@@ -154,9 +156,12 @@ type stack struct {
 	relay, rendezvous string // examples/*.yaml
 	fixtures          []*corev1.Secret
 	externalRedis     string // host name of an external Redis to start, or ""
-	// connect: two peers connect through the stack. Off where the
-	// rendezvous cannot serve them here (ACME has no CA to reach).
+	// connect: two peers connect through the stack.
 	connect bool
+	// acme: the rendezvous gets its certificate from an in-process
+	// Pebble (acmetest), and the peers speak WSS to it, trusting
+	// Pebble's roots; see acmeLab.
+	acme bool
 	// allowList: the rendezvous gets peers.allow with the IDs of the
 	// connecting peers, and a peer not on it must be refused at login.
 	allowList bool
@@ -176,7 +181,14 @@ type stack struct {
 // and checks every declared TCP port listens, then two peers connect
 // through the started rendezvous, forced through the started relay.
 func TestStartWhatRenders(t *testing.T) {
-	testutil.CheckLeaks(t)
+	// Pebble's validation authority runs a goroutine that cannot be
+	// stopped (acmetest.IgnoreLeaks); everything else must end.
+	leakOpts := append([]goleak.Option{goleak.IgnoreCurrent()}, acmetest.IgnoreLeaks()...)
+	t.Cleanup(func() {
+		if err := goleak.Find(leakOpts...); err != nil {
+			t.Errorf("leaked goroutines: %v", err)
+		}
+	})
 	testutil.Deadline(t, 4*time.Minute)
 	testutil.RequireRoot(t)
 	b := getBinaries(t)
@@ -203,13 +215,15 @@ func TestStartWhatRenders(t *testing.T) {
 	t.Run("loadbalancer+redis-ingress", func(t *testing.T) { runStack(t, b, st) })
 
 	// The LoadBalancer relay and the ACME rendezvous with the in-chart
-	// Redis: every workload must start and pass its readiness probe (the
-	// rendezvous' includes reaching the rendered Redis); no CA is
-	// reachable from the lab, so no certificate and no peers.
+	// Redis: the rendezvous gets a certificate from Pebble over
+	// TLS-ALPN-01 (the directory and its CA bundle given through the
+	// chart's values), and the peers connect through it over WSS.
 	st = stack{
 		relay:      "../ferry-relay/examples/loadbalancer.yaml",
 		rendezvous: "../ferry-rendezvous/examples/acme.yaml",
 		fixtures:   []*corev1.Secret{{Data: map[string][]byte{"auth-secret": []byte(hex.EncodeToString(secret))}}},
+		connect:    true,
+		acme:       true,
 	}
 	st.fixtures[0].Name = "ferry-turn-auth"
 	t.Run("loadbalancer+acme", func(t *testing.T) { runStack(t, b, st) })
@@ -252,6 +266,11 @@ type workload struct {
 
 func runStack(t *testing.T, b binaries, st stack) {
 	dir := t.TempDir()
+	var acme *acmeLab
+	if st.acme {
+		acme = newACME(t)
+		st.fixtures = append(st.fixtures, acme.secret)
+	}
 	var objs []object
 	for _, c := range []valuesCase{{"../ferry-relay", st.relay}, {"../ferry-rendezvous", st.rendezvous}} {
 		vals := readValues(t, c.file)
@@ -270,6 +289,9 @@ func runStack(t *testing.T, b binaries, st stack) {
 				ids = append(ids, strings.TrimSpace(string(out)))
 			}
 			vals["peers"] = map[string]any{"allow": ids}
+		}
+		if acme != nil && c.chartDir == "../ferry-rendezvous" {
+			acme.setValues(t, vals)
 		}
 		out, err := render(loadChart(t, c.chartDir), vals)
 		if err != nil {
@@ -365,9 +387,13 @@ func runStack(t *testing.T, b binaries, st stack) {
 	}
 	for rank := 0; rank < 3; rank++ {
 		for _, w := range works {
-			if order(w) == rank {
-				startWorkload(ctx, t, b, w, secrets, configMaps, peerA)
+			if order(w) != rank {
+				continue
 			}
+			if acme != nil && w.pod.Spec.Containers[0].Name == "rendezvous" {
+				acme.plumb(ctx, t, w)
+			}
+			startWorkload(ctx, t, b, w, secrets, configMaps, peerA)
 		}
 	}
 
@@ -379,21 +405,33 @@ func runStack(t *testing.T, b binaries, st stack) {
 	}
 	// Two peers connect through the rendezvous, through the relay.
 	signal := "ws://rv.example.com:8080/v1/signal" // the Ingress's part, TLS, is not here
-	for _, w := range works {
-		if w.pod.Spec.Containers[0].Name == "rendezvous" && !hasArg(w.pod.Spec.Containers[0].Args, "--listen-http=:8080") {
-			t.Fatalf("the start test speaks to the rendezvous over the Ingress' plain HTTP port 8080; args %q", w.pod.Spec.Containers[0].Args)
+	var caArgs []string
+	if acme != nil {
+		// WSS to the server's own TLS, with the certificate Pebble
+		// issued: the peers trust Pebble's roots and nothing else.
+		signal = acme.waitCertificate(ctx, t, peerA)
+		caFile := filepath.Join(dir, "pebble-roots.pem")
+		if err := os.WriteFile(caFile, acme.ca.RootsPEM, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		caArgs = []string{"--rendezvous-ca", caFile}
+	} else {
+		for _, w := range works {
+			if w.pod.Spec.Containers[0].Name == "rendezvous" && !hasArg(w.pod.Spec.Containers[0].Args, "--listen-http=:8080") {
+				t.Fatalf("the start test speaks to the rendezvous over the Ingress' plain HTTP port 8080; args %q", w.pod.Spec.Containers[0].Args)
+			}
 		}
 	}
 	listener := startProc(ctx, t, peerB, "peer-b", b.path("ferry"),
-		[]string{"listen", "--rendezvous", signal, "--identity", filepath.Join(dir, "b.key")}, nil, nil)
+		append([]string{"listen", "--rendezvous", signal, "--identity", filepath.Join(dir, "b.key")}, caArgs...), nil, nil)
 	id, err := peerA.Run(ctx, b.path("ferry"), "id", "--identity", filepath.Join(dir, "b.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	peerID := strings.TrimSpace(id)
 	testutil.WaitFor(t, 30*time.Second, "peer b logged in", func() bool { return strings.Contains(listener.String(), peerID) })
-	out, err := peerA.Run(ctx, b.path("ferry"), "ping", "--rendezvous", signal, "--identity", filepath.Join(dir, "a.key"),
-		"--relay", "always", "--count", "3", peerID)
+	out, err := peerA.Run(ctx, b.path("ferry"), append(append([]string{"ping", "--rendezvous", signal}, caArgs...),
+		"--identity", filepath.Join(dir, "a.key"), "--relay", "always", "--count", "3", peerID)...)
 	if err != nil {
 		t.Fatalf("ping through the rendered stack: %v\npeer b:\n%s", err, listener.String())
 	}
@@ -404,8 +442,8 @@ func runStack(t *testing.T, b binaries, st stack) {
 	if st.allowList {
 		// peers.allow reached the server: a peer not on the list is
 		// refused at login.
-		out, err := peerA.Run(ctx, b.path("ferry"), "ping", "--rendezvous", signal, "--identity", filepath.Join(dir, "c.key"),
-			"--count", "1", peerID)
+		out, err := peerA.Run(ctx, b.path("ferry"), append(append([]string{"ping", "--rendezvous", signal}, caArgs...),
+			"--identity", filepath.Join(dir, "c.key"), "--count", "1", peerID)...)
 		if err == nil || !strings.Contains(out+err.Error(), "admits only the peers its operator lists") {
 			t.Fatalf("a peer not on peers.allow: %v\n%s; want its login refused", err, out)
 		}
@@ -420,10 +458,8 @@ func runStack(t *testing.T, b binaries, st stack) {
 	// relay with no allocation left exits at once, as it should, so a
 	// client keeps one live through the signal: a ping that runs until the
 	// test ends.
-	pingArgs := []string{
-		"ping", "--rendezvous", signal, "--identity", filepath.Join(dir, "a2.key"),
-		"--relay", "always", "--count", "1000000000", peerID,
-	}
+	pingArgs := append(append([]string{"ping", "--rendezvous", signal}, caArgs...),
+		"--identity", filepath.Join(dir, "a2.key"), "--relay", "always", "--count", "1000000000", peerID)
 	pinger := startProc(ctx, t, peerA, "peer-a-pinging", b.path("ferry"), pingArgs, nil, nil)
 	testutil.WaitFor(t, 30*time.Second, "a ping through the relay that stays live", func() bool {
 		return strings.Contains(pinger.String(), "ping 10:")
