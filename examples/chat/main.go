@@ -16,19 +16,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 
 	"github.com/ferrynet/ferry/examples/internal/exampleflags"
 	"github.com/ferrynet/ferry/sdk"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, nil); err != nil {
-		fmt.Fprintln(os.Stderr, "chat:", err)
-		os.Exit(1)
-	}
+	exampleflags.Main("chat", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Stdin, os.Stdout, nil) })
 }
 
 // run parses args and chats, reading lines from in and printing the

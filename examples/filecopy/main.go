@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -52,12 +51,7 @@ type reply struct {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, nil); err != nil {
-		fmt.Fprintln(os.Stderr, "filecopy:", err)
-		os.Exit(1)
-	}
+	exampleflags.Main("filecopy", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Stdout, nil) })
 }
 
 // run parses args and runs the command. ready, if not nil, receives the

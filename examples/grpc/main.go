@@ -15,7 +15,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -34,12 +33,7 @@ const protocol = "grpc"
 const service = "ferry.example"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, nil); err != nil {
-		fmt.Fprintln(os.Stderr, "grpc:", err)
-		os.Exit(1)
-	}
+	exampleflags.Main("grpc", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Stdout, nil) })
 }
 
 // run parses args and runs the command. ready, if not nil, receives the

@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"time"
 
 	"github.com/ferrynet/ferry/examples/internal/exampleflags"
@@ -26,12 +25,7 @@ import (
 const protocol = "http/1.1"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, nil); err != nil {
-		fmt.Fprintln(os.Stderr, "http:", err)
-		os.Exit(1)
-	}
+	exampleflags.Main("http", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Stdout, nil) })
 }
 
 // run parses args and runs the command. ready, if not nil, receives the

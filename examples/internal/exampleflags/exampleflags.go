@@ -4,8 +4,12 @@
 package exampleflags
 
 import (
+	"context"
 	"flag"
+	"fmt"
 	"net"
+	"os"
+	"os/signal"
 
 	"github.com/ferrynet/ferry/sdk"
 )
@@ -46,4 +50,16 @@ func (n *Node) Options() []sdk.NodeOption {
 			sdk.WithCandidateFilter(func(ip net.IP) bool { return ip.IsLoopback() }))
 	}
 	return opts
+}
+
+// Main is an example's main: it runs run with a context cancelled by
+// Ctrl-C and, if run fails, prints "name: error" to stderr and exits 1.
+func Main(name string, run func(ctx context.Context) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	err := run(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
 }
