@@ -77,7 +77,7 @@ type row struct {
 	remote   string
 	connect  time.Duration
 	toDirect time.Duration // from Dial's return until both sides are direct (0: direct at once)
-	skew     time.Duration // between the two sides' path-change events to direct, after an upgrade
+	skew     time.Duration // between the two sides' path-change events to direct, after an upgrade (-1: unknown)
 	relayed  int64         // bytes of the 1 MiB exchange that crossed the relay, when direct before it
 	err      string
 }
@@ -171,6 +171,7 @@ func runPair(t *testing.T, w *labworld.World, ha, hb *natlab.Host, expected natt
 		// Both sides report the move as an event, and agree on it: the
 		// controlled side follows one round trip after the controlling
 		// one. A side that moved before it was subscribed to is skipped.
+		r.skew = -1
 		ta, oka := directEvent(evA, pa.SelectedAt.Before(subscribed))
 		tb, okb := directEvent(evB, pb.SelectedAt.Before(subscribed))
 		switch {
@@ -199,37 +200,26 @@ func runPair(t *testing.T, w *labworld.World, ha, hb *natlab.Host, expected natt
 	return r
 }
 
-// directEvent returns the time of the last path-change event to a direct
-// path on events, waiting up to 2 s for one; with missed (the move came
-// before the subscription) it returns ok and a zero time.
+// directEvent returns the time of the first path-change event to a direct
+// path on events, waiting up to 2 s for one (later ones, a probe round
+// stepping through direct pairs, are not the move); with missed (the move
+// came before the subscription) it returns ok and a zero time.
 func directEvent(events <-chan sdk.Event, missed bool) (at time.Time, ok bool) {
 	if missed {
 		return time.Time{}, true
 	}
 	timeout := time.After(2 * time.Second)
 	for {
-		var (
-			ev   sdk.Event
-			open bool
-		)
-		if at.IsZero() {
-			select {
-			case ev, open = <-events:
-			case <-timeout:
-				return at, false
+		select {
+		case ev, open := <-events:
+			if !open {
+				return time.Time{}, false
 			}
-		} else {
-			select {
-			case ev, open = <-events:
-			default:
-				return at, true // the queue is drained
+			if ev.Path != nil && ev.Path.Kind() == "direct" {
+				return ev.Time, true
 			}
-		}
-		if !open {
-			return at, !at.IsZero()
-		}
-		if ev.Path != nil && ev.Path.Kind() == "direct" {
-			at = ev.Time
+		case <-timeout:
+			return time.Time{}, false
 		}
 	}
 }
@@ -433,7 +423,9 @@ before the exchange, and the test asserts that none of the exchange's bytes then
 			toDirect, apart := "", ""
 			if r.initial != r.got && r.got == nattype.Direct {
 				toDirect = fmt.Sprintf("%d ms", r.toDirect.Milliseconds())
-				apart = fmt.Sprintf("%d ms", r.skew.Milliseconds())
+				if r.skew >= 0 {
+					apart = fmt.Sprintf("%d ms", r.skew.Milliseconds())
+				}
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %d ms | %s | %s |\n", r.a, r.b, r.expected, got, r.local, r.remote, r.connect.Milliseconds(), toDirect, apart)
 		}
