@@ -140,6 +140,10 @@ func runPair(t *testing.T, w *labworld.World, ha, hb *natlab.Host, expected natt
 	// it before the exchange (10 s: the bound is 5 s, and the time
 	// is recorded in the row), so that the exchange shows that none of
 	// its packets cross the relay once both sides say direct.
+	// Traffic flows meanwhile (256 KiB each way), so that a move during
+	// a transfer is checked for loss too.
+	early := make(chan error, 1)
+	go func() { early <- exchange(ctx, ca, cb, 256<<10) }()
 	directFirst := false
 	if expected == nattype.Direct {
 		directFirst = testutil.Poll(10*time.Second, func() bool {
@@ -147,6 +151,11 @@ func runPair(t *testing.T, w *labworld.World, ha, hb *natlab.Host, expected natt
 			return classify(pa, pb) == nattype.Direct
 		})
 	}
+	if err := <-early; err != nil {
+		t.Errorf("%s -> %s: exchange while the path settles: %v", r.a, r.b, err)
+	}
+	pa, pb = ca.Path(), cb.Path()
+	directFirst = directFirst && classify(pa, pb) == nattype.Direct
 	before := pa.RelayBytes + pb.RelayBytes
 	if err := exchange(ctx, ca, cb, 1<<20); err != nil {
 		t.Errorf("%s -> %s: exchange: %v", r.a, r.b, err)
