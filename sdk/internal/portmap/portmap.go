@@ -61,8 +61,52 @@ type Config struct {
 	// address changes: a new address, or the zero AddrPort when the
 	// mapping is lost. It must not block.
 	OnChange func(netip.AddrPort)
+	// OnEvent is called (from the Mapper's goroutine, and from Close)
+	// after each request: obtained, renewed, failed or deleted. It must
+	// not block.
+	OnEvent func(Event)
 	// Logger; nil discards.
 	Logger *slog.Logger
+}
+
+// EventKind says what a request did.
+type EventKind int
+
+// Event kinds.
+const (
+	// Obtained: a mapping was granted where there was none (or it moved
+	// to another address).
+	Obtained EventKind = iota + 1
+	// Renewed: the held mapping was granted again.
+	Renewed
+	// Failed: the request failed or its answer was refused; any mapping
+	// is withdrawn.
+	Failed
+	// Deleted: Close released the mapping (Err says if the gateway did
+	// not confirm it).
+	Deleted
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case Obtained:
+		return "obtained"
+	case Renewed:
+		return "renewed"
+	case Failed:
+		return "failed"
+	case Deleted:
+		return "deleted"
+	}
+	return fmt.Sprintf("EventKind(%d)", int(k))
+}
+
+// Event is one request's outcome.
+type Event struct {
+	Kind     EventKind
+	Addr     netip.AddrPort // the mapped address (Obtained, Renewed, Deleted)
+	Lifetime time.Duration  // as granted (Obtained, Renewed)
+	Err      error          // Failed, or a Deleted the gateway did not confirm
 }
 
 // Mapper holds one mapping.
@@ -141,13 +185,18 @@ func (m *Mapper) run() {
 		if err != nil {
 			m.log.Debug("portmap: request failed", "err", err, "retry", backoff)
 			m.set(netip.AddrPort{})
+			m.event(Event{Kind: Failed, Err: err})
 			backoff = min(2*backoff, maxBackoff)
 		} else {
 			backoff = retryBackoff
 			m.mu.Lock()
 			m.renewed++
 			m.mu.Unlock()
-			m.set(addr)
+			kind := Renewed
+			if m.set(addr) {
+				kind = Obtained
+			}
+			m.event(Event{Kind: kind, Addr: addr, Lifetime: granted})
 			wait = max(granted/2, minRenew)
 		}
 		t := time.NewTimer(wait)
@@ -160,8 +209,8 @@ func (m *Mapper) run() {
 	}
 }
 
-// set records the mapped address and reports a change.
-func (m *Mapper) set(a netip.AddrPort) {
+// set records the mapped address and reports whether it changed.
+func (m *Mapper) set(a netip.AddrPort) bool {
 	m.mu.Lock()
 	changed := m.addr != a
 	m.addr = a
@@ -171,6 +220,13 @@ func (m *Mapper) set(a netip.AddrPort) {
 		if m.cfg.OnChange != nil {
 			m.cfg.OnChange(a)
 		}
+	}
+	return changed
+}
+
+func (m *Mapper) event(e Event) {
+	if m.cfg.OnEvent != nil {
+		m.cfg.OnEvent(e)
 	}
 }
 
@@ -231,10 +287,11 @@ func (m *Mapper) Close() error {
 	m.once.Do(func() {
 		m.cancel()
 		<-m.done
-		had := m.Addr().IsValid()
+		had := m.Addr()
 		m.set(netip.AddrPort{})
-		if had {
+		if had.IsValid() {
 			_, _, err = m.request(0)
+			m.event(Event{Kind: Deleted, Addr: had, Err: err})
 		}
 	})
 	return err
