@@ -124,7 +124,7 @@ func New(ctx context.Context, opts ...NodeOption) (_ *Node, err error) {
 			n.stopPortMap()
 		}
 	}()
-	if err = n.startPortMap(); err != nil {
+	if err = n.startPortMap(); err != nil { //nolint:contextcheck // the mapping lives as long as the node
 		return nil, err
 	}
 	if nc.lanEnabled() {

@@ -18,8 +18,8 @@ import (
 	"github.com/ferrynet/ferry/sdk/internal/portmap"
 )
 
-// This file holds WithPortMapping: the node asks its gateway (UPnP IGD or
-// NAT-PMP) to map one UDP port to it and offers the mapping as an ICE
+// This file holds WithPortMapping: the node asks its gateway (NAT-PMP or
+// UPnP IGD) to map one UDP port to it and offers the mapping as an ICE
 // candidate. DESIGN.md, "Port mapping", has the why and why it is off by
 // default.
 
@@ -87,7 +87,7 @@ type PortMapStatus struct {
 }
 
 // WithPortMapping makes the node ask its gateway for a UDP port mapping
-// (UPnP IGD or NAT-PMP), renew it, offer the mapped address as an ICE
+// (NAT-PMP, then UPnP IGD), renew it, offer the mapped address as an ICE
 // candidate, and release it on Close. Its ICE host candidates then all use
 // one IPv4 UDP socket (the mapped one) instead of a socket per
 // connection. It helps a node behind a symmetric NAT whose router maps
@@ -178,7 +178,7 @@ func (n *Node) startPortMap() error {
 
 // record keeps the status and passes the event on.
 func (p *portMapState) record(e portmap.Event) {
-	ev := PortMapEvent{Time: time.Now(), Addr: e.Addr, Protocol: "nat-pmp", Err: e.Err}
+	ev := PortMapEvent{Time: time.Now(), Addr: e.Addr, Protocol: e.Protocol, Err: e.Err}
 	p.mu.Lock()
 	switch e.Kind {
 	case portmap.Obtained:
