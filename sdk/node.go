@@ -273,7 +273,7 @@ func (n *Node) iceConfig(cr *signal.Credentials) icepath.Config {
 		Timing:          n.cfg.node.timing.internal(),
 		Logger:          n.log,
 	}
-	if n.pmap != nil {
+	if n.pmap != nil && n.pmap.ice != nil {
 		ic.PortMap = n.pmap.ice
 	}
 	// Relays are reached over UDP when UDP works and over TCP or TLS when

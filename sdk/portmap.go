@@ -117,9 +117,9 @@ func (n *Node) PortMapping() PortMapStatus {
 	return p.status
 }
 
-// startPortMap opens the shared ICE socket and starts the mapper. A
-// missing gateway is a failure reported in the status, not an error of
-// New: the node works without a mapping.
+// startPortMap finds the gateway, opens the shared ICE socket and starts
+// the mapper. A missing gateway is a failure reported in the status, not
+// an error of New: the node then works as without the option.
 func (n *Node) startPortMap() error {
 	pm := n.cfg.node.portMapping
 	if pm == nil {
@@ -132,15 +132,24 @@ func (n *Node) startPortMap() error {
 	if do == nil {
 		do = func(f func() error) error { return f() }
 	}
+	gw, local, err := gatewayAndLocal(pm.Gateway, do)
+	if err != nil {
+		// No gateway: the node gathers as without the option.
+		st := &portMapState{onEvent: pm.OnEvent, status: PortMapStatus{Enabled: true}}
+		n.pmap = st
+		st.record(portmap.Event{Kind: portmap.Failed, Err: err})
+		n.log.Info("port mapping: no gateway", "err", err)
+		return nil
+	}
 	var conn net.PacketConn
-	err := do(func() error {
-		var err error
+	err = do(func() error {
+		var lerr error
 		if n.cfg.node.icenet != nil {
-			conn, err = n.cfg.node.icenet.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero})
+			conn, lerr = n.cfg.node.icenet.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero})
 		} else {
-			conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero})
+			conn, lerr = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero})
 		}
-		return err
+		return lerr
 	})
 	if err != nil {
 		return fmt.Errorf("sdk: port mapping socket: %w", err)
@@ -152,12 +161,6 @@ func (n *Node) startPortMap() error {
 	}
 	st := &portMapState{ice: ip, onEvent: pm.OnEvent, status: PortMapStatus{Enabled: true, LocalPort: ip.Port()}}
 	n.pmap = st
-	gw, local, err := gatewayAndLocal(pm.Gateway, do)
-	if err != nil {
-		st.record(portmap.Event{Kind: portmap.Failed, Err: err})
-		n.log.Info("port mapping: no gateway", "err", err)
-		return nil
-	}
 	m, err := portmap.Start(portmap.Config{
 		Gateway:  gw,
 		Local:    netip.AddrPortFrom(local, ip.Port()),
@@ -216,7 +219,9 @@ func (n *Node) stopPortMap() {
 			n.log.Debug("port mapping: delete", "err", err)
 		}
 	}
-	_ = p.ice.Close()
+	if p.ice != nil {
+		_ = p.ice.Close()
+	}
 }
 
 // gatewayAndLocal returns the gateway to ask (gw, or the default route's)

@@ -177,7 +177,7 @@ func New(cfg Config, controlling bool) (*Agent, error) {
 		opts = append(opts, ice.WithIPFilter(cfg.IPFilter))
 	}
 	if cfg.PortMap != nil {
-		opts = append(opts, ice.WithUDPMux(cfg.PortMap.mux))
+		opts = append(opts, ice.WithUDPMux(cfg.PortMap.forAgent(cfg)))
 	}
 	// Renomination (both sides must speak it): when a direct pair becomes
 	// valid after a relayed one was selected, the controlling side moves

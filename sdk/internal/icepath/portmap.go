@@ -90,6 +90,37 @@ func (p *PortMap) Close() error {
 	return err
 }
 
+// agentMux is the shared mux as one agent sees it: its listen addresses
+// pass the agent's IPFilter and loopback setting, as pion's own host
+// gathering would (pion applies neither to a mux's addresses). Close is
+// the PortMap's, not the agent's.
+type agentMux struct {
+	*ice.UDPMuxDefault
+	keep     func(net.IP) bool
+	loopback bool
+}
+
+func (p *PortMap) forAgent(cfg Config) ice.UDPMux {
+	return &agentMux{UDPMuxDefault: p.mux, keep: cfg.IPFilter, loopback: cfg.IncludeLoopback}
+}
+
+func (m *agentMux) GetListenAddresses() []net.Addr {
+	all := m.UDPMuxDefault.GetListenAddresses()
+	out := all[:0:0]
+	for _, a := range all {
+		ua, ok := a.(*net.UDPAddr)
+		if !ok || ua.IP.IsLoopback() && !m.loopback || m.keep != nil && !m.keep(ua.IP) {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// Close does nothing: the PortMap owns the socket (pion's agent closes
+// only a mux it made itself, but be sure).
+func (m *agentMux) Close() error { return nil }
+
 // mappedOffer turns the PortMap's mapping into one extra local candidate
 // for an agent: once, after the host candidate at the mapping's base (or,
 // if none matched, just before the end of gathering).
