@@ -212,3 +212,59 @@ func TestMappedAddressFromConePeer(t *testing.T) {
 		t.Fatalf("the answer came from %v, want the mapped %v", src, mapped)
 	}
 }
+
+// BenchmarkMapInLab: how long a Mapper takes from Start to a granted
+// mapping behind miniupnpd, with NAT-PMP and with UPnP (SSDP, description,
+// two SOAP calls), and to delete it on Close. No delay on the LAN.
+func BenchmarkMapInLab(b *testing.B) {
+	testutil.RequireRoot(b)
+	testutil.RequireBinary(b, "miniupnpd", "miniupnpd-nftables")
+	testutil.RequireBinary(b, "turnserver", "coturn")
+	lab := natlabtest.New(b, natlab.Config{Sites: []natlab.SiteConfig{
+		{Name: "s", NAT: natlab.Symmetric, PortMapping: true},
+	}})
+	ctx := context.Background()
+	h := lab.Site("s").Host(0)
+	sock, err := h.ListenPacket(ctx, "udp4", h.Addr().String()+":0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sock.Close()
+	localAP := sock.LocalAddr().(*net.UDPAddr).AddrPort()
+	for _, proto := range []string{portmap.NATPMP, portmap.UPnP} {
+		b.Run(proto, func(b *testing.B) {
+			var mapTime, delTime time.Duration
+			for b.Loop() {
+				got := make(chan struct{}, 1)
+				start := time.Now()
+				m, err := portmap.Start(portmap.Config{
+					Gateway: h.Gateway(), Local: localAP, Protocols: []string{proto}, Do: h.Do,
+					OnChange: func(a netip.AddrPort) {
+						if a.IsValid() {
+							select {
+							case got <- struct{}{}:
+							default:
+							}
+						}
+					},
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				select {
+				case <-got:
+				case <-time.After(20 * time.Second):
+					b.Fatal("no mapping in 20s")
+				}
+				mapTime += time.Since(start)
+				start = time.Now()
+				if err := m.Close(); err != nil {
+					b.Fatal(err)
+				}
+				delTime += time.Since(start)
+			}
+			b.ReportMetric(float64(mapTime.Microseconds())/1000/float64(b.N), "ms/map")
+			b.ReportMetric(float64(delTime.Microseconds())/1000/float64(b.N), "ms/delete")
+		})
+	}
+}
