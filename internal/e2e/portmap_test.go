@@ -30,7 +30,10 @@ func TestPortMappedNode(t *testing.T) {
 	testutil.RequireBinary(t, "miniupnpd", "miniupnpd-nftables")
 	testutil.RequireBinary(t, "turnserver", "coturn")
 	testutil.Deadline(t, 4*time.Minute)
-	sites := []natlab.SiteConfig{{Name: "m", NAT: nattype.Symmetric, PortMapping: true}}
+	sites := []natlab.SiteConfig{
+		{Name: "m", NAT: nattype.Symmetric, PortMapping: true},
+		{Name: "u", NAT: nattype.Symmetric, PortMapping: true, PortMapUPnPOnly: true},
+	}
 	for _, typ := range portMapTypes {
 		sites = append(sites, natlab.SiteConfig{Name: "p" + typ.Short(), NAT: typ})
 	}
@@ -79,7 +82,7 @@ func TestPortMappedNode(t *testing.T) {
 		t.Fatalf("no mapped address after 20s: %+v", nm.PortMapping())
 	}
 	st := nm.PortMapping()
-	if st.Addr.Addr() != site.PublicAddr || st.Protocol == "" {
+	if st.Addr.Addr() != site.PublicAddr || st.Protocol != "nat-pmp" {
 		t.Fatalf("status %+v: want a mapping on %v", st, site.PublicAddr)
 	}
 	rule := "to " + hm.Addr().String() + ":" + strconv.Itoa(int(st.LocalPort))
@@ -120,6 +123,31 @@ func TestPortMappedNode(t *testing.T) {
 			}
 		})
 	}
+
+	// A router that speaks UPnP only: the node falls back to it, and
+	// symmetric x symmetric is direct through that mapping too.
+	t.Run("upnp", func(t *testing.T) {
+		hu := lab.Site("u").Host(0)
+		nu, err := w.Node(ctx, hu, sdk.WithPortMapping(sdk.PortMapping{Gateway: hu.Gateway(), Do: hu.Do}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nu.Close()
+		if !testutil.Poll(30*time.Second, func() bool { return nu.PortMapping().Addr.IsValid() }) {
+			t.Fatalf("no mapped address after 30s: %+v", nu.PortMapping())
+		}
+		if st := nu.PortMapping(); st.Protocol != "upnp" || st.Addr.Addr() != lab.Site("u").PublicAddr {
+			t.Fatalf("status %+v: want a UPnP mapping on %v", st, lab.Site("u").PublicAddr)
+		}
+		np, err := w.Node(ctx, hsym)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer np.Close()
+		if got := dialPath(ctx, t, np, nu); got != nattype.Direct {
+			t.Errorf("symmetric dialing the UPnP-mapped node: %s, want direct", got)
+		}
+	})
 
 	testutil.WaitFor(t, 30*time.Second, "a renewal", func() bool { return nm.PortMapping().Renewed >= 1 })
 	if !hasRule() {
