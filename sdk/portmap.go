@@ -128,6 +128,9 @@ func (n *Node) startPortMap() error {
 	if pm.Lifetime < 0 || pm.Lifetime > 0 && pm.Lifetime < time.Second {
 		return fmt.Errorf("sdk: port mapping lifetime %v: want 0 or at least 1s", pm.Lifetime)
 	}
+	if gw := pm.Gateway.Unmap(); gw.IsValid() && (!gw.Is4() || gw.IsUnspecified()) {
+		return fmt.Errorf("sdk: port mapping gateway %v: want an IPv4 address", pm.Gateway)
+	}
 	do := pm.Do
 	if do == nil {
 		do = func(f func() error) error { return f() }

@@ -43,6 +43,12 @@ func TestPortMappingOptionChecks(t *testing.T) {
 			t.Errorf("lifetime %v accepted", l)
 		}
 	}
+	for _, gw := range []string{"::1", "0.0.0.0"} {
+		if n, err := New(ctx, WithRendezvous("wss://127.0.0.1:1/"), WithPortMapping(PortMapping{Gateway: netip.MustParseAddr(gw)})); err == nil {
+			_ = n.Close()
+			t.Errorf("gateway %v accepted", gw)
+		}
+	}
 }
 
 // lyingGateway answers NAT-PMP on 127.0.18.N:5351 with well-formed

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -35,6 +36,11 @@ const (
 	// errOnlyPermanent is UPnP error 725, OnlyPermanentLeasesSupported:
 	// an IGDv1 gateway that takes lease 0 only.
 	errOnlyPermanent = 725
+	// errConflict is UPnP error 718, ConflictInMappingEntry: another
+	// client maps that external port; maxConflictTries random ports are
+	// tried after it.
+	errConflict      = 718
+	maxConflictTries = 3
 )
 
 // igdService is the part of WANIPConnection1/2 and WANPPPConnection1 that
@@ -55,6 +61,7 @@ type upnp struct {
 
 	mu  sync.Mutex
 	svc igdService // nil until discovered
+	ext uint16     // the external port last granted, asked for first
 }
 
 func newUPnP(gw netip.Addr, local netip.AddrPort, do func(func() error) error) *upnp {
@@ -137,18 +144,35 @@ func (u *upnp) addWith(ctx context.Context, svc igdService, lifetime time.Durati
 		return answer{}, fmt.Errorf("%w: external address %q", ErrBadAnswer, s)
 	}
 	port := u.local.Port()
+	u.mu.Lock()
+	want := u.ext
+	u.mu.Unlock()
+	if want == 0 {
+		want = port
+	}
 	lease := uint32(min(lifetime/time.Second, 1<<31))
-	err = svc.AddPortMappingCtx(ctx, "", port, "UDP", port, u.local.Addr().String(), true, upnpDescription, lease)
-	if err != nil && isUPnPError(err, errOnlyPermanent) {
-		// A permanent mapping: renewed all the same, deleted on Close.
-		err = svc.AddPortMappingCtx(ctx, "", port, "UDP", port, u.local.Addr().String(), true, upnpDescription, 0)
+	for try := 0; ; try++ {
+		err = svc.AddPortMappingCtx(ctx, "", want, "UDP", port, u.local.Addr().String(), true, upnpDescription, lease)
+		if err != nil && isUPnPError(err, errOnlyPermanent) {
+			// A permanent mapping: renewed all the same, deleted on Close.
+			lease = 0
+			err = svc.AddPortMappingCtx(ctx, "", want, "UDP", port, u.local.Addr().String(), true, upnpDescription, 0)
+		}
+		if err == nil || !isUPnPError(err, errConflict) || try == maxConflictTries {
+			break
+		}
+		// Another client holds that external port: try one at random.
+		want = uint16(1024 + rand.IntN(65536-1024))
 	}
 	if err != nil {
 		return answer{}, err
 	}
+	u.mu.Lock()
+	u.ext = want
+	u.mu.Unlock()
 	// UPnP grants what was asked (or a permanent lease) and maps the
 	// port asked for, or fails.
-	return answer{ext: ext.Unmap(), extPort: port, intPort: port, lifetime: lifetime}, nil
+	return answer{ext: ext.Unmap(), extPort: want, intPort: port, lifetime: lifetime}, nil
 }
 
 func (u *upnp) del(ctx context.Context, ext uint16) error {

@@ -33,8 +33,12 @@ type fakeIGD struct {
 	ext      string
 	addFault int
 	soap     string
+	// conflict, if set, is an external port another client holds (718).
+	conflict string
 
 	adds, deletes atomic.Int32
+	mu            sync.Mutex
+	extPorts      []string // NewExternalPort of each AddPortMapping
 }
 
 func honestSSDP(descURL string) string {
@@ -96,7 +100,11 @@ func newFakeIGD(t *testing.T, shape func(*fakeIGD)) *fakeIGD {
 }
 
 func (g *fakeIGD) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<16))
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+	extPort := ""
+	if _, after, ok := strings.Cut(string(body), "<NewExternalPort>"); ok {
+		extPort, _, _ = strings.Cut(after, "<")
+	}
 	if r.URL.Path == "/desc.xml" {
 		_, _ = io.WriteString(w, g.desc(g.ctlURL))
 		return
@@ -112,9 +120,16 @@ func (g *fakeIGD) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, soapOK, `<u:GetExternalIPAddressResponse `+ns+`><NewExternalIPAddress>`+g.ext+`</NewExternalIPAddress></u:GetExternalIPAddressResponse>`)
 	case strings.Contains(action, "#AddPortMapping"):
 		g.adds.Add(1)
-		if g.addFault != 0 {
+		g.mu.Lock()
+		g.extPorts = append(g.extPorts, extPort)
+		g.mu.Unlock()
+		fault := g.addFault
+		if g.conflict != "" && extPort == g.conflict {
+			fault = 718
+		}
+		if fault != 0 {
 			w.WriteHeader(http.StatusInternalServerError)
-			fmt.Fprintf(w, soapOK, fmt.Sprintf(`<s:Fault><faultcode>s:Client</faultcode><faultstring>UPnPError</faultstring><detail><UPnPError xmlns="urn:schemas-upnp-org:control-1-0"><errorCode>%d</errorCode><errorDescription>nope</errorDescription></UPnPError></detail></s:Fault>`, g.addFault))
+			fmt.Fprintf(w, soapOK, fmt.Sprintf(`<s:Fault><faultcode>s:Client</faultcode><faultstring>UPnPError</faultstring><detail><UPnPError xmlns="urn:schemas-upnp-org:control-1-0"><errorCode>%d</errorCode><errorDescription>nope</errorDescription></UPnPError></detail></s:Fault>`, fault))
 			return
 		}
 		fmt.Fprintf(w, soapOK, `<u:AddPortMappingResponse `+ns+`></u:AddPortMappingResponse>`)
@@ -172,6 +187,31 @@ func TestUPnPMapRenewDelete(t *testing.T) {
 	}
 	if g.deletes.Load() != 1 || m.Addr().IsValid() {
 		t.Fatalf("after Close: %d deletes, addr %v", g.deletes.Load(), m.Addr())
+	}
+}
+
+// TestUPnPConflict: when another client holds the external port, the
+// Mapper takes a random one, and renews that one.
+func TestUPnPConflict(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 30*time.Second)
+	g := newFakeIGD(t, func(g *fakeIGD) { g.conflict = "40000" })
+	m, err := Start(Config{Gateway: g.ip, Local: local, Protocols: []string{UPnP}, Lifetime: 3 * time.Second, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	testutil.WaitFor(t, 20*time.Second, "a renewal", func() bool { return m.Renewals() >= 2 })
+	a := m.Addr()
+	if a.Addr() != netip.MustParseAddr("203.0.113.9") || a.Port() == 40000 || a.Port() < 1024 {
+		t.Fatalf("mapped %v: want 203.0.113.9 on another port", a)
+	}
+	g.mu.Lock()
+	ports := append([]string(nil), g.extPorts...)
+	g.mu.Unlock()
+	// 40000 (refused), a random one, then the renewal asks for that one.
+	if len(ports) < 3 || ports[0] != "40000" || ports[1] == "40000" || ports[2] != ports[1] {
+		t.Fatalf("external ports asked: %q", ports)
 	}
 }
 
