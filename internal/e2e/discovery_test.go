@@ -240,14 +240,11 @@ func TestDiscoveryTopicLab(t *testing.T) {
 	testutil.CheckLeaks(t)
 	defer testutil.Deadline(t, 4*time.Minute)()
 	ferry := buildFerry(t)
-	var sites []natlab.SiteConfig
-	for _, ty := range nattype.All() {
-		sites = append(sites, natlab.SiteConfig{Name: ty.Short(), NAT: ty, Hosts: 2})
-	}
-	lab := natlabtest.New(t, natlab.Config{Sites: sites})
+	lab := natlabtest.New(t, natlab.Config{Sites: discoverySites(false)})
 	w := newDHTWorld(t, lab)
-	took, nodes := topicRound(t, w, lab, "lab-topic", time.Second)
-	t.Logf("12 nodes behind %d NATs at 2 rendezvous servers found each other %v after the last joined", len(sites), took)
+	nodes := topicNodes(t, w, lab, time.Second)
+	took := topicRound(t, nodes, "lab-topic")
+	t.Logf("%d nodes behind %d NATs at 2 rendezvous servers found each other %v after the last joined (refresh 1 s)", len(nodes), len(lab.Sites()), took)
 
 	// ferry find, in a host's namespace, at the second server.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -276,25 +273,41 @@ func TestDiscoveryTopicLab(t *testing.T) {
 	}
 }
 
-// topicRound starts a node on every host of lab (alternating between the
-// two servers), has each join topic and read Topic.Peers, and returns the
-// time from the last Join until every node found every other.
-func topicRound(t testing.TB, w *dhtWorld, lab *natlab.Lab, topic string, refresh time.Duration) (time.Duration, []*sdk.Node) {
+// topicNodes starts a node on every host of lab, alternating between the
+// two servers, with discovery started.
+func topicNodes(t testing.TB, w *dhtWorld, lab *natlab.Lab, refresh time.Duration) []*sdk.Node {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	var hosts []*natlab.Host
 	for _, s := range lab.Sites() {
 		hosts = append(hosts, s.Hosts...)
 	}
-	nodes := make([]*sdk.Node, len(hosts))
+	return topicNodesOn(t, w, hosts, refresh)
+}
+
+// topicNodesOn starts a node on each host, alternating between the two
+// servers.
+func topicNodesOn(t testing.TB, w *dhtWorld, hosts []*natlab.Host, refresh time.Duration) []*sdk.Node {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var nodes []*sdk.Node
 	for i, h := range hosts {
 		url := w.url1
 		if i%2 == 1 {
 			url = w.url2
 		}
-		nodes[i], _ = w.node(t, ctx, h, url, sdk.DiscoveryOptions{Refresh: refresh})
+		n, _ := w.node(t, ctx, h, url, sdk.DiscoveryOptions{Refresh: refresh})
+		nodes = append(nodes, n)
 	}
+	return nodes
+}
+
+// topicRound has every node join topic and read Topic.Peers, and returns
+// the time from the last Join until every node found every other.
+func topicRound(t testing.TB, nodes []*sdk.Node, topic string) time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -335,7 +348,93 @@ func topicRound(t testing.TB, w *dhtWorld, lab *natlab.Lab, topic string, refres
 	if len(missing) > 0 {
 		t.Fatalf("nodes that did not find every other (node: peers missing): %v", missing)
 	}
-	return lastFind.Sub(lastJoin), nodes
+	return lastFind.Sub(lastJoin)
+}
+
+// discoverySites are the lab sites of the topic test and benchmark: two
+// hosts behind each of the six NAT types.
+func discoverySites(delay bool) []natlab.SiteConfig {
+	var sites []natlab.SiteConfig
+	for _, ty := range nattype.All() {
+		sites = append(sites, natlab.SiteConfig{Name: ty.Short(), NAT: ty, Hosts: 2, DelayStage: delay})
+	}
+	return sites
+}
+
+// BenchmarkDiscovery measures, in the NAT lab at 20 ms and 200 ms RTT
+// between a site and the servers' segment (a quarter each way on each WAN
+// link, as BenchmarkConnectTime), two things:
+//   - dial-across: the time from B's Dial(A's PeerID) until A received the
+//     first message, when A (port-restricted cone) is logged in at the
+//     first rendezvous server and B (restricted cone) at the second: own
+//     server's "not found", DHT lookup, login at A's server, ICE, QUIC.
+//     Fresh nodes each iteration; B has found A's record before the clock
+//     starts only in that A's discovery has published it.
+//   - topic-12: the time from the last of 12 nodes (two behind each NAT
+//     type, half at each server) joining a fresh topic until every node has
+//     found the other 11, with the default refresh (5 s).
+//
+// Run: go test -run '^$' -bench=Discovery -benchtime=20x ./internal/e2e/
+// (root; figures in docs/BENCHMARKS.md).
+func BenchmarkDiscovery(b *testing.B) {
+	testutil.RequireRoot(b)
+	sites := append(discoverySites(true),
+		natlab.SiteConfig{Name: "dial" + nattype.PortRestrictedCone.Short(), NAT: nattype.PortRestrictedCone, DelayStage: true},
+		natlab.SiteConfig{Name: "dial" + nattype.RestrictedCone.Short(), NAT: nattype.RestrictedCone, DelayStage: true})
+	lab, err := natlab.New(context.Background(), natlab.Config{Sites: sites})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = lab.Close() })
+	w := newDHTWorld(b, lab)
+	topicLab := lab.Sites()[:len(nattype.All())]
+	for _, rtt := range benchRTTs {
+		b.Run(fmt.Sprintf("rtt=%dms", rtt.Milliseconds()), func(b *testing.B) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			for _, s := range lab.Sites() {
+				if err := s.SetWAN(ctx, natlab.Link{Delay: rtt / 4}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.Run("dial-across", func(b *testing.B) {
+				ha := lab.Site("dial" + nattype.PortRestrictedCone.Short()).Host(0)
+				hb := lab.Site("dial" + nattype.RestrictedCone.Short()).Host(0)
+				var took []time.Duration
+				for b.Loop() {
+					ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+					d, path := dialAcross(b, ctx, w, ha, hb)
+					cancel()
+					if path != nattype.Direct {
+						b.Fatalf("path %s, want direct", path)
+					}
+					took = append(took, d)
+				}
+				reportPercentiles(b, took, rtt)
+			})
+			b.Run("topic-12", func(b *testing.B) {
+				var hosts []*natlab.Host
+				for _, s := range topicLab {
+					hosts = append(hosts, s.Hosts...)
+				}
+				nodes := topicNodesOn(b, w, hosts, 0)
+				var took []time.Duration
+				i := 0
+				for b.Loop() {
+					i++
+					took = append(took, topicRound(b, nodes, fmt.Sprintf("bench-%d-%d", rtt.Milliseconds(), i)))
+				}
+				reportPercentiles(b, took, rtt)
+			})
+		})
+	}
+}
+
+func reportPercentiles(b *testing.B, ds []time.Duration, rtt time.Duration) {
+	p50, p95 := percentiles(ds)
+	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(p95.Microseconds())/1000, "p95-ms")
+	b.ReportMetric(float64(p50)/float64(rtt), "p50-RTTs")
 }
 
 // buildFerry builds the ferry command into a temporary directory.
