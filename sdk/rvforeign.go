@@ -207,6 +207,10 @@ func (n *Node) acquireForeign(ctx context.Context, u string) (*foreignRV, error)
 	opts := append(append([]signal.Option(nil), n.copts...), signal.WithHandler(func(m signal.Message) { //nolint:contextcheck // answers live as long as the node
 
 		if c := f.c.Load(); c != nil {
+			// Any message keeps the login for another idle period: an
+			// offer answered on it needs far less (handshake and ICE
+			// budgets).
+			n.foreign.touch(f)
 			n.onSignalVia(c, m)
 		}
 	}))
@@ -244,6 +248,12 @@ func (n *Node) acquireForeign(ctx context.Context, u string) (*foreignRV, error)
 func (fs *foreignRVs) release(f *foreignRV) {
 	fs.mu.Lock()
 	f.busy--
+	f.last = time.Now()
+	fs.mu.Unlock()
+}
+
+func (fs *foreignRVs) touch(f *foreignRV) {
+	fs.mu.Lock()
 	f.last = time.Now()
 	fs.mu.Unlock()
 }
