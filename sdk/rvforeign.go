@@ -108,7 +108,7 @@ func (n *Node) dialRendezvous(ctx context.Context, cfg *config, peer PeerID) (*s
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("%w: not at this node's rendezvous server, and no record in the DHT: %w", ErrPeerNotFound, ferr)
+		return nil, fmt.Errorf("%w: not at this node's rendezvous server, and no record in the DHT: %v", ErrPeerNotFound, ferr) //nolint:errorlint // as for the login error
 	}
 	errs := []error{err}
 	tried := 0
@@ -221,7 +221,9 @@ func (n *Node) acquireForeign(ctx context.Context, u string) (*foreignRV, error)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("%w: %s: %w", errForeignLogin, u, err)
+		// %v: a login timeout must not read as the dial's ctx ending,
+		// which Dial would take as a reason to try again.
+		return nil, fmt.Errorf("%w: %s: %v", errForeignLogin, u, err) //nolint:errorlint // see above
 	}
 	f.c.Store(c)
 	n.log.Info("logged in at a peer's rendezvous server", "rendezvous", u)

@@ -171,3 +171,102 @@ func setForeignIdle(t *testing.T, d time.Duration) {
 	old := foreignRVIdle.Swap(int64(d))
 	t.Cleanup(func() { foreignRVIdle.Store(old) })
 }
+
+// TestForeignLoginsBounded: at most maxForeignRV foreign logins; one more
+// server closes the least recently used idle login, and when every login
+// is in a negotiation the next server is refused.
+func TestForeignLoginsBounded(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 2*time.Minute)
+	setForeignIdle(t, time.Hour)
+	ctx := ctxT(t, 60*time.Second)
+	n := newInfra(t).node(t)
+	urls := make([]string, maxForeignRV+2)
+	for i := range urls {
+		urls[i] = newDHTInfra(t).url
+	}
+	var held []*foreignRV
+	for _, u := range urls[:maxForeignRV] {
+		f, err := n.acquireForeign(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, f)
+	}
+	if _, err := n.acquireForeign(ctx, urls[maxForeignRV]); !errors.Is(err, errForeignLogin) || !strings.Contains(err.Error(), "all in use") {
+		t.Fatalf("a login past the bound with every login busy: %v", err)
+	}
+	for _, f := range held {
+		n.foreign.release(f)
+	}
+	oldest := held[0].c.Load()
+	f, err := n.acquireForeign(ctx, urls[maxForeignRV+1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.foreign.release(f)
+	if got := n.ForeignRendezvous(); got != maxForeignRV {
+		t.Fatalf("%d foreign logins, want %d", got, maxForeignRV)
+	}
+	select {
+	case <-oldest.Done():
+	case <-ctx.Done():
+		t.Fatal("the least recently used login was not closed to make room")
+	}
+	// The same server again reuses its login.
+	again, err := n.acquireForeign(ctx, urls[maxForeignRV+1])
+	if err != nil || again != f {
+		t.Fatalf("second acquire of one server: %p, %v; want the same login %p", again, err, f)
+	}
+	n.foreign.release(again)
+}
+
+// TestDialRecordNamesDeadServer: a peer whose record names a server that
+// does not answer is not found, within the login timeout, with an error
+// that says the login failed; the node keeps working.
+func TestDialRecordNamesDeadServer(t *testing.T) {
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 2*time.Minute)
+	setForeignIdle(t, time.Hour)
+	ra, rb := twoDHTServers(t)
+	ctx := ctxT(t, 90*time.Second)
+	a := ra.node(t)
+	b := rb.node(t, WithLoginTimeout(time.Second))
+	da := startDiscoveryRetry(ctx, t, a)
+	db := startDiscoveryRetry(ctx, t, b)
+	// A closed port: nothing listens there.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "ws://" + ln.Addr().String() + "/v1/signal"
+	_ = ln.Close()
+	if _, err := da.d.Publish(ctx, []string{dead}, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "A's new record", func() bool {
+		info, err := db.FindPeer(ctx, a.PeerID())
+		return err == nil && len(info.Rendezvous) == 1 && info.Rendezvous[0] == dead
+	})
+	start := time.Now()
+	_, err = b.Dial(ctx, a.PeerID())
+	if !errors.Is(err, ErrPeerNotFound) || !errors.Is(err, errForeignLogin) {
+		t.Fatalf("dial of a peer whose record names a dead server: %v", err)
+	}
+	t.Logf("failed in %v: %v", time.Since(start), err)
+	if b.ForeignRendezvous() != 0 {
+		t.Fatalf("%d foreign logins kept", b.ForeignRendezvous())
+	}
+	// B still dials a peer at its own server.
+	c := rb.node(t)
+	go func() {
+		if cc, err := c.Accept(ctx); err == nil {
+			_ = cc.Close()
+		}
+	}()
+	cc, err := b.Dial(ctx, c.PeerID())
+	if err != nil {
+		t.Fatalf("dial at the own server after the failure: %v", err)
+	}
+	_ = cc.Close()
+}
