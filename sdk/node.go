@@ -31,6 +31,7 @@ type Node struct {
 	copts     []signal.Option // how it logs in; foreign logins too (rvforeign.go)
 	foreign   foreignRVs      // logins at other peers' servers; see rvforeign.go
 	lan       *lanState       // nil unless LAN discovery is on; see lan.go
+	pmap      *portMapState   // nil unless port mapping is on; see portmap.go
 	serverTLS *tls.Config
 	log       *slog.Logger
 
@@ -122,8 +123,12 @@ func New(ctx context.Context, opts ...NodeOption) (_ *Node, err error) {
 		if err != nil {
 			n.cancel()
 			n.stopLAN()
+			n.stopPortMap()
 		}
 	}()
+	if err = n.startPortMap(); err != nil { //nolint:contextcheck // the mapping lives as long as the node
+		return nil, err
+	}
 	if nc.lanEnabled() {
 		if err = n.startLAN(ctx); err != nil {
 			return nil, err
@@ -207,6 +212,7 @@ func (n *Node) Close() error {
 		n.mu.Unlock()
 		n.shutdown()
 		n.stopLAN()
+		n.stopPortMap()
 		n.waitHandlers()
 	})
 	return n.closeErr
@@ -269,6 +275,9 @@ func (n *Node) iceConfig(cr *signal.Credentials) icepath.Config {
 		IPFilter:        n.cfg.node.ipFilter,
 		Timing:          n.cfg.node.timing.internal(),
 		Logger:          n.log,
+	}
+	if n.pmap != nil && n.pmap.ice != nil {
+		ic.PortMap = n.pmap.ice
 	}
 	// Relays are reached over UDP when UDP works and over TCP or TLS when
 	// it does not: offering both would let ICE pick (or renominate to) a
