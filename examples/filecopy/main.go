@@ -233,7 +233,7 @@ func (r *receiver) receive(s *sdk.Stream, br *bufio.Reader, o offer) error {
 	// The sender closes its direction after the last byte. Waiting for that
 	// before answering also means the answer cannot cancel a sender still
 	// about to close: the handler's return stops the stream's reading.
-	if _, err := br.ReadByte(); err != io.EOF {
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
 		if err == nil {
 			err = fmt.Errorf("more than the %d bytes offered", o.Size)
 		}
