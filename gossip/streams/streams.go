@@ -179,6 +179,44 @@ func (t *Transport) Serve(l net.Listener, peerOf func(net.Conn) (identity.PeerID
 	}
 }
 
+// ErrTooManyStreams means ServeConn refused a stream: the transport reads
+// MaxIncoming streams already.
+var ErrTooManyStreams = errors.New("gossip/streams: too many incoming streams")
+
+// MaxIncoming bounds the incoming streams ServeConn reads at once.
+const MaxIncoming = 256
+
+// ServeConn reads frames from c, a stream that peer opened (authenticated
+// by whoever calls), on a goroutine of the transport's, as Serve does for
+// the streams it accepts. It does not block. It refuses (and closes) c
+// once the transport is closed, or when MaxIncoming streams are read
+// already.
+func (t *Transport) ServeConn(c net.Conn, peer identity.PeerID) error {
+	t.mu.Lock()
+	if t.ctx.Err() != nil {
+		t.mu.Unlock()
+		_ = c.Close()
+		return fmt.Errorf("gossip/streams: transport closed: %w", net.ErrClosed)
+	}
+	if len(t.in) >= MaxIncoming {
+		t.mu.Unlock()
+		_ = c.Close()
+		return fmt.Errorf("%w: %d", ErrTooManyStreams, MaxIncoming)
+	}
+	t.in[c] = struct{}{}
+	t.wg.Add(1)
+	t.mu.Unlock()
+	go t.read(c, func(net.Conn) (identity.PeerID, error) { return peer, nil })
+	return nil
+}
+
+// Links is how many outgoing streams (or dials of one) the transport has.
+func (t *Transport) Links() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.out)
+}
+
 func (t *Transport) read(c net.Conn, peerOf func(net.Conn) (identity.PeerID, error)) {
 	defer t.wg.Done()
 	p, err := peerOf(c)
