@@ -84,7 +84,7 @@ type gossipSlot struct {
 type topicGossip struct {
 	mu     sync.Mutex
 	t      *gossip.Topic
-	cancel context.CancelFunc
+	stop   chan struct{} // ends the feed
 	closed bool
 }
 
@@ -283,17 +283,20 @@ func (t *Topic) gossipTopic() (*gossip.Topic, error) {
 	g.topics[t] = gt
 	g.mu.Unlock()
 	// The feed lasts until the topic or the node closes, not a caller's ctx.
-	ctx, cancel := context.WithCancel(n.ctx) //nolint:contextcheck // see above
-	tg.t, tg.cancel = gt, cancel
-	g.wg.Go(func() { t.feed(ctx, g, gt) })
+	stop := make(chan struct{})
+	tg.t, tg.stop = gt, stop
+	g.wg.Go(func() { t.feed(stop, g, gt) })
 	return gt, nil
 }
 
 // feed gives the gossip topic every peer discovery finds as a candidate,
 // and when its mesh is short of the target and its candidates have run
-// out (they leave on failure), the peers found before, again.
-func (t *Topic) feed(ctx context.Context, g *nodeGossip, gt *gossip.Topic) {
-	ctx, cancel := context.WithCancel(ctx)
+// out (they leave on failure), the peers found before, again. It runs for
+// the topic's life, not a caller's context.
+//
+//nolint:contextcheck // see above
+func (t *Topic) feed(stop <-chan struct{}, g *nodeGossip, gt *gossip.Topic) {
+	ctx, cancel := context.WithCancel(t.d.n.ctx)
 	defer cancel()
 	found := t.Peers(ctx)
 	tick := time.NewTicker(gossipReap)
@@ -302,6 +305,8 @@ func (t *Topic) feed(ctx context.Context, g *nodeGossip, gt *gossip.Topic) {
 	for {
 		select {
 		case <-g.done:
+			return
+		case <-stop:
 			return
 		case p, ok := <-found:
 			if !ok {
@@ -332,14 +337,14 @@ func (t *Topic) feed(ctx context.Context, g *nodeGossip, gt *gossip.Topic) {
 func (t *Topic) closeGossip() {
 	tg := &t.gsp
 	tg.mu.Lock()
-	gt, cancel := tg.t, tg.cancel
+	gt, stop := tg.t, tg.stop
 	tg.closed = true
 	tg.t = nil
 	tg.mu.Unlock()
 	if gt == nil {
 		return
 	}
-	cancel()
+	close(stop)
 	_ = gt.Close()
 	n := t.d.n
 	n.gsp.mu.Lock()
@@ -360,7 +365,7 @@ func (t *Topic) closeGossip() {
 // the mesh has no neighbour yet is offered to the first ones (the last 64
 // messages are). The first Publish or Subscribe starts the topic's gossip.
 func (t *Topic) Publish(ctx context.Context, data []byte) error {
-	gt, err := t.gossipTopic() //nolint:contextcheck // the topic's gossip outlives ctx
+	gt, err := t.gossipTopic()
 	if err != nil {
 		return err
 	}
@@ -430,4 +435,29 @@ func (t *Topic) GossipNeighbours() []PeerID {
 	}
 	e, l := gt.Neighbours()
 	return append(e, l...)
+}
+
+// Flush waits until the node's gossip has written every frame it queued
+// (the messages published so far included) to its neighbours' streams, or
+// ctx ends. A program that publishes and exits calls it before closing
+// the node, and lets the neighbours read for a moment (a neighbour that
+// hears of a message lazily fetches it from this node's cache).
+func (t *Topic) Flush(ctx context.Context) error {
+	n := t.d.n
+	n.gsp.mu.Lock()
+	g := n.gsp.g
+	n.gsp.mu.Unlock()
+	if g == nil {
+		return nil
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for g.tr.Pending() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
 }

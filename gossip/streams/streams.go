@@ -50,10 +50,11 @@ type Transport struct {
 	wg     sync.WaitGroup
 	r      atomic.Pointer[gossip.Router]
 
-	mu    sync.Mutex
-	out   map[identity.PeerID]*link
-	in    map[net.Conn]struct{}
-	drops atomic.Uint64
+	mu     sync.Mutex
+	out    map[identity.PeerID]*link
+	in     map[net.Conn]struct{}
+	drops  atomic.Uint64
+	queued atomic.Int64 // frames queued or being written
 }
 
 type link struct {
@@ -89,10 +90,16 @@ func (t *Transport) Send(to identity.PeerID, frame []byte) {
 	}
 	select {
 	case l.q <- frame:
+		t.queued.Add(1)
 	default:
 		t.drops.Add(1)
 	}
 }
+
+// Pending is how many frames are queued or being written: Send's frames
+// not yet handed to their stream. Frames of a link that failed are not
+// pending (they are lost with it, as a lost connection's are).
+func (t *Transport) Pending() int { return int(t.queued.Load()) }
 
 func (t *Transport) write(to identity.PeerID, l *link) {
 	defer t.wg.Done()
@@ -131,6 +138,7 @@ func (t *Transport) write(to identity.PeerID, l *link) {
 			if _, err = c.Write(hdr[:]); err == nil {
 				_, err = c.Write(f)
 			}
+			t.queued.Add(-1)
 		}
 	}
 	if c != nil {
@@ -141,6 +149,16 @@ func (t *Transport) write(to identity.PeerID, l *link) {
 		delete(t.out, to)
 	}
 	t.mu.Unlock()
+	// No Send queues on l any more: what is left is lost.
+	for {
+		select {
+		case <-l.q:
+			t.queued.Add(-1)
+			continue
+		default:
+		}
+		break
+	}
 	t.down(to)
 }
 
