@@ -17,7 +17,8 @@ import (
 // Topic.Subscribe. A node runs one gossip.Router, created on the first
 // Publish or Subscribe of any topic, over streams of protocol
 // GossipProtocol (gossip/streams); a topic's mesh is fed from Topic.Peers.
-// See README.md, "Publish and subscribe", and DESIGN.md, "Gossip".
+// See README.md, "Publish and subscribe on a topic", and
+// ../gossip/README.md, "In the SDK".
 
 // GossipProtocol is the stream protocol gossip frames travel on.
 const GossipProtocol = streams.Protocol

@@ -2,12 +2,14 @@ package sdk
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/ferrynet/ferry/gossip"
 	"github.com/ferrynet/ferry/internal/rvtest"
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/server/rendezvous"
@@ -196,5 +198,175 @@ func TestPublishBadInput(t *testing.T) {
 	}
 	if _, ok := <-g.sub.Messages(); ok {
 		t.Fatal("subscription open after the node closed")
+	}
+}
+
+// writeGossipFrame writes f on a gossip stream, length-prefixed.
+func writeGossipFrame(t *testing.T, c net.Conn, f gossip.Frame) {
+	t.Helper()
+	b, err := f.Append(make([]byte, 4, 4+f.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGossipBadNeighbour: nodes that speak the gossip wire themselves
+// send an honest node forged, replayed and oversized messages and a flood.
+// Each is dropped and counted in GossipMetrics; a forger's second forgery
+// and the flood get their senders pruned; the honest nodes' messages still
+// reach everyone, once, and the bad messages reach no one.
+func TestGossipBadNeighbour(t *testing.T) {
+	testutil.CheckLeaks(t)
+	defer testutil.Deadline(t, 3*time.Minute)()
+	url := dhtURL(t)
+	ctx := ctxT(t, 150*time.Second)
+	honest := make([]*gossipNode, 3)
+	for i := range honest {
+		honest[i] = startGossipNode(t, ctx, url, "room")
+	}
+	testutil.WaitFor(t, 90*time.Second, "the honest nodes are each other's neighbours", func() bool {
+		for _, g := range honest {
+			if len(g.top.GossipNeighbours()) < len(honest)-1 {
+				return false
+			}
+		}
+		return true
+	})
+	victim := honest[0]
+	// Each bad node runs no gossip of its own: it writes frames on a
+	// gossip stream to the victim. One per offence, since penalties add
+	// up per sender.
+	type badNode struct {
+		key *Identity
+		n   *Node
+		s   net.Conn
+	}
+	newBad := func() *badNode {
+		key := newIdentity(t)
+		n, err := New(ctx, WithIdentity(key), WithRendezvous(url),
+			WithLoopbackCandidates(), WithCandidateFilter(func(ip net.IP) bool { return ip.IsLoopback() }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = n.Close() })
+		s, err := n.DialStream(ctx, victim.n.PeerID(), GossipProtocol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		writeGossipFrame(t, s, gossip.Frame{Type: gossip.TypeJoin, Topic: "room"})
+		return &badNode{key: key, n: n, s: s}
+	}
+	const first = 1000
+	// An honest message first from each: delivered, which proves the
+	// stream works.
+	forger, replayer, bloater, flooder := newBad(), newBad(), newBad(), newBad()
+	for _, b := range []*badNode{forger, replayer, bloater, flooder} {
+		writeGossipFrame(t, b.s, gossip.SignedMsg(b.key, "room", first, first, []byte("honest")))
+	}
+	bads := map[PeerID]bool{forger.n.PeerID(): true, replayer.n.PeerID(): true, bloater.n.PeerID(): true, flooder.n.PeerID(): true}
+	// Forged: the signature is over other data.
+	f := gossip.SignedMsg(forger.key, "room", first, first+1, []byte("signed"))
+	f.Msg.Data = []byte("forged")
+	writeGossipFrame(t, forger.s, f)
+	// Replayed: far below the highest sequence number seen.
+	writeGossipFrame(t, replayer.s, gossip.SignedMsg(replayer.key, "room", first, first+5000, []byte("jump")))
+	writeGossipFrame(t, replayer.s, gossip.SignedMsg(replayer.key, "room", first, first, []byte("honest")))
+	// Oversized: 4097 bytes of data, validly signed.
+	writeGossipFrame(t, bloater.s, gossip.SignedMsg(bloater.key, "room", first, first+1, make([]byte, 4097)))
+	testutil.WaitFor(t, 30*time.Second, "forged, stale and oversized counted", func() bool {
+		m := victim.n.GossipMetrics()
+		return m.Forged >= 1 && m.Stale >= 1 && m.Oversized >= 1
+	})
+	if m := victim.n.GossipMetrics(); m.Pruned != 0 {
+		t.Fatalf("pruned after one offence each: %+v", m)
+	}
+	// Two more forgeries (another key's signature) bring the forger under
+	// the pruning score (it recovers a point a second).
+	for k := range 2 {
+		f = gossip.SignedMsg(newIdentity(t), "room", first, first+2+uint64(k), []byte("other key"))
+		f.Msg.PublicKey = forger.key.PublicKey()
+		writeGossipFrame(t, forger.s, f)
+	}
+	testutil.WaitFor(t, 30*time.Second, "the forger pruned", func() bool {
+		m := victim.n.GossipMetrics()
+		return m.Forged >= 3 && m.Pruned >= 1
+	})
+	// A flood: many more frames than the burst the victim takes from one
+	// peer in a second.
+	ihave := gossip.Frame{Type: gossip.TypeIHave, Topic: "room", IHave: []gossip.Announce{{ID: gossip.MsgID{Origin: flooder.key.PeerID(), Seq: first}}}}
+	frame, err := ihave.Append(make([]byte, 4, 4+ihave.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary.BigEndian.PutUint32(frame, uint32(len(frame)-4))
+	burst := make([]byte, 0, len(frame)*1000)
+	for range 1000 {
+		burst = append(burst, frame...)
+	}
+	for range 3 * gossip.DefaultBurst / 1000 {
+		if _, err := flooder.s.Write(burst); err != nil {
+			break // the victim may cut the stream once it pruned us
+		}
+	}
+	testutil.WaitFor(t, 60*time.Second, "the flood counted and the flooder pruned", func() bool {
+		m := victim.n.GossipMetrics()
+		return m.Flood > 0 && m.Pruned >= 2
+	})
+	m := victim.n.GossipMetrics()
+	t.Logf("victim metrics: forged %d, stale %d, oversized %d, flood %d, pruned %d, blocked %d",
+		m.Forged, m.Stale, m.Oversized, m.Flood, m.Pruned, m.Blocked)
+	for _, p := range victim.top.GossipNeighbours() {
+		if p == forger.n.PeerID() || p == flooder.n.PeerID() {
+			t.Fatalf("pruned node %s is still a neighbour", p.Short())
+		}
+	}
+
+	// The rest of the mesh is unaffected: every honest message reaches
+	// every other honest node once, in order, and of the bad node's only
+	// the two honest ones ("honest", then "jump") arrived.
+	const per = 30
+	for i := range per {
+		for _, p := range honest {
+			if err := p.top.Publish(ctx, fmt.Appendf(nil, "%s-%d", p.n.PeerID().Short(), i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i, g := range honest {
+		want := map[PeerID]int{}
+		for _, p := range honest {
+			if p != g {
+				want[p.n.PeerID()] = per
+			}
+		}
+		var fromBad []string
+		got := 0
+		for got < 2*per {
+			m, err := g.sub.Next(ctx)
+			if err != nil {
+				t.Fatalf("node %d: %d of %d, then %v", i, got, 2*per, err)
+			}
+			if bads[m.Origin] {
+				fromBad = append(fromBad, string(m.Data))
+				continue
+			}
+			if _, ok := want[m.Origin]; !ok {
+				t.Fatalf("node %d: message from %s", i, m.Origin.Short())
+			}
+			got++
+		}
+		for _, d := range fromBad {
+			if d != "honest" && d != "jump" {
+				t.Errorf("node %d: delivered the bad node's %q", i, d)
+			}
+		}
+		if gm := g.n.GossipMetrics(); i > 0 && gm.Forged+gm.Oversized+gm.Flood != 0 {
+			t.Errorf("node %d (not the victim) saw bad input: %+v", i, gm)
+		}
 	}
 }

@@ -39,8 +39,8 @@ order per publisher, until interrupted (or --count messages):
 --json prints one object per line instead:
     {"topic":..., "origin": PeerID, "seq": n, "hops": n, "data": "..."}
 and "data_base64" (with "data" empty) when the data is not UTF-8 text.
-The lines "ferry sub: ..." on standard error say when the node has its
-first gossip neighbour.
+The lines "ferry sub: N gossip neighbours" on standard error say how many
+peers the node gossips with, each time that changes.
 
 Flags:
 `
@@ -150,6 +150,25 @@ func cmdPub(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	return 0
 }
 
+// reportNeighbours writes a line to w each time top's count of gossip
+// neighbours changes, until ctx ends.
+func reportNeighbours(ctx context.Context, top *sdk.Topic, w io.Writer) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	last := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if n := len(top.GossipNeighbours()); n != last {
+			last = n
+			fmt.Fprintf(w, "ferry sub: %d gossip neighbours on %q\n", n, top.Name())
+		}
+	}
+}
+
 // waitNeighbours waits until top has at least want gossip neighbours.
 func waitNeighbours(ctx context.Context, top *sdk.Topic, want int) error {
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -206,9 +225,7 @@ func cmdSub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	meshed := make(chan struct{})
 	go func() {
 		defer close(meshed)
-		if waitNeighbours(mctx, top, 1) == nil {
-			fmt.Fprintf(stderr, "ferry sub: in the mesh of %q\n", *topic)
-		}
+		reportNeighbours(mctx, top, stderr)
 	}()
 	defer func() { mcancel(); <-meshed }()
 	w := bufio.NewWriter(stdout)

@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"sync"
 
+	"github.com/ferrynet/ferry/identity"
 	"github.com/ferrynet/ferry/internal/natlab"
 	"github.com/ferrynet/ferry/sdk"
 	"github.com/ferrynet/ferry/server/relay"
@@ -46,6 +47,7 @@ type World struct {
 
 type worldOptions struct {
 	relayCert *tls.Certificate
+	dhtID     *identity.Identity
 }
 
 // A WorldOption changes how the servers run.
@@ -58,6 +60,12 @@ type WorldOption func(*worldOptions)
 // SSL_CERT_FILE extends).
 func WithRelayTLS(cert tls.Certificate) WorldOption {
 	return func(o *worldOptions) { o.relayCert = &cert }
+}
+
+// WithDHT makes the rendezvous a DHT server node with key id
+// (ferry-rendezvous --dht), for topics (sdk Node.Join) and pub/sub.
+func WithDHT(id *identity.Identity) WorldOption {
+	return func(o *worldOptions) { o.dhtID = id }
 }
 
 // New starts the servers on lab's server host.
@@ -100,6 +108,7 @@ func New(ctx context.Context, lab *natlab.Lab, log *slog.Logger, opts ...WorldOp
 		ServerNames: []string{sig.String()},
 		RelaySecret: relaySecret,
 		RelayURLs:   relayURLs,
+		DHTIdentity: w.opts.dhtID,
 		Logger:      log.With("server", "rendezvous"),
 	})
 	if err != nil {
