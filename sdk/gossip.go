@@ -65,8 +65,10 @@ type nodeGossip struct {
 	mu     sync.Mutex
 	topics map[*Topic]*gossip.Topic
 	ours   map[PeerID]*gossipConn // connections dialed for gossip
-	done   chan struct{}
-	wg     sync.WaitGroup
+	// sendConn is the connection each peer's outgoing stream is on.
+	sendConn map[PeerID]*Conn
+	done     chan struct{}
+	wg       sync.WaitGroup
 }
 
 type gossipConn struct {
@@ -100,7 +102,7 @@ func (n *Node) gossip() (*nodeGossip, error) {
 	if s.g != nil {
 		return s.g, nil
 	}
-	g := &nodeGossip{n: n, topics: map[*Topic]*gossip.Topic{}, ours: map[PeerID]*gossipConn{}, done: make(chan struct{})}
+	g := &nodeGossip{n: n, topics: map[*Topic]*gossip.Topic{}, ours: map[PeerID]*gossipConn{}, sendConn: map[PeerID]*Conn{}, done: make(chan struct{})}
 	g.tr = streams.New(g.dial)
 	r, err := gossip.New(n.id, g.tr)
 	if err != nil {
@@ -135,9 +137,20 @@ func (n *Node) routeGossip(s *Stream) bool {
 		s.refuse(streamErrorUnsupported)
 		return true
 	}
-	if err := g.tr.ServeConn(newStreamConn(s), s.conn.remote); err != nil {
-		n.log.Debug("refusing a gossip stream", "peer", s.conn.remote.Short(), "err", err)
+	p := s.conn.remote
+	if err := g.tr.ServeConn(newStreamConn(s), p); err != nil {
+		n.log.Debug("refusing a gossip stream", "peer", p.Short(), "err", err)
 		s.refuse(streamErrorBusy)
+		return true
+	}
+	// A stream on another connection than the one this node sends on: the
+	// peer restarted (or the connections crossed). Send on the new one
+	// too, rather than into the old one until it times out.
+	g.mu.Lock()
+	lc := g.sendConn[p]
+	g.mu.Unlock()
+	if lc != nil && lc != s.conn {
+		g.tr.Redial(p)
 	}
 	return true
 }
@@ -210,6 +223,9 @@ func (g *nodeGossip) dial(ctx context.Context, peer PeerID) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	g.mu.Lock()
+	g.sendConn[peer] = c
+	g.mu.Unlock()
 	return newStreamConn(s), nil
 }
 
@@ -248,6 +264,11 @@ func (g *nodeGossip) reap() {
 				case now.Sub(gc.idle) >= gossipIdle:
 					delete(g.ours, p)
 					idle = append(idle, gc)
+				}
+			}
+			for p, c := range g.sendConn {
+				if c.State() == StateClosed {
+					delete(g.sendConn, p)
 				}
 			}
 			g.mu.Unlock()

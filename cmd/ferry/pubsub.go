@@ -40,7 +40,8 @@ order per publisher, until interrupted (or --count messages):
     {"topic":..., "origin": PeerID, "seq": n, "hops": n, "data": "..."}
 and "data_base64" (with "data" empty) when the data is not UTF-8 text.
 The lines "ferry sub: N gossip neighbours" on standard error say how many
-peers the node gossips with, each time that changes.
+peers the node gossips with, each time that changes; --stats D adds the
+node's gossip counters (JSON: drops by cause, duplicates, repairs) every D.
 
 Flags:
 `
@@ -152,19 +153,26 @@ func cmdPub(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 
 // reportNeighbours writes a line to w each time top's count of gossip
 // neighbours changes, until ctx ends.
-func reportNeighbours(ctx context.Context, top *sdk.Topic, w io.Writer) {
+// With stats > 0 it also writes the node's gossip counters that often.
+func reportNeighbours(ctx context.Context, top *sdk.Topic, w io.Writer, n *sdk.Node, stats time.Duration) {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	last := 0
+	var lastStats time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case now := <-tick.C:
+			if stats > 0 && now.Sub(lastStats) >= stats {
+				lastStats = now
+				b, _ := json.Marshal(n.GossipMetrics())
+				fmt.Fprintf(w, "ferry sub: stats %s\n", b)
+			}
 		}
-		if n := len(top.GossipNeighbours()); n != last {
-			last = n
-			fmt.Fprintf(w, "ferry sub: %d gossip neighbours on %q\n", n, top.Name())
+		if nb := len(top.GossipNeighbours()); nb != last {
+			last = nb
+			fmt.Fprintf(w, "ferry sub: %d gossip neighbours on %q\n", nb, top.Name())
 		}
 	}
 }
@@ -192,6 +200,7 @@ func cmdSub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	topic := fs.String("topic", "", "topic to subscribe to (required)")
 	asJSON := fs.Bool("json", false, "print one JSON object per message")
 	count := fs.Int("count", 0, "exit after this many messages (0: run until interrupted)")
+	stats := fs.Duration("stats", 0, "print the node's gossip counters (JSON) to stderr this often (0: never)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -225,7 +234,7 @@ func cmdSub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	meshed := make(chan struct{})
 	go func() {
 		defer close(meshed)
-		reportNeighbours(mctx, top, stderr)
+		reportNeighbours(mctx, top, stderr, n, *stats)
 	}()
 	defer func() { mcancel(); <-meshed }()
 	w := bufio.NewWriter(stdout)

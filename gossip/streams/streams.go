@@ -53,19 +53,21 @@ type Transport struct {
 	mu     sync.Mutex
 	out    map[identity.PeerID]*link
 	in     map[net.Conn]struct{}
+	last   map[identity.PeerID]net.Conn // each peer's latest incoming stream
 	drops  atomic.Uint64
 	queued atomic.Int64 // frames queued or being written
 }
 
 type link struct {
-	q    chan []byte
-	conn net.Conn // set by the writer once dialled
+	q      chan []byte
+	redial chan struct{} // cap 1: see Redial
+	conn   net.Conn      // set by the writer once dialled
 }
 
 // New returns a transport that dials with dial.
 func New(dial DialFunc) *Transport {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Transport{dial: dial, ctx: ctx, cancel: cancel, out: map[identity.PeerID]*link{}, in: map[net.Conn]struct{}{}}
+	return &Transport{dial: dial, ctx: ctx, cancel: cancel, out: map[identity.PeerID]*link{}, in: map[net.Conn]struct{}{}, last: map[identity.PeerID]net.Conn{}}
 }
 
 // Attach sets the router that frames go to and PeerDown reports reach.
@@ -83,7 +85,7 @@ func (t *Transport) Send(to identity.PeerID, frame []byte) {
 	}
 	l := t.out[to]
 	if l == nil {
-		l = &link{q: make(chan []byte, queueLen)}
+		l = &link{q: make(chan []byte, queueLen), redial: make(chan struct{}, 1)}
 		t.out[to] = l
 		t.wg.Add(1)
 		go t.write(to, l)
@@ -96,19 +98,17 @@ func (t *Transport) Send(to identity.PeerID, frame []byte) {
 	}
 }
 
-// Pending is how many frames are queued or being written: Send's frames
-// not yet handed to their stream. Frames of a link that failed are not
-// pending (they are lost with it, as a lost connection's are).
-func (t *Transport) Pending() int { return int(t.queued.Load()) }
-
-func (t *Transport) write(to identity.PeerID, l *link) {
-	defer t.wg.Done()
+// writeStream dials a stream to peer to and writes l's frames on it until
+// it fails (false) or a redial is asked for (true: dial again, keeping the
+// queue).
+func (t *Transport) writeStream(to identity.PeerID, l *link) (again bool) {
 	c, err := t.dial(t.ctx, to)
 	if err == nil {
 		t.mu.Lock()
 		if t.ctx.Err() != nil {
 			err = t.ctx.Err()
 			_ = c.Close()
+			c = nil
 		} else {
 			l.conn = c
 		}
@@ -127,12 +127,14 @@ func (t *Transport) write(to identity.PeerID, l *link) {
 		}()
 	}
 	var hdr [4]byte
-	for err == nil {
+	for err == nil && !again {
 		select {
 		case <-t.ctx.Done():
 			err = t.ctx.Err()
 		case <-broken:
 			err = io.ErrUnexpectedEOF
+		case <-l.redial:
+			again = true
 		case f := <-l.q:
 			binary.BigEndian.PutUint32(hdr[:], uint32(len(f)))
 			if _, err = c.Write(hdr[:]); err == nil {
@@ -143,6 +145,33 @@ func (t *Transport) write(to identity.PeerID, l *link) {
 	}
 	if c != nil {
 		_ = c.Close()
+	}
+	return again
+}
+
+// Redial makes the stream to peer be dialled again, keeping the frames
+// queued and without reporting the peer down: for when the peer is known
+// to have a new connection (it restarted) while the old one has not
+// failed yet. It does nothing if there is no stream to peer.
+func (t *Transport) Redial(peer identity.PeerID) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if l := t.out[peer]; l != nil {
+		select {
+		case l.redial <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Pending is how many frames are queued or being written: Send's frames
+// not yet handed to their stream. Frames of a link that failed are not
+// pending (they are lost with it, as a lost connection's are).
+func (t *Transport) Pending() int { return int(t.queued.Load()) }
+
+func (t *Transport) write(to identity.PeerID, l *link) {
+	defer t.wg.Done()
+	for t.writeStream(to, l) {
 	}
 	t.mu.Lock()
 	if t.out[to] == l {
@@ -239,7 +268,12 @@ func (t *Transport) read(c net.Conn, peerOf func(net.Conn) (identity.PeerID, err
 	defer t.wg.Done()
 	p, err := peerOf(c)
 	if err == nil {
-		// Any end of the stream, clean or not, means the peer is gone.
+		t.mu.Lock()
+		t.last[p] = c
+		t.mu.Unlock()
+		// Any end of the stream, clean or not, means the peer is gone,
+		// unless it has opened a newer one since (it restarted, or
+		// redialled).
 		_ = readFrames(c, func(f []byte) {
 			if r := t.r.Load(); r != nil {
 				r.HandleFrame(p, f)
@@ -249,8 +283,12 @@ func (t *Transport) read(c net.Conn, peerOf func(net.Conn) (identity.PeerID, err
 	_ = c.Close()
 	t.mu.Lock()
 	delete(t.in, c)
+	latest := err == nil && t.last[p] == c
+	if latest {
+		delete(t.last, p)
+	}
 	t.mu.Unlock()
-	if err == nil {
+	if latest {
 		t.down(p)
 	}
 }
