@@ -80,6 +80,7 @@ type gossipConn struct {
 type gossipSlot struct {
 	mu     sync.Mutex
 	g      *nodeGossip
+	opts   []gossip.Option // SetGossipOptions
 	closed bool
 }
 
@@ -90,6 +91,54 @@ type topicGossip struct {
 	stop   chan struct{} // ends the feed
 	closed bool
 }
+
+// GossipOptions tune a node's gossip; zero fields keep the defaults.
+type GossipOptions struct {
+	// GapWait is how long a message is held back waiting for an earlier
+	// one of its origin before the gap is skipped (gossip.DefaultGapWait,
+	// 3 s). Longer trades latency for fewer skipped messages when paths
+	// stall; a skipped message that arrives later is dropped, never
+	// delivered out of order.
+	GapWait time.Duration
+	// MaxHeld bounds the messages held per origin while a gap is open
+	// (gossip.DefaultMaxHeld, 256): raise it with GapWait for fast
+	// publishers.
+	MaxHeld int
+}
+
+// ErrGossipStarted reports SetGossipOptions after the node's gossip started.
+var ErrGossipStarted = errors.New("sdk: the node's gossip has started (first Publish or Subscribe)")
+
+// SetGossipOptions sets the options of the node's gossip. Call it before
+// the first Publish or Subscribe.
+func (n *Node) SetGossipOptions(o GossipOptions) error {
+	if o.GapWait < 0 || o.MaxHeld < 0 {
+		return fmt.Errorf("sdk: negative gossip option: %+v", o)
+	}
+	var opts []gossip.Option
+	if o.GapWait > 0 {
+		opts = append(opts, gossip.WithGapWait(o.GapWait))
+	}
+	if o.MaxHeld > 0 {
+		opts = append(opts, gossip.WithMaxHeld(o.MaxHeld))
+	}
+	// Check them now rather than at the first Publish.
+	if _, err := gossip.New(n.id, discardTransport{}, opts...); err != nil {
+		return err
+	}
+	s := &n.gsp
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.g != nil {
+		return ErrGossipStarted
+	}
+	s.opts = opts
+	return nil
+}
+
+type discardTransport struct{}
+
+func (discardTransport) Send(PeerID, []byte) {}
 
 // gossip returns the node's gossip, starting it on first use.
 func (n *Node) gossip() (*nodeGossip, error) {
@@ -104,7 +153,7 @@ func (n *Node) gossip() (*nodeGossip, error) {
 	}
 	g := &nodeGossip{n: n, topics: map[*Topic]*gossip.Topic{}, ours: map[PeerID]*gossipConn{}, sendConn: map[PeerID]*Conn{}, done: make(chan struct{})}
 	g.tr = streams.New(g.dial)
-	r, err := gossip.New(n.id, g.tr)
+	r, err := gossip.New(n.id, g.tr, s.opts...)
 	if err != nil {
 		_ = g.tr.Close()
 		return nil, err

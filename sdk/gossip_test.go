@@ -186,6 +186,15 @@ func TestPublishBadInput(t *testing.T) {
 	url := dhtURL(t)
 	ctx := ctxT(t, 40*time.Second)
 	g := startGossipNode(t, ctx, url, "big")
+	// Options: after the gossip started (Subscribe), and bad values.
+	if err := g.n.SetGossipOptions(GossipOptions{GapWait: time.Second}); !errors.Is(err, ErrGossipStarted) {
+		t.Fatalf("SetGossipOptions after Subscribe: %v", err)
+	}
+	for _, o := range []GossipOptions{{GapWait: -1}, {MaxHeld: -1}, {MaxHeld: 1 << 21}} {
+		if err := g.n.SetGossipOptions(o); err == nil || errors.Is(err, ErrGossipStarted) {
+			t.Errorf("SetGossipOptions(%+v): %v", o, err)
+		}
+	}
 	if err := g.top.Publish(ctx, make([]byte, 4097)); err == nil {
 		t.Fatal("published 4097 bytes")
 	}

@@ -30,11 +30,12 @@ them.
 Flags:
 `
 
-const subUsage = `usage: ferry sub --rendezvous URL --topic TOPIC [--json] [--count N] [flags]
+const subUsage = `usage: ferry sub --rendezvous URL --topic TOPIC [--json] [--count N] [--gap-wait D] [flags]
 
 Join TOPIC (through the rendezvous server's DHT node: ferry-rendezvous
 --dht) and print every message published on it from now on, each once, in
-order per publisher, until interrupted (or --count messages):
+order per publisher, until interrupted (or --count messages). A message
+missing for --gap-wait (3s) is skipped, never delivered out of order:
     ORIGIN SEQ DATA
 --json prints one object per line instead:
     {"topic":..., "origin": PeerID, "seq": n, "hops": n, "data": "..."}
@@ -201,6 +202,7 @@ func cmdSub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print one JSON object per message")
 	count := fs.Int("count", 0, "exit after this many messages (0: run until interrupted)")
 	stats := fs.Duration("stats", 0, "print the node's gossip counters (JSON) to stderr this often (0: never)")
+	gapWait := fs.Duration("gap-wait", 0, "hold a message this long for a missing earlier one of its publisher (0: the default, 3s); also holds up to 4096 messages per publisher")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -217,6 +219,12 @@ func cmdSub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer n.Close()
+	if *gapWait != 0 {
+		if err = n.SetGossipOptions(sdk.GossipOptions{GapWait: *gapWait, MaxHeld: 4096}); err != nil {
+			fmt.Fprintf(stderr, "ferry sub: --gap-wait: %v\n", err)
+			return 2
+		}
+	}
 	top, err := joinForGossip(ctx, n, *topic)
 	if err != nil {
 		fmt.Fprintf(stderr, "ferry sub: %v\n", err)

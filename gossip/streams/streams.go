@@ -126,7 +126,7 @@ func (t *Transport) writeStream(to identity.PeerID, l *link) (again bool) {
 			close(broken)
 		}()
 	}
-	var hdr [4]byte
+	var buf []byte
 	for err == nil && !again {
 		select {
 		case <-t.ctx.Done():
@@ -136,10 +136,10 @@ func (t *Transport) writeStream(to identity.PeerID, l *link) (again bool) {
 		case <-l.redial:
 			again = true
 		case f := <-l.q:
-			binary.BigEndian.PutUint32(hdr[:], uint32(len(f)))
-			if _, err = c.Write(hdr[:]); err == nil {
-				_, err = c.Write(f)
-			}
+			// One write per frame: length and frame together.
+			buf = binary.BigEndian.AppendUint32(buf[:0], uint32(len(f)))
+			buf = append(buf, f...)
+			_, err = c.Write(buf)
 			t.queued.Add(-1)
 		}
 	}
@@ -222,7 +222,7 @@ func (t *Transport) Serve(l net.Listener, peerOf func(net.Conn) (identity.PeerID
 		t.in[c] = struct{}{}
 		t.wg.Add(1)
 		t.mu.Unlock()
-		go t.read(c, peerOf)
+		go t.read(c, peerOf, false)
 	}
 }
 
@@ -251,9 +251,10 @@ func (t *Transport) ServeConn(c net.Conn, peer identity.PeerID) error {
 		return fmt.Errorf("%w: %d", ErrTooManyStreams, MaxIncoming)
 	}
 	t.in[c] = struct{}{}
+	t.last[peer] = c // now, in the order streams arrive
 	t.wg.Add(1)
 	t.mu.Unlock()
-	go t.read(c, func(net.Conn) (identity.PeerID, error) { return peer, nil })
+	go t.read(c, func(net.Conn) (identity.PeerID, error) { return peer, nil }, true)
 	return nil
 }
 
@@ -264,12 +265,16 @@ func (t *Transport) Links() int {
 	return len(t.out)
 }
 
-func (t *Transport) read(c net.Conn, peerOf func(net.Conn) (identity.PeerID, error)) {
+// read reads c's frames; registered says c is its peer's latest stream
+// already (ServeConn), else read makes it so once it knows the peer.
+func (t *Transport) read(c net.Conn, peerOf func(net.Conn) (identity.PeerID, error), registered bool) {
 	defer t.wg.Done()
 	p, err := peerOf(c)
 	if err == nil {
 		t.mu.Lock()
-		t.last[p] = c
+		if !registered {
+			t.last[p] = c
+		}
 		t.mu.Unlock()
 		// Any end of the stream, clean or not, means the peer is gone,
 		// unless it has opened a newer one since (it restarted, or
