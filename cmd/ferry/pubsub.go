@@ -209,7 +209,7 @@ func cmdSub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	if *topic == "" || fs.NArg() != 0 || *count < 0 {
+	if *topic == "" || fs.NArg() != 0 || *count < 0 || *gapWait < 0 || *stats < 0 {
 		fmt.Fprintln(stderr, "ferry sub: --topic TOPIC is required, and no arguments (ferry sub --help)")
 		return 2
 	}

@@ -102,6 +102,7 @@ func TestPubSubUsage(t *testing.T) {
 		{"sub"},
 		{"sub", "--topic", "x", "extra"},
 		{"sub", "--topic", "x", "--count", "-1"},
+		{"sub", "--topic", "x", "--gap-wait", "-1s"},
 	} {
 		var out, errOut bytes.Buffer
 		if code := run(ctx, args, &out, &errOut); code != 2 || errOut.Len() == 0 {
