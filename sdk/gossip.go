@@ -28,6 +28,17 @@ const (
 	// GossipMaxConns bounds the connections a node dials for gossip and
 	// keeps; a dial beyond fails and the mesh tries another candidate.
 	GossipMaxConns = 32
+	// gossipKnown bounds the peers a topic remembers from discovery.
+	gossipKnown = 1024
+	// A known peer given back to a short mesh waits this long, doubling,
+	// before it is given back again.
+	gossipRetryMin = 30 * time.Second
+	gossipRetryMax = 10 * time.Minute
+)
+
+// Gossip timers; variables so that a test (with its *testing.T, see
+// gossip_test.go) can shorten them.
+var (
 	// gossipIdle is how long a connection dialed for gossip stays open
 	// once its peer is in no topic's mesh.
 	gossipIdle = 30 * time.Second
@@ -35,8 +46,6 @@ const (
 	// often a topic short of neighbours gets its known peers back as
 	// candidates.
 	gossipReap = 5 * time.Second
-	// gossipKnown bounds the peers a topic remembers from discovery.
-	gossipKnown = 1024
 )
 
 // ErrGossipBusy reports a gossip dial refused because the node keeps
@@ -61,6 +70,8 @@ type nodeGossip struct {
 	n  *Node
 	r  *gossip.Router
 	tr *streams.Transport
+	// gossipIdle and gossipReap when the gossip started.
+	idle, reapEvery time.Duration
 
 	mu     sync.Mutex
 	topics map[*Topic]*gossip.Topic
@@ -151,7 +162,7 @@ func (n *Node) gossip() (*nodeGossip, error) {
 	if s.g != nil {
 		return s.g, nil
 	}
-	g := &nodeGossip{n: n, topics: map[*Topic]*gossip.Topic{}, ours: map[PeerID]*gossipConn{}, sendConn: map[PeerID]*Conn{}, done: make(chan struct{})}
+	g := &nodeGossip{n: n, idle: gossipIdle, reapEvery: gossipReap, topics: map[*Topic]*gossip.Topic{}, ours: map[PeerID]*gossipConn{}, sendConn: map[PeerID]*Conn{}, done: make(chan struct{})}
 	g.tr = streams.New(g.dial)
 	r, err := gossip.New(n.id, g.tr, s.opts...)
 	if err != nil {
@@ -293,7 +304,7 @@ func (g *nodeGossip) inMesh(p PeerID) bool {
 // reap closes the connections dialed for gossip whose peer has been in no
 // mesh for gossipIdle, and those that closed.
 func (g *nodeGossip) reap() {
-	tick := time.NewTicker(gossipReap)
+	tick := time.NewTicker(g.reapEvery)
 	defer tick.Stop()
 	for {
 		select {
@@ -310,7 +321,7 @@ func (g *nodeGossip) reap() {
 					gc.idle = time.Time{}
 				case gc.idle.IsZero():
 					gc.idle = now
-				case now.Sub(gc.idle) >= gossipIdle:
+				case now.Sub(gc.idle) >= g.idle:
 					delete(g.ours, p)
 					idle = append(idle, gc)
 				}
@@ -370,9 +381,14 @@ func (t *Topic) feed(stop <-chan struct{}, g *nodeGossip, gt *gossip.Topic) {
 	ctx, cancel := context.WithCancel(t.d.n.ctx)
 	defer cancel()
 	found := t.Peers(ctx)
-	tick := time.NewTicker(gossipReap)
+	tick := time.NewTicker(g.reapEvery)
 	defer tick.Stop()
 	var known []PeerID
+	type backoff struct {
+		wait time.Duration
+		next time.Time
+	}
+	retry := map[PeerID]backoff{}
 	for {
 		select {
 		case <-g.done:
@@ -384,6 +400,7 @@ func (t *Topic) feed(stop <-chan struct{}, g *nodeGossip, gt *gossip.Topic) {
 				return
 			}
 			if len(known) >= gossipKnown {
+				delete(retry, known[0])
 				known = known[1:]
 			}
 			known = append(known, p.ID)
@@ -393,11 +410,25 @@ func (t *Topic) feed(stop <-chan struct{}, g *nodeGossip, gt *gossip.Topic) {
 			if len(e)+len(l) >= gossip.DefaultMeshTarget || gt.Candidates() > 0 {
 				continue
 			}
+			// Each peer given back waits twice as long as the last time
+			// before it is given back again (30 s to 10 min), so a
+			// peer that is gone or left the topic is not dialed every
+			// tick.
+			now := time.Now()
 			var again []PeerID
 			for _, p := range known {
-				if !slices.Contains(e, p) && !slices.Contains(l, p) {
-					again = append(again, p)
+				if slices.Contains(e, p) || slices.Contains(l, p) {
+					delete(retry, p)
+					continue
 				}
+				r := retry[p]
+				if now.Before(r.next) {
+					continue
+				}
+				r.wait = min(max(2*r.wait, gossipRetryMin), gossipRetryMax)
+				r.next = now.Add(r.wait)
+				retry[p] = r
+				again = append(again, p)
 			}
 			gt.AddPeers(again...)
 		}

@@ -379,3 +379,50 @@ func TestGossipBadNeighbour(t *testing.T) {
 		}
 	}
 }
+
+// shortGossipTimers makes the gossip started during t reap idle
+// connections after idle, looking every reap.
+func shortGossipTimers(t *testing.T, idle, reap time.Duration) {
+	t.Helper()
+	oldIdle, oldReap := gossipIdle, gossipReap
+	gossipIdle, gossipReap = idle, reap
+	t.Cleanup(func() { gossipIdle, gossipReap = oldIdle, oldReap })
+}
+
+// TestGossipConnsReaped: when a node leaves a topic (its node stays up),
+// the connections dialed for gossip to and from it are closed once idle;
+// the other two keep theirs and still gossip.
+func TestGossipConnsReaped(t *testing.T) {
+	testutil.CheckLeaks(t)
+	defer testutil.Deadline(t, 2*time.Minute)()
+	shortGossipTimers(t, 300*time.Millisecond, 100*time.Millisecond)
+	url := dhtURL(t)
+	ctx := ctxT(t, 100*time.Second)
+	nodes := make([]*gossipNode, 3)
+	for i := range nodes {
+		nodes[i] = startGossipNode(t, ctx, url, "reap")
+	}
+	testutil.WaitFor(t, 60*time.Second, "a full mesh", func() bool {
+		for _, g := range nodes {
+			if len(g.top.GossipNeighbours()) < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	leaver := nodes[2]
+	_ = leaver.top.Close()
+	gone := leaver.n.PeerID()
+	testutil.WaitFor(t, 30*time.Second, "no connection to the node that left", func() bool {
+		return nodes[0].n.existingConn(gone) == nil && nodes[1].n.existingConn(gone) == nil
+	})
+	if nodes[0].n.existingConn(nodes[1].n.PeerID()) == nil {
+		t.Fatal("the two members lost their connection")
+	}
+	if err := nodes[0].top.Publish(ctx, []byte("still here")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := nodes[1].sub.Next(ctx); err != nil || string(m.Data) != "still here" {
+		t.Fatalf("after the leave: %q, %v", m.Data, err)
+	}
+}
