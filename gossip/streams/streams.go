@@ -62,6 +62,8 @@ type link struct {
 	q      chan []byte
 	redial chan struct{} // cap 1: see Redial
 	conn   net.Conn      // set by the writer once dialled
+	// cancelDial ends the dial under way, if any.
+	cancelDial context.CancelFunc
 }
 
 // New returns a transport that dials with dial.
@@ -102,7 +104,24 @@ func (t *Transport) Send(to identity.PeerID, frame []byte) {
 // it fails (false) or a redial is asked for (true: dial again, keeping the
 // queue).
 func (t *Transport) writeStream(to identity.PeerID, l *link) (again bool) {
-	c, err := t.dial(t.ctx, to)
+	// Redial cancels a dial under way too (one stuck on the connection
+	// the peer left).
+	dctx, cancel := context.WithCancel(t.ctx)
+	t.mu.Lock()
+	l.cancelDial = cancel
+	t.mu.Unlock()
+	c, err := t.dial(dctx, to)
+	t.mu.Lock()
+	l.cancelDial = nil
+	t.mu.Unlock()
+	cancel()
+	if err != nil && t.ctx.Err() == nil {
+		select {
+		case <-l.redial:
+			return true
+		default:
+		}
+	}
 	if err == nil {
 		t.mu.Lock()
 		if t.ctx.Err() != nil {
@@ -160,6 +179,9 @@ func (t *Transport) Redial(peer identity.PeerID) {
 		select {
 		case l.redial <- struct{}{}:
 		default:
+		}
+		if l.cancelDial != nil {
+			l.cancelDial()
 		}
 	}
 }

@@ -355,3 +355,54 @@ func TestRedial(t *testing.T) {
 	}
 	pn.tr.Redial(identity.PeerID{}) // no stream: nothing happens
 }
+
+// TestRedialDuringDial: Redial ends a dial that hangs (on a connection the
+// peer left) and dials again; the queued frames go on the new stream.
+func TestRedialDuringDial(t *testing.T) {
+	testutil.CheckLeaks(t)
+	defer testutil.Deadline(t, time.Minute)()
+	key, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hanging := make(chan struct{})
+	far := make(chan net.Conn, 1)
+	calls := 0
+	tr := New(func(ctx context.Context, _ identity.PeerID) (net.Conn, error) {
+		calls++ // the link's writer goroutine alone dials
+		if calls == 1 {
+			close(hanging)
+			<-ctx.Done() // hangs until Redial cancels it
+			return nil, ctx.Err()
+		}
+		a, b := net.Pipe()
+		far <- b
+		return a, nil
+	})
+	r, err := gossip.New(key, tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Attach(r)
+	defer func() { _ = r.Close(); _ = tr.Close() }()
+	top, err := r.Join("t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	top.AddPeers(other.PeerID()) // queues a JOIN and starts the dial
+	<-hanging
+	tr.Redial(other.PeerID())
+	c := <-far
+	defer c.Close()
+	if f := readFrame(t, c); f.Type != gossip.TypeJoin {
+		t.Fatalf("first frame on the new stream: %v, want the queued JOIN", f.Type)
+	}
+	e, l := top.Neighbours()
+	if !slices.Contains(e, other.PeerID()) && !slices.Contains(l, other.PeerID()) {
+		t.Fatal("the redial reported the peer down")
+	}
+}
