@@ -5,7 +5,11 @@
 //
 // Each frame is prefixed with its length (4 bytes, big endian, at most
 // [MaxFrame]). A stream that breaks, or a dial that fails, is reported to
-// the router as [gossip.Router.PeerDown].
+// the router as [gossip.Router.PeerDown]; the end of a peer's incoming
+// stream only if it is the peer's latest. Streams come from a listener
+// ([Transport.Serve]) or one at a time ([Transport.ServeConn], as the SDK
+// hands them over); [Transport.Redial] moves a peer's outgoing stream to a
+// new connection without reporting it down.
 package streams
 
 import (
