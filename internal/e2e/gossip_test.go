@@ -22,6 +22,7 @@ import (
 	"github.com/ferrynet/ferry/internal/nattype"
 	"github.com/ferrynet/ferry/internal/testutil"
 	"github.com/ferrynet/ferry/sdk"
+	"github.com/ferrynet/ferry/server/rendezvous"
 )
 
 // gossipTopic is the topic of TestGossipInLab.
@@ -263,20 +264,6 @@ type pubNode struct {
 	rec *recorder
 }
 
-// buildFerry builds the ferry command into dir.
-func buildFerry(t *testing.T, dir string) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("the go command is needed to build ferry: %v", err)
-	}
-	bin := filepath.Join(dir, "ferry")
-	if out, err := exec.Command(goTool, "build", "-o", bin, "../../cmd/ferry").CombinedOutput(); err != nil {
-		t.Fatalf("go build ferry: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // TestGossipInLab: eight nodes behind different NATs (every type, the
 // UDP-blocked one over TURN/TLS) join a topic through the rendezvous
 // server's DHT node and subscribe; three of them, in this process, publish
@@ -299,14 +286,15 @@ func TestGossipInLab(t *testing.T) {
 	}
 	lab := natlabtest.New(t, natlab.Config{Sites: sites})
 	dir := t.TempDir()
-	bin := buildFerry(t, dir)
+	bin := buildFerry(t) // discovery_test.go
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	dhtKey, err := identity.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := labworld.New(ctx, lab, nil, labworld.WithRelayTLS(relayCert), labworld.WithDHT(dhtKey))
+	w, err := labworld.New(ctx, lab, nil, labworld.WithRelayTLS(relayCert),
+		labworld.WithRendezvousConfig(func(c *rendezvous.Config) { c.DHTIdentity = dhtKey }))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 	"net/netip"
 	"sync"
 
-	"github.com/ferrynet/ferry/identity"
 	"github.com/ferrynet/ferry/internal/natlab"
 	"github.com/ferrynet/ferry/sdk"
 	"github.com/ferrynet/ferry/server/relay"
@@ -47,7 +46,7 @@ type World struct {
 
 type worldOptions struct {
 	relayCert *tls.Certificate
-	dhtID     *identity.Identity
+	rvConfig  func(*rendezvous.Config)
 }
 
 // A WorldOption changes how the servers run.
@@ -62,10 +61,10 @@ func WithRelayTLS(cert tls.Certificate) WorldOption {
 	return func(o *worldOptions) { o.relayCert = &cert }
 }
 
-// WithDHT makes the rendezvous a DHT server node with key id
-// (ferry-rendezvous --dht), for topics (sdk Node.Join) and pub/sub.
-func WithDHT(id *identity.Identity) WorldOption {
-	return func(o *worldOptions) { o.dhtID = id }
+// WithRendezvousConfig lets f change the rendezvous server's configuration
+// before it starts (a DHT node, for instance).
+func WithRendezvousConfig(f func(*rendezvous.Config)) WorldOption {
+	return func(o *worldOptions) { o.rvConfig = f }
 }
 
 // New starts the servers on lab's server host.
@@ -102,15 +101,18 @@ func New(ctx context.Context, lab *natlab.Lab, log *slog.Logger, opts ...WorldOp
 	if w.opts.relayCert != nil {
 		relayURLs[1] = "turns:" + netip.AddrPortFrom(alt, RelayTLSPort).String() + "?transport=tcp"
 	}
-	w.rv, err = rendezvous.New(rendezvous.Config{
+	rc := rendezvous.Config{
 		Listener:    ln,
 		STUNConns:   []net.PacketConn{stunPC},
 		ServerNames: []string{sig.String()},
 		RelaySecret: relaySecret,
 		RelayURLs:   relayURLs,
-		DHTIdentity: w.opts.dhtID,
 		Logger:      log.With("server", "rendezvous"),
-	})
+	}
+	if w.opts.rvConfig != nil {
+		w.opts.rvConfig(&rc)
+	}
+	w.rv, err = rendezvous.New(rc)
 	if err != nil {
 		_ = ln.Close()
 		_ = stunPC.Close()
