@@ -48,6 +48,7 @@ type Node struct {
 	handlers  handlerSet                   // see handle.go
 	dht       atomic.Pointer[DHTTransport] // DHTProtocol streams go here; see discovery.go
 	disc      atomic.Pointer[Discovery]    // see topic.go
+	gsp       gossipSlot                   // see gossip.go
 
 	loginErr error // why the last login in New failed
 
@@ -194,6 +195,7 @@ func (n *Node) Accept(ctx context.Context) (*Conn, error) { return n.accept(ctx)
 // server and waits for the node's goroutines. Close is idempotent.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		n.closeGossip() // see gossip.go
 		// Stop signaling first, so no new negotiation starts, then end
 		// the ones under way and the connections.
 		n.cancel()

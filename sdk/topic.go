@@ -125,6 +125,7 @@ type Topic struct {
 	name  string
 	done  chan struct{}
 	close sync.Once
+	gsp   topicGossip // see gossip.go
 }
 
 // Join announces the node under topic, through the discovery started with
@@ -198,6 +199,7 @@ func (t *Topic) Peers(ctx context.Context) <-chan PeerInfo {
 func (t *Topic) Close() error {
 	t.close.Do(func() {
 		close(t.done)
+		t.closeGossip() // see gossip.go
 		t.d.d.Leave(t.name)
 	})
 	return nil

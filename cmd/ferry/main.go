@@ -3,6 +3,7 @@
 //	ferry id [--identity FILE]                  print this node's PeerID, creating its key
 //	ferry listen --rendezvous URL               accept connections, answer pings
 //	ferry ping --rendezvous URL PEERID          connect to a peer, report the path and RTT
+//	ferry pub|sub --topic T ...                 publish on / subscribe to a topic (gossip)
 //	ferry demo [--json] [--nat-a T --nat-b T]   the whole stack on one machine
 //
 // Run `ferry help` for details.
@@ -62,6 +63,16 @@ Usage:
       (ferry-rendezvous --dht), and print each peer announced there: PeerID,
       rendezvous URLs, and whether its record lists addresses (direct).
 
+  ferry pub --rendezvous URL --topic TOPIC [--min-peers N] [--linger D] MESSAGE|-
+      Publish MESSAGE (or each line of standard input, with -) on TOPIC:
+      signed with this node's key and gossiped to every subscriber once.
+      Waits for N gossip neighbours first (default 1). See ferry pub --help.
+
+  ferry sub --rendezvous URL --topic TOPIC [--json] [--count N]
+      Print every message published on TOPIC from now on, once each, in
+      order per publisher: ORIGIN SEQ DATA, or one JSON object per line.
+      Both need a rendezvous server run with ferry-rendezvous --dht.
+
   ferry demo [--json] [--relay auto|never|always] [--nat-a TYPE --nat-b TYPE]
       Start a rendezvous server and a relay with embedded defaults, plus two
       peers; connect them by PeerID, exchange 1000 messages each way and a
@@ -101,6 +112,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdPing(ctx, args[1:], stdout, stderr)
 	case "find":
 		return cmdFind(ctx, args[1:], stdout, stderr)
+	case "pub":
+		return cmdPub(ctx, args[1:], os.Stdin, stdout, stderr)
+	case "sub":
+		return cmdSub(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprintf(stdout, usage, defaultIdentity())
 		return 0
