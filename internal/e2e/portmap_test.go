@@ -174,23 +174,8 @@ func dialPath(ctx context.Context, t *testing.T, a, b *sdk.Node) nattype.Path {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	acc := make(chan *sdk.Conn, 1)
-	go func() {
-		c, err := b.Accept(ctx)
-		if err != nil {
-			t.Errorf("accept: %v", err)
-		}
-		acc <- c
-	}()
-	ca, err := a.Dial(ctx, b.PeerID())
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
+	ca, cb := dialAccepted(ctx, t, a, b, "dial")
 	defer ca.Close()
-	cb := <-acc
-	if cb == nil {
-		t.FailNow()
-	}
 	defer cb.Close()
 	if err := exchange(ctx, ca, cb, 64<<10); err != nil {
 		t.Fatalf("exchange: %v", err)
