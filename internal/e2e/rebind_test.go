@@ -1,0 +1,322 @@
+package e2e
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferrynet/ferry/internal/natlab"
+	"github.com/ferrynet/ferry/internal/natlab/natlabtest"
+	"github.com/ferrynet/ferry/internal/nattype"
+	"github.com/ferrynet/ferry/internal/testutil"
+	"github.com/ferrynet/ferry/sdk"
+)
+
+// The NAT rebinding tests: mid-transfer, the dialer's NAT forgets its
+// mappings (conntrack flushed) or comes back on a new public address, and
+// the connection must find a new path, lose no message, and end direct
+// again. Both NATs are cones, so direct is possible before and after.
+
+// rebindRate is the transfer each way: msgsPerSec messages of msgSize
+// bytes, 1 MiB/s.
+const (
+	msgSize    = 16 << 10
+	msgsPerSec = 64
+)
+
+// seqStream sends numbered messages at rebindRate on one conn and checks
+// that the peer's arrive once, in order.
+type seqStream struct {
+	name  string
+	c     *sdk.Conn
+	sent  atomic.Uint64
+	recvd atomic.Uint64
+	last  atomic.Int64 // UnixNano of the last message received
+
+	mu     sync.Mutex
+	maxGap time.Duration // longest wait between two messages received
+	err    error         // the first error of either loop
+}
+
+func (s *seqStream) fail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = err
+	}
+}
+
+func (s *seqStream) failure() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+func (s *seqStream) gap() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxGap
+}
+
+// send sends until stop is closed, then flushes.
+func (s *seqStream) send(ctx context.Context, stop <-chan struct{}) {
+	tick := time.NewTicker(time.Second / msgsPerSec)
+	defer tick.Stop()
+	msg := make([]byte, msgSize)
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	for {
+		select {
+		case <-stop:
+			if err := s.c.Flush(ctx); err != nil {
+				s.fail(fmt.Errorf("%s: flush: %w", s.name, err))
+			}
+			return
+		case <-tick.C:
+		}
+		binary.BigEndian.PutUint64(msg, s.sent.Load())
+		// Send copies nothing it does not own: a fresh buffer each time.
+		if err := s.c.Send(ctx, append([]byte(nil), msg...)); err != nil {
+			s.fail(fmt.Errorf("%s: send %d: %w", s.name, s.sent.Load(), err))
+			return
+		}
+		s.sent.Add(1)
+	}
+}
+
+// recv receives until ctx ends, checking each message's number.
+func (s *seqStream) recv(ctx context.Context) {
+	prev := time.Now()
+	for {
+		m, err := s.c.Recv(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.fail(fmt.Errorf("%s: recv after %d: %w", s.name, s.recvd.Load(), err))
+			}
+			return
+		}
+		now := time.Now()
+		s.mu.Lock()
+		s.maxGap = max(s.maxGap, now.Sub(prev))
+		s.mu.Unlock()
+		prev = now
+		s.last.Store(now.UnixNano())
+		want := s.recvd.Load()
+		if len(m) != msgSize {
+			s.fail(fmt.Errorf("%s: message %d has %d bytes, want %d", s.name, want, len(m), msgSize))
+			return
+		}
+		if got := binary.BigEndian.Uint64(m); got != want {
+			s.fail(fmt.Errorf("%s: got message %d, want %d (lost, duplicated or reordered)", s.name, got, want))
+			return
+		}
+		s.recvd.Add(1)
+	}
+}
+
+// pathLog records a conn's path changes and states.
+type pathLog struct {
+	mu     sync.Mutex
+	events []string
+	relay  time.Time // first relayed path after the mark, if any
+	mark   time.Time
+}
+
+func (l *pathLog) watch(ctx context.Context, c *sdk.Conn) {
+	evs, cancel := c.Subscribe()
+	go func() {
+		defer cancel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev, ok := <-evs:
+				if !ok {
+					return
+				}
+				l.mu.Lock()
+				if !l.mark.IsZero() && ev.Time.After(l.mark) {
+					l.events = append(l.events, fmt.Sprintf("+%v %s", ev.Time.Sub(l.mark).Round(time.Millisecond), ev))
+					if ev.Path != nil && ev.Path.Relayed && l.relay.IsZero() {
+						l.relay = ev.Time
+					}
+				}
+				l.mu.Unlock()
+			}
+		}
+	}()
+}
+
+func (l *pathLog) setMark(t time.Time) {
+	l.mu.Lock()
+	l.mark = t
+	l.mu.Unlock()
+}
+
+func (l *pathLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.events, "; ")
+}
+
+func TestRebindConntrackFlush(t *testing.T) {
+	runRebind(t, "conntrack flush", func(ctx context.Context, s *natlab.Site) error {
+		return s.FlushMappings(ctx)
+	})
+}
+
+func TestRebindNewPublicAddr(t *testing.T) {
+	runRebind(t, "new public address", func(ctx context.Context, s *natlab.Site) error {
+		wan, err := s.ChangePublicAddr(ctx)
+		if err == nil {
+			t.Logf("the dialer's NAT moved to %v", wan)
+		}
+		return err
+	})
+}
+
+// runRebind connects a dialer behind a port-restricted cone to a peer
+// behind a full cone, runs the transfer both ways, lets rebind act on the
+// dialer's NAT once both sides are direct and data flows, and checks that
+// the transfer resumes with nothing lost and ends direct again.
+func runRebind(t *testing.T, what string, rebind func(context.Context, *natlab.Site) error) {
+	testutil.RequireRoot(t)
+	testutil.RequireBinary(t, natlab.ConntrackProgram, natlab.ConntrackPackage)
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 4*time.Minute)
+	lab := natlabtest.New(t, natlab.Config{Sites: []natlab.SiteConfig{
+		{Name: "a", NAT: nattype.PortRestrictedCone},
+		{Name: "b", NAT: nattype.FullCone},
+	}})
+	w := newWorld(t, lab)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	na, nb, stop := twoNodes(t, ctx, w, lab.Site("a").Host(0), lab.Site("b").Host(0), sdk.WithHeartbeat(time.Second, 3))
+	defer stop()
+	acc := make(chan *sdk.Conn, 1)
+	go func() {
+		c, aerr := nb.Accept(ctx)
+		if aerr != nil {
+			t.Error(aerr)
+		}
+		acc <- c
+	}()
+	ca, err := na.Dial(ctx, nb.PeerID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	cb := <-acc
+	if cb == nil {
+		t.FailNow()
+	}
+	defer cb.Close()
+
+	var la, lb pathLog
+	la.watch(ctx, ca)
+	lb.watch(ctx, cb)
+	sa, sb := &seqStream{name: "a<-b", c: ca}, &seqStream{name: "b<-a", c: cb}
+	stopSend := make(chan struct{})
+	rctx, rcancel := context.WithCancel(ctx)
+	var senders, receivers sync.WaitGroup
+	for _, pair := range [][2]*seqStream{{sa, sb}, {sb, sa}} {
+		senders.Add(1)
+		receivers.Add(1)
+		go func() { defer senders.Done(); pair[0].send(ctx, stopSend) }()
+		go func() { defer receivers.Done(); pair[1].recv(rctx) }()
+	}
+	finished := false
+	finish := func() {
+		if finished {
+			return
+		}
+		finished = true
+		close(stopSend)
+		senders.Wait() // each Flush returns once the peer has read everything
+		rcancel()
+		receivers.Wait()
+	}
+	defer func() {
+		if t.Failed() {
+			cancel() // unblock a Send or Flush waiting for a session
+		}
+		finish()
+	}()
+
+	bothDirect := func() bool { return ca.Path().Kind() == "direct" && cb.Path().Kind() == "direct" }
+	flowing := func(n uint64) bool { return sa.recvd.Load() >= n && sb.recvd.Load() >= n }
+	// Two seconds of traffic on a direct path first.
+	testutil.WaitFor(t, time.Minute, "both sides direct with 2 s of traffic each way", func() bool {
+		return bothDirect() && flowing(2*msgsPerSec) && sa.failure() == nil && sb.failure() == nil
+	})
+	before := [2]uint64{sa.recvd.Load(), sb.recvd.Load()}
+	t.Logf("before the %s: a %s (%s -> %s), b %s; %d and %d messages in",
+		what, ca.Path().Kind(), ca.Path().LocalCandidate, ca.Path().RemoteCandidate, cb.Path().Kind(), before[0], before[1])
+
+	at := time.Now()
+	la.setMark(at)
+	lb.setMark(at)
+	if err := rebind(ctx, lab.Site("a")); err != nil {
+		t.Fatal(err)
+	}
+
+	// Resumed: a second of traffic more each way than before the event.
+	resumed := testutil.Poll(90*time.Second, func() bool {
+		return (sa.recvd.Load() >= before[0]+msgsPerSec && sb.recvd.Load() >= before[1]+msgsPerSec) ||
+			sa.failure() != nil || sb.failure() != nil
+	})
+	resumedAfter := time.Since(at)
+	if err := errorsOf(sa, sb); err != nil {
+		t.Fatalf("after the %s: %v (events a: %s | b: %s)", what, err, &la, &lb)
+	}
+	if !resumed {
+		t.Fatalf("the transfer did not resume within 90 s of the %s: a %s %s, b %s %s; events a: %s | b: %s",
+			what, ca.State(), ca.Path().Kind(), cb.State(), cb.Path().Kind(), &la, &lb)
+	}
+	// Ends direct, with traffic on that path.
+	direct := testutil.Poll(90*time.Second, func() bool {
+		return bothDirect() && ca.State() == sdk.StateConnected && cb.State() == sdk.StateConnected
+	})
+	directAfter := time.Since(at)
+	if !direct {
+		t.Fatalf("not direct again within 90 s of the %s: a %s, b %s; events a: %s | b: %s", what, ca.Path().Kind(), cb.Path().Kind(), &la, &lb)
+	}
+	mark := [2]uint64{sa.recvd.Load(), sb.recvd.Load()}
+	testutil.WaitFor(t, time.Minute, "a second of traffic on the direct path", func() bool {
+		return (sa.recvd.Load() >= mark[0]+msgsPerSec && sb.recvd.Load() >= mark[1]+msgsPerSec) || errorsOf(sa, sb) != nil
+	})
+
+	finish()
+	if err := errorsOf(sa, sb); err != nil {
+		t.Fatal(err)
+	}
+	// Flush returned: every message sent was taken by the peer. Recv
+	// was stopped after that, so every message must also have been read.
+	for _, pr := range [][2]*seqStream{{sa, sb}, {sb, sa}} {
+		if s, r := pr[0].sent.Load(), pr[1].recvd.Load(); s != r {
+			t.Errorf("%s sent %d messages, %s received %d", pr[0].name, s, pr[1].name, r)
+		}
+	}
+	st := ca.Stats()
+	t.Logf("after the %s: resumed in %v (longest gap a %v, b %v), direct in %v; sessions %d, resent %d, duplicates dropped %d/%d; a: %s %s -> %s; b: %s",
+		what, resumedAfter.Round(time.Millisecond), sa.gap().Round(time.Millisecond), sb.gap().Round(time.Millisecond),
+		directAfter.Round(time.Millisecond), st.Sessions, st.Resent, st.Duplicates, cb.Stats().Duplicates,
+		ca.Path().Kind(), ca.Path().LocalCandidate, ca.Path().RemoteCandidate, cb.Path().Kind())
+	t.Logf("events a: %s", &la)
+	t.Logf("events b: %s", &lb)
+}
+
+func errorsOf(ss ...*seqStream) error {
+	for _, s := range ss {
+		if err := s.failure(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
