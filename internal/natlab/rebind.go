@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"strings"
 )
 
 // NAT rebinding: what a home router does to its peers when it reboots or
@@ -109,4 +110,43 @@ func (s *Site) ChangePublicAddr(ctx context.Context) (netip.Addr, error) {
 	}
 	l.log.Debug("site changed its public address", "site", s.cfg.Name, "old", old, "new", wan)
 	return wan, nil
+}
+
+// Block makes the site's router drop every packet between its LAN and the
+// given public addresses, both ways, as a firewall rule or a broken route
+// between two networks would, while the rest of the public segment (the
+// rendezvous, the relay) stays reachable. Calls add to the set; Unblock
+// removes it.
+func (s *Site) Block(ctx context.Context, addrs ...netip.Addr) error {
+	if s.Router == nil {
+		return errNoRouter
+	}
+	if len(addrs) == 0 {
+		return errors.New("natlab: Block needs at least one address")
+	}
+	var elems []string
+	for _, a := range addrs {
+		if !a.Is4() {
+			return fmt.Errorf("natlab: Block: %v is not an IPv4 address", a)
+		}
+		elems = append(elems, a.String())
+	}
+	rules := "table ip natlab_block {\n" +
+		"\tset peers { type ipv4_addr; }\n" +
+		"\tchain forward {\n" +
+		"\t\ttype filter hook forward priority filter - 10; policy accept;\n" +
+		"\t\tip saddr @peers drop\n" +
+		"\t\tip daddr @peers drop\n" +
+		"\t}\n" +
+		"}\n" +
+		"add element ip natlab_block peers { " + strings.Join(elems, ", ") + " }\n"
+	return runCmd(ctx, rules, "ip", "netns", "exec", s.Router.ns, "nft", "-f", "-")
+}
+
+// Unblock removes what Block added (nothing if it was not called).
+func (s *Site) Unblock(ctx context.Context) error {
+	if s.Router == nil {
+		return errNoRouter
+	}
+	return runCmd(ctx, "table ip natlab_block {}\ndelete table ip natlab_block\n", "ip", "netns", "exec", s.Router.ns, "nft", "-f", "-")
 }

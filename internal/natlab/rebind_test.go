@@ -167,3 +167,68 @@ func TestChangePublicAddr(t *testing.T) {
 		t.Error("the server cannot reach the host through its new mapping")
 	}
 }
+
+// TestBlock cuts a site off from one public address, both ways, while
+// another stays reachable, and Unblock restores it.
+func TestBlock(t *testing.T) {
+	t.Parallel()
+	testutil.RequireRoot(t)
+	testutil.Deadline(t, time.Minute)
+	lab := natlabtest.New(t, natlab.Config{Sites: []natlab.SiteConfig{
+		{Name: "fc", NAT: natlab.FullCone},
+		{Name: "pub", NAT: natlab.None},
+	}})
+	ctx := context.Background()
+	s := lab.Site("fc")
+	if err := s.Block(ctx); err == nil {
+		t.Error("Block with no address returned no error")
+	}
+	if err := s.Block(ctx, netip.MustParseAddr("2001:db8::1")); err == nil {
+		t.Error("Block of an IPv6 address returned no error")
+	}
+	if err := lab.Site("pub").Block(ctx, natlab.ServerAddr); err == nil {
+		t.Error("Block on a site without a router returned no error")
+	}
+	host := listenUDP(t, s.Host(0), ":0")
+	s1 := listenUDP(t, lab.Server(), netip.AddrPortFrom(natlab.ServerAddr, 7500).String())
+	s2 := listenUDP(t, lab.Server(), netip.AddrPortFrom(natlab.ServerAltAddr, 7501).String())
+	a1 := s1.LocalAddr().(*net.UDPAddr).AddrPort()
+	a2 := s2.LocalAddr().(*net.UDPAddr).AddrPort()
+	m1 := natlabtest.SendUntilHeard(t, host, a1, s1, "open1", 10*time.Second)
+	m2 := natlabtest.SendUntilHeard(t, host, a2, s2, "open2", 10*time.Second)
+
+	if err := s.Block(ctx, natlab.ServerAltAddr); err != nil {
+		t.Fatal(err)
+	}
+	if arrives(t, s2, m2, host, "in-blocked", time.Second) {
+		t.Error("a packet from the blocked address got in")
+	}
+	if !arrives(t, s1, m1, host, "in-open", 5*time.Second) {
+		t.Error("a packet from an address not blocked did not get in")
+	}
+	if _, err := host.WriteTo([]byte("out-blocked"), net.UDPAddrFromAddrPort(a2)); err != nil {
+		t.Fatal(err)
+	}
+	_ = s2.SetReadDeadline(time.Now().Add(time.Second))
+	for buf := make([]byte, 100); ; {
+		n, _, err := s2.ReadFrom(buf)
+		if err != nil {
+			break
+		}
+		if string(buf[:n]) == "out-blocked" {
+			t.Error("a packet to the blocked address got out")
+		}
+	}
+	_ = s2.SetReadDeadline(time.Time{})
+
+	if err := s.Unblock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unblock(ctx); err != nil {
+		t.Errorf("a second Unblock: %v", err)
+	}
+	natlabtest.SendUntilHeard(t, host, a2, s2, "out-again", 10*time.Second)
+	if !arrives(t, s2, m2, host, "in-again", 5*time.Second) {
+		t.Error("the unblocked address cannot reach the host")
+	}
+}
