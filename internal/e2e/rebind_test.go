@@ -166,26 +166,63 @@ func (l *pathLog) String() string {
 }
 
 func TestRebindConntrackFlush(t *testing.T) {
-	runRebind(t, "conntrack flush", func(ctx context.Context, s *natlab.Site) error {
-		return s.FlushMappings(ctx)
-	})
+	runRebind(t, rebindCase{what: "conntrack flush", act: func(ctx context.Context, lab *natlab.Lab) error {
+		return lab.Site("a").FlushMappings(ctx)
+	}})
 }
 
 func TestRebindNewPublicAddr(t *testing.T) {
-	runRebind(t, "new public address", func(ctx context.Context, s *natlab.Site) error {
-		wan, err := s.ChangePublicAddr(ctx)
+	runRebind(t, rebindCase{what: "new public address", act: func(ctx context.Context, lab *natlab.Lab) error {
+		wan, err := lab.Site("a").ChangePublicAddr(ctx)
 		if err == nil {
 			t.Logf("the dialer's NAT moved to %v", wan)
 		}
 		return err
+	}})
+}
+
+// The direct path dies (the routers between the two sites drop their
+// packets) while the relay still works: the session moves to the relay
+// within the heartbeat bound, without a reconnect, and back to a direct
+// pair once the path heals.
+func TestDirectPathDiesFallsBackToRelay(t *testing.T) {
+	runRebind(t, rebindCase{
+		what: "direct path blocked",
+		act: func(ctx context.Context, lab *natlab.Lab) error {
+			return lab.Site("a").Block(ctx, lab.Site("b").PublicAddr)
+		},
+		inSession: true,
+		heal: func(ctx context.Context, lab *natlab.Lab) error {
+			return lab.Site("a").Unblock(ctx)
+		},
 	})
 }
 
-// runRebind connects a dialer behind a port-restricted cone to a peer
-// behind a full cone, runs the transfer both ways, lets rebind act on the
-// dialer's NAT once both sides are direct and data flows, and checks that
-// the transfer resumes with nothing lost and ends direct again.
-func runRebind(t *testing.T, what string, rebind func(context.Context, *natlab.Site) error) {
+// rebindCase is one way of breaking a running direct path.
+type rebindCase struct {
+	what string
+	// act breaks the path, once both sides are direct and data flows.
+	act func(context.Context, *natlab.Lab) error
+	// inSession: the same session must carry on on the relay, both sides
+	// relayed within the heartbeat bound, with no reconnect; then heal
+	// mends the path and the session must move back to a direct pair.
+	inSession bool
+	heal      func(context.Context, *natlab.Lab) error
+}
+
+// rebindHeartbeat is the heartbeat of the rebinding tests: a dead session
+// is declared after 3 × 2 s.
+const (
+	rebindHeartbeat = 2 * time.Second
+	rebindMisses    = 3
+)
+
+// runRebind connects a dialer behind a port-restricted cone ("a") to a
+// peer behind a full cone ("b"), runs the transfer both ways, breaks the
+// path with rc.act once both sides are direct and data flows, and checks
+// that the transfer resumes with nothing lost and ends direct again.
+func runRebind(t *testing.T, rc rebindCase) {
+	what := rc.what
 	testutil.RequireRoot(t)
 	testutil.RequireBinary(t, natlab.ConntrackProgram, natlab.ConntrackPackage)
 	testutil.CheckLeaks(t)
@@ -197,7 +234,7 @@ func runRebind(t *testing.T, what string, rebind func(context.Context, *natlab.S
 	w := newWorld(t, lab)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	na, nb, stop := twoNodes(t, ctx, w, lab.Site("a").Host(0), lab.Site("b").Host(0), sdk.WithHeartbeat(time.Second, 3))
+	na, nb, stop := twoNodes(t, ctx, w, lab.Site("a").Host(0), lab.Site("b").Host(0), sdk.WithHeartbeat(rebindHeartbeat, rebindMisses))
 	defer stop()
 	acc := make(chan *sdk.Conn, 1)
 	go func() {
@@ -250,34 +287,63 @@ func runRebind(t *testing.T, what string, rebind func(context.Context, *natlab.S
 	}()
 
 	bothDirect := func() bool { return ca.Path().Kind() == "direct" && cb.Path().Kind() == "direct" }
+	bothRelayed := func() bool { return ca.Path().Relayed && cb.Path().Relayed }
 	flowing := func(n uint64) bool { return sa.recvd.Load() >= n && sb.recvd.Load() >= n }
+	progressed := func(from [2]uint64, n uint64) bool {
+		return sa.recvd.Load() >= from[0]+n && sb.recvd.Load() >= from[1]+n
+	}
+	counts := func() [2]uint64 { return [2]uint64{sa.recvd.Load(), sb.recvd.Load()} }
+	events := func() string { return fmt.Sprintf("events a: %s | b: %s", &la, &lb) }
 	// Two seconds of traffic on a direct path first.
 	testutil.WaitFor(t, time.Minute, "both sides direct with 2 s of traffic each way", func() bool {
-		return bothDirect() && flowing(2*msgsPerSec) && sa.failure() == nil && sb.failure() == nil
+		return bothDirect() && flowing(2*msgsPerSec) && errorsOf(sa, sb) == nil
 	})
-	before := [2]uint64{sa.recvd.Load(), sb.recvd.Load()}
+	before := counts()
 	t.Logf("before the %s: a %s (%s -> %s), b %s; %d and %d messages in",
 		what, ca.Path().Kind(), ca.Path().LocalCandidate, ca.Path().RemoteCandidate, cb.Path().Kind(), before[0], before[1])
 
 	at := time.Now()
 	la.setMark(at)
 	lb.setMark(at)
-	if err := rebind(ctx, lab.Site("a")); err != nil {
+	if err := rc.act(ctx, lab); err != nil {
 		t.Fatal(err)
 	}
 
+	var relayedAfter time.Duration
+	if rc.inSession {
+		bound := rebindMisses * rebindHeartbeat
+		if !testutil.Poll(bound, bothRelayed) {
+			t.Fatalf("not on the relay within the heartbeat bound (%v) of the %s: a %s %s, b %s %s; %s",
+				bound, what, ca.State(), ca.Path().Kind(), cb.State(), cb.Path().Kind(), events())
+		}
+		relayedAfter = time.Since(at)
+	}
 	// Resumed: a second of traffic more each way than before the event.
 	resumed := testutil.Poll(90*time.Second, func() bool {
-		return (sa.recvd.Load() >= before[0]+msgsPerSec && sb.recvd.Load() >= before[1]+msgsPerSec) ||
-			sa.failure() != nil || sb.failure() != nil
+		return progressed(before, msgsPerSec) || errorsOf(sa, sb) != nil
 	})
 	resumedAfter := time.Since(at)
 	if err := errorsOf(sa, sb); err != nil {
-		t.Fatalf("after the %s: %v (events a: %s | b: %s)", what, err, &la, &lb)
+		t.Fatalf("after the %s: %v (%s)", what, err, events())
 	}
 	if !resumed {
-		t.Fatalf("the transfer did not resume within 90 s of the %s: a %s %s, b %s %s; events a: %s | b: %s",
-			what, ca.State(), ca.Path().Kind(), cb.State(), cb.Path().Kind(), &la, &lb)
+		t.Fatalf("the transfer did not resume within 90 s of the %s: a %s %s, b %s %s; %s",
+			what, ca.State(), ca.Path().Kind(), cb.State(), cb.Path().Kind(), events())
+	}
+	if rc.inSession {
+		if s := ca.Stats().Sessions; s != 1 {
+			t.Errorf("%d sessions: the connection reconnected instead of moving to the relay in its session (%s)", s, events())
+		}
+		if !bothRelayed() {
+			t.Errorf("the transfer resumed, but not on the relay: a %s, b %s", ca.Path().Kind(), cb.Path().Kind())
+		}
+	}
+	var healAt time.Time
+	if rc.heal != nil {
+		healAt = time.Now()
+		if err := rc.heal(ctx, lab); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Ends direct, with traffic on that path.
 	direct := testutil.Poll(90*time.Second, func() bool {
@@ -285,11 +351,11 @@ func runRebind(t *testing.T, what string, rebind func(context.Context, *natlab.S
 	})
 	directAfter := time.Since(at)
 	if !direct {
-		t.Fatalf("not direct again within 90 s of the %s: a %s, b %s; events a: %s | b: %s", what, ca.Path().Kind(), cb.Path().Kind(), &la, &lb)
+		t.Fatalf("not direct again within 90 s of the %s: a %s, b %s; %s", what, ca.Path().Kind(), cb.Path().Kind(), events())
 	}
-	mark := [2]uint64{sa.recvd.Load(), sb.recvd.Load()}
+	mark := counts()
 	testutil.WaitFor(t, time.Minute, "a second of traffic on the direct path", func() bool {
-		return (sa.recvd.Load() >= mark[0]+msgsPerSec && sb.recvd.Load() >= mark[1]+msgsPerSec) || errorsOf(sa, sb) != nil
+		return progressed(mark, msgsPerSec) || errorsOf(sa, sb) != nil
 	})
 
 	finish()
@@ -303,13 +369,27 @@ func runRebind(t *testing.T, what string, rebind func(context.Context, *natlab.S
 			t.Errorf("%s sent %d messages, %s received %d", pr[0].name, s, pr[1].name, r)
 		}
 	}
+	if rc.inSession {
+		if s := ca.Stats().Sessions; s != 1 {
+			t.Errorf("%d sessions: the connection reconnected (%s)", s, events())
+		}
+	}
 	st := ca.Stats()
-	t.Logf("after the %s: resumed in %v (longest gap a %v, b %v), direct in %v; sessions %d, resent %d, duplicates dropped %d/%d; a: %s %s -> %s; b: %s",
-		what, resumedAfter.Round(time.Millisecond), sa.gap().Round(time.Millisecond), sb.gap().Round(time.Millisecond),
-		directAfter.Round(time.Millisecond), st.Sessions, st.Resent, st.Duplicates, cb.Stats().Duplicates,
+	var phases []string
+	if rc.inSession {
+		phases = append(phases, fmt.Sprintf("relayed in %v", relayedAfter.Round(time.Millisecond)))
+	}
+	phases = append(phases, fmt.Sprintf("resumed in %v", resumedAfter.Round(time.Millisecond)))
+	if !healAt.IsZero() {
+		phases = append(phases, fmt.Sprintf("direct %v after the heal", time.Since(healAt).Round(time.Millisecond)))
+	} else {
+		phases = append(phases, fmt.Sprintf("direct in %v", directAfter.Round(time.Millisecond)))
+	}
+	t.Logf("after the %s: %s (longest gap a %v, b %v); sessions %d, resent %d, duplicates dropped %d/%d; a: %s %s -> %s; b: %s",
+		what, strings.Join(phases, ", "), sa.gap().Round(time.Millisecond), sb.gap().Round(time.Millisecond),
+		st.Sessions, st.Resent, st.Duplicates, cb.Stats().Duplicates,
 		ca.Path().Kind(), ca.Path().LocalCandidate, ca.Path().RemoteCandidate, cb.Path().Kind())
-	t.Logf("events a: %s", &la)
-	t.Logf("events b: %s", &lb)
+	t.Logf("%s", events())
 }
 
 func errorsOf(ss ...*seqStream) error {
