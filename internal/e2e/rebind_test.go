@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -399,4 +400,71 @@ func errorsOf(ss ...*seqStream) error {
 		}
 	}
 	return nil
+}
+
+// A dialer that dies without a word (its packets stop, then its node goes,
+// its GOAWAY lost on the dead path) leaves the acceptor reconnecting: the
+// acceptor asks the rendezvous, which saw the dialer leave, and ends the
+// conn with ErrPeerNotFound instead of waiting out its reconnect timeout.
+func TestAcceptorNoticesDialerGone(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.CheckLeaks(t)
+	testutil.Deadline(t, 3*time.Minute)
+	lab := natlabtest.New(t, natlab.Config{Sites: []natlab.SiteConfig{
+		{Name: "a", NAT: nattype.PortRestrictedCone},
+		{Name: "b", NAT: nattype.FullCone},
+	}})
+	w := newWorld(t, lab)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const reconnectTimeout = 2 * time.Minute
+	na, nb, stop := twoNodes(t, ctx, w, lab.Site("a").Host(0), lab.Site("b").Host(0),
+		sdk.WithHeartbeat(rebindHeartbeat, rebindMisses), sdk.WithReconnectTimeout(reconnectTimeout))
+	defer stop()
+	acc := make(chan *sdk.Conn, 1)
+	go func() {
+		c, aerr := nb.Accept(ctx)
+		if aerr != nil {
+			t.Error(aerr)
+		}
+		acc <- c
+	}()
+	ca, err := na.Dial(ctx, nb.PeerID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb := <-acc
+	if cb == nil {
+		t.FailNow()
+	}
+	defer cb.Close()
+	if err := ca.Send(ctx, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cb.Recv(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ca.Path().Relayed {
+		t.Fatalf("cone x cone got a relayed path: the test needs a direct one")
+	}
+	// The dialer's silence: nothing between the sites any more (a relayed
+	// path would carry the GOAWAY of the Close below).
+	if err := lab.Site("a").Block(ctx, lab.Site("b").PublicAddr); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now()
+	if err := na.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-cb.Done():
+	case <-time.After(reconnectTimeout - 10*time.Second):
+		t.Fatalf("acceptor still %s %v after the dialer left", cb.State(), time.Since(at).Round(time.Millisecond))
+	}
+	took := time.Since(at)
+	if !errors.Is(cb.Err(), sdk.ErrPeerNotFound) {
+		t.Fatalf("acceptor ended after %v with %v, want ErrPeerNotFound", took.Round(time.Millisecond), cb.Err())
+	}
+	t.Logf("acceptor ended %v after the dialer left (heartbeat bound %v, reconnect timeout %v): %v",
+		took.Round(time.Millisecond), rebindMisses*rebindHeartbeat, reconnectTimeout, cb.Err())
 }
