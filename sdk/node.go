@@ -29,6 +29,7 @@ type Node struct {
 	cfg       config
 	rv        *signal.Client // nil for a node with no rendezvous server
 	lan       *lanState      // nil unless LAN discovery is on; see lan.go
+	pmap      *portMapState  // nil unless port mapping is on; see portmap.go
 	serverTLS *tls.Config
 	log       *slog.Logger
 
@@ -121,8 +122,12 @@ func New(ctx context.Context, opts ...NodeOption) (_ *Node, err error) {
 		if err != nil {
 			n.cancel()
 			n.stopLAN()
+			n.stopPortMap()
 		}
 	}()
+	if err = n.startPortMap(); err != nil { //nolint:contextcheck // the mapping lives as long as the node
+		return nil, err
+	}
 	if nc.lanEnabled() {
 		if err = n.startLAN(ctx); err != nil {
 			return nil, err
@@ -205,6 +210,7 @@ func (n *Node) Close() error {
 		n.mu.Unlock()
 		n.shutdown()
 		n.stopLAN()
+		n.stopPortMap()
 		n.waitHandlers()
 	})
 	return n.closeErr
@@ -267,6 +273,9 @@ func (n *Node) iceConfig(cr *signal.Credentials) icepath.Config {
 		IPFilter:        n.cfg.node.ipFilter,
 		Timing:          n.cfg.node.timing.internal(),
 		Logger:          n.log,
+	}
+	if n.pmap != nil && n.pmap.ice != nil {
+		ic.PortMap = n.pmap.ice
 	}
 	// Relays are reached over UDP when UDP works and over TCP or TLS when
 	// it does not: offering both would let ICE pick (or renominate to) a

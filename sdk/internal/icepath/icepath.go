@@ -67,8 +67,12 @@ type Config struct {
 	IncludeLoopback bool
 	// IPFilter, if set, restricts the local addresses used for candidates.
 	IPFilter func(net.IP) bool
-	Timing   Timing
-	Logger   *slog.Logger
+	// PortMap, if set, is the node's shared socket for UDP host
+	// candidates and the gateway's mapping of it, offered as a
+	// server-reflexive candidate (portmap.go).
+	PortMap *PortMap
+	Timing  Timing
+	Logger  *slog.Logger
 }
 
 // Errors.
@@ -173,6 +177,9 @@ func New(cfg Config, controlling bool) (*Agent, error) {
 	if cfg.IPFilter != nil {
 		opts = append(opts, ice.WithIPFilter(cfg.IPFilter))
 	}
+	if cfg.PortMap != nil {
+		opts = append(opts, ice.WithUDPMux(cfg.PortMap.forAgent(cfg)))
+	}
 	// Renomination (both sides must speak it): when a direct pair becomes
 	// valid after a relayed one was selected, the controlling side moves
 	// the path to it, and the PacketConn above follows without noticing.
@@ -214,16 +221,25 @@ func (ag *Agent) Credentials() (ufrag, pwd string, err error) {
 // SDP text form, then "" once gathering is complete. It is called from the
 // agent's goroutine and must not block for long.
 func (ag *Agent) Gather(onCandidate func(cand string)) error {
-	if err := ag.a.OnCandidate(func(c ice.Candidate) {
-		if c == nil {
-			onCandidate("")
-			return
-		}
-		s := c.Marshal()
+	offer := newMappedOffer(ag.cfg.PortMap) // nil without a mapping
+	emit := func(s string) {
 		ag.mu.Lock()
 		ag.gathered = append(ag.gathered, s)
 		ag.mu.Unlock()
 		onCandidate(s)
+	}
+	if err := ag.a.OnCandidate(func(c ice.Candidate) {
+		if c == nil {
+			if s := offer.after(nil); s != "" {
+				emit(s)
+			}
+			onCandidate("")
+			return
+		}
+		emit(c.Marshal())
+		if s := offer.after(c); s != "" {
+			emit(s)
+		}
 	}); err != nil {
 		return err
 	}
