@@ -10,16 +10,20 @@ import (
 )
 
 // An acceptor waiting for its dialer gives up once the rendezvous has
-// reported the dialer gone for peerGoneGrace, not before, and not while
-// it reports the dialer back in between (a restart, a signaling blip).
+// reported the dialer gone for acceptorGoneGrace (the dialer's grace plus
+// the heartbeat bound), not before, and not while it reports the dialer
+// back in between (a restart, a signaling blip, a redial from another
+// rendezvous server).
 func TestWatchDialer(t *testing.T) {
 	gone := errors.Join(ErrPeerNotFound, errors.New("rendezvous: not logged in"))
+	var grace time.Duration
 	run := func(t *testing.T, presence func(n int) error, within time.Duration) (took time.Duration, asked int, err error) {
 		var questions atomic.Int32
 		synctest.Test(t, func(t *testing.T) {
 			cfg := defaultConfig()
 			cfg.presence = func(context.Context, PeerID) error { return presence(int(questions.Add(1))) }
 			c := newConn(cfg, roleAcceptor, PeerID{}, PeerID{1}, [connIDLen]byte{})
+			grace = c.acceptorGoneGrace()
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			start := time.Now()
@@ -39,8 +43,11 @@ func TestWatchDialer(t *testing.T) {
 		if !errors.Is(err, ErrPeerNotFound) {
 			t.Fatalf("got %v, want ErrPeerNotFound", err)
 		}
-		if took < peerGoneGrace || took > peerGoneGrace+peerGoneGrace/2 {
-			t.Errorf("gave up after %v, want the grace %v (at most half a grace later)", took, peerGoneGrace)
+		if want := peerGoneGrace + DefaultHeartbeatMisses*DefaultHeartbeatInterval; grace != want {
+			t.Fatalf("grace %v, want %v", grace, want)
+		}
+		if took < grace || took > grace+peerGoneGrace/2 {
+			t.Errorf("gave up after %v, want the grace %v (at most one question later)", took, grace)
 		}
 		if n < 2 {
 			t.Errorf("gave up after %d answers, want at least 2", n)

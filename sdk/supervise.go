@@ -116,7 +116,8 @@ func (c *Conn) closeErr() error {
 
 // reconnect restores a session: the dialer dials again with backoff, the
 // acceptor waits for the dialer (and, when the session was signaled, gives
-// up early once the rendezvous reports the dialer gone). It returns nil
+// up early once the rendezvous has reported the dialer gone for
+// acceptorGoneGrace). It returns nil
 // once Connected, or the error that ends the conn.
 func (c *Conn) reconnect(cause error, signaled bool) error {
 	c.setState(StateReconnecting, cause)
@@ -242,13 +243,12 @@ func (c *Conn) redialOnce(ctx context.Context) error {
 
 // watchDialer asks the rendezvous, while the acceptor waits for the dialer
 // to come back, whether the dialer is still logged in: at once, then every
-// peerGoneGrace/2. Once it has been reported gone for peerGoneGrace (at
-// least two answers in a row, the dialer's own rule), the channel yields
-// an error wrapping ErrPeerNotFound. A dialer that restarts, or whose
-// signaling connection blips, is back within the grace. The goroutine ends
-// with ctx.
+// peerGoneGrace/2. Once it has been reported gone for acceptorGoneGrace
+// (and at least two answers in a row), the channel yields an error
+// wrapping ErrPeerNotFound. The goroutine ends with ctx.
 func (c *Conn) watchDialer(ctx context.Context) <-chan error {
 	out := make(chan error, 1)
+	grace := c.acceptorGoneGrace()
 	go func() {
 		t := time.NewTicker(peerGoneGrace / 2)
 		defer t.Stop()
@@ -265,7 +265,7 @@ func (c *Conn) watchDialer(ctx context.Context) <-chan error {
 				if goneSince.IsZero() {
 					goneSince = time.Now()
 				}
-				if gone := time.Since(goneSince); answers >= 2 && gone >= peerGoneGrace {
+				if gone := time.Since(goneSince); answers >= 2 && gone >= grace {
 					out <- fmt.Errorf("sdk: reconnect: the rendezvous has reported the dialer gone for %v: %w", gone.Round(time.Millisecond), err)
 					return
 				}
@@ -280,6 +280,16 @@ func (c *Conn) watchDialer(ctx context.Context) <-chan error {
 		}
 	}()
 	return out
+}
+
+// acceptorGoneGrace is how long the acceptor must hear "not logged in"
+// before it gives up: the dialer's grace (a restart, a signaling blip) plus
+// the heartbeat bound. A live dialer at another rendezvous server logs in
+// here only to signal, and logs out when idle (rvforeign.go), so it is
+// absent here while connected; when the session dies it notices within the
+// heartbeat bound, as this side did, and logs in here again to redial.
+func (c *Conn) acceptorGoneGrace() time.Duration {
+	return peerGoneGrace + time.Duration(c.cfg.heartbeatMisses)*c.cfg.heartbeatInterval
 }
 
 // peerPresent asks the rendezvous whether peer is logged in there: nil if
