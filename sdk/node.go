@@ -27,9 +27,11 @@ import (
 type Node struct {
 	*router
 	cfg       config
-	rv        *signal.Client // nil for a node with no rendezvous server
-	lan       *lanState      // nil unless LAN discovery is on; see lan.go
-	pmap      *portMapState  // nil unless port mapping is on; see portmap.go
+	rv        *signal.Client  // nil for a node with no rendezvous server
+	copts     []signal.Option // how it logs in; foreign logins too (rvforeign.go)
+	foreign   foreignRVs      // logins at other peers' servers; see rvforeign.go
+	lan       *lanState       // nil unless LAN discovery is on; see lan.go
+	pmap      *portMapState   // nil unless port mapping is on; see portmap.go
 	serverTLS *tls.Config
 	log       *slog.Logger
 
@@ -146,6 +148,7 @@ func New(ctx context.Context, opts ...NodeOption) (_ *Node, err error) {
 	if nc.dialTCP != nil {
 		copts = append(copts, signal.WithDialer(nc.dialTCP))
 	}
+	n.copts = copts
 	var errs []error
 	for _, u := range nc.rendezvous {
 		if n.login(ctx, u, copts) == nil {
@@ -306,9 +309,11 @@ func newSessionID() ([]byte, error) {
 const maxTrickle = 64
 
 // dialPath negotiates a new ICE path to peer and runs a QUIC session on it.
-func (n *Node) dialPath(ctx context.Context, cfg *config, peer PeerID) (*session, error) {
+// rv is the rendezvous server to signal through: the node's own, or a
+// foreign one the peer is logged in at (rvforeign.go).
+func (n *Node) dialPath(ctx context.Context, cfg *config, peer PeerID, rv *signal.Client) (*session, error) {
 	start := time.Now()
-	cr, err := n.credentials(ctx)
+	cr, err := n.credentialsAt(ctx, rv)
 	if err != nil {
 		return nil, err
 	}
@@ -340,13 +345,13 @@ func (n *Node) dialPath(ctx context.Context, cfg *config, peer PeerID) (*session
 	if err != nil {
 		return nil, err
 	}
-	if err = n.rv.Offer(ctx, peer, &wire.Offer{RouteHeader: wire.RouteHeader{SessionID: sid}, Ufrag: ufrag, Pwd: pwd}); err != nil {
+	if err = rv.Offer(ctx, peer, &wire.Offer{RouteHeader: wire.RouteHeader{SessionID: sid}, Ufrag: ufrag, Pwd: pwd}); err != nil {
 		if errors.Is(err, signal.ErrPeerNotFound) {
 			return nil, fmt.Errorf("%w: %w", ErrPeerNotFound, err)
 		}
 		return nil, fmt.Errorf("sdk: offer: %w", err)
 	}
-	if err = n.trickle(ag, peer, sid, ufrag); err != nil {
+	if err = n.trickle(rv, ag, peer, sid, ufrag); err != nil {
 		return nil, err
 	}
 	var ans *wire.Answer
@@ -355,7 +360,7 @@ func (n *Node) dialPath(ctx context.Context, cfg *config, peer PeerID) (*session
 	case reason := <-at.bye:
 		return nil, fmt.Errorf("sdk: peer declined: %s", reason)
 	case <-ctx.Done():
-		n.sayBye(peer, sid, "dial abandoned") //nolint:contextcheck // ctx has ended; the goodbye uses the node's
+		n.sayBye(rv, peer, sid, "dial abandoned") //nolint:contextcheck // ctx has ended; the goodbye uses the node's
 		return nil, ctx.Err()
 	}
 	for _, cand := range ans.Candidates {
@@ -365,7 +370,7 @@ func (n *Node) dialPath(ctx context.Context, cfg *config, peer PeerID) (*session
 	pc, err := ag.Connect(ctx, ans.Ufrag, ans.Pwd)
 	stopFeed()
 	if err != nil {
-		n.sayBye(peer, sid, "no path") //nolint:contextcheck // ctx may have ended; the goodbye uses the node's
+		n.sayBye(rv, peer, sid, "no path") //nolint:contextcheck // ctx may have ended; the goodbye uses the node's
 		return nil, iceError(ctx, peer, err)
 	}
 	tr := &quic.Transport{Conn: pc}
@@ -401,14 +406,14 @@ func iceError(ctx context.Context, peer PeerID, err error) error {
 }
 
 // trickle gathers ag's candidates and sends each to peer as it comes.
-func (n *Node) trickle(ag *icepath.Agent, peer PeerID, sid []byte, ufrag string) error {
+func (n *Node) trickle(rv *signal.Client, ag *icepath.Agent, peer PeerID, sid []byte, ufrag string) error {
 	return ag.Gather(func(cand string) {
 		// Runs on the agent's goroutine: never wait for the network.
 		if cand == "" {
-			_ = n.rv.EndOfCandidates(n.ctx, peer, sid, ufrag)
+			_ = rv.EndOfCandidates(n.ctx, peer, sid, ufrag)
 			return
 		}
-		_ = n.rv.Candidate(n.ctx, peer, sid, ufrag, "candidate:"+cand)
+		_ = rv.Candidate(n.ctx, peer, sid, ufrag, "candidate:"+cand)
 	})
 }
 
@@ -431,18 +436,22 @@ func (n *Node) feed(ag *icepath.Agent, remote <-chan string) (stop func()) {
 	return func() { close(done); wg.Wait() }
 }
 
-func (n *Node) sayBye(peer PeerID, sid []byte, reason string) {
+func (n *Node) sayBye(rv *signal.Client, peer PeerID, sid []byte, reason string) {
 	ctx, cancel := context.WithTimeout(n.ctx, time.Second)
 	defer cancel()
-	_ = n.rv.Post(ctx, peer, &wire.Bye{RouteHeader: wire.RouteHeader{SessionID: sid}, Reason: reason})
+	_ = rv.Post(ctx, peer, &wire.Bye{RouteHeader: wire.RouteHeader{SessionID: sid}, Reason: reason})
 }
 
 // maxIncomingOffers bounds offers being answered at once.
 const maxIncomingOffers = 64
 
-// onSignal handles a routed message from the rendezvous (on the client's
-// goroutine: it must not block).
-func (n *Node) onSignal(m signal.Message) {
+// onSignal handles a routed message from the node's rendezvous server (on
+// the client's goroutine: it must not block).
+func (n *Node) onSignal(m signal.Message) { n.onSignalVia(nil, m) }
+
+// onSignalVia handles a routed message that came through rv (nil: the
+// node's own server); offers are answered through the same server.
+func (n *Node) onSignalVia(rv *signal.Client, m signal.Message) {
 	if m.Err != nil {
 		n.log.Debug("rendezvous refused a message", "peer", m.From.Short(), "err", m.Err)
 		return
@@ -450,7 +459,7 @@ func (n *Node) onSignal(m signal.Message) {
 	sid := string(m.SessionID)
 	switch msg := m.Msg.(type) {
 	case *wire.Offer:
-		n.answer(m.From, msg)
+		n.answer(rv, m.From, msg)
 	case *wire.Answer:
 		n.mu.Lock()
 		at := n.dialing[sid]
@@ -503,7 +512,7 @@ func (n *Node) onSignal(m signal.Message) {
 // it hands to the router. Offers beyond the sender's rate are ignored, and
 // offers from peers the allow hook refuses are declined, both before any
 // ICE or relay work.
-func (n *Node) answer(from PeerID, o *wire.Offer) {
+func (n *Node) answer(rv *signal.Client, from PeerID, o *wire.Offer) {
 	key := from.String() + string(o.SessionID)
 	if n.ctx.Err() != nil {
 		return
@@ -515,7 +524,7 @@ func (n *Node) answer(from PeerID, o *wire.Offer) {
 	if n.cfg.allowPeer != nil {
 		if err := n.cfg.allowPeer(from); err != nil {
 			n.log.Debug("offer refused by the allow hook", "peer", from.Short(), "err", err)
-			n.wg.Go(func() { n.sayBye(from, o.SessionID, "refused") })
+			n.wg.Go(func() { n.sayBye(n.via(rv), from, o.SessionID, "refused") })
 			return
 		}
 	}
@@ -531,7 +540,7 @@ func (n *Node) answer(from PeerID, o *wire.Offer) {
 	case dup:
 		return
 	case full:
-		n.wg.Go(func() { n.sayBye(from, o.SessionID, "busy") })
+		n.wg.Go(func() { n.sayBye(n.via(rv), from, o.SessionID, "busy") })
 		return
 	}
 	start := time.Now()
@@ -541,18 +550,18 @@ func (n *Node) answer(from PeerID, o *wire.Offer) {
 			delete(n.incoming, key)
 			n.mu.Unlock()
 		}()
-		if err := n.acceptPath(from, o, in, start); err != nil {
+		if err := n.acceptPath(n.via(rv), from, o, in, start); err != nil {
 			n.log.Debug("incoming offer failed", "peer", from.Short(), "err", err)
 		}
 	})
 }
 
-func (n *Node) acceptPath(from PeerID, o *wire.Offer, in *incoming, start time.Time) error {
+func (n *Node) acceptPath(rv *signal.Client, from PeerID, o *wire.Offer, in *incoming, start time.Time) error {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.handshakeTimeout+n.iceBudget())
 	defer cancel()
-	cr, err := n.credentials(ctx)
+	cr, err := n.credentialsAt(ctx, rv)
 	if err != nil {
-		n.sayBye(from, o.SessionID, "no relay credentials")
+		n.sayBye(rv, from, o.SessionID, "no relay credentials")
 		return err
 	}
 	ag, err := icepath.New(n.iceConfig(cr), false)
@@ -580,10 +589,10 @@ func (n *Node) acceptPath(from PeerID, o *wire.Offer, in *incoming, start time.T
 	if err != nil {
 		return err
 	}
-	if err = n.rv.Answer(ctx, from, &wire.Answer{RouteHeader: wire.RouteHeader{SessionID: o.SessionID}, Ufrag: ufrag, Pwd: pwd}); err != nil {
+	if err = rv.Answer(ctx, from, &wire.Answer{RouteHeader: wire.RouteHeader{SessionID: o.SessionID}, Ufrag: ufrag, Pwd: pwd}); err != nil {
 		return fmt.Errorf("answer: %w", err)
 	}
-	if err = n.trickle(ag, from, o.SessionID, ufrag); err != nil {
+	if err = n.trickle(rv, ag, from, o.SessionID, ufrag); err != nil {
 		return err
 	}
 	stopFeed := n.feed(ag, in.remote)

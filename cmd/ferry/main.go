@@ -41,14 +41,18 @@ Usage:
       connections and answer pings until interrupted. With no --rendezvous
       (or with --lan on) the node announces itself on the local network by
       mDNS and finds the peers there.
-      Each --join announces the node under TOPIC in the DHT (needs a
-      rendezvous server run with ferry-rendezvous --dht).
+      When the rendezvous server runs a DHT node (ferry-rendezvous --dht)
+      the node publishes its peer record there, so peers logged in at other
+      rendezvous servers can ping it by PeerID. Each --join announces the
+      node under TOPIC in the DHT (needs such a server).
 
   ferry ping [--rendezvous URL] [--rendezvous-ca FILE] [--identity FILE]
              [--lan auto|on|off] [--count N] [--relay auto|never|always] [--json] PEERID
       Connect to PEERID through the rendezvous (directly when the NATs
       allow, through a relay otherwise), send N pings, and report the path,
-      the candidate types, the connect time and the RTT. --json prints one
+      the candidate types, the connect time and the RTT. A PEERID that this
+      rendezvous server does not know is looked up in the DHT and reached
+      through the rendezvous server its record names. --json prints one
       object: peer, path, local_candidate, remote_candidate, connect_ms,
       rtt_ms.
 
