@@ -120,6 +120,7 @@ func New(ctx context.Context, opts ...NodeOption) (_ *Node, err error) {
 		listeners: map[string]*streamListener{},
 	}
 	n.router.peers = n
+	n.router.cfg.presence = n.peerPresent // supervise.go: an acceptor notices a dialer gone
 	defer func() {
 		if err != nil {
 			n.cancel()

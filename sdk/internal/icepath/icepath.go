@@ -96,7 +96,8 @@ type Agent struct {
 	probes    atomic.Int64              // probe requests handed to the event loop
 	changed   chan struct{}             // a remote candidate arrived (cap 1)
 	done      chan struct{}             // closed by Close
-	wg        sync.WaitGroup            // upgrade
+	wg        sync.WaitGroup            // upgrade, watch
+	fb        fallbackState             // fallback.go
 
 	mu           sync.Mutex
 	relays       []relayServer // cfg.TURN, parsed
@@ -194,7 +195,9 @@ func New(cfg Config, controlling bool) (*Agent, error) {
 	if controlling {
 		opts = append(opts,
 			ice.WithAutomaticRenomination(pionRenominationOff),
-			ice.WithBindingRequestHandler(ag.onBindingRequest))
+			ice.WithBindingRequestHandler(ag.onRequest))
+	} else {
+		opts = append(opts, ice.WithBindingRequestHandler(ag.onRequest))
 	}
 	a, err := ice.NewAgentWithOptions(opts...)
 	if err != nil {
@@ -345,14 +348,11 @@ func (ag *Agent) Connect(ctx context.Context, remoteUfrag, remotePwd string) (*P
 		}
 		return nil, &ConnectError{Err: err, Dump: ag.Diagnose()}
 	}
-	if ag.controlling && ag.cfg.Policy == PolicyAuto {
-		ag.mu.Lock()
-		if !ag.closed {
-			ag.wg.Add(1)
-			go ag.upgrade()
-		}
-		ag.mu.Unlock()
+	ag.mu.Lock()
+	if !ag.closed {
+		ag.startWatchingLocked() // fallback.go: the watcher, and upgrade
 	}
+	ag.mu.Unlock()
 	return newPacketConn(c, ag), nil
 }
 
@@ -413,6 +413,7 @@ func (ag *Agent) selected(l, r ice.Candidate) {
 	if f != nil {
 		f(inf)
 	}
+	ag.pathSelected(l, r, inf.Relayed) // fallback.go: relayed again, upgrade again
 }
 
 // pairInfo describes a pair. A peer-reflexive remote candidate at the
