@@ -91,8 +91,9 @@ func TestReachabilityDHTMode(t *testing.T) {
 	defer cancel()
 
 	type started struct {
-		n *sdk.Node
-		d *sdk.Discovery
+		n    *sdk.Node
+		d    *sdk.Discovery
+		took time.Duration // StartDiscovery, the probe included
 	}
 	sites := []struct {
 		name string
@@ -107,8 +108,9 @@ func TestReachabilityDHTMode(t *testing.T) {
 	var wg sync.WaitGroup
 	for i, s := range sites {
 		wg.Go(func() {
+			t0 := time.Now()
 			n, d := reachNode(t, ctx, w, lab.Site(s.name).Host(0), sdk.DiscoveryOptions{})
-			nodes[i] = started{n, d}
+			nodes[i] = started{n, d, time.Since(t0)}
 		})
 	}
 	wg.Wait()
@@ -117,7 +119,7 @@ func TestReachabilityDHTMode(t *testing.T) {
 	}
 	for i, s := range sites {
 		d := nodes[i].d
-		t.Logf("%s: DHT %v (%s)", s.name, d.Mode(), d.ModeReason())
+		t.Logf("%s: DHT %v (%s); StartDiscovery took %v", s.name, d.Mode(), d.ModeReason(), nodes[i].took.Round(time.Millisecond))
 		if d.Mode() != s.want || !strings.Contains(d.ModeReason(), s.why) {
 			t.Errorf("%s: DHT %v (%q), want %v with %q", s.name, d.Mode(), d.ModeReason(), s.want, s.why)
 		}
