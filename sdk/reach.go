@@ -63,10 +63,11 @@ const (
 	reachProbeTimeout = 2 * time.Second
 )
 
-// dhtServersTopic is the topic DHT server nodes announce themselves under,
+// DHTServersTopic is the topic DHT server nodes announce themselves under,
 // so that other nodes (whose rendezvous server cannot hand out contacts it
-// cannot reach over Ferry) find some at StartDiscovery.
-const dhtServersTopic = "ferry/dht-servers/1"
+// cannot reach over Ferry) find some at StartDiscovery. Discovery.Lookup
+// of it lists (a sample of) the server nodes.
+const DHTServersTopic = "ferry/dht-servers/1"
 
 // maxServerSeeds bounds the server nodes a node pings from that topic.
 const maxServerSeeds = 8
@@ -211,7 +212,7 @@ func (r *reachState) stop() {
 	}
 }
 
-// startServerSeeds announces a server node under dhtServersTopic and, in
+// startServerSeeds announces a server node under DHTServersTopic and, in
 // every mode, pings up to maxServerSeeds server nodes announced there, in
 // the background, so they enter the routing table (a lookup then asks them
 // as well as the rendezvous server).
@@ -220,11 +221,11 @@ func (d *Discovery) startServerSeeds() {
 	d.reach = &reachState{cancel: cancel}
 	d.reach.wg.Go(func() {
 		if d.mode.mode == DHTServer {
-			if _, err := d.d.Announce(ctx, dhtServersTopic, d.urls, d.o.Addrs); err != nil && ctx.Err() == nil {
+			if _, err := d.d.Announce(ctx, DHTServersTopic, d.urls, d.o.Addrs); err != nil && ctx.Err() == nil {
 				d.n.log.Info("could not announce this node as a DHT server", "err", err)
 			}
 		}
-		recs, err := d.d.Peers(ctx, dhtServersTopic)
+		recs, err := d.d.Peers(ctx, DHTServersTopic)
 		if err != nil && ctx.Err() == nil {
 			d.n.log.Debug("DHT server lookup failed", "err", err)
 		}

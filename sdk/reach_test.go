@@ -158,6 +158,16 @@ func TestDiscoveryDHTModes(t *testing.T) {
 		t.Errorf("client node answered a PUT with %v, want not-a-server", c)
 	}
 
+	// The server nodes announce themselves in the background; only
+	// they do.
+	waitFor(t, "the server nodes' announcements", func() bool {
+		ps, err := cli.Lookup(ctx, DHTServersTopic)
+		ids := make([]PeerID, 0, len(ps))
+		for _, p := range ps {
+			ids = append(ids, p.ID)
+		}
+		return err == nil && len(ids) == 2 && slices.Contains(ids, fc.n.PeerID()) && slices.Contains(ids, srv.n.PeerID())
+	})
 	// A node started now finds the server nodes through their
 	// announcement and keeps them in its table; never the client nodes.
 	_, late := startDiscoveryOn(t, ctx, in, DiscoveryOptions{DHTMode: DHTClient})

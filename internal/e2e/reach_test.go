@@ -126,6 +126,18 @@ func TestReachabilityDHTMode(t *testing.T) {
 	}
 	servers := []sdk.PeerID{nodes[0].n.PeerID(), nodes[1].n.PeerID()}
 
+	// The servers announce themselves in the background of their
+	// StartDiscovery; only they do.
+	testutil.WaitFor(t, time.Minute, "the server nodes' announcements", func() bool {
+		lctx, lcancel := context.WithTimeout(ctx, 15*time.Second)
+		defer lcancel()
+		ps, err := nodes[2].d.Lookup(lctx, sdk.DHTServersTopic)
+		var ids []sdk.PeerID
+		for _, p := range ps {
+			ids = append(ids, p.ID)
+		}
+		return err == nil && len(ids) == 2 && slices.Contains(ids, servers[0]) && slices.Contains(ids, servers[1])
+	})
 	// The third node, started once the servers announced themselves.
 	_, third := reachNode(t, ctx, w, lab.Site("sym").Host(0), sdk.DiscoveryOptions{})
 	if third.Mode() != sdk.DHTClient {
