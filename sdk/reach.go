@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -15,6 +16,8 @@ import (
 	"github.com/ferrynet/ferry/dht/kbucket"
 	"github.com/ferrynet/ferry/internal/natprobe"
 	"github.com/ferrynet/ferry/internal/nattype"
+	"github.com/ferrynet/ferry/internal/netaddr"
+	"github.com/ferrynet/ferry/internal/stunclient"
 )
 
 // This file decides whether a node's DHT part is a server (it stores
@@ -107,6 +110,8 @@ func (n *Node) decideDHTMode(ctx context.Context, o DiscoveryOptions) (dhtModeDe
 func reachVerdict(res *natprobe.Result, err error) dhtModeDecision {
 	client := func(why string) dhtModeDecision { return dhtModeDecision{DHTClient, why} }
 	switch {
+	case errors.Is(err, errNoRFC5780):
+		return client("reachability unknown: " + err.Error())
 	case err != nil:
 		return client("reachability probe failed: " + err.Error())
 	case res == nil:
@@ -155,8 +160,60 @@ func (n *Node) reachProbe(ctx context.Context) (*natprobe.Result, error) {
 		var d net.Dialer
 		cfg.ListenPacket, cfg.Dial = lc.ListenPacket, d.DialContext
 	}
+	// Most rendezvous servers serve STUN on one address: one Binding
+	// tells, and spares the full probe (whose hairpin test alone waits
+	// out its timeout behind most NATs).
+	if err := n.checkRFC5780(ctx, cfg); err != nil {
+		return nil, err
+	}
 	return natprobe.Probe(ctx, cfg)
 }
+
+// errNoRFC5780 reports a STUN server that cannot run the probe's tests.
+var errNoRFC5780 = errors.New("no RFC 5780 OTHER-ADDRESS")
+
+// checkRFC5780 sends one Binding request to the probe's server and
+// returns errNoRFC5780 unless the answer names an other address that
+// differs in address and port.
+func (n *Node) checkRFC5780(ctx context.Context, cfg natprobe.Config) error {
+	var raddr *net.UDPAddr
+	var err error
+	if nw := n.cfg.node.icenet; nw != nil {
+		raddr, err = nw.ResolveUDPAddr("udp4", cfg.Server)
+	} else {
+		raddr, err = net.ResolveUDPAddr("udp4", cfg.Server)
+	}
+	if err != nil {
+		return fmt.Errorf("STUN server %s: %w", cfg.Server, err)
+	}
+	pc, err := cfg.ListenPacket(ctx, "udp4", ":0")
+	if err != nil {
+		return err
+	}
+	defer pc.Close()
+	req, err := stun.Build(stun.TransactionID, stun.BindingRequest)
+	if err != nil {
+		return err
+	}
+	server := netaddr.AddrPort(raddr)
+	r, _, err := stunclient.Do(ctx, pc, server, req, reachCheckSchedule, func(from netip.AddrPort) bool { return from == server })
+	if err != nil {
+		return fmt.Errorf("STUN server %s: %w", server, err)
+	}
+	var other stun.OtherAddress
+	if err := other.GetFrom(r.Msg); err != nil {
+		return fmt.Errorf("STUN server %s: %w", server, errNoRFC5780)
+	}
+	o, ok := netip.AddrFromSlice(other.IP)
+	if !ok || o.Unmap() == server.Addr() || other.Port == int(server.Port()) {
+		return fmt.Errorf("STUN server %s: OTHER-ADDRESS %s does not differ in address and port: %w", server, other, errNoRFC5780)
+	}
+	return nil
+}
+
+// reachCheckSchedule is checkRFC5780's transaction: the probe's RTO and
+// timeout.
+var reachCheckSchedule = stunclient.Schedule{RTO: reachProbeRTO, Rc: 4, Rm: 1, Timeout: reachProbeTimeout}
 
 // reachTransport is the transport a Discovery's dht.Node uses: the
 // node's DHTTransport, except that requests to the rendezvous server's

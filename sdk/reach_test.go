@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/stun/v4"
+
 	"github.com/ferrynet/ferry/dht"
 	"github.com/ferrynet/ferry/dht/kbucket"
 	"github.com/ferrynet/ferry/internal/natprobe"
@@ -42,6 +44,7 @@ func TestReachVerdict(t *testing.T) {
 		{"basic server", r("basic", nattype.Unknown, nattype.Unknown), nil, DHTClient, "RFC 5780"},
 		{"udp blocked", r("udp-blocked", nattype.Unknown, nattype.Unknown), nil, DHTClient, "RFC 5780"},
 		{"probe error", nil, errors.New("boom"), DHTClient, "probe failed: boom"},
+		{"no other address", nil, fmt.Errorf("STUN server x: %w", errNoRFC5780), DHTClient, "unknown: STUN server x: no RFC 5780"},
 		{"no result", nil, nil, DHTClient, "no result"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -247,4 +250,72 @@ func rfc5780Loopback(t *testing.T) []net.PacketConn {
 	}
 	t.Fatal("no two ports free on both 127.0.0.1 and 127.0.0.2")
 	return nil
+}
+
+// TestCheckRFC5780 covers the one-Binding check against bad servers: one
+// without OTHER-ADDRESS, one whose OTHER-ADDRESS is itself, one with a
+// proper one, and one that never answers.
+func TestCheckRFC5780(t *testing.T) {
+	var lc net.ListenConfig
+	fake := func(t *testing.T, other func(self netip.AddrPort) *stun.OtherAddress) string {
+		t.Helper()
+		pc, err := lc.ListenPacket(t.Context(), "udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = pc.Close() })
+		self := netip.MustParseAddrPort(pc.LocalAddr().String())
+		if other == nil {
+			return self.String() // never answers
+		}
+		go func() {
+			buf := make([]byte, 1500)
+			for {
+				n, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				req := &stun.Message{Raw: append([]byte(nil), buf[:n]...)}
+				if req.Decode() != nil {
+					continue
+				}
+				ua := from.(*net.UDPAddr)
+				setters := []stun.Setter{req, stun.BindingSuccess, &stun.XORMappedAddress{IP: ua.IP, Port: ua.Port}}
+				if o := other(self); o != nil && o.Port != 0 {
+					setters = append(setters, o)
+				}
+				resp, err := stun.Build(setters...)
+				if err != nil {
+					continue
+				}
+				_, _ = pc.WriteTo(resp.Raw, from)
+			}
+		}()
+		return self.String()
+	}
+	cfg := func(server string) natprobe.Config {
+		return natprobe.Config{Server: server, ListenPacket: lc.ListenPacket}
+	}
+	n := &Node{}
+	ctx := ctxT(t, 30*time.Second)
+	none := fake(t, func(netip.AddrPort) *stun.OtherAddress { return &stun.OtherAddress{} })
+	if err := n.checkRFC5780(ctx, cfg(none)); !errors.Is(err, errNoRFC5780) {
+		t.Errorf("no OTHER-ADDRESS: %v, want errNoRFC5780", err)
+	}
+	same := fake(t, func(s netip.AddrPort) *stun.OtherAddress {
+		return &stun.OtherAddress{IP: s.Addr().AsSlice(), Port: int(s.Port())}
+	})
+	if err := n.checkRFC5780(ctx, cfg(same)); !errors.Is(err, errNoRFC5780) || !strings.Contains(err.Error(), "does not differ") {
+		t.Errorf("OTHER-ADDRESS is the server itself: %v, want errNoRFC5780", err)
+	}
+	good := fake(t, func(s netip.AddrPort) *stun.OtherAddress {
+		return &stun.OtherAddress{IP: net.IPv4(127, 0, 0, 2), Port: int(s.Port()) + 1}
+	})
+	if err := n.checkRFC5780(ctx, cfg(good)); err != nil {
+		t.Errorf("proper OTHER-ADDRESS: %v", err)
+	}
+	silent := fake(t, nil)
+	if err := n.checkRFC5780(ctx, cfg(silent)); err == nil || errors.Is(err, errNoRFC5780) {
+		t.Errorf("silent server: %v, want a timeout", err)
+	}
 }
