@@ -47,7 +47,8 @@ func cmdFind(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer n.Close()
-	d, err := n.StartDiscovery(ctx, sdk.DiscoveryOptions{})
+	// A one-shot lookup: no reachability probe, never a DHT server.
+	d, err := n.StartDiscovery(ctx, sdk.DiscoveryOptions{DHTMode: sdk.DHTClient})
 	if err != nil {
 		fmt.Fprintf(stderr, "ferry find: %v\n", err)
 		return 1

@@ -148,7 +148,7 @@ func cmdPing(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, sdk.ErrPeerNotFound) && nf.rendezvous != "" {
 		// Not at this rendezvous server: look its record up in the DHT
 		// and reach it through its own server.
-		if _, derr := n.StartDiscovery(ctx, sdk.DiscoveryOptions{}); derr == nil {
+		if _, derr := n.StartDiscovery(ctx, sdk.DiscoveryOptions{DHTMode: sdk.DHTClient}); derr == nil {
 			c, err = n.Dial(ctx, peer)
 		}
 	}
