@@ -308,6 +308,9 @@ func (n *Node) Handle(ctx context.Context, from kbucket.Contact, req Request) (M
 	if resp == nil {
 		return nil, fmt.Errorf("dht: %v is not a request: %w", req.Type(), ErrUnexpectedResponse)
 	}
+	if pr, ok := resp.(*PutResult); ok && pr.Code != PutStored && pr.Code != PutNotServer {
+		n.cfg.log.Info("dht: refused a record", "peer", from.ID.Short(), "err", pr.Code.Err(), "reason", pr.Reason)
+	}
 	if req.FromServer() && room {
 		n.pingAsync(from)
 	}
@@ -569,8 +572,15 @@ func (n *Node) handleOutcome(l *Lookup, o outcome, key identity.PeerID, res *loo
 	n.seen(o.to)
 	hop := l.Response(o.to.ID, closer)
 	now := n.cfg.now()
+	bad := 0
+	var badErr error
 	for _, r := range recs {
-		if CheckRecord(key, r, now) != nil {
+		if err := CheckRecord(key, r, now); err != nil {
+			// Forged, for another key, expired: dropped, and said once
+			// per answer.
+			if bad++; bad == 1 {
+				badErr = err
+			}
 			continue
 		}
 		signer := r.PeerID()
@@ -580,6 +590,9 @@ func (n *Node) handleOutcome(l *Lookup, o outcome, key identity.PeerID, res *loo
 				res.hops = hop
 			}
 		}
+	}
+	if bad > 0 {
+		n.cfg.log.Warn("dht: dropped invalid records from a node's answer", "peer", o.to.ID.Short(), "key", key.Short(), "records", bad, "err", badErr)
 	}
 	if stopAtRecord && res.records[key] != nil {
 		l.Stop()

@@ -274,3 +274,13 @@ func signedBytes(topic string, first, seq uint64, data []byte) []byte {
 }
 
 const sigContext = "ferry-gossip-v1\x00"
+
+// SignedMsg returns a MSG frame of data on topic from self, signed: what
+// [Topic.Publish] sends, for tools and tests that speak the wire directly
+// (a caller that reuses a sequence number or first sends a replay).
+func SignedMsg(self *identity.Identity, topic string, first, seq uint64, data []byte) Frame {
+	return Frame{Type: TypeMsg, Topic: topic, Msg: Msg{
+		PublicKey: self.PublicKey(), First: first, Seq: seq, Data: data,
+		Sig: self.Sign(signedBytes(topic, first, seq, data)),
+	}}
+}

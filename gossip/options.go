@@ -56,6 +56,7 @@ type config struct {
 	pruneScore float64
 	blockFor   time.Duration
 	subBuffer  int
+	maxHeld    int
 }
 
 // Option configures a [Router].
@@ -121,6 +122,19 @@ func WithGapWait(d time.Duration) Option {
 	}
 }
 
+// WithMaxHeld sets how many messages of one origin are held back while a
+// gap before them is open (default [DefaultMaxHeld]); one more skips the
+// gap at once. Raise it with [WithGapWait] for fast origins.
+func WithMaxHeld(n int) Option {
+	return func(cfg *config) error {
+		if n < 1 || n > 1<<20 {
+			return fmt.Errorf("gossip: max held %d, want 1..%d", n, 1<<20)
+		}
+		cfg.maxHeld = n
+		return nil
+	}
+}
+
 // WithCacheTTL sets how long whole messages are kept to answer GRAFTs
 // (default [DefaultCacheTTL]).
 func WithCacheTTL(d time.Duration) Option {
@@ -152,6 +166,7 @@ func defaults() config {
 		pruneScore: DefaultPruneScore,
 		blockFor:   DefaultBlockFor,
 		subBuffer:  DefaultSubBuffer,
+		maxHeld:    DefaultMaxHeld,
 	}
 }
 

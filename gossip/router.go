@@ -601,7 +601,7 @@ func (t *Topic) onMsg(from identity.PeerID, pe *peer, f *Frame, now time.Time) {
 	t.store(id, b)
 	t.push(from, id, b, fwd.Msg.Hops)
 	msg := Message{Topic: t.name, Origin: oid, Seq: m.Seq, Data: slices.Clone(m.Data), Hops: hops, From: from}
-	out, late := o.accept(msg, m.First, DefaultMaxHeld)
+	out, late := o.accept(msg, m.First, r.cfg.maxHeld)
 	if late {
 		r.m.late.Add(1)
 	}

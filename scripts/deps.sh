@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Ferry's tests need, when it is missing:
 #   - Debian packages (as root): coturn (turnserver, turnutils_*), redis-server,
+#     conntrack (the NAT lab flushes a router's mappings with it),
 #     miniupnpd-nftables (the NAT lab's port-mapping router: miniupnpd with its
 #     nftables backend), nftables, ethtool, iproute2, protobuf-compiler, podman and
 #     ca-certificates (the images, `make images` and the chart checks);
@@ -9,7 +10,7 @@
 set -euo pipefail
 
 GOLANGCI_LINT_VERSION=v2.15.0
-DEB_PACKAGES=(coturn miniupnpd-nftables redis-server nftables ethtool iproute2 protobuf-compiler podman ca-certificates)
+DEB_PACKAGES=(coturn miniupnpd-nftables redis-server nftables ethtool iproute2 conntrack protobuf-compiler podman ca-certificates)
 
 install_debs() {
 	local missing=()

@@ -32,6 +32,16 @@ const (
 	// DefaultDHTMaxInflight bounds the requests a node answers at once;
 	// more are refused.
 	DefaultDHTMaxInflight = 64
+	// DefaultDHTPeerInflight bounds the requests from one peer answered
+	// at once, so that one peer cannot take every slot.
+	DefaultDHTPeerInflight = 8
+	// DefaultDHTPeerRate and DefaultDHTPeerBurst bound the requests a
+	// second one peer may send on average, and at once; more are refused
+	// (a flood of announcements, say).
+	DefaultDHTPeerRate  = 8.0
+	DefaultDHTPeerBurst = 32
+	// dhtWarnEvery spaces the log lines about one flooding peer.
+	dhtWarnEvery = 10 * time.Second
 	// dhtServeTimeout bounds one incoming request: reading it, answering
 	// it and writing the answer.
 	dhtServeTimeout = 10 * time.Second
@@ -51,6 +61,11 @@ type DHTTransportConfig struct {
 	MaxConns    int
 	IdleTimeout time.Duration
 	MaxInflight int
+	// Per peer: requests answered at once, and the rate and burst of
+	// requests accepted.
+	PeerInflight int
+	PeerRate     float64
+	PeerBurst    int
 }
 
 // A DHTTransport is a dht.Transport over a Node: Request dials the
@@ -68,8 +83,11 @@ type DHTTransport struct {
 
 	mu      sync.Mutex
 	handler DHTHandler
-	rvNode  PeerID              // the rendezvous server's DHT node; see discovery_rendezvous.go
-	conns   map[PeerID]*dhtConn // the connections dialed for the DHT
+	limit   *offerLimiter        // requests per peer
+	busy    map[PeerID]int       // requests being answered, per peer
+	warned  map[PeerID]time.Time // when a flooding peer was last logged
+	rvNode  PeerID               // the rendezvous server's DHT node; see discovery_rendezvous.go
+	conns   map[PeerID]*dhtConn  // the connections dialed for the DHT
 	closed  bool
 	done    chan struct{}
 	wg      sync.WaitGroup
@@ -89,7 +107,7 @@ func NewDHTTransport(n *Node, cfg DHTTransportConfig) (*DHTTransport, error) {
 	if n == nil {
 		return nil, errors.New("sdk: NewDHTTransport needs a node")
 	}
-	if cfg.MaxConns < 0 || cfg.IdleTimeout < 0 || cfg.MaxInflight < 0 {
+	if cfg.MaxConns < 0 || cfg.IdleTimeout < 0 || cfg.MaxInflight < 0 || cfg.PeerInflight < 0 || cfg.PeerRate < 0 || cfg.PeerBurst < 0 {
 		return nil, fmt.Errorf("sdk: negative DHT transport limit: %+v", cfg)
 	}
 	if cfg.MaxConns == 0 {
@@ -101,9 +119,20 @@ func NewDHTTransport(n *Node, cfg DHTTransportConfig) (*DHTTransport, error) {
 	if cfg.MaxInflight == 0 {
 		cfg.MaxInflight = DefaultDHTMaxInflight
 	}
+	if cfg.PeerInflight == 0 {
+		cfg.PeerInflight = DefaultDHTPeerInflight
+	}
+	if cfg.PeerRate == 0 {
+		cfg.PeerRate = DefaultDHTPeerRate
+	}
+	if cfg.PeerBurst == 0 {
+		cfg.PeerBurst = DefaultDHTPeerBurst
+	}
 	t := &DHTTransport{
 		n: n, cfg: cfg, sem: make(chan struct{}, cfg.MaxInflight),
 		conns: map[PeerID]*dhtConn{}, done: make(chan struct{}),
+		limit: newOfferLimiter(cfg.PeerRate, cfg.PeerBurst),
+		busy:  map[PeerID]int{}, warned: map[PeerID]time.Time{},
 	}
 	if !n.dht.CompareAndSwap(nil, t) {
 		return nil, errors.New("sdk: the node already has a DHT transport")
@@ -305,19 +334,37 @@ func (t *DHTTransport) serve(s *Stream) {
 		s.refuse(streamErrorUnsupported)
 		return
 	}
+	from := s.conn.remote
+	if !t.limit.allow(from, time.Now()) {
+		t.warnFlood(from, fmt.Sprintf("over %v requests a second (burst %d)", t.cfg.PeerRate, t.cfg.PeerBurst))
+		s.refuse(streamErrorBusy)
+		return
+	}
+	t.mu.Lock()
+	over := t.busy[from] >= t.cfg.PeerInflight
+	if !over {
+		t.busy[from]++
+	}
+	t.mu.Unlock()
+	if over {
+		t.warnFlood(from, fmt.Sprintf("%d requests in flight already", t.cfg.PeerInflight))
+		s.refuse(streamErrorBusy)
+		return
+	}
 	select {
 	case t.sem <- struct{}{}:
 	default:
-		t.n.log.Warn("refusing a DHT request: too many in flight", "peer", s.conn.remote.Short(), "limit", t.cfg.MaxInflight)
+		t.unbusy(from)
+		t.n.log.Warn("refusing a DHT request: too many in flight", "peer", from.Short(), "limit", t.cfg.MaxInflight)
 		s.refuse(streamErrorBusy)
 		return
 	}
 	go func() {
 		defer func() { <-t.sem }()
+		defer t.unbusy(from)
 		ctx, cancel := context.WithTimeout(t.n.ctx, dhtServeTimeout)
 		defer cancel()
 		_ = s.SetDeadline(time.Now().Add(dhtServeTimeout))
-		from := s.conn.remote
 		m, err := readDHTMessage(s)
 		if err != nil {
 			t.n.log.Warn("refusing a DHT request", "peer", from.Short(), "err", err)
@@ -343,6 +390,33 @@ func (t *DHTTransport) serve(s *Stream) {
 		}
 		_ = s.Close()
 	}()
+}
+
+func (t *DHTTransport) unbusy(p PeerID) {
+	t.mu.Lock()
+	if t.busy[p]--; t.busy[p] <= 0 {
+		delete(t.busy, p)
+	}
+	t.mu.Unlock()
+}
+
+// warnFlood logs a refused request from a peer over its limits, at most
+// once every dhtWarnEvery per peer.
+func (t *DHTTransport) warnFlood(p PeerID, why string) {
+	now := time.Now()
+	t.mu.Lock()
+	last, ok := t.warned[p]
+	say := !ok || now.Sub(last) >= dhtWarnEvery
+	if say {
+		if len(t.warned) >= maxOfferSenders {
+			clear(t.warned)
+		}
+		t.warned[p] = now
+	}
+	t.mu.Unlock()
+	if say {
+		t.n.log.Warn("refusing DHT requests from a peer: "+why, "peer", p.Short(), "quiet", dhtWarnEvery)
+	}
 }
 
 // A DHT message on a stream is a 4-byte big-endian length and the message

@@ -17,7 +17,8 @@
 // heartbeat intervals (5 s each by default, see [WithHeartbeat]) is declared
 // lost and the connection reconnects. A dialer that the rendezvous keeps
 // telling the peer is gone ([ErrPeerNotFound], for about 2 s) gives up with
-// that error rather than redialing until the reconnect timeout.
+// that error rather than redialing until the reconnect timeout, and so does
+// an acceptor waiting for a dialer that the rendezvous reports gone.
 //
 // A [Node] is what most applications want: logged in to a rendezvous server
 // under its identity, it dials peers by PeerID ([Node.Dial]) and accepts

@@ -187,5 +187,5 @@ func (n *Node) dialAny(ctx context.Context, cfg *config, peer PeerID) (*session,
 	if n.rv == nil {
 		return nil, fmt.Errorf("%w: %w", ErrPeerNotFound, errNoRendezvous)
 	}
-	return n.dialPath(ctx, cfg, peer)
+	return n.dialRendezvous(ctx, cfg, peer)
 }

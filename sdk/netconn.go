@@ -210,6 +210,9 @@ func (n *Node) routeStream(s *Stream) bool {
 		t.serve(s)
 		return true
 	}
+	if n.routeGossip(s) { // see gossip.go
+		return true
+	}
 	n.lmu.Lock()
 	l := n.listeners[s.proto]
 	listening := len(n.listeners) > 0

@@ -27,8 +27,11 @@ import (
 type Node struct {
 	*router
 	cfg       config
-	rv        *signal.Client // nil for a node with no rendezvous server
-	lan       *lanState      // nil unless LAN discovery is on; see lan.go
+	rv        *signal.Client  // nil for a node with no rendezvous server
+	copts     []signal.Option // how it logs in; foreign logins too (rvforeign.go)
+	foreign   foreignRVs      // logins at other peers' servers; see rvforeign.go
+	lan       *lanState       // nil unless LAN discovery is on; see lan.go
+	pmap      *portMapState   // nil unless port mapping is on; see portmap.go
 	serverTLS *tls.Config
 	log       *slog.Logger
 
@@ -45,6 +48,7 @@ type Node struct {
 	handlers  handlerSet                   // see handle.go
 	dht       atomic.Pointer[DHTTransport] // DHTProtocol streams go here; see discovery.go
 	disc      atomic.Pointer[Discovery]    // see topic.go
+	gsp       gossipSlot                   // see gossip.go
 
 	loginErr error // why the last login in New failed
 
@@ -116,12 +120,17 @@ func New(ctx context.Context, opts ...NodeOption) (_ *Node, err error) {
 		listeners: map[string]*streamListener{},
 	}
 	n.router.peers = n
+	n.router.cfg.presence = n.peerPresent // supervise.go: an acceptor notices a dialer gone
 	defer func() {
 		if err != nil {
 			n.cancel()
 			n.stopLAN()
+			n.stopPortMap()
 		}
 	}()
+	if err = n.startPortMap(); err != nil { //nolint:contextcheck // the mapping lives as long as the node
+		return nil, err
+	}
 	if nc.lanEnabled() {
 		if err = n.startLAN(ctx); err != nil {
 			return nil, err
@@ -140,6 +149,7 @@ func New(ctx context.Context, opts ...NodeOption) (_ *Node, err error) {
 	if nc.dialTCP != nil {
 		copts = append(copts, signal.WithDialer(nc.dialTCP))
 	}
+	n.copts = copts
 	var errs []error
 	for _, u := range nc.rendezvous {
 		if n.login(ctx, u, copts) == nil {
@@ -186,6 +196,7 @@ func (n *Node) Accept(ctx context.Context) (*Conn, error) { return n.accept(ctx)
 // server and waits for the node's goroutines. Close is idempotent.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		n.closeGossip() // see gossip.go
 		// Stop signaling first, so no new negotiation starts, then end
 		// the ones under way and the connections.
 		n.cancel()
@@ -204,6 +215,7 @@ func (n *Node) Close() error {
 		n.mu.Unlock()
 		n.shutdown()
 		n.stopLAN()
+		n.stopPortMap()
 		n.waitHandlers()
 	})
 	return n.closeErr
@@ -267,6 +279,9 @@ func (n *Node) iceConfig(cr *signal.Credentials) icepath.Config {
 		Timing:          n.cfg.node.timing.internal(),
 		Logger:          n.log,
 	}
+	if n.pmap != nil && n.pmap.ice != nil {
+		ic.PortMap = n.pmap.ice
+	}
 	// Relays are reached over UDP when UDP works and over TCP or TLS when
 	// it does not: offering both would let ICE pick (or renominate to) a
 	// TCP relay where UDP would do. Until the probe has answered, both.
@@ -296,9 +311,11 @@ func newSessionID() ([]byte, error) {
 const maxTrickle = 64
 
 // dialPath negotiates a new ICE path to peer and runs a QUIC session on it.
-func (n *Node) dialPath(ctx context.Context, cfg *config, peer PeerID) (*session, error) {
+// rv is the rendezvous server to signal through: the node's own, or a
+// foreign one the peer is logged in at (rvforeign.go).
+func (n *Node) dialPath(ctx context.Context, cfg *config, peer PeerID, rv *signal.Client) (*session, error) {
 	start := time.Now()
-	cr, err := n.credentials(ctx)
+	cr, err := n.credentialsAt(ctx, rv)
 	if err != nil {
 		return nil, err
 	}
@@ -332,11 +349,11 @@ func (n *Node) dialPath(ctx context.Context, cfg *config, peer PeerID) (*session
 	}
 	// Gathering runs while the offer travels (STUN and TURN take a round
 	// trip or two each); the candidates go out once the offer is through.
-	sendCands, err := n.trickle(ag, peer, sid, ufrag)
+	sendCands, err := n.trickle(rv, ag, peer, sid, ufrag)
 	if err != nil {
 		return nil, err
 	}
-	if err = n.rv.Offer(ctx, peer, &wire.Offer{RouteHeader: wire.RouteHeader{SessionID: sid}, Ufrag: ufrag, Pwd: pwd}); err != nil {
+	if err = rv.Offer(ctx, peer, &wire.Offer{RouteHeader: wire.RouteHeader{SessionID: sid}, Ufrag: ufrag, Pwd: pwd}); err != nil {
 		if errors.Is(err, signal.ErrPeerNotFound) {
 			return nil, fmt.Errorf("%w: %w", ErrPeerNotFound, err)
 		}
@@ -349,7 +366,7 @@ func (n *Node) dialPath(ctx context.Context, cfg *config, peer PeerID) (*session
 	case reason := <-at.bye:
 		return nil, fmt.Errorf("sdk: peer declined: %s", reason)
 	case <-ctx.Done():
-		n.sayBye(peer, sid, "dial abandoned") //nolint:contextcheck // ctx has ended; the goodbye uses the node's
+		n.sayBye(rv, peer, sid, "dial abandoned") //nolint:contextcheck // ctx has ended; the goodbye uses the node's
 		return nil, ctx.Err()
 	}
 	for _, cand := range ans.Candidates {
@@ -359,7 +376,7 @@ func (n *Node) dialPath(ctx context.Context, cfg *config, peer PeerID) (*session
 	pc, err := ag.Connect(ctx, ans.Ufrag, ans.Pwd)
 	stopFeed()
 	if err != nil {
-		n.sayBye(peer, sid, "no path") //nolint:contextcheck // ctx may have ended; the goodbye uses the node's
+		n.sayBye(rv, peer, sid, "no path") //nolint:contextcheck // ctx may have ended; the goodbye uses the node's
 		return nil, iceError(ctx, peer, err)
 	}
 	tr := &quic.Transport{Conn: pc}
@@ -398,7 +415,7 @@ func iceError(ctx context.Context, peer PeerID, err error) error {
 // called are held (the peer drops candidates that arrive before the offer
 // or answer they belong to), and sent in order when it is; the rest go to
 // peer as they come.
-func (n *Node) trickle(ag *icepath.Agent, peer PeerID, sid []byte, ufrag string) (send func(), err error) {
+func (n *Node) trickle(rv *signal.Client, ag *icepath.Agent, peer PeerID, sid []byte, ufrag string) (send func(), err error) {
 	var (
 		mu   sync.Mutex
 		open bool
@@ -406,10 +423,10 @@ func (n *Node) trickle(ag *icepath.Agent, peer PeerID, sid []byte, ufrag string)
 	)
 	post := func(cand string) {
 		if cand == "" {
-			_ = n.rv.EndOfCandidates(n.ctx, peer, sid, ufrag)
+			_ = rv.EndOfCandidates(n.ctx, peer, sid, ufrag)
 			return
 		}
-		_ = n.rv.Candidate(n.ctx, peer, sid, ufrag, "candidate:"+cand)
+		_ = rv.Candidate(n.ctx, peer, sid, ufrag, "candidate:"+cand)
 	}
 	err = ag.Gather(func(cand string) {
 		// Runs on the agent's goroutine: never wait for the network.
@@ -453,18 +470,22 @@ func (n *Node) feed(ag *icepath.Agent, remote <-chan string) (stop func()) {
 	return func() { close(done); wg.Wait() }
 }
 
-func (n *Node) sayBye(peer PeerID, sid []byte, reason string) {
+func (n *Node) sayBye(rv *signal.Client, peer PeerID, sid []byte, reason string) {
 	ctx, cancel := context.WithTimeout(n.ctx, time.Second)
 	defer cancel()
-	_ = n.rv.Post(ctx, peer, &wire.Bye{RouteHeader: wire.RouteHeader{SessionID: sid}, Reason: reason})
+	_ = rv.Post(ctx, peer, &wire.Bye{RouteHeader: wire.RouteHeader{SessionID: sid}, Reason: reason})
 }
 
 // maxIncomingOffers bounds offers being answered at once.
 const maxIncomingOffers = 64
 
-// onSignal handles a routed message from the rendezvous (on the client's
-// goroutine: it must not block).
-func (n *Node) onSignal(m signal.Message) {
+// onSignal handles a routed message from the node's rendezvous server (on
+// the client's goroutine: it must not block).
+func (n *Node) onSignal(m signal.Message) { n.onSignalVia(nil, m) }
+
+// onSignalVia handles a routed message that came through rv (nil: the
+// node's own server); offers are answered through the same server.
+func (n *Node) onSignalVia(rv *signal.Client, m signal.Message) {
 	if m.Err != nil {
 		n.log.Debug("rendezvous refused a message", "peer", m.From.Short(), "err", m.Err)
 		return
@@ -472,7 +493,7 @@ func (n *Node) onSignal(m signal.Message) {
 	sid := string(m.SessionID)
 	switch msg := m.Msg.(type) {
 	case *wire.Offer:
-		n.answer(m.From, msg)
+		n.answer(rv, m.From, msg)
 	case *wire.Answer:
 		n.mu.Lock()
 		at := n.dialing[sid]
@@ -525,7 +546,7 @@ func (n *Node) onSignal(m signal.Message) {
 // it hands to the router. Offers beyond the sender's rate are ignored, and
 // offers from peers the allow hook refuses are declined, both before any
 // ICE or relay work.
-func (n *Node) answer(from PeerID, o *wire.Offer) {
+func (n *Node) answer(rv *signal.Client, from PeerID, o *wire.Offer) {
 	key := from.String() + string(o.SessionID)
 	if n.ctx.Err() != nil {
 		return
@@ -537,7 +558,7 @@ func (n *Node) answer(from PeerID, o *wire.Offer) {
 	if n.cfg.allowPeer != nil {
 		if err := n.cfg.allowPeer(from); err != nil {
 			n.log.Debug("offer refused by the allow hook", "peer", from.Short(), "err", err)
-			n.wg.Go(func() { n.sayBye(from, o.SessionID, "refused") })
+			n.wg.Go(func() { n.sayBye(n.via(rv), from, o.SessionID, "refused") })
 			return
 		}
 	}
@@ -553,7 +574,7 @@ func (n *Node) answer(from PeerID, o *wire.Offer) {
 	case dup:
 		return
 	case full:
-		n.wg.Go(func() { n.sayBye(from, o.SessionID, "busy") })
+		n.wg.Go(func() { n.sayBye(n.via(rv), from, o.SessionID, "busy") })
 		return
 	}
 	start := time.Now()
@@ -563,18 +584,18 @@ func (n *Node) answer(from PeerID, o *wire.Offer) {
 			delete(n.incoming, key)
 			n.mu.Unlock()
 		}()
-		if err := n.acceptPath(from, o, in, start); err != nil {
+		if err := n.acceptPath(n.via(rv), from, o, in, start); err != nil {
 			n.log.Debug("incoming offer failed", "peer", from.Short(), "err", err)
 		}
 	})
 }
 
-func (n *Node) acceptPath(from PeerID, o *wire.Offer, in *incoming, start time.Time) error {
+func (n *Node) acceptPath(rv *signal.Client, from PeerID, o *wire.Offer, in *incoming, start time.Time) error {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.handshakeTimeout+n.iceBudget())
 	defer cancel()
-	cr, err := n.credentials(ctx)
+	cr, err := n.credentialsAt(ctx, rv)
 	if err != nil {
-		n.sayBye(from, o.SessionID, "no relay credentials")
+		n.sayBye(rv, from, o.SessionID, "no relay credentials")
 		return err
 	}
 	ag, err := icepath.New(n.iceConfig(cr), false)
@@ -602,11 +623,11 @@ func (n *Node) acceptPath(from PeerID, o *wire.Offer, in *incoming, start time.T
 	if err != nil {
 		return err
 	}
-	sendCands, err := n.trickle(ag, from, o.SessionID, ufrag)
+	sendCands, err := n.trickle(rv, ag, from, o.SessionID, ufrag)
 	if err != nil {
 		return err
 	}
-	if err = n.rv.Answer(ctx, from, &wire.Answer{RouteHeader: wire.RouteHeader{SessionID: o.SessionID}, Ufrag: ufrag, Pwd: pwd}); err != nil {
+	if err = rv.Answer(ctx, from, &wire.Answer{RouteHeader: wire.RouteHeader{SessionID: o.SessionID}, Ufrag: ufrag, Pwd: pwd}); err != nil {
 		return fmt.Errorf("answer: %w", err)
 	}
 	sendCands()

@@ -133,7 +133,8 @@ type nodeConfig struct {
 	offerRate    float64
 	offerBurst   int
 	loginTimeout time.Duration
-	lan          lanMode // see lan.go
+	lan          lanMode      // see lan.go
+	portMapping  *PortMapping // see portmap.go
 }
 
 // DefaultLoginTimeout bounds the login to each rendezvous server in New.

@@ -108,6 +108,9 @@ type config struct {
 	logger            *slog.Logger
 	eventHook         func(PeerID, Event)
 	node              nodeConfig
+	// presence asks the rendezvous whether a peer is still logged in
+	// there (supervise.go); set by a Node, nil for an Endpoint.
+	presence func(ctx context.Context, peer PeerID) error
 }
 
 func defaultConfig() config {

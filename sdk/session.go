@@ -227,9 +227,10 @@ func (s *session) start() bool {
 	default:
 	}
 	s.running.Store(true)
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go s.readLoop()
 	go s.writeLoop()
+	go s.watchSilence()
 	go s.acceptStreams()
 	poke(s.wake)
 	return true
@@ -363,11 +364,37 @@ func (s *session) deliver(seq uint64, payload []byte) error {
 	return nil
 }
 
+// watchSilence declares the peer dead once it has been silent for
+// heartbeatMisses intervals, checked heartbeatChecks times an interval. It
+// runs apart from the writer, which can block in a stream write for as
+// long as the path is dead (QUIC's window full, nothing acknowledged): a
+// check in the writer's loop then waited for QUIC's idle timeout instead.
+func (s *session) watchSilence() {
+	defer s.wg.Done()
+	interval := s.c.cfg.heartbeatInterval
+	ticker := time.NewTicker(interval / heartbeatChecks)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-ticker.C:
+			silent := now.Sub(time.Unix(0, s.lastHeard.Load()))
+			if silent >= time.Duration(s.c.cfg.heartbeatMisses)*interval {
+				// terminate also sets a write deadline that frees a
+				// blocked writer.
+				s.terminate(nil, &SessionLostError{Cause: &timeoutError{msg: fmt.Sprintf("peer silent for %v (%d heartbeat intervals of %v)",
+					silent.Round(time.Millisecond), s.c.cfg.heartbeatMisses, interval)}})
+				return
+			}
+		}
+	}
+}
+
 func (s *session) writeLoop() {
 	defer s.wg.Done()
 	// The ticker runs at a quarter of the heartbeat interval: every fourth
-	// tick sends a PING, and every tick checks for silence, so a dead
-	// peer is declared within a quarter interval of the deadline.
+	// tick sends a PING (watchSilence checks for silence on its own).
 	interval := s.c.cfg.heartbeatInterval
 	ticker := time.NewTicker(interval / heartbeatChecks)
 	defer ticker.Stop()
@@ -385,13 +412,7 @@ loop:
 		case <-s.wake:
 		case <-s.stop:
 			break loop
-		case now := <-ticker.C:
-			silent := now.Sub(time.Unix(0, s.lastHeard.Load()))
-			if silent >= time.Duration(s.c.cfg.heartbeatMisses)*interval {
-				s.terminate(nil, &SessionLostError{Cause: &timeoutError{msg: fmt.Sprintf("peer silent for %v (%d heartbeat intervals of %v)",
-					silent.Round(time.Millisecond), s.c.cfg.heartbeatMisses, interval)}})
-				break loop
-			}
+		case <-ticker.C:
 			ticks++
 			pingDue = ticks%heartbeatChecks == 0
 		}

@@ -2,12 +2,15 @@ package sdk
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/ferrynet/ferry/identity"
 	"github.com/ferrynet/ferry/internal/backoff"
+	"github.com/ferrynet/ferry/signal"
+	"github.com/ferrynet/ferry/wire"
 )
 
 // Reconnect backoff for the dialing side: the n-th wait after a failed
@@ -89,7 +92,11 @@ func (c *Conn) supervise() {
 			}
 			c.setState(StateDisconnected, cause)
 		}
-		if err := c.reconnect(cause); err != nil {
+		// A session that ran on an ICE path was signaled through the
+		// rendezvous, where the dialer is logged in: the acceptor can ask
+		// whether it still is.
+		signaled := s != nil && s.path != nil && s.path.ice != nil
+		if err := c.reconnect(cause, signaled); err != nil {
 			final = err
 			return
 		}
@@ -108,9 +115,11 @@ func (c *Conn) closeErr() error {
 }
 
 // reconnect restores a session: the dialer dials again with backoff, the
-// acceptor waits for the dialer. It returns nil once Connected, or the
-// error that ends the conn.
-func (c *Conn) reconnect(cause error) error {
+// acceptor waits for the dialer (and, when the session was signaled, gives
+// up early once the rendezvous has reported the dialer gone for
+// acceptorGoneGrace). It returns nil
+// once Connected, or the error that ends the conn.
+func (c *Conn) reconnect(cause error, signaled bool) error {
 	c.setState(StateReconnecting, cause)
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
@@ -127,12 +136,18 @@ func (c *Conn) reconnect(cause error) error {
 	}
 
 	if c.role == roleAcceptor {
+		var gone <-chan error
+		if signaled && c.cfg.presence != nil {
+			gone = c.watchDialer(ctx)
+		}
 		for {
 			select {
 			case <-c.closing:
 				return c.closeErr()
 			case <-deadline:
 				return timedOut(cause)
+			case err := <-gone:
+				return err
 			case ns := <-c.incoming:
 				if err := c.acceptHandshake(ctx, ns); err != nil {
 					if fatal(err) {
@@ -222,6 +237,75 @@ func (c *Conn) redialOnce(ctx context.Context) error {
 		s.terminate(nil, err)
 		s.wait()
 		return err
+	}
+	return nil
+}
+
+// watchDialer asks the rendezvous, while the acceptor waits for the dialer
+// to come back, whether the dialer is still logged in: at once, then every
+// peerGoneGrace/2. Once it has been reported gone for acceptorGoneGrace
+// (and at least two answers in a row), the channel yields an error
+// wrapping ErrPeerNotFound. The goroutine ends with ctx.
+func (c *Conn) watchDialer(ctx context.Context) <-chan error {
+	out := make(chan error, 1)
+	grace := c.acceptorGoneGrace()
+	go func() {
+		t := time.NewTicker(peerGoneGrace / 2)
+		defer t.Stop()
+		var goneSince time.Time
+		for answers := 0; ; {
+			qctx, cancel := context.WithTimeout(ctx, peerGoneGrace)
+			err := c.cfg.presence(qctx, c.remote)
+			cancel()
+			switch {
+			case ctx.Err() != nil:
+				return
+			case errors.Is(err, ErrPeerNotFound):
+				answers++
+				if goneSince.IsZero() {
+					goneSince = time.Now()
+				}
+				if gone := time.Since(goneSince); answers >= 2 && gone >= grace {
+					out <- fmt.Errorf("sdk: reconnect: the rendezvous has reported the dialer gone for %v: %w", gone.Round(time.Millisecond), err)
+					return
+				}
+			default: // logged in, or no answer: keep waiting
+				answers, goneSince = 0, time.Time{}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return out
+}
+
+// acceptorGoneGrace is how long the acceptor must hear "not logged in"
+// before it gives up: the dialer's grace (a restart, a signaling blip) plus
+// the heartbeat bound. A live dialer at another rendezvous server logs in
+// here only to signal, and logs out when idle (rvforeign.go), so it is
+// absent here while connected; when the session dies it notices within the
+// heartbeat bound, as this side did, and logs in here again to redial.
+func (c *Conn) acceptorGoneGrace() time.Duration {
+	return peerGoneGrace + time.Duration(c.cfg.heartbeatMisses)*c.cfg.heartbeatInterval
+}
+
+// peerPresent asks the rendezvous whether peer is logged in there: nil if
+// it is (or the node has no rendezvous, or no answer came), an error
+// wrapping ErrPeerNotFound if not. The question is a Bye for a session that
+// does not exist, which the rendezvous routes (or refuses: peer not found)
+// and a peer ignores; it needs no new message type.
+func (n *Node) peerPresent(ctx context.Context, peer PeerID) error {
+	if n.rv == nil {
+		return nil
+	}
+	sid := make([]byte, 16)
+	_, _ = rand.Read(sid)
+	err := n.rv.Send(ctx, peer, &wire.Bye{RouteHeader: wire.RouteHeader{SessionID: sid}, Reason: "presence check"})
+	if errors.Is(err, signal.ErrPeerNotFound) {
+		return fmt.Errorf("%w: %w", ErrPeerNotFound, err)
 	}
 	return nil
 }

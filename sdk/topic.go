@@ -26,17 +26,26 @@ type DiscoveryOptions struct {
 	// Refresh is how often Topic.Peers looks again; zero means
 	// DefaultTopicRefresh.
 	Refresh time.Duration
+	// DHTMode chooses whether the node serves the DHT (DHTServer) or only
+	// uses it (DHTClient); the default, DHTAuto, probes the node's NAT
+	// against its rendezvous STUN server (see Discovery.Mode).
+	DHTMode DHTMode
+
+	probe reachProbeFunc // tests: replaces the reachability probe
 }
 
-// Discovery is a Node's part in the DHT: a client-mode dht.Node that joined
-// through the node's rendezvous server and publishes the node's signed
-// peer record (and republishes it until Close).
+// Discovery is a Node's part in the DHT: a dht.Node (a client, or a server
+// when reachable: see Mode) that joined through the node's rendezvous
+// server and publishes the node's signed peer record (and republishes it
+// until Close).
 type Discovery struct {
 	n       *Node
 	tr      *DHTTransport
 	d       *dht.Node
 	urls    []string
 	o       DiscoveryOptions
+	mode    dhtModeDecision
+	reach   *reachState
 	stop    func() bool
 	closeMu sync.Once
 }
@@ -61,6 +70,11 @@ func (n *Node) StartDiscovery(ctx context.Context, o DiscoveryOptions) (_ *Disco
 	if o.Refresh == 0 {
 		o.Refresh = DefaultTopicRefresh
 	}
+	mode, err := n.decideDHTMode(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	n.log.Info("DHT mode chosen", "mode", mode.mode, "reason", mode.reason)
 	tr, err := NewDHTTransport(n, o.Transport)
 	if err != nil {
 		return nil, err
@@ -70,12 +84,16 @@ func (n *Node) StartDiscovery(ctx context.Context, o DiscoveryOptions) (_ *Disco
 			_ = tr.Close()
 		}
 	}()
-	d, err := dht.New(n.id, tr, dht.WithClientMode(), dht.WithLogger(n.log.With("component", "dht")))
+	dopts := []dht.Option{dht.WithLogger(n.log.With("component", "dht"))}
+	if mode.mode != DHTServer {
+		dopts = append(dopts, dht.WithClientMode())
+	}
+	d, err := dht.New(n.id, reachTransport{tr}, dopts...)
 	if err != nil {
 		return nil, err
 	}
 	tr.Serve(d.Handle)
-	disc := &Discovery{n: n, tr: tr, d: d, urls: []string{n.rv.URL()}, o: o}
+	disc := &Discovery{n: n, tr: tr, d: d, urls: []string{n.rv.URL()}, o: o, mode: mode}
 	seed, err := tr.Rendezvous(ctx)
 	if err == nil {
 		err = d.Bootstrap(ctx, []kbucket.Contact{seed})
@@ -91,6 +109,8 @@ func (n *Node) StartDiscovery(ctx context.Context, o DiscoveryOptions) (_ *Disco
 		_ = d.Close()
 		return nil, errors.New("sdk: discovery is already started")
 	}
+	// Server nodes are found in the background, within the node's lifetime.
+	disc.startServerSeeds() //nolint:contextcheck // see above
 	// The node's lifetime, not ctx's: discovery lasts until the node closes.
 	disc.stop = context.AfterFunc(n.ctx, func() { _ = disc.Close() }) //nolint:contextcheck // see above
 	return disc, nil
@@ -112,6 +132,7 @@ func (d *Discovery) Close() error {
 			d.stop()
 		}
 		d.n.disc.CompareAndSwap(d, nil)
+		d.reach.stop()
 		_ = d.d.Close()
 		_ = d.tr.Close()
 	})
@@ -125,6 +146,7 @@ type Topic struct {
 	name  string
 	done  chan struct{}
 	close sync.Once
+	gsp   topicGossip // see gossip.go
 }
 
 // Join announces the node under topic, through the discovery started with
@@ -198,6 +220,7 @@ func (t *Topic) Peers(ctx context.Context) <-chan PeerInfo {
 func (t *Topic) Close() error {
 	t.close.Do(func() {
 		close(t.done)
+		t.closeGossip() // see gossip.go
 		t.d.d.Leave(t.name)
 	})
 	return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -46,7 +47,8 @@ func cmdFind(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer n.Close()
-	d, err := n.StartDiscovery(ctx, sdk.DiscoveryOptions{})
+	// A one-shot lookup: no reachability probe, never a DHT server.
+	d, err := n.StartDiscovery(ctx, sdk.DiscoveryOptions{DHTMode: sdk.DHTClient})
 	if err != nil {
 		fmt.Fprintf(stderr, "ferry find: %v\n", err)
 		return 1
@@ -70,14 +72,23 @@ func cmdFind(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// joinTopics starts the node's discovery and joins each topic (ferry listen
-// --join); with no topics it does nothing.
-func joinTopics(ctx context.Context, n *sdk.Node, topics []string) error {
-	if len(topics) == 0 {
+// joinTopics starts the node's discovery, which publishes its peer record
+// so that peers at other rendezvous servers can dial it by PeerID, and
+// joins each topic (ferry listen --join). With no topics a server without
+// a DHT node is no error: the record is not published, and a line says so.
+func joinTopics(ctx context.Context, n *sdk.Node, hasRendezvous bool, topics []string, stderr io.Writer) error {
+	if !hasRendezvous {
+		if len(topics) > 0 {
+			return errors.New("--join needs a rendezvous server (--rendezvous) that runs a DHT node")
+		}
 		return nil
 	}
 	if _, err := n.StartDiscovery(ctx, sdk.DiscoveryOptions{}); err != nil {
-		return err
+		if len(topics) > 0 {
+			return err
+		}
+		fmt.Fprintf(stderr, "ferry listen: peer record not published (peers at other rendezvous servers cannot dial this one): %v\n", err)
+		return nil
 	}
 	for _, t := range topics {
 		if _, err := n.Join(ctx, t); err != nil {

@@ -3,6 +3,7 @@
 //	ferry id [--identity FILE]                  print this node's PeerID, creating its key
 //	ferry listen --rendezvous URL               accept connections, answer pings
 //	ferry ping --rendezvous URL PEERID          connect to a peer, report the path and RTT
+//	ferry pub|sub --topic T ...                 publish on / subscribe to a topic (gossip)
 //	ferry demo [--json] [--nat-a T --nat-b T]   the whole stack on one machine
 //
 // Run `ferry help` for details.
@@ -41,14 +42,18 @@ Usage:
       connections and answer pings until interrupted. With no --rendezvous
       (or with --lan on) the node announces itself on the local network by
       mDNS and finds the peers there.
-      Each --join announces the node under TOPIC in the DHT (needs a
-      rendezvous server run with ferry-rendezvous --dht).
+      When the rendezvous server runs a DHT node (ferry-rendezvous --dht)
+      the node publishes its peer record there, so peers logged in at other
+      rendezvous servers can ping it by PeerID. Each --join announces the
+      node under TOPIC in the DHT (needs such a server).
 
   ferry ping [--rendezvous URL] [--rendezvous-ca FILE] [--identity FILE]
              [--lan auto|on|off] [--count N] [--relay auto|never|always] [--json] PEERID
       Connect to PEERID through the rendezvous (directly when the NATs
       allow, through a relay otherwise), send N pings, and report the path,
-      the candidate types, the connect time and the RTT. --json prints one
+      the candidate types, the connect time and the RTT. A PEERID that this
+      rendezvous server does not know is looked up in the DHT and reached
+      through the rendezvous server its record names. --json prints one
       object: peer, path, local_candidate, remote_candidate, connect_ms,
       rtt_ms.
 
@@ -57,6 +62,16 @@ Usage:
       Look TOPIC up in the DHT, through the rendezvous server's DHT node
       (ferry-rendezvous --dht), and print each peer announced there: PeerID,
       rendezvous URLs, and whether its record lists addresses (direct).
+
+  ferry pub --rendezvous URL --topic TOPIC [--min-peers N] [--linger D] MESSAGE|-
+      Publish MESSAGE (or each line of standard input, with -) on TOPIC:
+      signed with this node's key and gossiped to every subscriber once.
+      Waits for N gossip neighbours first (default 1). See ferry pub --help.
+
+  ferry sub --rendezvous URL --topic TOPIC [--json] [--count N]
+      Print every message published on TOPIC from now on, once each, in
+      order per publisher: ORIGIN SEQ DATA, or one JSON object per line.
+      Both need a rendezvous server run with ferry-rendezvous --dht.
 
   ferry demo [--json] [--relay auto|never|always] [--nat-a TYPE --nat-b TYPE]
       Start a rendezvous server and a relay with embedded defaults, plus two
@@ -97,6 +112,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdPing(ctx, args[1:], stdout, stderr)
 	case "find":
 		return cmdFind(ctx, args[1:], stdout, stderr)
+	case "pub":
+		return cmdPub(ctx, args[1:], os.Stdin, stdout, stderr)
+	case "sub":
+		return cmdSub(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprintf(stdout, usage, defaultIdentity())
 		return 0

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -74,7 +75,7 @@ func cmdListen(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 1
 	}
 	defer n.Close()
-	if err := joinTopics(ctx, n, topics); err != nil {
+	if err := joinTopics(ctx, n, nf.rendezvous != "", topics, stderr); err != nil {
 		fmt.Fprintf(stderr, "ferry listen: %v\n", err)
 		return 1
 	}
@@ -144,6 +145,13 @@ func cmdPing(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer n.Close()
 	c, err := n.Dial(ctx, peer)
+	if errors.Is(err, sdk.ErrPeerNotFound) && nf.rendezvous != "" {
+		// Not at this rendezvous server: look its record up in the DHT
+		// and reach it through its own server.
+		if _, derr := n.StartDiscovery(ctx, sdk.DiscoveryOptions{DHTMode: sdk.DHTClient}); derr == nil {
+			c, err = n.Dial(ctx, peer)
+		}
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "ferry ping: %v\n", err)
 		return 1

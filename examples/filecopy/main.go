@@ -230,6 +230,15 @@ func (r *receiver) receive(s *sdk.Stream, br *bufio.Reader, o offer) error {
 		// Keep what arrived: the next send resumes after it.
 		return fmt.Errorf("interrupted at %d of %d bytes: %w", have, o.Size, err)
 	}
+	// The sender closes its direction after the last byte. Waiting for that
+	// before answering also means the answer cannot cancel a sender still
+	// about to close: the handler's return stops the stream's reading.
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		if err == nil {
+			err = fmt.Errorf("more than the %d bytes offered", o.Size)
+		}
+		return fmt.Errorf("after the data: %w", err)
+	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != o.SHA256 {
 		_ = os.Remove(part)
 		return fmt.Errorf("checksum mismatch: got %s, want %s (partial file removed, send again)", got, o.SHA256)

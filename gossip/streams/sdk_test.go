@@ -1,4 +1,4 @@
-package streams
+package streams_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferrynet/ferry/gossip"
+	"github.com/ferrynet/ferry/gossip/streams"
 	"github.com/ferrynet/ferry/identity"
 	"github.com/ferrynet/ferry/internal/rvtest"
 	"github.com/ferrynet/ferry/internal/testutil"
@@ -40,10 +41,10 @@ func TestSDKNodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr := New(func(ctx context.Context, p identity.PeerID) (net.Conn, error) {
-			return node.DialStream(ctx, p, Protocol)
+		tr := streams.New(func(ctx context.Context, p identity.PeerID) (net.Conn, error) {
+			return node.DialStream(ctx, p, streams.Protocol)
 		})
-		l, err := node.Listen(Protocol)
+		l, err := node.Listen(streams.Protocol)
 		if err != nil {
 			t.Fatal(err)
 		}

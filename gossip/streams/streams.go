@@ -5,7 +5,11 @@
 //
 // Each frame is prefixed with its length (4 bytes, big endian, at most
 // [MaxFrame]). A stream that breaks, or a dial that fails, is reported to
-// the router as [gossip.Router.PeerDown].
+// the router as [gossip.Router.PeerDown]; the end of a peer's incoming
+// stream only if it is the peer's latest. Streams come from a listener
+// ([Transport.Serve]) or one at a time ([Transport.ServeConn], as the SDK
+// hands them over); [Transport.Redial] moves a peer's outgoing stream to a
+// new connection without reporting it down.
 package streams
 
 import (
@@ -50,21 +54,26 @@ type Transport struct {
 	wg     sync.WaitGroup
 	r      atomic.Pointer[gossip.Router]
 
-	mu    sync.Mutex
-	out   map[identity.PeerID]*link
-	in    map[net.Conn]struct{}
-	drops atomic.Uint64
+	mu     sync.Mutex
+	out    map[identity.PeerID]*link
+	in     map[net.Conn]struct{}
+	last   map[identity.PeerID]net.Conn // each peer's latest incoming stream
+	drops  atomic.Uint64
+	queued atomic.Int64 // frames queued or being written
 }
 
 type link struct {
-	q    chan []byte
-	conn net.Conn // set by the writer once dialled
+	q      chan []byte
+	redial chan struct{} // cap 1: see Redial
+	conn   net.Conn      // set by the writer once dialled
+	// cancelDial ends the dial under way, if any.
+	cancelDial context.CancelFunc
 }
 
 // New returns a transport that dials with dial.
 func New(dial DialFunc) *Transport {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Transport{dial: dial, ctx: ctx, cancel: cancel, out: map[identity.PeerID]*link{}, in: map[net.Conn]struct{}{}}
+	return &Transport{dial: dial, ctx: ctx, cancel: cancel, out: map[identity.PeerID]*link{}, in: map[net.Conn]struct{}{}, last: map[identity.PeerID]net.Conn{}}
 }
 
 // Attach sets the router that frames go to and PeerDown reports reach.
@@ -82,26 +91,47 @@ func (t *Transport) Send(to identity.PeerID, frame []byte) {
 	}
 	l := t.out[to]
 	if l == nil {
-		l = &link{q: make(chan []byte, queueLen)}
+		l = &link{q: make(chan []byte, queueLen), redial: make(chan struct{}, 1)}
 		t.out[to] = l
 		t.wg.Add(1)
 		go t.write(to, l)
 	}
 	select {
 	case l.q <- frame:
+		t.queued.Add(1)
 	default:
 		t.drops.Add(1)
 	}
 }
 
-func (t *Transport) write(to identity.PeerID, l *link) {
-	defer t.wg.Done()
-	c, err := t.dial(t.ctx, to)
+// writeStream dials a stream to peer to and writes l's frames on it until
+// it fails (false) or a redial is asked for (true: dial again, keeping the
+// queue).
+func (t *Transport) writeStream(to identity.PeerID, l *link) (again bool) {
+	// Redial cancels a dial under way too (one stuck on the connection
+	// the peer left).
+	dctx, cancel := context.WithCancel(t.ctx)
+	t.mu.Lock()
+	l.cancelDial = cancel
+	t.mu.Unlock()
+	c, err := t.dial(dctx, to)
+	t.mu.Lock()
+	l.cancelDial = nil
+	t.mu.Unlock()
+	cancel()
+	if err != nil && t.ctx.Err() == nil {
+		select {
+		case <-l.redial:
+			return true
+		default:
+		}
+	}
 	if err == nil {
 		t.mu.Lock()
 		if t.ctx.Err() != nil {
 			err = t.ctx.Err()
 			_ = c.Close()
+			c = nil
 		} else {
 			l.conn = c
 		}
@@ -119,28 +149,71 @@ func (t *Transport) write(to identity.PeerID, l *link) {
 			close(broken)
 		}()
 	}
-	var hdr [4]byte
-	for err == nil {
+	var buf []byte
+	for err == nil && !again {
 		select {
 		case <-t.ctx.Done():
 			err = t.ctx.Err()
 		case <-broken:
 			err = io.ErrUnexpectedEOF
+		case <-l.redial:
+			again = true
 		case f := <-l.q:
-			binary.BigEndian.PutUint32(hdr[:], uint32(len(f)))
-			if _, err = c.Write(hdr[:]); err == nil {
-				_, err = c.Write(f)
-			}
+			// One write per frame: length and frame together.
+			buf = binary.BigEndian.AppendUint32(buf[:0], uint32(len(f)))
+			buf = append(buf, f...)
+			_, err = c.Write(buf)
+			t.queued.Add(-1)
 		}
 	}
 	if c != nil {
 		_ = c.Close()
+	}
+	return again
+}
+
+// Redial makes the stream to peer be dialled again, keeping the frames
+// queued and without reporting the peer down: for when the peer is known
+// to have a new connection (it restarted) while the old one has not
+// failed yet. It does nothing if there is no stream to peer.
+func (t *Transport) Redial(peer identity.PeerID) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if l := t.out[peer]; l != nil {
+		select {
+		case l.redial <- struct{}{}:
+		default:
+		}
+		if l.cancelDial != nil {
+			l.cancelDial()
+		}
+	}
+}
+
+// Pending is how many frames are queued or being written: Send's frames
+// not yet handed to their stream. Frames of a link that failed are not
+// pending (they are lost with it, as a lost connection's are).
+func (t *Transport) Pending() int { return int(t.queued.Load()) }
+
+func (t *Transport) write(to identity.PeerID, l *link) {
+	defer t.wg.Done()
+	for t.writeStream(to, l) {
 	}
 	t.mu.Lock()
 	if t.out[to] == l {
 		delete(t.out, to)
 	}
 	t.mu.Unlock()
+	// No Send queues on l any more: what is left is lost.
+	for {
+		select {
+		case <-l.q:
+			t.queued.Add(-1)
+			continue
+		default:
+		}
+		break
+	}
 	t.down(to)
 }
 
@@ -175,15 +248,63 @@ func (t *Transport) Serve(l net.Listener, peerOf func(net.Conn) (identity.PeerID
 		t.in[c] = struct{}{}
 		t.wg.Add(1)
 		t.mu.Unlock()
-		go t.read(c, peerOf)
+		go t.read(c, peerOf, false)
 	}
 }
 
-func (t *Transport) read(c net.Conn, peerOf func(net.Conn) (identity.PeerID, error)) {
+// ErrTooManyStreams means ServeConn refused a stream: the transport reads
+// MaxIncoming streams already.
+var ErrTooManyStreams = errors.New("gossip/streams: too many incoming streams")
+
+// MaxIncoming bounds the incoming streams ServeConn reads at once.
+const MaxIncoming = 256
+
+// ServeConn reads frames from c, a stream that peer opened (authenticated
+// by whoever calls), on a goroutine of the transport's, as Serve does for
+// the streams it accepts. It does not block. It refuses (and closes) c
+// once the transport is closed, or when MaxIncoming streams are read
+// already.
+func (t *Transport) ServeConn(c net.Conn, peer identity.PeerID) error {
+	t.mu.Lock()
+	if t.ctx.Err() != nil {
+		t.mu.Unlock()
+		_ = c.Close()
+		return fmt.Errorf("gossip/streams: transport closed: %w", net.ErrClosed)
+	}
+	if len(t.in) >= MaxIncoming {
+		t.mu.Unlock()
+		_ = c.Close()
+		return fmt.Errorf("%w: %d", ErrTooManyStreams, MaxIncoming)
+	}
+	t.in[c] = struct{}{}
+	t.last[peer] = c // now, in the order streams arrive
+	t.wg.Add(1)
+	t.mu.Unlock()
+	go t.read(c, func(net.Conn) (identity.PeerID, error) { return peer, nil }, true)
+	return nil
+}
+
+// Links is how many outgoing streams (or dials of one) the transport has.
+func (t *Transport) Links() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.out)
+}
+
+// read reads c's frames; registered says c is its peer's latest stream
+// already (ServeConn), else read makes it so once it knows the peer.
+func (t *Transport) read(c net.Conn, peerOf func(net.Conn) (identity.PeerID, error), registered bool) {
 	defer t.wg.Done()
 	p, err := peerOf(c)
 	if err == nil {
-		// Any end of the stream, clean or not, means the peer is gone.
+		t.mu.Lock()
+		if !registered {
+			t.last[p] = c
+		}
+		t.mu.Unlock()
+		// Any end of the stream, clean or not, means the peer is gone,
+		// unless it has opened a newer one since (it restarted, or
+		// redialled).
 		_ = readFrames(c, func(f []byte) {
 			if r := t.r.Load(); r != nil {
 				r.HandleFrame(p, f)
@@ -193,8 +314,12 @@ func (t *Transport) read(c net.Conn, peerOf func(net.Conn) (identity.PeerID, err
 	_ = c.Close()
 	t.mu.Lock()
 	delete(t.in, c)
+	latest := err == nil && t.last[p] == c
+	if latest {
+		delete(t.last, p)
+	}
 	t.mu.Unlock()
-	if err == nil {
+	if latest {
 		t.down(p)
 	}
 }

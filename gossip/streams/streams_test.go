@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -218,4 +219,190 @@ func FuzzReadFrames(f *testing.F) {
 			t.Fatalf("err %v, %d of %d bytes", err, total, len(b))
 		}
 	})
+}
+
+// pipeNode is a router whose transport dials net.Pipes; the test holds the
+// far ends.
+type pipeNode struct {
+	tr    *Transport
+	top   *gossip.Topic
+	peer  identity.PeerID
+	dials chan net.Conn // far ends of the streams dialled
+}
+
+func newPipeNode(t *testing.T) *pipeNode {
+	t.Helper()
+	key, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pn := &pipeNode{peer: other.PeerID(), dials: make(chan net.Conn, 8)}
+	pn.tr = New(func(ctx context.Context, _ identity.PeerID) (net.Conn, error) {
+		a, b := net.Pipe()
+		select {
+		case pn.dials <- b:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return a, nil
+	})
+	r, err := gossip.New(key, pn.tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pn.tr.Attach(r)
+	t.Cleanup(func() { _ = r.Close(); _ = pn.tr.Close() })
+	if pn.top, err = r.Join("t"); err != nil {
+		t.Fatal(err)
+	}
+	pn.top.AddPeers(pn.peer) // a neighbour now: it is sent a JOIN
+	return pn
+}
+
+func (pn *pipeNode) neighbour() bool {
+	e, l := pn.top.Neighbours()
+	return slices.Contains(e, pn.peer) || slices.Contains(l, pn.peer)
+}
+
+func (pn *pipeNode) incoming() int {
+	pn.tr.mu.Lock()
+	defer pn.tr.mu.Unlock()
+	return len(pn.tr.in)
+}
+
+// readFrame reads one length-prefixed frame from c.
+func readFrame(t *testing.T, c net.Conn) gossip.Frame {
+	t.Helper()
+	var hdr [4]byte
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, binary.BigEndian.Uint32(hdr[:]))
+	if _, err := io.ReadFull(c, b); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gossip.ParseFrame(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestNewerIncomingStreamWins: when a peer has opened a second stream (it
+// restarted), the end of its first one does not report it down; the end
+// of its latest one does.
+func TestNewerIncomingStreamWins(t *testing.T) {
+	testutil.CheckLeaks(t)
+	defer testutil.Deadline(t, time.Minute)()
+	pn := newPipeNode(t)
+	out := <-pn.dials
+	defer out.Close()
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	old, oldFar := net.Pipe()
+	cur, curFar := net.Pipe()
+	if err := pn.tr.ServeConn(old, pn.peer); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "the first stream read", func() bool { return pn.incoming() == 1 })
+	if err := pn.tr.ServeConn(cur, pn.peer); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "the second stream read", func() bool {
+		pn.tr.mu.Lock()
+		defer pn.tr.mu.Unlock()
+		return pn.tr.last[pn.peer] == cur
+	})
+	_ = oldFar.Close()
+	testutil.WaitFor(t, 10*time.Second, "the first stream's end seen", func() bool { return pn.incoming() == 1 })
+	if !pn.neighbour() {
+		t.Fatal("the end of an older stream reported the peer down")
+	}
+	_ = curFar.Close()
+	testutil.WaitFor(t, 10*time.Second, "the peer down", func() bool { return !pn.neighbour() })
+}
+
+// TestRedial: Redial moves the outgoing stream to a new dial, keeps the
+// queue, and does not report the peer down.
+func TestRedial(t *testing.T) {
+	testutil.CheckLeaks(t)
+	defer testutil.Deadline(t, time.Minute)()
+	pn := newPipeNode(t)
+	first := <-pn.dials
+	defer first.Close()
+	if f := readFrame(t, first); f.Type != gossip.TypeJoin {
+		t.Fatalf("first frame %v, want JOIN", f.Type)
+	}
+	pn.tr.Redial(pn.peer)
+	second := <-pn.dials
+	defer second.Close()
+	go func() { _, _ = io.Copy(io.Discard, first) }()
+	if err := pn.top.Publish(t.Context(), []byte("after the redial")); err != nil {
+		t.Fatal(err)
+	}
+	if f := readFrame(t, second); f.Type != gossip.TypeMsg || string(f.Msg.Data) != "after the redial" {
+		t.Fatalf("on the new stream: %v %q", f.Type, f.Msg.Data)
+	}
+	if !pn.neighbour() {
+		t.Fatal("Redial reported the peer down")
+	}
+	if pn.tr.Links() != 1 {
+		t.Fatalf("%d links, want 1", pn.tr.Links())
+	}
+	pn.tr.Redial(identity.PeerID{}) // no stream: nothing happens
+}
+
+// TestRedialDuringDial: Redial ends a dial that hangs (on a connection the
+// peer left) and dials again; the queued frames go on the new stream.
+func TestRedialDuringDial(t *testing.T) {
+	testutil.CheckLeaks(t)
+	defer testutil.Deadline(t, time.Minute)()
+	key, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hanging := make(chan struct{})
+	far := make(chan net.Conn, 1)
+	calls := 0
+	tr := New(func(ctx context.Context, _ identity.PeerID) (net.Conn, error) {
+		calls++ // the link's writer goroutine alone dials
+		if calls == 1 {
+			close(hanging)
+			<-ctx.Done() // hangs until Redial cancels it
+			return nil, ctx.Err()
+		}
+		a, b := net.Pipe()
+		far <- b
+		return a, nil
+	})
+	r, err := gossip.New(key, tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Attach(r)
+	defer func() { _ = r.Close(); _ = tr.Close() }()
+	top, err := r.Join("t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	top.AddPeers(other.PeerID()) // queues a JOIN and starts the dial
+	<-hanging
+	tr.Redial(other.PeerID())
+	c := <-far
+	defer c.Close()
+	if f := readFrame(t, c); f.Type != gossip.TypeJoin {
+		t.Fatalf("first frame on the new stream: %v, want the queued JOIN", f.Type)
+	}
+	e, l := top.Neighbours()
+	if !slices.Contains(e, other.PeerID()) && !slices.Contains(l, other.PeerID()) {
+		t.Fatal("the redial reported the peer down")
+	}
 }

@@ -39,23 +39,8 @@ func findsOnLAN(n *sdk.Node, peer sdk.PeerID) bool {
 // between their LAN addresses with no ICE, and exchanges data.
 func dialLAN(t *testing.T, ctx context.Context, a, b *sdk.Node, hb *natlab.Host) {
 	t.Helper()
-	accepted := make(chan *sdk.Conn, 1)
-	go func() {
-		c, err := b.Accept(ctx)
-		if err != nil {
-			t.Errorf("accept: %v", err)
-		}
-		accepted <- c
-	}()
-	ca, err := a.Dial(ctx, b.PeerID())
-	if err != nil {
-		t.Fatalf("dial over the LAN: %v", err)
-	}
+	ca, cb := dialAccepted(ctx, t, a, b, "dial over the LAN")
 	defer ca.Close()
-	cb := <-accepted
-	if cb == nil {
-		t.FailNow()
-	}
 	defer cb.Close()
 	p := ca.Path()
 	remote, err := netip.ParseAddrPort(p.RemoteAddr)

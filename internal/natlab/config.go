@@ -89,6 +89,9 @@ type SiteConfig struct {
 	// the miniupnpd and turnserver programs (Debian: miniupnpd-nftables,
 	// coturn).
 	PortMapping bool
+	// PortMapUPnPOnly, with PortMapping, turns miniupnpd's NAT-PMP and
+	// PCP off: only UPnP IGD answers.
+	PortMapUPnPOnly bool
 }
 
 // Config describes a lab. The zero value is a server on the public segment
@@ -132,6 +135,9 @@ func (s SiteConfig) Validate() error {
 	}
 	if s.MappingTimeout < 0 || (s.MappingTimeout > 0 && s.MappingTimeout < time.Second) {
 		return fmt.Errorf("natlab: site %s: mapping timeout %v must be 0 or at least 1s", s.Name, s.MappingTimeout)
+	}
+	if s.PortMapUPnPOnly && !s.PortMapping {
+		return fmt.Errorf("natlab: site %s: PortMapUPnPOnly needs PortMapping", s.Name)
 	}
 	if s.PortMapping && s.NAT == None {
 		return fmt.Errorf("natlab: site %s: port mapping needs a NAT router (type %s has none)", s.Name, s.NAT)

@@ -122,7 +122,11 @@ func miniupnpdConf(s *Site, dir string) string {
 	w("ext_ifname=wan")
 	w("listening_ip=lan")
 	w("http_port=%d", UPnPHTTPPort)
-	w("enable_natpmp=yes")
+	if s.cfg.PortMapUPnPOnly {
+		w("enable_natpmp=no")
+	} else {
+		w("enable_natpmp=yes")
+	}
 	w("enable_upnp=yes")
 	w("secure_mode=yes")
 	w("system_uptime=yes")
@@ -273,7 +277,7 @@ func startMiniUPnPd(ctx context.Context, s *Site) (*PortMapper, error) {
 		case strings.Contains(out, "Port forwarding is now disabled") || strings.Contains(out, "Port forwarding is impossible"):
 			_ = p.Stop()
 			return nil, fmt.Errorf("natlab: %s: miniupnpd disabled port forwarding:\n%s", s.Router.name, tail([]byte(out), 4096))
-		case strings.Contains(out, "Port forwarding is now enabled") && strings.Contains(out, "Listening for NAT-PMP"):
+		case strings.Contains(out, "Port forwarding is now enabled") && (strings.Contains(out, "Listening for NAT-PMP") || s.cfg.PortMapUPnPOnly && strings.Contains(out, "HTTP listening on port")):
 			return m, nil
 		}
 		select {

@@ -177,7 +177,7 @@ func newClient(t *testing.T, server, user, secret string) *turnClient {
 // credentials for user under secret, its read loop started.
 func listeningClient(t *testing.T, server string, conn net.PacketConn, user, secret string) *turn.Client {
 	t.Helper()
-	username, password := RESTCredentials(secret, user, ":", time.Now().Add(time.Hour))
+	username, password := testCredentials(secret, user)
 	c, err := turn.NewClient(&turn.ClientConfig{
 		TURNServerAddr: server,
 		Username:       username,
@@ -194,6 +194,21 @@ func listeningClient(t *testing.T, server string, conn net.PacketConn, user, sec
 		t.Fatal(err)
 	}
 	return c
+}
+
+// testCredExpiry is the expiry of every credential testCredentials makes:
+// fixed for the test binary, so that the credentials of one user are the same
+// wherever a test derives them.
+var testCredExpiry = time.Now().Add(2 * time.Hour)
+
+// testCredentials returns REST credentials for user under secret. A pion
+// client checks the integrity of each response with its own key, so a raw
+// request made on a client's socket (see authed) must use the client's very
+// credentials: two calls of RESTCredentials with time.Now() a second apart
+// give different usernames, and the client would drop every response to the
+// raw request as forged.
+func testCredentials(secret, user string) (username, password string) {
+	return RESTCredentials(secret, user, ":", testCredExpiry)
 }
 
 func (c *turnClient) close() {

@@ -64,16 +64,19 @@ func channelAttr(n uint16) rawAttr {
 	return rawAttr{stun.AttrChannelNumber, []byte{byte(n >> 8), byte(n), 0, 0}}
 }
 
-// authed carries credentials and the nonce for raw authenticated requests.
+// authed carries credentials and the nonce for raw authenticated requests on
+// a pion client's socket; the credentials are the client's own (see
+// testCredentials).
 type authed struct {
 	c                  *turn.Client
 	username, password string
 	mu                 sync.Mutex
 	nonce              stun.Nonce
+	sent               int // copies of the last request's final transaction sent
 }
 
 func newAuthed(c *turn.Client, user string) *authed {
-	u, p := RESTCredentials(testSecret, user, ":", time.Now().Add(time.Hour))
+	u, p := testCredentials(testSecret, user)
 	return &authed{c: c, username: u, password: p}
 }
 
@@ -100,6 +103,9 @@ func (a *authed) request(method stun.Method, attrs ...stun.Setter) (*stun.Messag
 		if err != nil {
 			return nil, err
 		}
+		a.mu.Lock()
+		a.sent = 1 + res.Retries
+		a.mu.Unlock()
 		if res.Msg.Type.Class == stun.ClassErrorResponse {
 			var code stun.ErrorCodeAttribute
 			_ = code.GetFrom(res.Msg)
@@ -117,6 +123,14 @@ func (a *authed) request(method stun.Method, attrs ...stun.Setter) (*stun.Messag
 		return res.Msg, nil
 	}
 	return nil, errors.New("no usable nonce")
+}
+
+// lastSent returns how many copies of the last request the client sent: the
+// client retransmits when a reply is slow, and the relay judges each copy.
+func (a *authed) lastSent() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.sent
 }
 
 // code returns the error code of a response, 0 for success.

@@ -326,7 +326,7 @@ func TestSilentConnections(t *testing.T) {
 	testutil.Deadline(t, 120*time.Second)
 	const n = 1000
 	s := newServer(t, func(c *Config) {
-		c.LoginTimeout = 2 * time.Second
+		c.LoginTimeout = 5 * time.Second
 		c.IPConnectRate = -1
 		c.MaxConnsPerIP = -1
 	})

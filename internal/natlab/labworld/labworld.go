@@ -46,6 +46,7 @@ type World struct {
 
 type worldOptions struct {
 	relayCert *tls.Certificate
+	rvConfig  func(*rendezvous.Config)
 }
 
 // A WorldOption changes how the servers run.
@@ -58,6 +59,12 @@ type WorldOption func(*worldOptions)
 // SSL_CERT_FILE extends).
 func WithRelayTLS(cert tls.Certificate) WorldOption {
 	return func(o *worldOptions) { o.relayCert = &cert }
+}
+
+// WithRendezvousConfig lets f change the rendezvous server's configuration
+// before it starts (a DHT node, for instance).
+func WithRendezvousConfig(f func(*rendezvous.Config)) WorldOption {
+	return func(o *worldOptions) { o.rvConfig = f }
 }
 
 // New starts the servers on lab's server host.
@@ -94,14 +101,18 @@ func New(ctx context.Context, lab *natlab.Lab, log *slog.Logger, opts ...WorldOp
 	if w.opts.relayCert != nil {
 		relayURLs[1] = "turns:" + netip.AddrPortFrom(alt, RelayTLSPort).String() + "?transport=tcp"
 	}
-	w.rv, err = rendezvous.New(rendezvous.Config{
+	rc := rendezvous.Config{
 		Listener:    ln,
 		STUNConns:   []net.PacketConn{stunPC},
 		ServerNames: []string{sig.String()},
 		RelaySecret: relaySecret,
 		RelayURLs:   relayURLs,
 		Logger:      log.With("server", "rendezvous"),
-	})
+	}
+	if w.opts.rvConfig != nil {
+		w.opts.rvConfig(&rc)
+	}
+	w.rv, err = rendezvous.New(rc)
 	if err != nil {
 		_ = ln.Close()
 		_ = stunPC.Close()

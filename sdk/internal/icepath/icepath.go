@@ -68,8 +68,12 @@ type Config struct {
 	IncludeLoopback bool
 	// IPFilter, if set, restricts the local addresses used for candidates.
 	IPFilter func(net.IP) bool
-	Timing   Timing
-	Logger   *slog.Logger
+	// PortMap, if set, is the node's shared socket for UDP host
+	// candidates and the gateway's mapping of it, offered as a
+	// server-reflexive candidate (portmap.go).
+	PortMap *PortMap
+	Timing  Timing
+	Logger  *slog.Logger
 }
 
 // Errors.
@@ -94,7 +98,8 @@ type Agent struct {
 	relayed   *atomic.Int64             // application bytes through this side's allocations (turnNet)
 	changed   chan struct{}             // a remote candidate arrived (cap 1)
 	done      chan struct{}             // closed by Close
-	wg        sync.WaitGroup            // upgrade
+	wg        sync.WaitGroup            // upgrade, watch
+	fb        fallbackState             // fallback.go
 
 	mu           sync.Mutex
 	relays       []relayServer // cfg.TURN, parsed
@@ -180,6 +185,9 @@ func New(cfg Config, controlling bool) (*Agent, error) {
 	if cfg.IPFilter != nil {
 		opts = append(opts, ice.WithIPFilter(cfg.IPFilter))
 	}
+	if cfg.PortMap != nil {
+		opts = append(opts, ice.WithUDPMux(cfg.PortMap.forAgent(cfg)))
+	}
 	// Renomination (both sides must speak it): when a direct pair becomes
 	// valid after a relayed one was selected, the controlling side moves
 	// the path to it, and the PacketConn above follows without noticing.
@@ -195,7 +203,9 @@ func New(cfg Config, controlling bool) (*Agent, error) {
 	if controlling {
 		opts = append(opts,
 			ice.WithAutomaticRenomination(pionRenominationOff),
-			ice.WithBindingRequestHandler(ag.onBindingRequest))
+			ice.WithBindingRequestHandler(ag.onRequest))
+	} else {
+		opts = append(opts, ice.WithBindingRequestHandler(ag.onRequest))
 	}
 	a, err := ice.NewAgentWithOptions(opts...)
 	if err != nil {
@@ -219,16 +229,25 @@ func (ag *Agent) Credentials() (ufrag, pwd string, err error) {
 // SDP text form, then "" once gathering is complete. It is called from the
 // agent's goroutine and must not block for long.
 func (ag *Agent) Gather(onCandidate func(cand string)) error {
-	if err := ag.a.OnCandidate(func(c ice.Candidate) {
-		if c == nil {
-			onCandidate("")
-			return
-		}
-		s := c.Marshal()
+	offer := newMappedOffer(ag.cfg.PortMap) // nil without a mapping
+	emit := func(s string) {
 		ag.mu.Lock()
 		ag.gathered = append(ag.gathered, s)
 		ag.mu.Unlock()
 		onCandidate(s)
+	}
+	if err := ag.a.OnCandidate(func(c ice.Candidate) {
+		if c == nil {
+			if s := offer.after(nil); s != "" {
+				emit(s)
+			}
+			onCandidate("")
+			return
+		}
+		emit(c.Marshal())
+		if s := offer.after(c); s != "" {
+			emit(s)
+		}
 	}); err != nil {
 		return err
 	}
@@ -337,14 +356,11 @@ func (ag *Agent) Connect(ctx context.Context, remoteUfrag, remotePwd string) (*P
 		}
 		return nil, &ConnectError{Err: err, Dump: ag.Diagnose()}
 	}
-	if ag.controlling && ag.cfg.Policy == PolicyAuto {
-		ag.mu.Lock()
-		if !ag.closed {
-			ag.wg.Add(1)
-			go ag.upgrade()
-		}
-		ag.mu.Unlock()
+	ag.mu.Lock()
+	if !ag.closed {
+		ag.startWatchingLocked() // fallback.go: the watcher, and upgrade
 	}
+	ag.mu.Unlock()
 	return newPacketConn(c, ag), nil
 }
 
@@ -412,6 +428,7 @@ func (ag *Agent) selected(l, r ice.Candidate) {
 	if f != nil {
 		f(inf)
 	}
+	ag.pathSelected(l, r, inf.Relayed) // fallback.go: relayed again, upgrade again
 }
 
 // pairInfo describes a pair. A peer-reflexive remote candidate at the

@@ -19,6 +19,7 @@ type PacketConn struct {
 }
 
 func newPacketConn(c *ice.Conn, ag *Agent) *PacketConn {
+	ag.fb.conn.Store(c) // fallback.go: replay
 	peer := c.RemoteAddr()
 	if peer == nil {
 		peer = &net.UDPAddr{IP: net.IPv4zero}
@@ -37,7 +38,10 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 }
 
 // WriteTo writes one packet on the current pair; addr is ignored.
-func (p *PacketConn) WriteTo(b []byte, _ net.Addr) (int, error) { return p.c.Write(b) }
+func (p *PacketConn) WriteTo(b []byte, _ net.Addr) (int, error) {
+	p.ag.fb.remember(b) // fallback.go: replay
+	return p.c.Write(b)
+}
 
 // Close closes the path and the agent under it.
 func (p *PacketConn) Close() error {

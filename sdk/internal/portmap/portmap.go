@@ -50,6 +50,10 @@ type Config struct {
 	// Local is the node's socket: its port is mapped, and its IP is
 	// never accepted as the external address.
 	Local netip.AddrPort
+	// Protocols to ask with, in order (NATPMP, UPnP); nil means both,
+	// NAT-PMP first (one round trip; UPnP needs discovery, a description
+	// fetch and SOAP over HTTP). Once one answers it is asked first.
+	Protocols []string
 	// Lifetime asked for; 0 means DefaultLifetime.
 	Lifetime time.Duration
 	// Timeout bounds one request; 0 means DefaultTimeout.
@@ -61,19 +65,66 @@ type Config struct {
 	// address changes: a new address, or the zero AddrPort when the
 	// mapping is lost. It must not block.
 	OnChange func(netip.AddrPort)
+	// OnEvent is called (from the Mapper's goroutine, and from Close)
+	// after each request: obtained, renewed, failed or deleted. It must
+	// not block.
+	OnEvent func(Event)
 	// Logger; nil discards.
 	Logger *slog.Logger
+}
+
+// EventKind says what a request did.
+type EventKind int
+
+// Event kinds.
+const (
+	// Obtained: a mapping was granted where there was none (or it moved
+	// to another address).
+	Obtained EventKind = iota + 1
+	// Renewed: the held mapping was granted again.
+	Renewed
+	// Failed: the request failed or its answer was refused; any mapping
+	// is withdrawn.
+	Failed
+	// Deleted: Close released the mapping (Err says if the gateway did
+	// not confirm it).
+	Deleted
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case Obtained:
+		return "obtained"
+	case Renewed:
+		return "renewed"
+	case Failed:
+		return "failed"
+	case Deleted:
+		return "deleted"
+	}
+	return fmt.Sprintf("EventKind(%d)", int(k))
+}
+
+// Event is one request's outcome.
+type Event struct {
+	Kind     EventKind
+	Addr     netip.AddrPort // the mapped address (Obtained, Renewed, Deleted)
+	Lifetime time.Duration  // as granted (Obtained, Renewed)
+	Protocol string         // the protocol that answered (Obtained, Renewed, Deleted)
+	Err      error          // Failed, or a Deleted the gateway did not confirm
 }
 
 // Mapper holds one mapping.
 type Mapper struct {
 	cfg    Config
-	client *natpmp.Client
+	protos []protocol // in Config.Protocols order
 	log    *slog.Logger
 
 	mu      sync.Mutex
 	addr    netip.AddrPort
-	renewed int // successful requests, for tests and metrics
+	holder  protocol // the protocol that granted addr, nil while none did
+	proto   string   // holder's name
+	renewed int      // successful requests, for tests and metrics
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -94,6 +145,17 @@ func Start(cfg Config) (*Mapper, error) {
 	case cfg.Lifetime > 0 && cfg.Lifetime < time.Second:
 		return nil, fmt.Errorf("portmap: lifetime %v: at least 1s", cfg.Lifetime)
 	}
+	if cfg.Protocols == nil {
+		cfg.Protocols = []string{NATPMP, UPnP}
+	}
+	if len(cfg.Protocols) == 0 {
+		return nil, errors.New("portmap: no protocol")
+	}
+	for _, p := range cfg.Protocols {
+		if p != NATPMP && p != UPnP {
+			return nil, fmt.Errorf("portmap: protocol %q: want %q or %q", p, NATPMP, UPnP)
+		}
+	}
 	if cfg.Lifetime == 0 {
 		cfg.Lifetime = DefaultLifetime
 	}
@@ -107,13 +169,17 @@ func Start(cfg Config) (*Mapper, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := &Mapper{
-		cfg: cfg, log: log.With("gateway", gw),
-		client: natpmp.NewClientWithTimeout(net.IP(gw.AsSlice()), cfg.Timeout),
-		done:   make(chan struct{}),
+	m := &Mapper{cfg: cfg, log: log.With("gateway", gw), done: make(chan struct{})}
+	for _, name := range cfg.Protocols {
+		switch name {
+		case NATPMP:
+			m.protos = append(m.protos, &natPMP{c: natpmp.NewClientWithTimeout(net.IP(gw.AsSlice()), cfg.Timeout), port: cfg.Local.Port(), do: cfg.Do})
+		case UPnP:
+			m.protos = append(m.protos, newUPnP(gw, cfg.Local, cfg.Do))
+		}
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
-	go m.run()
+	go m.run() //nolint:contextcheck // lives until Close, on the Mapper's own context
 	return m, nil
 }
 
@@ -123,6 +189,13 @@ func (m *Mapper) Addr() netip.AddrPort {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.addr
+}
+
+// Protocol is the protocol that holds the mapping, "" while none does.
+func (m *Mapper) Protocol() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.proto
 }
 
 // Renewals counts the granted requests so far (the first one included).
@@ -141,13 +214,18 @@ func (m *Mapper) run() {
 		if err != nil {
 			m.log.Debug("portmap: request failed", "err", err, "retry", backoff)
 			m.set(netip.AddrPort{})
+			m.event(Event{Kind: Failed, Err: err})
 			backoff = min(2*backoff, maxBackoff)
 		} else {
 			backoff = retryBackoff
 			m.mu.Lock()
 			m.renewed++
 			m.mu.Unlock()
-			m.set(addr)
+			kind := Renewed
+			if m.set(addr) {
+				kind = Obtained
+			}
+			m.event(Event{Kind: kind, Addr: addr, Lifetime: granted, Protocol: m.Protocol()})
 			wait = max(granted/2, minRenew)
 		}
 		t := time.NewTimer(wait)
@@ -160,8 +238,8 @@ func (m *Mapper) run() {
 	}
 }
 
-// set records the mapped address and reports a change.
-func (m *Mapper) set(a netip.AddrPort) {
+// set records the mapped address and reports whether it changed.
+func (m *Mapper) set(a netip.AddrPort) bool {
 	m.mu.Lock()
 	changed := m.addr != a
 	m.addr = a
@@ -172,43 +250,140 @@ func (m *Mapper) set(a netip.AddrPort) {
 			m.cfg.OnChange(a)
 		}
 	}
+	return changed
+}
+
+func (m *Mapper) event(e Event) {
+	if m.cfg.OnEvent != nil {
+		m.cfg.OnEvent(e)
+	}
 }
 
 // request asks for (or, with lifetime 0, deletes) the mapping and checks
-// the answer.
+// the answer. It asks with the protocol that answered last, then with the
+// others in Config.Protocols order.
 func (m *Mapper) request(lifetime time.Duration) (netip.AddrPort, time.Duration, error) {
+	if lifetime == 0 {
+		m.mu.Lock()
+		p, ext := m.holder, m.addr
+		m.mu.Unlock()
+		if p == nil {
+			return netip.AddrPort{}, 0, nil
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Timeout)
+		defer cancel()
+		if err := p.del(ctx, ext.Port()); err != nil {
+			return netip.AddrPort{}, 0, fmt.Errorf("portmap: %s: %w", p.name(), err)
+		}
+		return netip.AddrPort{}, 0, nil
+	}
+	m.mu.Lock()
+	order := make([]protocol, 0, len(m.protos))
+	if m.holder != nil {
+		order = append(order, m.holder)
+	}
+	for _, p := range m.protos {
+		if p != m.holder {
+			order = append(order, p)
+		}
+	}
+	m.mu.Unlock()
+	var errs []error
+	for _, p := range order {
+		a, granted, err := m.ask(p, lifetime)
+		if err == nil {
+			m.mu.Lock()
+			m.holder, m.proto = p, p.name()
+			m.mu.Unlock()
+			return a, granted, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", p.name(), err))
+	}
+	m.mu.Lock()
+	m.holder, m.proto = nil, ""
+	m.mu.Unlock()
+	return netip.AddrPort{}, 0, fmt.Errorf("portmap: %w", errors.Join(errs...))
+}
+
+// ask makes one protocol's request, bounded by Timeout, and checks the
+// answer.
+func (m *Mapper) ask(p protocol, lifetime time.Duration) (netip.AddrPort, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Timeout)
+	defer cancel()
+	a, err := p.add(ctx, lifetime)
+	if err != nil {
+		return netip.AddrPort{}, 0, err
+	}
+	if err := m.plausible(a); err != nil {
+		return netip.AddrPort{}, 0, err
+	}
+	return netip.AddrPortFrom(a.ext, a.extPort), a.lifetime, nil
+}
+
+// Protocol names, for Config.Protocols and Mapper.Protocol.
+const (
+	NATPMP = "nat-pmp"
+	UPnP   = "upnp"
+)
+
+// protocol is one way of asking the gateway.
+type protocol interface {
+	name() string
+	// add asks for a mapping of the local port, to the same external
+	// port if the gateway agrees, for lifetime.
+	add(ctx context.Context, lifetime time.Duration) (answer, error)
+	// del deletes the mapping at external port ext.
+	del(ctx context.Context, ext uint16) error
+}
+
+// answer is what a gateway said it mapped.
+type answer struct {
+	ext              netip.Addr
+	extPort, intPort uint16
+	lifetime         time.Duration
+}
+
+// natPMP is RFC 6886 through go-nat-pmp.
+type natPMP struct {
+	c    *natpmp.Client
+	port uint16
+	do   func(func() error) error
+}
+
+func (n *natPMP) name() string { return NATPMP }
+
+func (n *natPMP) add(_ context.Context, lifetime time.Duration) (answer, error) {
 	var ext *natpmp.GetExternalAddressResult
 	var res *natpmp.AddPortMappingResult
-	port := int(m.cfg.Local.Port())
-	err := m.cfg.Do(func() error {
+	err := n.do(func() error {
 		var err error
-		if lifetime == 0 {
-			_, err = m.client.AddPortMapping("udp", port, 0, 0)
+		if ext, err = n.c.GetExternalAddress(); err != nil {
 			return err
 		}
-		if ext, err = m.client.GetExternalAddress(); err != nil {
-			return err
-		}
-		res, err = m.client.AddPortMappingWithDuration("udp", port, port, lifetime)
+		res, err = n.c.AddPortMappingWithDuration("udp", int(n.port), int(n.port), lifetime)
 		return err
 	})
-	if err != nil || lifetime == 0 {
-		if err != nil {
-			err = fmt.Errorf("portmap: %w", err)
-		}
-		return netip.AddrPort{}, 0, err
+	if err != nil {
+		return answer{}, err
 	}
-	ip := netip.AddrFrom4(ext.ExternalIPAddress)
-	if err := m.plausible(ip, res); err != nil {
-		return netip.AddrPort{}, 0, err
-	}
-	return netip.AddrPortFrom(ip, res.MappedExternalPort), time.Duration(res.PortMappingLifetimeInSeconds) * time.Second, nil
+	return answer{
+		ext: netip.AddrFrom4(ext.ExternalIPAddress), extPort: res.MappedExternalPort, intPort: res.InternalPort,
+		lifetime: time.Duration(res.PortMappingLifetimeInSeconds) * time.Second,
+	}, nil
+}
+
+func (n *natPMP) del(context.Context, uint16) error {
+	return n.do(func() error {
+		_, err := n.c.AddPortMapping("udp", int(n.port), 0, 0)
+		return err
+	})
 }
 
 // cgnat is RFC 6598's shared address space, the inside of carrier NATs.
 var cgnat = netip.MustParsePrefix("100.64.0.0/10")
 
-func (m *Mapper) plausible(ip netip.Addr, res *natpmp.AddPortMappingResult) error {
+func (m *Mapper) plausible(a answer) error {
+	ip := a.ext
 	switch {
 	case ip.IsUnspecified() || ip.IsLoopback() || ip.IsMulticast() || ip.IsLinkLocalUnicast() || ip == netip.IPv4Unspecified():
 		return fmt.Errorf("%w: external address %v", ErrBadAnswer, ip)
@@ -216,25 +391,30 @@ func (m *Mapper) plausible(ip netip.Addr, res *natpmp.AddPortMappingResult) erro
 		return fmt.Errorf("%w: external address %v is private: the gateway is behind another NAT, so its mapping does not reach the internet", ErrBadAnswer, ip)
 	case ip == m.cfg.Local.Addr().Unmap() || ip == m.cfg.Gateway.Unmap():
 		return fmt.Errorf("%w: external address %v is on our side of the gateway", ErrBadAnswer, ip)
-	case res.MappedExternalPort == 0 || res.PortMappingLifetimeInSeconds == 0:
-		return fmt.Errorf("%w: port %d, lifetime %d s", ErrBadAnswer, res.MappedExternalPort, res.PortMappingLifetimeInSeconds)
-	case int(res.InternalPort) != int(m.cfg.Local.Port()):
-		return fmt.Errorf("%w: a mapping of port %d, not %d", ErrBadAnswer, res.InternalPort, m.cfg.Local.Port())
+	case a.extPort == 0 || a.lifetime < time.Second:
+		return fmt.Errorf("%w: port %d, lifetime %v", ErrBadAnswer, a.extPort, a.lifetime)
+	case a.intPort != m.cfg.Local.Port():
+		return fmt.Errorf("%w: a mapping of port %d, not %d", ErrBadAnswer, a.intPort, m.cfg.Local.Port())
 	}
 	return nil
 }
 
 // Close stops renewing and deletes the mapping (one request, bounded by
 // Timeout; a gateway that does not answer lets the mapping expire).
+//
+//nolint:contextcheck // Close has no caller context: Timeout bounds the delete
 func (m *Mapper) Close() error {
 	var err error
 	m.once.Do(func() {
 		m.cancel()
 		<-m.done
-		had := m.Addr().IsValid()
-		m.set(netip.AddrPort{})
-		if had {
+		had, proto := m.Addr(), m.Protocol()
+		if had.IsValid() {
 			_, _, err = m.request(0)
+		}
+		m.set(netip.AddrPort{})
+		if had.IsValid() {
+			m.event(Event{Kind: Deleted, Addr: had, Protocol: proto, Err: err})
 		}
 	})
 	return err

@@ -203,6 +203,8 @@ func TestStartChecksConfig(t *testing.T) {
 		{Gateway: netip.MustParseAddr("10.1.0.1"), Local: netip.MustParseAddrPort("10.1.0.11:0")},
 		{Gateway: netip.MustParseAddr("10.1.0.1"), Local: local, Lifetime: -1},
 		{Gateway: netip.MustParseAddr("10.1.0.1"), Local: local, Lifetime: time.Millisecond},
+		{Gateway: netip.MustParseAddr("10.1.0.1"), Local: local, Protocols: []string{}},
+		{Gateway: netip.MustParseAddr("10.1.0.1"), Local: local, Protocols: []string{"pcp"}},
 	} {
 		if m, err := Start(cfg); err == nil {
 			m.Close()
@@ -216,5 +218,5 @@ func TestStartChecksConfig(t *testing.T) {
 
 func fmtBad() error {
 	m := &Mapper{cfg: Config{Local: local, Gateway: netip.MustParseAddr("10.1.0.1")}}
-	return m.plausible(netip.MustParseAddr("0.0.0.0"), nil)
+	return m.plausible(answer{ext: netip.MustParseAddr("0.0.0.0"), extPort: 1, intPort: local.Port(), lifetime: time.Minute})
 }
