@@ -347,15 +347,19 @@ func (n *Node) dialPath(ctx context.Context, cfg *config, peer PeerID, rv *signa
 	if err != nil {
 		return nil, err
 	}
+	// Gathering runs while the offer travels (STUN and TURN take a round
+	// trip or two each); the candidates go out once the offer is through.
+	sendCands, err := n.trickle(rv, ag, peer, sid, ufrag)
+	if err != nil {
+		return nil, err
+	}
 	if err = rv.Offer(ctx, peer, &wire.Offer{RouteHeader: wire.RouteHeader{SessionID: sid}, Ufrag: ufrag, Pwd: pwd}); err != nil {
 		if errors.Is(err, signal.ErrPeerNotFound) {
 			return nil, fmt.Errorf("%w: %w", ErrPeerNotFound, err)
 		}
 		return nil, fmt.Errorf("sdk: offer: %w", err)
 	}
-	if err = n.trickle(rv, ag, peer, sid, ufrag); err != nil {
-		return nil, err
-	}
+	sendCands()
 	var ans *wire.Answer
 	select {
 	case ans = <-at.answer:
@@ -407,16 +411,44 @@ func iceError(ctx context.Context, peer PeerID, err error) error {
 	return fmt.Errorf("sdk: ICE: %w", f.Err)
 }
 
-// trickle gathers ag's candidates and sends each to peer as it comes.
-func (n *Node) trickle(rv *signal.Client, ag *icepath.Agent, peer PeerID, sid []byte, ufrag string) error {
-	return ag.Gather(func(cand string) {
-		// Runs on the agent's goroutine: never wait for the network.
+// trickle starts gathering ag's candidates. Those found before send is
+// called are held (the peer drops candidates that arrive before the offer
+// or answer they belong to), and sent in order when it is; the rest go to
+// peer as they come.
+func (n *Node) trickle(rv *signal.Client, ag *icepath.Agent, peer PeerID, sid []byte, ufrag string) (send func(), err error) {
+	var (
+		mu   sync.Mutex
+		open bool
+		held []string // "" is the end of candidates
+	)
+	post := func(cand string) {
 		if cand == "" {
 			_ = rv.EndOfCandidates(n.ctx, peer, sid, ufrag)
 			return
 		}
 		_ = rv.Candidate(n.ctx, peer, sid, ufrag, "candidate:"+cand)
+	}
+	err = ag.Gather(func(cand string) {
+		// Runs on the agent's goroutine: never wait for the network.
+		mu.Lock()
+		defer mu.Unlock()
+		if !open {
+			if len(held) < maxTrickle || cand == "" {
+				held = append(held, cand)
+			}
+			return
+		}
+		post(cand)
 	})
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		open = true
+		for _, c := range held {
+			post(c)
+		}
+		held = nil
+	}, err
 }
 
 // feed adds trickled remote candidates to ag until stop is called.
@@ -591,12 +623,14 @@ func (n *Node) acceptPath(rv *signal.Client, from PeerID, o *wire.Offer, in *inc
 	if err != nil {
 		return err
 	}
+	sendCands, err := n.trickle(rv, ag, from, o.SessionID, ufrag)
+	if err != nil {
+		return err
+	}
 	if err = rv.Answer(ctx, from, &wire.Answer{RouteHeader: wire.RouteHeader{SessionID: o.SessionID}, Ufrag: ufrag, Pwd: pwd}); err != nil {
 		return fmt.Errorf("answer: %w", err)
 	}
-	if err = n.trickle(rv, ag, from, o.SessionID, ufrag); err != nil {
-		return err
-	}
+	sendCands()
 	stopFeed := n.feed(ag, in.remote)
 	pc, err := ag.Connect(ctx, o.Ufrag, o.Pwd)
 	stopFeed()

@@ -83,7 +83,9 @@ type ICETiming struct {
 	// 1 s).
 	SrflxWait, PrflxWait time.Duration
 	// RelayWait delays accepting a relayed pair, giving hole punching time
-	// to succeed first (default 500 ms; pion: 2 s).
+	// to succeed first (default 0: a relayed pair that works carries data
+	// at once, and the path moves to a direct pair as soon as one answers;
+	// pion: 2 s).
 	RelayWait time.Duration
 	// STUNTimeout bounds gathering a server-reflexive candidate (default
 	// 2 s).

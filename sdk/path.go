@@ -53,6 +53,14 @@ type Path struct {
 	// session's path moved from the relay to a direct pair.
 	SelectedAt time.Time
 	Upgrades   int
+	// RelayBytes counts the application bytes (the session's packets, not
+	// ICE checks or TURN's own messages) that crossed a relay through this
+	// side's own relay allocations on the current ICE path: both ways over
+	// a UDP relay, only those sent over TCP, none over TLS. Packets that
+	// this side sends straight to the peer's allocation count on the
+	// peer's side, so the two sides' sum is what the connection put
+	// through relays.
+	RelayBytes int64
 }
 
 // Kind returns "relay", "direct", or "none" for the zero Path (no session:
@@ -92,6 +100,7 @@ func (c *Conn) Path() Path {
 		p.LocalAddr, p.RemoteAddr = inf.LocalAddr, inf.RemoteAddr
 		p.Relay, p.RelayProtocol = inf.RelayAddr, inf.RelayProtocol
 		p.SelectedAt, p.Upgrades = inf.SelectedAt, inf.Upgrades
+		p.RelayBytes = inf.RelayBytes
 	}
 	return p
 }

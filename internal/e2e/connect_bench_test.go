@@ -25,7 +25,9 @@ var benchRTTs = []time.Duration{20 * time.Millisecond, 200 * time.Millisecond}
 // between fresh nodes; run with -benchtime=20x for the figures in
 // docs/BENCHMARKS.md. It reports p50 and p95 in milliseconds and in RTTs,
 // and for the direct class p50 and p95 of the time from Dial's return
-// until both sides' Path is direct (0 when the first path is).
+// until both sides' Path is direct (0 when the first path is) and how
+// many of the connections started on the relay (relay-first: the first
+// pair that works carries the session, and the path moves to direct).
 func BenchmarkConnectTime(b *testing.B) {
 	testutil.RequireRoot(b)
 	classes := []struct {
@@ -69,13 +71,17 @@ func BenchmarkConnectTime(b *testing.B) {
 				b.Run(c.name, func(b *testing.B) {
 					ha, hb := lab.Site(c.a.Short()+"1").Host(0), lab.Site(c.b.Short()+"2").Host(0)
 					var connect, direct []time.Duration
+					relayFirst := 0
 					for b.Loop() {
-						d, toDirect, path := connectOnce(b, w, ha, hb, c.expect == nattype.Direct)
+						d, toDirect, path, upgrades := connectOnce(b, w, ha, hb, c.expect == nattype.Direct)
 						if path != c.expect {
 							b.Fatalf("%s: got path %s, want %s", c.name, path, c.expect)
 						}
 						connect = append(connect, d)
 						direct = append(direct, toDirect)
+						if upgrades > 0 {
+							relayFirst++
+						}
 					}
 					p50, p95 := percentiles(connect)
 					b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
@@ -86,6 +92,7 @@ func BenchmarkConnectTime(b *testing.B) {
 						p50, p95 := percentiles(direct)
 						b.ReportMetric(float64(p50.Microseconds())/1000, "direct-p50-ms")
 						b.ReportMetric(float64(p95.Microseconds())/1000, "direct-p95-ms")
+						b.ReportMetric(float64(relayFirst), "relay-first")
 					}
 				})
 			}
@@ -102,8 +109,9 @@ func percentiles(ds []time.Duration) (p50, p95 time.Duration) {
 // connectOnce starts two fresh nodes, then times Dial until the peer has
 // received the first message; with wantDirect, also Dial's return until
 // both sides' Path is direct (waiting up to 10 s, which is then the
-// figure, and the path says relay).
-func connectOnce(b *testing.B, w *labworld.World, ha, hb *natlab.Host, wantDirect bool) (took, toDirect time.Duration, path nattype.Path) {
+// figure, and the path says relay), and how many times the dialer's path
+// moved from the relay to a direct pair.
+func connectOnce(b *testing.B, w *labworld.World, ha, hb *natlab.Host, wantDirect bool) (took, toDirect time.Duration, path nattype.Path, upgrades int) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -148,5 +156,5 @@ func connectOnce(b *testing.B, w *labworld.World, ha, hb *natlab.Host, wantDirec
 			toDirect = time.Since(up)
 		}
 	}
-	return took, toDirect, classify(ca.Path(), cb.Path())
+	return took, toDirect, classify(ca.Path(), cb.Path()), ca.Path().Upgrades
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/stun/v4"
 	"github.com/pion/transport/v5"
+	"github.com/pion/transport/v5/stdnet"
 
 	"github.com/ferrynet/ferry/internal/pionlog"
 )
@@ -94,6 +95,7 @@ type Agent struct {
 	upgradeTo atomic.Pointer[pairRef]   // a renomination for the event loop to send
 	probeTo   atomic.Pointer[[]pairRef] // a round of probes for the event loop to send
 	probes    atomic.Int64              // probe requests handed to the event loop
+	relayed   *atomic.Int64             // application bytes through this side's allocations (turnNet)
 	changed   chan struct{}             // a remote candidate arrived (cap 1)
 	done      chan struct{}             // closed by Close
 	wg        sync.WaitGroup            // upgrade, watch
@@ -168,9 +170,15 @@ func New(cfg Config, controlling bool) (*Agent, error) {
 	// (pion's default when no TURN transport is configured). A turns:
 	// relay's certificate is checked against the system roots, which
 	// honour SSL_CERT_FILE.
-	if cfg.Net != nil {
-		opts = append(opts, ice.WithNet(cfg.Net))
+	tn := cfg.Net
+	if tn == nil {
+		var err error
+		if tn, err = stdnet.NewNet(); err != nil {
+			return nil, fmt.Errorf("icepath: %w", err)
+		}
 	}
+	relayed := new(atomic.Int64)
+	opts = append(opts, ice.WithNet(turnNet{tn, relayed}))
 	if cfg.IncludeLoopback {
 		opts = append(opts, ice.WithIncludeLoopback())
 	}
@@ -190,7 +198,7 @@ func New(cfg Config, controlling bool) (*Agent, error) {
 	// type and RTT, so it would move a working direct path to a relay (a
 	// host/relay pair outscores a srflx/prflx one) and would not move a
 	// host/relay path to a srflx/prflx direct one. upgrade chooses.
-	ag := &Agent{cfg: cfg, controlling: controlling, log: cfg.Logger, done: make(chan struct{}), changed: make(chan struct{}, 1), relays: relays}
+	ag := &Agent{cfg: cfg, controlling: controlling, log: cfg.Logger, done: make(chan struct{}), changed: make(chan struct{}, 1), relays: relays, relayed: relayed}
 	opts = append(opts, ice.WithRenomination(ice.DefaultNominationValueGenerator()))
 	if controlling {
 		opts = append(opts,
@@ -376,6 +384,12 @@ type Info struct {
 	// direct one.
 	SelectedAt time.Time
 	Upgrades   int
+	// RelayBytes counts the application bytes (not ICE checks, not TURN's
+	// own messages) that crossed the relay through this side's own
+	// allocations since the agent started: both ways over a UDP relay,
+	// only those sent over TCP, none over TLS (see turnNet). Packets this
+	// side sends straight to the peer's allocation are the peer's count.
+	RelayBytes int64
 }
 
 // Path returns the selected path, or ok false before one is selected.
@@ -388,6 +402,7 @@ func (ag *Agent) Path() (Info, bool) {
 	ag.mu.Lock()
 	inf.SelectedAt, inf.Upgrades = ag.selectedAt, ag.upgrades
 	ag.mu.Unlock()
+	inf.RelayBytes = ag.relayed.Load()
 	if inf.SelectedAt.IsZero() {
 		// pion selects the pair before it calls selected; the time is
 		// set there within a moment.
