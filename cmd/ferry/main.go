@@ -36,10 +36,12 @@ Usage:
       Print this node's PeerID. The Ed25519 key is created (mode 0600) on
       first use. Default file: %s
 
-  ferry listen [--rendezvous URL] [--rendezvous-ca FILE] [--identity FILE]
+  ferry listen [--rendezvous URL]... [--rendezvous-ca FILE] [--identity FILE]
                [--lan auto|on|off] [--join TOPIC]...
       Log in to the rendezvous server, print this node's PeerID, then accept
-      connections and answer pings until interrupted. With no --rendezvous
+      connections and answer pings until interrupted. --rendezvous repeats
+      (here and in every command): the servers are tried in order and the
+      first that answers is used. With no --rendezvous
       (or with --lan on) the node announces itself on the local network by
       mDNS and finds the peers there.
       When the rendezvous server runs a DHT node (ferry-rendezvous --dht)
@@ -47,7 +49,7 @@ Usage:
       rendezvous servers can ping it by PeerID. Each --join announces the
       node under TOPIC in the DHT (needs such a server).
 
-  ferry ping [--rendezvous URL] [--rendezvous-ca FILE] [--identity FILE]
+  ferry ping [--rendezvous URL]... [--rendezvous-ca FILE] [--identity FILE]
              [--lan auto|on|off] [--count N] [--relay auto|never|always] [--json] PEERID
       Connect to PEERID through the rendezvous (directly when the NATs
       allow, through a relay otherwise), send N pings, and report the path,

@@ -82,7 +82,13 @@ func TestListenAndPing(t *testing.T) {
 	listenDone := make(chan int, 1)
 	go func() {
 		var errb bytes.Buffer
-		listenDone <- run(ctx, []string{"listen", "--rendezvous", url, "--identity", filepath.Join(dir, "b.key"), "--loopback-candidates"}, pw, &errb)
+		// --rendezvous repeats: the first server is down (nothing
+		// listens on port 1), so the listener logs in at the fallback.
+		args := []string{
+			"listen", "--rendezvous", "ws://127.0.0.1:1/v1/signal", "--rendezvous", url,
+			"--identity", filepath.Join(dir, "b.key"), "--loopback-candidates",
+		}
+		listenDone <- run(ctx, args, pw, &errb)
 		_ = pw.Close()
 	}()
 	line, err := bufio.NewReader(pr).ReadString('\n')

@@ -16,13 +16,20 @@ import (
 
 // nodeFlags are the flags every command that logs in shares.
 type nodeFlags struct {
-	rendezvous, ca, identity, relay string
-	lan                             string // see lan.go
-	loopback                        bool
+	rendezvous          []string // in order: the first that answers, the rest fallbacks
+	ca, identity, relay string
+	lan                 string // see lan.go
+	loopback            bool
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.rendezvous, "rendezvous", "", "rendezvous server URL, wss://host[:port] (none: peers on the local network only)")
+	fs.Func("rendezvous", "rendezvous server URL, wss://host[:port]; repeat it for fallbacks, tried in order until one answers (none: peers on the local network only)", func(v string) error {
+		if v == "" {
+			return errors.New("empty URL")
+		}
+		f.rendezvous = append(f.rendezvous, v)
+		return nil
+	})
 	fs.StringVar(&f.ca, "rendezvous-ca", "", "PEM file of extra CA certificates to trust for the rendezvous server")
 	fs.StringVar(&f.identity, "identity", defaultIdentity(), "identity key file (created when missing)")
 	fs.StringVar(&f.relay, "relay", "auto", "when to use a relay: auto, never or always")
@@ -40,8 +47,8 @@ func (f *nodeFlags) node(ctx context.Context) (*sdk.Node, error) {
 		return nil, err
 	}
 	opts := append([]sdk.NodeOption{sdk.WithIdentityFile(f.identity), sdk.WithRelayPolicy(policy)}, lanOpts...)
-	if f.rendezvous != "" {
-		opts = append(opts, sdk.WithRendezvous(f.rendezvous))
+	if len(f.rendezvous) > 0 {
+		opts = append(opts, sdk.WithRendezvous(f.rendezvous...))
 	}
 	if f.ca != "" {
 		opts = append(opts, sdk.WithRendezvousCA(f.ca))
@@ -75,7 +82,7 @@ func cmdListen(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 1
 	}
 	defer n.Close()
-	if err := joinTopics(ctx, n, nf.rendezvous != "", topics, stderr); err != nil {
+	if err := joinTopics(ctx, n, len(nf.rendezvous) > 0, topics, stderr); err != nil {
 		fmt.Fprintf(stderr, "ferry listen: %v\n", err)
 		return 1
 	}
@@ -145,7 +152,7 @@ func cmdPing(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer n.Close()
 	c, err := n.Dial(ctx, peer)
-	if errors.Is(err, sdk.ErrPeerNotFound) && nf.rendezvous != "" {
+	if errors.Is(err, sdk.ErrPeerNotFound) && len(nf.rendezvous) > 0 {
 		// Not at this rendezvous server: look its record up in the DHT
 		// and reach it through its own server.
 		if _, derr := n.StartDiscovery(ctx, sdk.DiscoveryOptions{DHTMode: sdk.DHTClient}); derr == nil {
