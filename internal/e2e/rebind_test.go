@@ -241,23 +241,8 @@ func runRebind(t *testing.T, rc rebindCase) {
 	defer cancel()
 	na, nb, stop := twoNodes(t, ctx, w, lab.Site("a").Host(0), lab.Site("b").Host(0), sdk.WithHeartbeat(rebindHeartbeat, rebindMisses))
 	defer stop()
-	acc := make(chan *sdk.Conn, 1)
-	go func() {
-		c, aerr := nb.Accept(ctx)
-		if aerr != nil {
-			t.Error(aerr)
-		}
-		acc <- c
-	}()
-	ca, err := na.Dial(ctx, nb.PeerID())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, cb := dialAccepted(ctx, t, na, nb, "dial")
 	defer ca.Close()
-	cb := <-acc
-	if cb == nil {
-		t.FailNow()
-	}
 	defer cb.Close()
 
 	var la, lb pathLog
@@ -425,22 +410,7 @@ func TestAcceptorNoticesDialerGone(t *testing.T) {
 	na, nb, stop := twoNodes(t, ctx, w, lab.Site("a").Host(0), lab.Site("b").Host(0),
 		sdk.WithHeartbeat(rebindHeartbeat, rebindMisses), sdk.WithReconnectTimeout(reconnectTimeout))
 	defer stop()
-	acc := make(chan *sdk.Conn, 1)
-	go func() {
-		c, aerr := nb.Accept(ctx)
-		if aerr != nil {
-			t.Error(aerr)
-		}
-		acc <- c
-	}()
-	ca, err := na.Dial(ctx, nb.PeerID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cb := <-acc
-	if cb == nil {
-		t.FailNow()
-	}
+	ca, cb := dialAccepted(ctx, t, na, nb, "dial")
 	defer cb.Close()
 	if err := ca.Send(ctx, []byte("hello")); err != nil {
 		t.Fatal(err)

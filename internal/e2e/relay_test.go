@@ -32,22 +32,7 @@ func relayedPair(t *testing.T, w *labworld.World, ha, hb *natlab.Host, opts ...s
 	defer cancel()
 	na, nb, stop := twoNodes(t, ctx, w, ha, hb, opts...)
 	t.Cleanup(stop)
-	acc := make(chan *sdk.Conn, 1)
-	go func() {
-		c, aerr := nb.Accept(ctx)
-		if aerr != nil {
-			t.Error(aerr)
-		}
-		acc <- c
-	}()
-	ca, err := na.Dial(ctx, nb.PeerID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cb := <-acc
-	if cb == nil {
-		t.FailNow()
-	}
+	ca, cb := dialAccepted(ctx, t, na, nb, "dial")
 	if p := ca.Path(); !p.Relayed {
 		t.Fatalf("symmetric x symmetric got %s, want relay", p.Kind())
 	}
