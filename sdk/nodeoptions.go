@@ -83,9 +83,10 @@ type ICETiming struct {
 	// 1 s).
 	SrflxWait, PrflxWait time.Duration
 	// RelayWait delays accepting a relayed pair, giving hole punching time
-	// to succeed first (default 0: a relayed pair that works carries data
-	// at once, and the path moves to a direct pair as soon as one answers;
-	// pion: 2 s).
+	// to succeed first (default 500 ms; pion: 2 s). While it runs the
+	// accepting side keeps checking its direct pairs, which it stops doing
+	// once a pair is selected: with no wait, a direct pair whose first
+	// checks met a still-closed NAT could stay undiscovered.
 	RelayWait time.Duration
 	// STUNTimeout bounds gathering a server-reflexive candidate (default
 	// 2 s).

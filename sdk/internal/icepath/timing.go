@@ -26,6 +26,7 @@ func (t Timing) withDefaults() Timing {
 	}
 	def(&t.CheckInterval, 25*time.Millisecond)
 	def(&t.CheckWindow, 2*time.Second)
+	def(&t.RelayWait, 500*time.Millisecond)
 	def(&t.STUNTimeout, 2*time.Second)
 	def(&t.DisconnectedTimeout, 3*time.Second)
 	def(&t.FailedTimeout, 10*time.Second)
